@@ -1,0 +1,272 @@
+"""The `sparsedd` command line: run, results, presets (analysis commands live beside it)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from typing import Any
+
+import click
+
+from sparsedd.errors import UserError
+
+DEFAULT_OUT = "./sparsedd-runs"
+TABLE_COLUMNS = (
+    "run_id",
+    "model",
+    "dataset",
+    "noise",
+    "weight_decay",
+    "seed",
+    "round",
+    "sparsity",
+    "test_acc",
+    "memorization",
+    "val_acc",
+    "train_acc",
+    "seconds",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="sparsedd")
+def cli() -> None:
+    """Study sparse double descent: train on noisy labels, prune, record every sparsity."""
+
+
+# ---------------------------------------------------------------- run
+
+
+def _parse_grid(items: Sequence[str]) -> list[list[str]]:
+    """``KEY=V1,V2`` options → per key, the list of ``KEY=V`` assignments."""
+    axes = []
+    for item in items:
+        if "=" not in item:
+            raise UserError(f"--grid expects KEY=V1,V2,..., got {item!r} (no '=')")
+        key, values = item.split("=", 1)
+        axes.append([f"{key}={v}" for v in values.split(",") if v != ""])
+    return axes
+
+
+@cli.command()
+@click.option("--preset", "-p", default="demo", show_default=True, help="preset to start from")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    help="YAML file of config keys (overrides the preset)",
+)
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="override one config key (repeatable; wins over --config)",
+)
+@click.option(
+    "--grid",
+    multiple=True,
+    metavar="KEY=V1,V2",
+    help="run every combination of these values (a sweep; repeatable)",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    default=DEFAULT_OUT,
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="results folder",
+)
+@click.option(
+    "--jobs",
+    "-j",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1),
+    help="runs of a grid trained at once, each in its own process",
+)
+@click.option("--quiet", "-q", is_flag=True, help="no progress bars, only summary lines")
+def run(
+    preset: str,
+    config_file: str | None,
+    assignments: tuple[str, ...],
+    grid: tuple[str, ...],
+    out_dir: str,
+    jobs: int,
+    quiet: bool,
+) -> None:
+    """Train, then prune round after round, recording every sparsity (resumes if re-run)."""
+    from sparsedd.config import resolve_config
+
+    combos = [list(c) for c in itertools.product(*_parse_grid(grid))] or [[]]
+    configs = [resolve_config(preset, config_file, [*assignments, *c]) for c in combos]
+    if jobs > 1 and len(configs) > 1:
+        _run_parallel(configs, out_dir, jobs)
+        return
+    for cfg in configs:
+        _run_one(cfg, out_dir, quiet)
+
+
+def _run_one(cfg: Any, out_dir: str, quiet: bool) -> None:
+    from sparsedd.experiment import Experiment, StopFlag
+    from sparsedd.progress import ConsoleReporter
+
+    stop = StopFlag()
+    previous = signal.signal(signal.SIGINT, lambda *_: setattr(stop, "requested", True))
+    try:
+        reporter = ConsoleReporter(show_bars=not quiet)
+        exp = Experiment(cfg, out_dir, reporter=reporter, stop=stop)
+        reporter.start(exp.id, exp.folder)
+        with reporter:
+            exp.run()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _run_parallel(configs: list[Any], out_dir: str, jobs: int) -> None:
+    import dataclasses
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    configs = [c if c.threads else dataclasses.replace(c, threads=threads) for c in configs]
+    ctx = get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_ignore_sigint) as pool:
+        futures = [pool.submit(_run_worker, c, out_dir) for c in configs]
+        for fut in as_completed(futures):
+            fut.result()
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _run_worker(cfg: Any, out_dir: str) -> None:
+    _run_one(cfg, out_dir, quiet=True)
+
+
+# ---------------------------------------------------------------- results
+
+
+def format_rows(rows: list[dict[str, Any]], fmt: str) -> str:
+    """Round rows as an aligned table, CSV or JSON."""
+    if fmt == "json":
+        return json.dumps(rows, indent=1)
+    if fmt == "csv":
+        buf = io.StringIO()
+        if rows:
+            writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+            writer.writeheader()
+            for row in rows:
+                writer.writerow(
+                    {k: json.dumps(v) if isinstance(v, dict) else v for k, v in row.items()}
+                )
+        return buf.getvalue().rstrip("\n")
+    table = [[_cell(row.get(c)) for c in TABLE_COLUMNS] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in table]) for i, c in enumerate(TABLE_COLUMNS)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(TABLE_COLUMNS, widths, strict=True))]
+    lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)) for r in table]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
+    return str(value)
+
+
+@cli.command()
+@click.argument("out_dir", default=DEFAULT_OUT, type=click.Path(file_okay=False))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+def results(out_dir: str, fmt: str) -> None:
+    """Print every recorded round of every run in OUT_DIR."""
+    from sparsedd.store import ResultsStore
+
+    click.echo(format_rows(ResultsStore(out_dir, create=False).round_rows(), fmt))
+
+
+# ---------------------------------------------------------------- presets
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option(
+    "--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True
+)
+def presets(name: str | None, fmt: str) -> None:
+    """List the presets, or print preset NAME as a fully resolved config."""
+    from sparsedd.config import to_dict, to_yaml, validate
+    from sparsedd.presets import preset_config, preset_description, preset_names
+
+    if name is None:
+        width = max(map(len, preset_names()))
+        for preset in preset_names():
+            click.echo(f"{preset.ljust(width)}  {preset_description(preset)}")
+        return
+    cfg = validate(preset_config(name))
+    click.echo(json.dumps(to_dict(cfg), indent=1) if fmt == "json" else to_yaml(cfg).rstrip())
+
+
+@cli.command()
+def models() -> None:
+    """List the registered models, datasets and pruning criteria."""
+    from sparsedd.data import DATASETS
+    from sparsedd.models import MODELS
+    from sparsedd.prune import CRITERIA
+
+    for registry in (MODELS, DATASETS, CRITERIA):
+        click.echo(f"{registry.kind}s: {', '.join(registry.names())}")
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the CLI; user errors become one line on stderr and exit status 2."""
+    from sparsedd.experiment import Interrupted
+
+    try:
+        code = cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="sparsedd",
+            standalone_mode=False,
+        )
+    except UserError as err:
+        _fail(str(err))
+    except click.exceptions.NoArgsIsHelpError as err:
+        click.echo(err.ctx.get_help() if err.ctx else str(err))
+        sys.exit(0)
+    except click.ClickException as err:
+        _fail(err.format_message().replace("\n", " "))
+    except Interrupted as err:
+        print(
+            f"sparsedd: {err}; progress is saved: re-run the same command to resume",
+            file=sys.stderr,
+        )
+        sys.exit(130)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str) -> None:
+    print(f"sparsedd: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

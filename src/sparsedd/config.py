@@ -1,0 +1,292 @@
+"""The typed, flat run config: fields, parsing, validation, precedence and the run hash."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import math
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from sparsedd.errors import ConfigError
+
+
+def _f(default: Any, help: str, **checks: Any) -> Any:
+    return field(default=default, metadata={"help": help, **checks})
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting of one run. Field names are part of the public interface."""
+
+    # What is trained
+    model: str = _f("vit", "model name (see `sparsedd models`)")
+    patch_size: int = _f(4, "ViT patch size in pixels", min=1)
+    dim: int = _f(512, "ViT embedding width", min=1)
+    depth: int = _f(6, "ViT number of transformer blocks", min=1)
+    heads: int = _f(8, "ViT attention heads", min=1)
+    dim_head: int = _f(64, "ViT width of one attention head", min=1)
+    mlp_dim: int = _f(512, "ViT hidden width of the MLP", min=1)
+    dropout: float = _f(0.1, "dropout inside the transformer", min=0.0, max_excl=1.0)
+    emb_dropout: float = _f(0.1, "dropout after the patch embedding", min=0.0, max_excl=1.0)
+    # Data
+    dataset: str = _f("fashion-mnist", "dataset name")
+    data_dir: str = _f("~/.cache/sparsedd/data", "folder holding (or receiving) dataset files")
+    download: bool = _f(True, "download a missing dataset where the network allows")
+    train_size: int | None = _f(None, "seeded subset of the training set (null: all)", min=1)
+    val_size: int = _f(
+        0, "training samples held out, with their noisy labels, as validation", min=0
+    )
+    augment: Literal["none", "flip_crop"] = _f("none", "on-device batch augmentation")
+    noise: float = _f(0.0, "fraction ε of training labels replaced", min=0.0, max_excl=1.0)
+    noise_kind: Literal["symmetric", "random", "pairflip"] = _f("symmetric", "label noise kind")
+    noise_seed: int = _f(0, "seed of the label noise and subsets", min=0)
+    # Optimization
+    optimizer: Literal["adamw", "sgd"] = _f("adamw", "optimizer")
+    lr: float = _f(1e-4, "peak learning rate", min_excl=0.0)
+    momentum: float = _f(0.9, "SGD momentum", min=0.0, max_excl=1.0)
+    weight_decay: float = _f(0.03, "λ, the ℓ2 strength", min=0.0)
+    l2_mode: Literal["decoupled", "coupled"] = _f(
+        "decoupled", "decoupled weight decay (AdamW) or coupled ℓ2 added to the gradient"
+    )
+    batch_size: int = _f(512, "training batch size", min=1)
+    eval_batch_size: int = _f(1024, "evaluation batch size", min=1)
+    epochs: int = _f(200, "epochs of every pruned round", min=1)
+    dense_epochs: int | None = _f(None, "epochs of the dense round 0 (null: epochs)", min=1)
+    schedule: Literal["cosine", "step", "constant"] = _f(
+        "cosine", "lr schedule of every round (step: ×0.1 at 50% and 75%)"
+    )
+    # Pruning
+    prune_rate: float = _f(
+        0.2, "fraction of remaining prunable weights removed per round", min_excl=0.0, max_excl=1.0
+    )
+    rounds: int = _f(34, "pruning rounds after the dense one", min=0)
+    prune_scope: Literal["global", "layerwise"] = _f("global", "rank weights globally or per layer")
+    prune_criterion: str = _f("magnitude", "pruning criterion name")
+    retrain: Literal["lr_rewind", "finetune", "lottery"] = _f(
+        "lr_rewind",
+        "lr_rewind: weights carry over, full schedule; finetune: weights carry over, constant "
+        "lr/100; lottery: weights rewound to their initialization",
+    )
+    # Execution
+    seed: int = _f(0, "seed of initialization, batch order, augmentation and dropout", min=0)
+    device: Literal["auto", "cpu", "cuda"] = _f("auto", "device (auto: cuda when available)")
+    precision: Literal["fp32", "bf16"] = _f("fp32", "fp32, or bf16 autocast")
+    threads: int = _f(0, "CPU threads for torch (0: torch's default)", min=0)
+    compile: bool = _f(False, "torch.compile the model once masks exist (GPU)")
+    checkpoint_every: int = _f(1, "save resumable state every N epochs", min=1)
+
+    @property
+    def round0_epochs(self) -> int:
+        """Epochs of the dense round."""
+        return self.dense_epochs if self.dense_epochs is not None else self.epochs
+
+
+FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(Config)}
+_HINTS = typing.get_type_hints(Config)
+DEFAULTS = Config()
+# Settings that change where or how fast a run executes, never what it computes.
+NON_SEMANTIC = frozenset(
+    {"data_dir", "download", "device", "threads", "checkpoint_every", "eval_batch_size", "compile"}
+)
+
+
+def field_help(key: str) -> str:
+    """The help text of one config key."""
+    return FIELDS[key].metadata["help"]
+
+
+def _check_key(key: str) -> None:
+    if key not in FIELDS:
+        close = difflib.get_close_matches(key, FIELDS, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(
+            f"unknown config key {key!r}; {hint}see `sparsedd presets demo` for all keys"
+        )
+
+
+def _type_parts(key: str) -> tuple[type | None, tuple[str, ...] | None, bool]:
+    """(base type, literal choices, nullable) of a field."""
+    hint = _HINTS[key]
+    nullable = False
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        nullable = True
+        hint = args[0]
+    if typing.get_origin(hint) is Literal:
+        return str, typing.get_args(hint), nullable
+    return hint, None, nullable
+
+
+def coerce(key: str, value: Any) -> Any:
+    """``value`` converted to the type of config key ``key``; ConfigError if it cannot be."""
+    _check_key(key)
+    base, choices, nullable = _type_parts(key)
+    if value is None or (isinstance(value, str) and value.lower() in ("null", "none")):
+        if nullable:
+            return None
+        raise ConfigError(f"config key {key!r} cannot be null; it takes a {base.__name__}")
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ConfigError(f"config key {key!r} takes true or false, not {value!r}")
+    if base is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"config key {key!r} takes an integer, not {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"config key {key!r} takes an integer, not {value!r}")
+    if base is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"config key {key!r} takes a number, not {value!r}")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"config key {key!r} takes a number, not {value!r}") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"config key {key!r} takes a finite number, not {value!r}")
+        return number
+    if not isinstance(value, str):
+        raise ConfigError(f"config key {key!r} takes a name, not {value!r}")
+    if choices is not None and value not in choices:
+        raise ConfigError(
+            f"config key {key!r} does not allow {value!r}; choose one of: {', '.join(choices)}"
+        )
+    return value
+
+
+def _check_range(key: str, value: Any) -> None:
+    if value is None:
+        return
+    meta = FIELDS[key].metadata
+    if "min" in meta and value < meta["min"]:
+        raise ConfigError(f"config key {key!r} must be ≥ {meta['min']}, not {value!r}")
+    if "min_excl" in meta and value <= meta["min_excl"]:
+        raise ConfigError(f"config key {key!r} must be > {meta['min_excl']}, not {value!r}")
+    if "max_excl" in meta and value >= meta["max_excl"]:
+        raise ConfigError(f"config key {key!r} must be < {meta['max_excl']}, not {value!r}")
+
+
+def validate(cfg: Config) -> Config:
+    """Check ranges, names and cross-field rules; return ``cfg`` unchanged or raise."""
+    for key in FIELDS:
+        _check_range(key, getattr(cfg, key))
+    # Registries import torch; import them only when validating a whole config.
+    from sparsedd.data import DATASETS
+    from sparsedd.models import MODELS
+    from sparsedd.prune import CRITERIA
+
+    for key, registry in (("model", MODELS), ("dataset", DATASETS), ("prune_criterion", CRITERIA)):
+        registry.get(getattr(cfg, key))
+    if cfg.train_size is not None and cfg.val_size >= cfg.train_size:
+        raise ConfigError(
+            f"config key 'val_size' ({cfg.val_size}) must be smaller than 'train_size' "
+            f"({cfg.train_size}) to leave training data"
+        )
+    return cfg
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` from the command line → (key, typed value)."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects KEY=VALUE, got {text!r} (no '=')")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    _check_key(key)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else raw
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, (dict, list)):
+        value = raw
+    return key, coerce(key, value)
+
+
+def load_yaml_file(path: str | Path) -> dict[str, Any]:
+    """A config file's mapping; ConfigError if it is missing, unreadable or not a mapping."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {err.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        at = f" at line {where.line + 1}" if where else ""
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML{at}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of config keys")
+    return data
+
+
+def apply(cfg: Config, overrides: Mapping[str, Any]) -> Config:
+    """``cfg`` with ``overrides`` coerced and applied (not yet validated)."""
+    values = {}
+    for key, value in overrides.items():
+        values[str(key)] = coerce(str(key), value)
+    return dataclasses.replace(cfg, **values)
+
+
+def resolve_config(
+    preset: str = "demo",
+    config_file: str | Path | None = None,
+    assignments: Iterable[str] = (),
+) -> Config:
+    """The config from preset < YAML file < ``--set`` assignments, validated."""
+    from sparsedd.presets import preset_config
+
+    cfg = preset_config(preset)
+    if config_file is not None:
+        cfg = apply(cfg, load_yaml_file(config_file))
+    cfg = apply(cfg, dict(parse_assignment(a) for a in assignments))
+    return validate(cfg)
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    """All keys of ``cfg`` as a plain dict, in field order."""
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(values: Mapping[str, Any]) -> Config:
+    """A validated Config from a mapping of keys (missing keys take defaults)."""
+    return validate(apply(DEFAULTS, values))
+
+
+def normalized(cfg: Config) -> dict[str, Any]:
+    """The settings that define what a run computes and differ from the defaults."""
+    return {
+        key: value
+        for key, value in to_dict(cfg).items()
+        if key not in NON_SEMANTIC and value != getattr(DEFAULTS, key)
+    }
+
+
+def run_id(cfg: Config) -> str:
+    """A stable short hash naming the run: same experiment, same id."""
+    blob = json.dumps(normalized(cfg), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def to_yaml(cfg: Config) -> str:
+    """The full config as readable YAML, in field order."""
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True)

@@ -1,0 +1,21 @@
+"""Errors a user can fix: the CLI prints them as one line and exits with status 2."""
+
+
+class UserError(Exception):
+    """Bad input (config, file, name) that the user can fix; the message says how."""
+
+
+class ConfigError(UserError):
+    """A config key or value that is not allowed."""
+
+
+class DataError(UserError):
+    """A dataset that is missing, truncated or corrupt."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint that is corrupt, truncated or does not match the model."""
+
+
+class StoreError(UserError):
+    """A results database or output folder that cannot be used."""

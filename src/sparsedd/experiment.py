@@ -1,0 +1,288 @@
+"""One run: dense training then every pruning round, recorded and resumable."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sparsedd import checkpoint as ckpt
+from sparsedd.config import Config, run_id, to_dict, to_yaml
+from sparsedd.data import Splits, load_dataset, make_splits
+from sparsedd.errors import CheckpointError
+from sparsedd.models import InputSpec, count_parameters, create_model
+from sparsedd.prune import (
+    CRITERIA,
+    Masks,
+    count_remaining,
+    count_total,
+    full_masks,
+    layer_density,
+    prunable_parameters,
+    prune_round,
+)
+from sparsedd.store import ResultsStore
+from sparsedd.train import EpochStats, Trainer, resolve_device, steps_per_epoch
+
+PROGRESS_FILE = "progress.safetensors"
+
+
+class Reporter(Protocol):
+    """Receives progress events of a run (the CLI draws bars and summary lines)."""
+
+    def round_started(self, run: str, round_: int, epochs: int, first_epoch: int) -> None: ...
+    def epoch_done(self, run: str, round_: int, epoch: int, stats: EpochStats) -> None: ...
+    def round_done(self, run: str, row: dict[str, Any]) -> None: ...
+
+
+class SilentReporter:
+    """A reporter that reports nothing."""
+
+    def round_started(self, run: str, round_: int, epochs: int, first_epoch: int) -> None:
+        """Ignore the event."""
+
+    def epoch_done(self, run: str, round_: int, epoch: int, stats: EpochStats) -> None:
+        """Ignore the event."""
+
+    def round_done(self, run: str, row: dict[str, Any]) -> None:
+        """Ignore the event."""
+
+
+class Interrupted(Exception):
+    """Raised between epochs after a stop was requested and progress was saved."""
+
+
+@dataclass
+class StopFlag:
+    """Set from a signal handler; the run stops at the next epoch boundary."""
+
+    requested: bool = False
+
+
+def derive_seed(*parts: int | str) -> int:
+    """A seed for one (run seed, round, epoch, …) combination, stable across platforms."""
+    digest = hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()
+    return int(digest[:15], 16)
+
+
+def run_dir(out_dir: Path, cfg: Config) -> Path:
+    """Folder of a run inside an output folder."""
+    return Path(out_dir) / "runs" / run_id(cfg)
+
+
+def round_file(folder: Path, round_: int) -> Path:
+    """Checkpoint (weights and masks) written at the end of a round."""
+    return folder / f"round_{round_:03d}.safetensors"
+
+
+class Experiment:
+    """Takes one config through every round, recording into an output folder."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        out_dir: str | Path,
+        reporter: Reporter | None = None,
+        stop: StopFlag | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.reporter = reporter or SilentReporter()
+        self.stop = stop or StopFlag()
+        self.id = run_id(cfg)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.device = resolve_device(cfg.device)
+        # Everything that can fail on bad input happens before anything is written.
+        data = load_dataset(cfg)
+        self.spec = InputSpec(data.channels, data.image_size, data.num_classes)
+        self.splits: Splits = make_splits(data, cfg)
+        torch.manual_seed(cfg.seed)
+        self.model: nn.Module = create_model(cfg, self.spec)
+        self.init_state = {k: v.clone() for k, v in self.model.state_dict().items()}
+        self.model.to(self.device)
+        self.masks: Masks = full_masks(self.model)
+        self.out_dir = Path(out_dir)
+        self.folder = run_dir(self.out_dir, cfg)
+        self.store = ResultsStore(self.out_dir)
+
+    # ------------------------------------------------------------ public
+
+    def run(self) -> list[dict[str, Any]]:
+        """Train and prune every round not yet recorded; return all recorded rows of the run."""
+        self._write_run_files()
+        done = self.store.rounds_done(self.id)
+        splits = self.splits.to(self.device)
+        for k in range(self.cfg.rounds + 1):
+            if k not in done:
+                self._run_round(k, splits)
+        return [r for r in self.store.round_rows() if r["run_id"] == self.id]
+
+    # ------------------------------------------------------------ rounds
+
+    def _write_run_files(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        ckpt.atomic_write_text(self.folder / "config.yaml", to_yaml(self.cfg))
+        labels = self.folder / "labels.safetensors"
+        if not labels.exists():
+            s = self.splits
+            n_val = len(s.val_y)
+            ckpt.save_tensors(
+                labels,
+                {
+                    "dataset_index": s.pool_indices[n_val:],
+                    "noisy_label": s.train_y,
+                    "clean_label": s.train_clean_y,
+                    "is_noisy": s.train_is_noisy,
+                    "val_dataset_index": s.pool_indices[:n_val],
+                    "val_noisy_label": s.val_y,
+                },
+                {
+                    "noise": self.cfg.noise,
+                    "noise_kind": self.cfg.noise_kind,
+                    "noise_seed": self.cfg.noise_seed,
+                },
+            )
+        self.store.record_run(self.id, to_dict(self.cfg))
+
+    def _run_round(self, k: int, splits: Splits) -> None:
+        cfg = self.cfg
+        epochs = cfg.round0_epochs if k == 0 else cfg.epochs
+        trainer = Trainer(
+            self.model, self.masks, cfg, self.device, finetune=cfg.retrain == "finetune" and k > 0
+        )
+        first_epoch, seconds = self._load_round_start(k, trainer, splits)
+        trainer.refresh_masks()
+        self.reporter.round_started(self.id, k, epochs, first_epoch)
+        per_epoch = steps_per_epoch(len(splits.train_y), cfg.batch_size)
+        started = time.perf_counter() - seconds
+        for epoch in range(first_epoch, epochs):
+            stats = trainer.train_epoch(
+                splits.train_x,
+                splits.train_y,
+                derive_seed(cfg.seed, k, epoch),
+                cfg.augment == "flip_crop",
+                splits.mean,
+                splits.std,
+                first_step=epoch * per_epoch,
+                total_steps=epochs * per_epoch,
+            )
+            self.store.record_epoch(self.id, k, epoch, stats.loss, stats.acc)
+            last = epoch == epochs - 1
+            if last or (epoch + 1) % cfg.checkpoint_every == 0 or self.stop.requested:
+                self._save_progress(k, epoch, trainer, time.perf_counter() - started)
+            self.reporter.epoch_done(self.id, k, epoch, stats)
+            if self.stop.requested and not last:
+                raise Interrupted(f"stopped in round {k} after epoch {epoch + 1}")
+        row = self._evaluate(k, trainer, splits, epochs, time.perf_counter() - started)
+        ckpt.save_tensors(
+            round_file(self.folder, k),
+            ckpt.model_state(self.model, self.masks),
+            {"round": k, "run_id": self.id},
+        )
+        self.store.record_round(self.id, row)
+        (self.folder / PROGRESS_FILE).unlink(missing_ok=True)
+        self.reporter.round_done(self.id, row)
+
+    def _load_round_start(self, k: int, trainer: Trainer, splits: Splits) -> tuple[int, float]:
+        """Restore the state a round starts from; return (first epoch to train, seconds spent)."""
+        progress = self.folder / PROGRESS_FILE
+        if progress.exists():
+            tensors, meta = ckpt.load_tensors(progress)
+            if meta.get("round") == k:
+                ckpt.restore(progress, tensors, self.model, self.masks, trainer.optimizer)
+                return int(meta["epoch"]) + 1, float(meta.get("seconds", 0.0))
+        if k == 0:
+            self.model.load_state_dict(self.init_state)
+            for m in self.masks.values():
+                m.fill_(True)
+            return 0, 0.0
+        previous = round_file(self.folder, k - 1)
+        if not previous.exists():
+            raise CheckpointError(
+                f"round {k - 1} is recorded but {previous} is missing; "
+                f"delete the run folder {self.folder} to recompute it"
+            )
+        tensors, _ = ckpt.load_tensors(previous)
+        ckpt.restore(previous, tensors, self.model, self.masks)
+        self._prune(k, trainer, splits)
+        if self.cfg.retrain == "lottery":
+            self.model.load_state_dict(self.init_state)
+        return 0, 0.0
+
+    def _prune(self, k: int, trainer: Trainer, splits: Splits) -> None:
+        cfg = self.cfg
+        weights = prunable_parameters(self.model)
+        grads = None
+        if CRITERIA.get(cfg.prune_criterion).needs_gradients:
+            grads = self._loss_gradients(trainer, splits)
+        new = prune_round(
+            {n: w.detach() for n, w in weights.items()},
+            self.masks,
+            cfg.prune_rate,
+            cfg.prune_scope,
+            cfg.prune_criterion,
+            seed=derive_seed(cfg.seed, k, "prune"),
+            gradients=grads,
+        )
+        for name, mask in new.items():
+            self.masks[name].copy_(mask)
+
+    def _loss_gradients(self, trainer: Trainer, splits: Splits) -> dict[str, torch.Tensor]:
+        """Gradient of the training loss (first 2,048 samples) for gradient-based criteria."""
+        self.model.zero_grad(set_to_none=True)
+        self.model.eval()
+        n = min(2048, len(splits.train_y))
+        logits = trainer.predict_with_grad(splits.train_x[:n], splits.mean, splits.std)
+        F.cross_entropy(logits, splits.train_y[:n]).backward()
+        grads = {
+            name: p.grad.detach().clone() for name, p in prunable_parameters(self.model).items()
+        }
+        self.model.zero_grad(set_to_none=True)
+        return grads
+
+    def _save_progress(self, k: int, epoch: int, trainer: Trainer, seconds: float) -> None:
+        state = ckpt.model_state(self.model, self.masks)
+        state.update(ckpt.optimizer_state(trainer.optimizer))
+        ckpt.save_tensors(
+            self.folder / PROGRESS_FILE,
+            state,
+            {"round": k, "epoch": epoch, "seconds": seconds, "run_id": self.id},
+        )
+
+    def _evaluate(
+        self, k: int, trainer: Trainer, splits: Splits, epochs: int, seconds: float
+    ) -> dict[str, Any]:
+        s = splits
+        test_logits = trainer.predict(s.test_x, s.mean, s.std)
+        train_pred = trainer.predict(s.train_x, s.mean, s.std).argmax(1)
+        hit = train_pred == s.train_y
+        pruned = count_total(self.masks) - count_remaining(self.masks)
+        return {
+            "round": k,
+            "sparsity": pruned / count_total(self.masks),
+            "params_remaining": count_parameters(self.model) - pruned,
+            "test_acc": _mean(test_logits.argmax(1) == s.test_y),
+            "test_loss": float(F.cross_entropy(test_logits, s.test_y)),
+            "train_acc": _mean(hit),
+            "train_acc_clean": _mean(hit[~s.train_is_noisy]),
+            "memorization": _mean(hit[s.train_is_noisy]),
+            "val_acc": (
+                _mean(trainer.predict(s.val_x, s.mean, s.std).argmax(1) == s.val_y)
+                if len(s.val_y)
+                else None
+            ),
+            "epochs": epochs,
+            "seconds": seconds,
+            "layer_density": layer_density(self.masks),
+        }
+
+
+def _mean(hits: torch.Tensor) -> float | None:
+    """Fraction of true entries; None for an empty selection."""
+    return float(hits.float().mean()) if hits.numel() else None

@@ -1,0 +1,184 @@
+"""Models by name (ViT, ResNet-18 with CIFAR stem, LeNet-300-100), built for a dataset."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sparsedd.config import Config
+from sparsedd.errors import ConfigError
+from sparsedd.registry import Registry
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a model must accept and predict."""
+
+    channels: int
+    image_size: int
+    num_classes: int
+
+
+ModelBuilder = Callable[[Config, InputSpec], nn.Module]
+MODELS: Registry[ModelBuilder] = Registry("model")
+
+
+def create_model(cfg: Config, spec: InputSpec) -> nn.Module:
+    """A freshly initialized model ``cfg.model`` for inputs described by ``spec``."""
+    return MODELS.get(cfg.model)(cfg, spec)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of scalar parameters of ``model``."""
+    return sum(p.numel() for p in model.parameters())
+
+
+# ---------------------------------------------------------------- ViT
+
+
+class Attention(nn.Module):
+    """Pre-norm multi-head self-attention with fused scaled-dot-product kernels."""
+
+    def __init__(self, dim: int, heads: int, dim_head: int, dropout: float) -> None:
+        super().__init__()
+        inner = heads * dim_head
+        self.heads, self.dropout = heads, dropout
+        self.norm = nn.LayerNorm(dim)
+        self.to_qkv = nn.Linear(dim, inner * 3, bias=False)
+        self.to_out = nn.Sequential(nn.Linear(inner, dim), nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        qkv = self.to_qkv(self.norm(x)).view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(
+            qkv[0], qkv[1], qkv[2], dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.to_out(out.transpose(1, 2).reshape(b, n, -1))
+
+
+class FeedForward(nn.Sequential):
+    """Pre-norm MLP block."""
+
+    def __init__(self, dim: int, hidden: int, dropout: float) -> None:
+        super().__init__(
+            nn.LayerNorm(dim),
+            nn.Linear(dim, hidden),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, dim),
+            nn.Dropout(dropout),
+        )
+
+
+class ViT(nn.Module):
+    """Vision transformer as in the seed paper (vit-pytorch's layout, CLS pooling)."""
+
+    def __init__(self, cfg: Config, spec: InputSpec) -> None:
+        super().__init__()
+        p = cfg.patch_size
+        if spec.image_size % p:
+            raise ConfigError(
+                f"config key 'patch_size' ({p}) must divide the image size ({spec.image_size})"
+            )
+        self.patch = p
+        patch_dim = spec.channels * p * p
+        num_patches = (spec.image_size // p) ** 2
+        self.patch_norm = nn.LayerNorm(patch_dim)
+        self.patch_embed = nn.Linear(patch_dim, cfg.dim)
+        self.embed_norm = nn.LayerNorm(cfg.dim)
+        self.pos_embedding = nn.Parameter(torch.randn(1, num_patches + 1, cfg.dim))
+        self.cls_token = nn.Parameter(torch.randn(1, 1, cfg.dim))
+        self.emb_dropout = nn.Dropout(cfg.emb_dropout)
+        self.blocks = nn.ModuleList()
+        for _ in range(cfg.depth):
+            self.blocks.append(Attention(cfg.dim, cfg.heads, cfg.dim_head, cfg.dropout))
+            self.blocks.append(FeedForward(cfg.dim, cfg.mlp_dim, cfg.dropout))
+        self.head = nn.Sequential(nn.LayerNorm(cfg.dim), nn.Linear(cfg.dim, spec.num_classes))
+
+    def patches(self, x: torch.Tensor) -> torch.Tensor:
+        """NCHW images → (N, patches, p·p·C), pixels ordered (row, column, channel)."""
+        b, c, h, w = x.shape
+        p = self.patch
+        x = x.view(b, c, h // p, p, w // p, p).permute(0, 2, 4, 3, 5, 1)
+        return x.reshape(b, (h // p) * (w // p), p * p * c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.embed_norm(self.patch_embed(self.patch_norm(self.patches(x))))
+        cls = self.cls_token.expand(x.shape[0], -1, -1)
+        x = self.emb_dropout(torch.cat((cls, x), dim=1) + self.pos_embedding)
+        for block in self.blocks:
+            x = x + block(x)
+        return self.head(x[:, 0])
+
+
+@MODELS.register("vit")
+def _vit(cfg: Config, spec: InputSpec) -> nn.Module:
+    return ViT(cfg, spec)
+
+
+# ---------------------------------------------------------------- ResNet-18 (CIFAR stem)
+
+
+class BasicBlock(nn.Module):
+    """Two 3×3 convolutions with a residual connection."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class ResNet18(nn.Module):
+    """ResNet-18 with the CIFAR stem: one 3×3 stride-1 convolution, no max-pool."""
+
+    def __init__(self, spec: InputSpec) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(spec.channels, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU()
+        )
+        layers, cin = [], 64
+        for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+            layers += [BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)]
+            cin = cout
+        self.layers = nn.Sequential(*layers)
+        self.fc = nn.Linear(512, spec.num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layers(self.stem(x))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+@MODELS.register("resnet18")
+def _resnet18(cfg: Config, spec: InputSpec) -> nn.Module:
+    return ResNet18(spec)
+
+
+# ---------------------------------------------------------------- LeNet-300-100
+
+
+@MODELS.register("lenet")
+def _lenet(cfg: Config, spec: InputSpec) -> nn.Module:
+    """LeNet-300-100: a fully connected network with hidden widths 300 and 100."""
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(spec.channels * spec.image_size**2, 300),
+        nn.ReLU(),
+        nn.Linear(300, 100),
+        nn.ReLU(),
+        nn.Linear(100, spec.num_classes),
+    )

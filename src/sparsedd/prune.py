@@ -1,0 +1,120 @@
+"""Pruning masks: which weights are prunable, scoring criteria, and one pruning round."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from sparsedd.registry import Registry
+
+Masks = dict[str, torch.Tensor]
+PRUNABLE_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """Scores weights: the lowest-scored surviving weights are pruned first."""
+
+    score: Callable[[torch.Tensor, torch.Tensor | None, torch.Generator], torch.Tensor]
+    needs_gradients: bool = False
+
+
+CRITERIA: Registry[Criterion] = Registry("pruning criterion")
+CRITERIA.register("magnitude")(Criterion(lambda w, g, gen: w.abs()))
+CRITERIA.register("random")(Criterion(lambda w, g, gen: torch.rand(w.shape, generator=gen)))
+# He et al.'s gradient criterion: first-order estimate of the loss change |w · ∂L/∂w|.
+CRITERIA.register("gradient")(Criterion(lambda w, g, gen: (w * g).abs(), needs_gradients=True))
+
+
+def prunable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    """Weights of every Linear and Conv layer, by parameter name.
+
+    Biases, norms, position embeddings and CLS tokens are never returned, so never pruned.
+    """
+    found = {}
+    for module_name, module in model.named_modules():
+        if isinstance(module, PRUNABLE_MODULES):
+            found[f"{module_name}.weight" if module_name else "weight"] = module.weight
+    return found
+
+
+def full_masks(model: nn.Module) -> Masks:
+    """All-ones boolean masks for every prunable weight of ``model``."""
+    return {
+        name: torch.ones_like(p, dtype=torch.bool) for name, p in prunable_parameters(model).items()
+    }
+
+
+def prune_round(
+    weights: dict[str, torch.Tensor],
+    masks: Masks,
+    rate: float,
+    scope: str = "global",
+    criterion: str = "magnitude",
+    seed: int = 0,
+    gradients: dict[str, torch.Tensor] | None = None,
+) -> Masks:
+    """New masks with ``round(rate · alive)`` more weights removed, lowest scores first.
+
+    ``scope="global"`` ranks all prunable weights together (layers thin out at different
+    speeds); ``"layerwise"`` removes ``rate`` of each layer. Pruned weights stay pruned.
+    """
+    crit = CRITERIA.get(criterion)
+    if crit.needs_gradients and gradients is None:
+        raise ValueError(f"criterion {criterion!r} needs gradients")
+    gen = torch.Generator().manual_seed(seed)
+    scores = {}
+    for name, w in weights.items():
+        grad = gradients[name].detach().float().cpu() if gradients is not None else None
+        s = crit.score(w.detach().float().cpu(), grad, gen)
+        scores[name] = s.masked_fill(~masks[name].cpu(), float("-inf"))
+    if scope == "global":
+        kept = _keep_top(torch.cat([s.flatten() for s in scores.values()]), rate)
+        out, offset = {}, 0
+        for name, s in scores.items():
+            out[name] = kept[offset : offset + s.numel()].view_as(s)
+            offset += s.numel()
+    else:
+        out = {name: _keep_top(s.flatten(), rate).view_as(s) for name, s in scores.items()}
+    return {name: m.to(masks[name].device) for name, m in out.items()}
+
+
+def _keep_top(scores: torch.Tensor, rate: float) -> torch.Tensor:
+    """Boolean mask keeping the highest ``(1 − rate)`` share of the finite scores."""
+    alive = int(torch.isfinite(scores).sum())
+    keep = alive - round(rate * alive)
+    mask = torch.zeros_like(scores, dtype=torch.bool)
+    if keep > 0:
+        mask[torch.topk(scores, keep, sorted=False).indices] = True
+    return mask
+
+
+@torch.no_grad()
+def apply_masks(params: list[torch.Tensor], masks: list[torch.Tensor]) -> None:
+    """Zero the pruned entries of ``params`` in place (masks as 0/1 tensors of their dtype)."""
+    if params:
+        torch._foreach_mul_(params, masks)
+
+
+def count_remaining(masks: Masks) -> int:
+    """Number of surviving prunable weights."""
+    return int(sum(int(m.sum()) for m in masks.values()))
+
+
+def count_total(masks: Masks) -> int:
+    """Number of prunable weights."""
+    return sum(m.numel() for m in masks.values())
+
+
+def sparsity(masks: Masks) -> float:
+    """Fraction of prunable weights removed, counted from the masks."""
+    total = count_total(masks)
+    return 1.0 - count_remaining(masks) / total if total else 0.0
+
+
+def layer_density(masks: Masks) -> dict[str, float]:
+    """Fraction of each prunable layer's weights that survive."""
+    return {name: float(m.float().mean()) for name, m in masks.items()}

@@ -1,0 +1,200 @@
+"""The results database (SQLite, WAL) of one output folder, and its run folders."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sparsedd.errors import StoreError
+
+DB_NAME = "results.sqlite"
+APP_ID = "sparsedd"
+SCHEMA_VERSION = "1"
+
+ROUND_FIELDS = (
+    "round",
+    "sparsity",
+    "params_remaining",
+    "test_acc",
+    "test_loss",
+    "train_acc",
+    "train_acc_clean",
+    "memorization",
+    "val_acc",
+    "epochs",
+    "seconds",
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, config TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS rounds (
+    run_id TEXT NOT NULL REFERENCES runs(run_id), round INTEGER NOT NULL,
+    sparsity REAL, params_remaining INTEGER, test_acc REAL, test_loss REAL, train_acc REAL,
+    train_acc_clean REAL, memorization REAL, val_acc REAL, epochs INTEGER, seconds REAL,
+    layer_density TEXT, PRIMARY KEY (run_id, round));
+CREATE TABLE IF NOT EXISTS epochs (
+    run_id TEXT NOT NULL REFERENCES runs(run_id), round INTEGER NOT NULL,
+    epoch INTEGER NOT NULL, train_loss REAL, train_acc REAL,
+    PRIMARY KEY (run_id, round, epoch));
+"""
+
+_RETRIES = 50
+
+
+class ResultsStore:
+    """One SQLite database per output folder; safe with many concurrent writers."""
+
+    def __init__(self, out_dir: str | Path, create: bool = True) -> None:
+        self.out_dir = Path(out_dir)
+        self.path = self.out_dir / DB_NAME
+        if not self.path.exists():
+            if not create:
+                raise StoreError(
+                    f"no results in {self.out_dir} (no {DB_NAME}); "
+                    f"run `sparsedd run --out {self.out_dir}` first"
+                )
+            try:
+                self.out_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise StoreError(
+                    f"cannot create output folder {self.out_dir}: "
+                    f"{err.strerror}; choose a writable --out"
+                ) from None
+        self._init(create)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        try:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        except sqlite3.Error as err:
+            raise StoreError(f"cannot open results database {self.path}: {err}") from None
+        try:
+            conn.execute("PRAGMA busy_timeout = 30000")
+            yield conn
+        finally:
+            conn.close()
+
+    def _execute(
+        self, script: str, params: tuple = (), many: bool = False, write: bool = True
+    ) -> list[tuple]:
+        """Run one statement (or a script) in a transaction, retrying while locked."""
+        for attempt in range(_RETRIES):
+            try:
+                with self._connect() as conn:
+                    if many:
+                        conn.executescript(script)
+                        return []
+                    if write:
+                        conn.execute("BEGIN IMMEDIATE")
+                    rows = conn.execute(script, params).fetchall()
+                    if write:
+                        conn.execute("COMMIT")
+                    return rows
+            except sqlite3.OperationalError as err:
+                if "locked" in str(err) or "busy" in str(err):
+                    time.sleep(0.05 * (attempt + 1))
+                    continue
+                raise StoreError(
+                    f"results database {self.path} cannot be used ({err}); "
+                    f"check the file and its folder's permissions"
+                ) from None
+            except sqlite3.DatabaseError as err:
+                raise StoreError(
+                    f"{self.path} is not a sparsedd results database ({err}); "
+                    f"move it away or choose another --out"
+                ) from None
+        raise StoreError(
+            f"results database {self.path} stayed locked; close other programs holding it and retry"
+        )
+
+    def _init(self, create: bool) -> None:
+        tables = {
+            r[0]
+            for r in self._execute("SELECT name FROM sqlite_master WHERE type='table'", write=False)
+        }
+        if tables and "meta" not in tables:
+            raise StoreError(
+                f"{self.path} is not a sparsedd results database; move it away "
+                f"or choose another --out"
+            )
+        if "meta" in tables:
+            meta = dict(self._execute("SELECT key, value FROM meta", write=False))
+            if meta.get("app") != APP_ID:
+                raise StoreError(
+                    f"{self.path} is not a sparsedd results database; move it "
+                    f"away or choose another --out"
+                )
+            if meta.get("schema") != SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path} has schema {meta.get('schema')}, this sparsedd "
+                    f"reads {SCHEMA_VERSION}; upgrade sparsedd"
+                )
+            return
+        if not create:
+            raise StoreError(f"{self.path} holds no results")
+        self._execute("PRAGMA journal_mode=WAL", write=False)
+        self._execute(_SCHEMA, many=True)
+        self._execute("INSERT OR IGNORE INTO meta VALUES ('app', ?)", (APP_ID,))
+        self._execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+
+    # ------------------------------------------------------------ writing
+
+    def record_run(self, run_id: str, config: dict[str, Any]) -> None:
+        """Register a run and its full config (once)."""
+        self._execute(
+            "INSERT OR IGNORE INTO runs VALUES (?, ?, ?)", (run_id, json.dumps(config), time.time())
+        )
+
+    def record_round(self, run_id: str, row: dict[str, Any]) -> None:
+        """Record one finished round (replacing an identical earlier record of it)."""
+        values = tuple(row[f] for f in ROUND_FIELDS) + (json.dumps(row["layer_density"]),)
+        marks = ", ".join("?" * (len(ROUND_FIELDS) + 2))
+        self._execute(f"INSERT OR REPLACE INTO rounds VALUES ({marks})", (run_id, *values))
+
+    def record_epoch(self, run_id: str, round_: int, epoch: int, loss: float, acc: float) -> None:
+        """Record one epoch's training loss and accuracy."""
+        self._execute(
+            "INSERT OR REPLACE INTO epochs VALUES (?, ?, ?, ?, ?)",
+            (run_id, round_, epoch, loss, acc),
+        )
+
+    # ------------------------------------------------------------ reading
+
+    def rounds_done(self, run_id: str) -> set[int]:
+        """Rounds of ``run_id`` already recorded."""
+        rows = self._execute("SELECT round FROM rounds WHERE run_id = ?", (run_id,), write=False)
+        return {r[0] for r in rows}
+
+    def runs(self) -> dict[str, dict[str, Any]]:
+        """Config of every run, by run id."""
+        rows = self._execute("SELECT run_id, config FROM runs ORDER BY created", write=False)
+        return {rid: json.loads(cfg) for rid, cfg in rows}
+
+    def round_rows(self) -> list[dict[str, Any]]:
+        """Every recorded round of every run: the run's config keys, run_id, round fields."""
+        configs = self.runs()
+        cols = ("run_id", *ROUND_FIELDS, "layer_density")
+        rows = self._execute(
+            f"SELECT {', '.join(cols)} FROM rounds ORDER BY run_id, round", write=False
+        )
+        out = []
+        for values in rows:
+            rec = dict(zip(cols, values, strict=True))
+            rec["layer_density"] = json.loads(rec["layer_density"])
+            out.append({**configs.get(rec["run_id"], {}), **rec})
+        return out
+
+    def epoch_rows(self) -> list[dict[str, Any]]:
+        """Every recorded epoch: run_id, round, epoch, train_loss, train_acc."""
+        cols = ("run_id", "round", "epoch", "train_loss", "train_acc")
+        rows = self._execute(
+            f"SELECT {', '.join(cols)} FROM epochs ORDER BY run_id, round, epoch", write=False
+        )
+        return [dict(zip(cols, r, strict=True)) for r in rows]

@@ -1,0 +1,162 @@
+"""The training loop: optimizers, lr schedules, masked steps, evaluation."""
+
+from __future__ import annotations
+
+import math
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sparsedd.batches import channel_stats, epoch_batches, eval_batches
+from sparsedd.config import Config
+from sparsedd.prune import Masks, apply_masks
+
+FINETUNE_LR_FACTOR = 0.01
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → cuda when available, else cpu."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def make_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
+    """A fresh optimizer; λ is decoupled weight decay or a coupled ℓ2 term per ``l2_mode``."""
+    params = list(model.parameters())
+    coupled_wd = cfg.weight_decay if cfg.l2_mode == "coupled" else 0.0
+    if cfg.optimizer == "adamw":
+        if cfg.l2_mode == "decoupled":
+            return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=coupled_wd)
+    # SGD's own weight_decay is the coupled ℓ2 term; decoupled decay is applied by the step.
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=coupled_wd)
+
+
+def lr_at(step: int, total_steps: int, cfg: Config, finetune: bool = False) -> float:
+    """Learning rate at ``step`` of a round of ``total_steps`` steps."""
+    if finetune:
+        return cfg.lr * FINETUNE_LR_FACTOR
+    progress = step / max(total_steps, 1)
+    if cfg.schedule == "cosine":
+        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+    if cfg.schedule == "step":
+        return cfg.lr * 0.1 ** ((progress >= 0.5) + (progress >= 0.75))
+    return cfg.lr
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Batches in one epoch over ``n`` samples (the last one may be short)."""
+    return math.ceil(n / batch_size)
+
+
+@dataclass
+class EpochStats:
+    """Mean training loss and accuracy (against the noisy labels) of one epoch."""
+
+    loss: float
+    acc: float
+
+
+class Trainer:
+    """Trains one model under fixed masks; knows nothing of rounds or storage."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        masks: Masks,
+        cfg: Config,
+        device: torch.device,
+        finetune: bool = False,
+    ) -> None:
+        self.model, self.cfg, self.device, self.finetune = model, cfg, device, finetune
+        names = dict(model.named_parameters())
+        self.masked_params = [names[n] for n in masks]
+        self.masks = masks
+        self.optimizer = make_optimizer(model, cfg)
+        self.decoupled_sgd = cfg.optimizer == "sgd" and cfg.l2_mode == "decoupled"
+        self.forward = torch.compile(model) if cfg.compile else model
+
+    def refresh_masks(self) -> None:
+        """Re-read the mask values (after a restore) and zero the pruned weights."""
+        self._mask_values = [
+            m.to(p.dtype) for p, m in zip(self.masked_params, self.masks.values(), strict=True)
+        ]
+        apply_masks(self.masked_params, self._mask_values)
+
+    def autocast(self) -> AbstractContextManager:
+        """bf16 autocast when the config asks for it, else a no-op context."""
+        return torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"
+        )
+
+    def train_epoch(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        seed: int,
+        augment: bool,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        first_step: int,
+        total_steps: int,
+    ) -> EpochStats:
+        """One epoch over (x, y) with batch order and augmentation drawn from ``seed``."""
+        self.model.train()
+        torch.manual_seed(seed)  # dropout
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        mean_t, std_t = channel_stats(mean, self.device), channel_stats(std, self.device)
+        step = first_step
+        for xb, yb in epoch_batches(x, y, self.cfg.batch_size, seed, augment, mean_t, std_t):
+            lr = lr_at(step, total_steps, self.cfg, self.finetune)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            with self.autocast():
+                logits = self.forward(xb)
+                loss = F.cross_entropy(logits.float(), yb)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self._masked_step(lr)
+            loss_sum += loss.detach() * len(yb)
+            correct += (logits.argmax(1) == yb).sum()
+            step += 1
+        n = len(y)
+        return EpochStats(float(loss_sum) / n, float(correct) / n)
+
+    def _masked_step(self, lr: float) -> None:
+        grads = [p.grad for p in self.masked_params if p.grad is not None]
+        if len(grads) == len(self.masked_params):
+            torch._foreach_mul_(grads, self._mask_values)
+        self.optimizer.step()
+        if self.decoupled_sgd and self.cfg.weight_decay:
+            with torch.no_grad():
+                torch._foreach_mul_(list(self.model.parameters()), 1.0 - lr * self.cfg.weight_decay)
+        # Momentum and weight decay would revive pruned weights: zero them after every step.
+        apply_masks(self.masked_params, self._mask_values)
+
+    def predict_with_grad(
+        self, x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]
+    ) -> torch.Tensor:
+        """Logits (fp32) for ``x`` in one batch, keeping the autograd graph."""
+        mean_t, std_t = channel_stats(mean, self.device), channel_stats(std, self.device)
+        with self.autocast():
+            return self.forward(next(eval_batches(x, len(x), mean_t, std_t))).float()
+
+    @torch.no_grad()
+    def predict(
+        self, x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]
+    ) -> torch.Tensor:
+        """Logits (fp32) for every image of ``x``, in order."""
+        self.model.eval()
+        mean_t, std_t = channel_stats(mean, self.device), channel_stats(std, self.device)
+        outs = []
+        for xb in eval_batches(x, self.cfg.eval_batch_size, mean_t, std_t):
+            with self.autocast():
+                outs.append(self.forward(xb).float())
+        if not outs:
+            return torch.zeros(0, 1, device=self.device)
+        return torch.cat(outs)
