@@ -250,7 +250,8 @@ def detect_sdd(
     out of it (to the best later round, the peak) are as large as possible. SDD is detected when
     both fall and rise exceed the threshold: the larger of ``min_rise`` and the seed-to-seed
     standard deviation of test accuracy at the dip and at the peak. The rise's 95% interval
-    comes from the per-seed rises (None with one seed).
+    comes from the per-seed rises (None with one seed). Without any valley (no round lower than
+    an earlier one and a later one) every field but ``detected`` is None.
     """
     acc = np.atleast_2d(np.asarray(seed_acc, dtype=float))
     with np.errstate(all="ignore"), warnings.catch_warnings():
@@ -263,6 +264,8 @@ def detect_sdd(
     if cand is None:
         return Detection(detected=False)
     i, j, fall, rise = cand
+    if min(fall, rise) <= 0:
+        return Detection(detected=False)
     per_seed = acc[:, j] - acc[:, i]
     stats = summarize(list(per_seed))
     spreads = [summarize(list(acc[:, k]))["std"] for k in (i, j)]

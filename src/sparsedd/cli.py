@@ -232,6 +232,12 @@ def models() -> None:
         click.echo(f"{registry.kind}s: {', '.join(registry.names())}")
 
 
+from sparsedd.cli_analysis import analyze, export, plot, report  # noqa: E402
+
+for _command in (analyze, plot, report, export):
+    cli.add_command(_command)
+
+
 # ---------------------------------------------------------------- entry point
 
 

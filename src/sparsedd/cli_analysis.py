@@ -1,0 +1,138 @@
+"""CLI commands on a results folder: analyze, plot, report, export (no training imports)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from sparsedd.analysis import Analysis
+
+# Same as sparsedd.analysis.DEFAULT_MIN_RISE (pinned by a test); analysis, pandas and
+# matplotlib are imported only when a command runs, to keep `sparsedd --help` fast.
+DEFAULT_MIN_RISE = 0.01
+
+_DIR = click.argument("out_dir", default="./sparsedd-runs", type=click.Path(file_okay=False))
+_MIN_RISE = click.option(
+    "--min-rise",
+    default=DEFAULT_MIN_RISE,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="smallest rise (peak − dip, as a fraction) that counts as SDD",
+)
+
+
+def _analysis(out_dir: str, min_rise: float) -> Analysis:
+    from sparsedd.analysis import analyze_dir
+
+    return analyze_dir(out_dir, min_rise=min_rise)
+
+
+@click.command()
+@_DIR
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+)
+@_MIN_RISE
+def analyze(out_dir: str, fmt: str, min_rise: float) -> None:
+    """Per curve (runs differing only in seed): SDD verdict, dip/peak, compression, λ*."""
+    from sparsedd.analysis import curves_json
+    from sparsedd.report import display_rows, lambda_verdicts, text_table
+
+    result = _analysis(out_dir, min_rise)
+    if fmt == "json":
+        click.echo(json.dumps(curves_json(result), indent=1))
+        return
+    click.echo(text_table(display_rows(result)))
+    for line in lambda_verdicts(result):
+        click.echo(f"λ choice  {line}")
+
+
+def _default_path(out_dir: str, name: str) -> Path:
+    return Path(out_dir) / name
+
+
+@click.command()
+@_DIR
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="figure file: .png, .svg or .pdf  [default: OUT_DIR/sdd.png]",
+)
+@_MIN_RISE
+def plot(out_dir: str, output: str | None, min_rise: float) -> None:
+    """Draw test accuracy and memorization against sparsity (one line per λ, seed bands)."""
+    from sparsedd.plot import close, plot_analysis, save_figure
+
+    path = Path(output) if output else _default_path(out_dir, "sdd.png")
+    result = _analysis(out_dir, min_rise)
+    fig = plot_analysis(result)
+    try:
+        save_figure(fig, path)
+    finally:
+        close(fig)
+    click.echo(f"wrote {path}")
+
+
+@click.command()
+@_DIR
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="HTML file  [default: OUT_DIR/report.html]",
+)
+@_MIN_RISE
+def report(out_dir: str, output: str | None, min_rise: float) -> None:
+    """Write one self-contained HTML page: verdicts, λ choice, figure, tables, configs."""
+    from sparsedd.plot import close, figure_png, plot_analysis
+    from sparsedd.report import write_report
+
+    path = Path(output) if output else _default_path(out_dir, "report.html")
+    result = _analysis(out_dir, min_rise)
+    fig = plot_analysis(result)
+    try:
+        png = figure_png(fig)
+    finally:
+        close(fig)
+    write_report(result, png, path, source=str(out_dir))
+    click.echo(f"wrote {path}")
+
+
+@click.command()
+@_DIR
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="file to write: .parquet or .csv",
+)
+@click.option(
+    "--table",
+    "which",
+    type=click.Choice(["rounds", "stats", "curves"]),
+    default="rounds",
+    show_default=True,
+    help="rounds: every recorded round; stats: per curve and round over seeds; curves: verdicts",
+)
+def export(out_dir: str, output: str, which: str) -> None:
+    """Export a results table to Parquet or CSV (for notebooks and other tools)."""
+    from sparsedd.analysis import analyze, export_table, load_results
+
+    rounds = load_results(out_dir)
+    if which == "rounds":
+        table = rounds
+    else:
+        result = analyze(rounds)
+        table = result.stats if which == "stats" else result.curves
+    path = export_table(table, output)
+    click.echo(f"wrote {len(table)} rows to {path}")

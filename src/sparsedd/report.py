@@ -1,0 +1,252 @@
+"""Display tables and the self-contained HTML report (figures embedded, no network needed)."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sparsedd.analysis import Analysis, config_keys
+from sparsedd.errors import UserError
+
+DISPLAY_COLUMNS = (
+    "n_seeds",
+    "dense",
+    "best (at sparsity)",
+    "compressible to",
+    "SDD",
+    "dip (at sparsity)",
+    "peak (at sparsity)",
+    "rise [95% CI]",
+    "best val",
+    "λ* (val)",
+)
+
+
+def pct(value: Any, digits: int = 1) -> str:
+    """A fraction as a percentage string ('-' for missing)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    return f"{100 * float(value):.{digits}f}%"
+
+
+def points(value: Any) -> str:
+    """A difference of fractions as signed percentage points ('-' for missing)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    return f"{100 * float(value):+.1f}"
+
+
+def _key_cell(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def display_rows(result: Analysis) -> list[dict[str, str]]:
+    """The curve table as rows of strings: curve keys then DISPLAY_COLUMNS."""
+    rows = []
+    for _, c in result.curves.iterrows():
+        row = {k: _key_cell(c[k]) for k in result.keys}
+        interval = (
+            f" [{points(c['rise_low'])}, {points(c['rise_high'])}]"
+            if c["rise_low"] is not None
+            else ""
+        )
+        lam = c.get("best_weight_decay")
+        row.update(
+            {
+                "n_seeds": str(c["n_seeds"]),
+                "dense": pct(c["dense_acc"]),
+                "best (at sparsity)": f"{pct(c['best_acc'])} ({pct(c['best_sparsity'])})",
+                "compressible to": pct(c["compressible_to"]),
+                "SDD": "yes" if c["sdd_detected"] else "no",
+                "dip (at sparsity)": f"{pct(c['dip_acc'])} ({pct(c['dip_sparsity'])})",
+                "peak (at sparsity)": f"{pct(c['peak_acc'])} ({pct(c['peak_sparsity'])})",
+                "rise [95% CI]": f"{points(c['rise'])}{interval}",
+                "best val": pct(c["best_val_acc"]),
+                "λ* (val)": "-" if lam is None else f"{lam:g}",
+            }
+        )
+        rows.append(row)
+    return rows
+
+
+def text_table(rows: Sequence[dict[str, str]]) -> str:
+    """Rows of strings as an aligned plain-text table."""
+    if not rows:
+        return "(no curves)"
+    cols = list(rows[0])
+    widths = [max(len(c), *(len(r[c]) for r in rows)) for c in cols]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths, strict=True))]
+    lines += ["  ".join(r[c].rjust(w) for c, w in zip(cols, widths, strict=True)) for r in rows]
+    return "\n".join(lines)
+
+
+def verdict(curve: pd.Series | dict, keys: Sequence[str]) -> str:
+    """One sentence on whether a curve shows sparse double descent, with the evidence."""
+    name = ", ".join(f"{k} = {_key_cell(curve[k])}" for k in keys)
+    seeds = f"{curve['n_seeds']} seed{'s' if curve['n_seeds'] != 1 else ''}"
+    if curve["rise"] is None:
+        return f"{name}: too few rounds to judge ({seeds})."
+    interval = (
+        f", 95% CI [{points(curve['rise_low'])}, {points(curve['rise_high'])}] points"
+        if curve["rise_low"] is not None
+        else ""
+    )
+    if curve["sdd_detected"]:
+        return (
+            f"{name}: sparse double descent detected ({seeds}). Test accuracy dips to "
+            f"{pct(curve['dip_acc'])} at {pct(curve['dip_sparsity'])} sparsity and recovers to "
+            f"{pct(curve['peak_acc'])} at {pct(curve['peak_sparsity'])}: a rise of "
+            f"{points(curve['rise'])} points{interval}."
+        )
+    return (
+        f"{name}: no sparse double descent ({seeds}); the largest recovery after a dip is "
+        f"{points(curve['rise'])} points{interval}, within the seed spread or the minimum rise. "
+        f"Accuracy stays within 1 point of dense up to {pct(curve['compressible_to'])} sparsity."
+    )
+
+
+def lambda_verdicts(result: Analysis) -> list[str]:
+    """Per λ group: the λ chosen on validation, and what it does to the dip and to compression."""
+    out = []
+    for _, g in result.lambdas.iterrows():
+        members = result.curves[result.curves["lambda_group"] == g["lambda_group"]]
+        if g["best_weight_decay"] is None or g["best_weight_decay"] != g["best_weight_decay"]:
+            out.append(f"{g['lambda_group']}: no validation accuracy (set val_size > 0).")
+            continue
+        chosen = members[members["weight_decay"] == g["best_weight_decay"]].iloc[0]
+        others = members[members["weight_decay"] != g["best_weight_decay"]]
+        dips = ", ".join(f"{w:g}" for w in others[others["sdd_detected"]]["weight_decay"])
+        out.append(
+            f"{g['lambda_group']}: λ* = {g['best_weight_decay']:g} of {g['n_lambdas']} "
+            f"(best validation accuracy {pct(g['best_val_acc'])}); at λ* SDD is "
+            f"{'detected' if chosen['sdd_detected'] else 'not detected'}, dense test accuracy "
+            f"{pct(chosen['dense_acc'])}, compressible to {pct(chosen['compressible_to'])}."
+            + (f" Other λ with SDD: {dips}." if dips else "")
+        )
+    return out
+
+
+# ---------------------------------------------------------------- HTML
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
+       max-width: 1200px; color: #222; padding: 0 1em; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; }
+table { border-collapse: collapse; font-size: .85em; margin: .5em 0 1.5em; }
+th, td { border: 1px solid #ddd; padding: .25em .5em; text-align: right; }
+th { background: #f3f3f3; } td.l, th.l { text-align: left; }
+.yes { color: #0072B2; font-weight: bold; } .no { color: #555; }
+img { max-width: 100%; height: auto; }
+.meta { color: #555; } details { margin: 1em 0; } code { background: #f5f5f5; }
+"""
+
+
+def html_table(rows: Sequence[dict[str, Any]], left: Sequence[str] = ()) -> str:
+    """Rows of dicts as an escaped HTML table (columns named in ``left`` are left-aligned)."""
+    if not rows:
+        return "<p>(none)</p>"
+    cols = list(rows[0])
+    cls = {c: ' class="l"' if c in left else "" for c in cols}
+    head = "".join(f"<th{cls[c]}>{html.escape(c)}</th>" for c in cols)
+    body = "".join(
+        "<tr>" + "".join(f"<td{cls[c]}>{html.escape(_cell(r.get(c)))}</td>" for c in cols) + "</tr>"
+        for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _config_sections(result: Analysis) -> str:
+    runs = result.rounds.drop_duplicates("run_id")
+    cols = config_keys(runs)
+    shared = {c: runs[c].iloc[0] for c in cols if runs[c].astype(str).nunique() == 1}
+    varying = [c for c in cols if c not in shared]
+    shared_rows = [{"key": k, "value": v} for k, v in shared.items()]
+    run_rows = [{"run_id": r["run_id"], **{c: r[c] for c in varying}} for _, r in runs.iterrows()]
+    return (
+        "<h3>Settings shared by every run</h3>"
+        + html_table(shared_rows, left=("key", "value"))
+        + "<h3>Runs and the settings that differ</h3>"
+        + html_table(run_rows, left=("run_id",))
+    )
+
+
+def _stats_rows(result: Analysis) -> list[dict[str, Any]]:
+    rows = []
+    for _, s in result.stats.iterrows():
+        rows.append(
+            {
+                "curve": s["curve"],
+                "round": s["round"],
+                "sparsity": pct(s["sparsity"], 2),
+                "seeds": s["n_seeds"],
+                "test acc": pct(s["test_acc_mean"], 2),
+                "± s.d.": points(s["test_acc_std"]).lstrip("+"),
+                "95% CI": f"{pct(s['test_acc_low'], 2)} – {pct(s['test_acc_high'], 2)}",
+                "memorization": pct(s["memorization_mean"]),
+                "val acc": pct(s["val_acc_mean"]),
+            }
+        )
+    return rows
+
+
+def render_html(result: Analysis, figure_png: bytes, source: str) -> str:
+    """The whole report page as a string; ``figure_png`` is embedded as a data URI."""
+    img = base64.b64encode(figure_png).decode("ascii")
+    n_runs = result.rounds["run_id"].nunique()
+    verdicts = "".join(
+        f'<li class="{"yes" if c["sdd_detected"] else "no"}">{html.escape(verdict(c, result.keys))}'
+        "</li>"
+        for _, c in result.curves.iterrows()
+    )
+    lambdas = "".join(f"<li>{html.escape(v)}</li>" for v in lambda_verdicts(result))
+    stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>sparsedd report: {html.escape(source)}</title><style>{_CSS}</style></head>
+<body>
+<h1>Sparse double descent report</h1>
+<p class="meta">Results folder <code>{html.escape(source)}</code>: {n_runs} runs,
+{len(result.curves)} curves (runs differing only in seed are averaged), generated {stamp}.</p>
+<h2>Verdicts</h2><ul id="verdicts">{verdicts}</ul>
+<h2>Choice of λ (on validation accuracy, never test)</h2><ul id="lambdas">{lambdas}</ul>
+<h2>Figure</h2>
+<figure><img id="sdd-figure" alt="Test accuracy and memorization against sparsity"
+ src="data:image/png;base64,{img}">
+<figcaption>Mean over seeds; bands ±1 s.d.; ▼ dip and ▲ peak where SDD is detected. The x axis
+is logarithmic in the fraction of weights remaining and labelled in sparsity.</figcaption></figure>
+<h2>Curves</h2>
+{html_table(display_rows(result), left=tuple(result.keys))}
+<p class="meta">Compressible to: highest sparsity whose mean test accuracy is within 1 point of
+the dense model. Rise: peak − dip in points, with a 95% t-interval over seeds.</p>
+<details><summary>Per-round statistics</summary>
+{html_table(_stats_rows(result), left=("curve",))}</details>
+<h2>Configs</h2>
+{_config_sections(result)}
+</body></html>
+"""
+
+
+def write_report(result: Analysis, figure_png: bytes, path: str | Path, source: str) -> Path:
+    """Write the HTML report to ``path`` (must end in .html or .htm)."""
+    path = Path(path)
+    if path.suffix.lower() not in (".html", ".htm"):
+        raise UserError(f"cannot write the report to {path.name!r}: use a .html file name")
+    if not path.parent.exists():
+        raise UserError(f"cannot write {path}: folder {path.parent} does not exist")
+    path.write_text(render_html(result, figure_png, source), encoding="utf-8")
+    return path
