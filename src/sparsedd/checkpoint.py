@@ -18,19 +18,24 @@ from sparsedd.errors import CheckpointError, StoreError
 
 def atomic_write_bytes(path: Path, write: Any) -> None:
     """Call ``write(tmp_path)`` then rename onto ``path``: readers see old or new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+    except OSError as err:
+        raise StoreError(
+            f"cannot write {path}: {err.strerror or err}; choose a writable --out folder"
+        ) from None
     try:
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as err:
+    except (OSError, SafetensorError) as err:  # safetensors reports a full disk as its own
         Path(tmp).unlink(missing_ok=True)
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else err
         raise StoreError(
-            f"cannot write {path}: {err.strerror or err}; free space or choose "
-            f"a writable --out folder"
+            f"cannot write {path}: {reason}; free space or choose a writable --out folder"
         ) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -59,6 +64,8 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         raise CheckpointError(
             f"checkpoint {path} is corrupt or truncated ({err}); delete it to recompute"
         ) from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint {path} has corrupt metadata; delete it to recompute")
     return tensors, meta
 
 
@@ -105,10 +112,22 @@ def restore(
         mask.copy_(saved.to(mask.device))
     if opt is not None:
         state = opt.state_dict()
+        params = [p for group in opt.param_groups for p in group["params"]]
         entries: dict[int, dict[str, torch.Tensor]] = {}
         for key, value in tensors.items():
             if key.startswith("opt."):
-                _, index, name = key.split(".", 2)
+                _, index, name = (key.split(".", 2) + ["", ""])[:3]
+                if not index.isdigit() or int(index) >= len(params) or not name:
+                    raise CheckpointError(
+                        f"checkpoint {path} has an unknown optimizer entry {key!r}; "
+                        f"delete it to recompute"
+                    )
+                if value.dim() > 0 and value.shape != params[int(index)].shape:
+                    raise CheckpointError(
+                        f"checkpoint {path} has optimizer state {key!r} of shape "
+                        f"{tuple(value.shape)}, not {tuple(params[int(index)].shape)}; "
+                        f"delete it to recompute"
+                    )
                 entries.setdefault(int(index), {})[name] = value
         state["state"] = entries
         try:

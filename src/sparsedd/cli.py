@@ -52,8 +52,23 @@ def _parse_grid(items: Sequence[str]) -> list[list[str]]:
         if "=" not in item:
             raise UserError(f"--grid expects KEY=V1,V2,..., got {item!r} (no '=')")
         key, values = item.split("=", 1)
-        axes.append([f"{key}={v}" for v in values.split(",") if v != ""])
+        axis = [f"{key}={v}" for v in values.split(",") if v != ""]
+        if not axis:
+            raise UserError(f"--grid {item!r} lists no values; give KEY=V1,V2,...")
+        axes.append(axis)
     return axes
+
+
+def _preflight(configs: list[Any]) -> None:
+    """Load each dataset once and check every config's split sizes before any run starts."""
+    from sparsedd.data import check_split_sizes, load_dataset
+
+    sizes: dict[tuple[str, str], int] = {}
+    for cfg in configs:
+        key = (cfg.dataset, cfg.data_dir)
+        if key not in sizes:
+            sizes[key] = len(load_dataset(cfg).train_y)
+        check_split_sizes(cfg, sizes[key])
 
 
 @cli.command()
@@ -108,6 +123,8 @@ def run(
 
     combos = [list(c) for c in itertools.product(*_parse_grid(grid))] or [[]]
     configs = [resolve_config(preset, config_file, [*assignments, *c]) for c in combos]
+    if len(configs) > 1:
+        _preflight(configs)  # a grid fails on its last config's data before its first run
     if jobs > 1 and len(configs) > 1:
         _run_parallel(configs, out_dir, jobs)
         return
@@ -270,7 +287,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _fail(message: str) -> None:
-    print(f"sparsedd: error: {message}", file=sys.stderr)
+    one_line = " ".join(message.split())  # an error is always exactly one line
+    print(f"sparsedd: error: {one_line}", file=sys.stderr)
     sys.exit(2)
 
 

@@ -80,7 +80,7 @@ class Config:
     seed: int = _f(0, "seed of initialization, batch order, augmentation and dropout", min=0)
     device: Literal["auto", "cpu", "cuda"] = _f("auto", "device (auto: cuda when available)")
     precision: Literal["fp32", "bf16"] = _f("fp32", "fp32, or bf16 autocast")
-    threads: int = _f(0, "CPU threads for torch (0: torch's default)", min=0)
+    threads: int = _f(0, "CPU threads for torch (0: torch's default)", min=0, max=1024)
     compile: bool = _f(False, "torch.compile the model once masks exist (GPU)")
     checkpoint_every: int = _f(1, "save resumable state every N epochs", min=1)
 
@@ -104,12 +104,18 @@ def field_help(key: str) -> str:
     return FIELDS[key].metadata["help"]
 
 
+def _show(value: Any) -> str:
+    """A value as written in error messages, shortened to keep them one readable line."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
+
+
 def _check_key(key: str) -> None:
     if key not in FIELDS:
         close = difflib.get_close_matches(key, FIELDS, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise ConfigError(
-            f"unknown config key {key!r}; {hint}see `sparsedd presets demo` for all keys"
+            f"unknown config key {_show(key)}; {hint}see `sparsedd presets demo` for all keys"
         )
 
 
@@ -139,10 +145,10 @@ def coerce(key: str, value: Any) -> Any:
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
             return value.lower() in ("true", "yes", "1")
-        raise ConfigError(f"config key {key!r} takes true or false, not {value!r}")
+        raise ConfigError(f"config key {key!r} takes true or false, not {_show(value)}")
     if base is int:
         if isinstance(value, bool):
-            raise ConfigError(f"config key {key!r} takes an integer, not {value!r}")
+            raise ConfigError(f"config key {key!r} takes an integer, not {_show(value)}")
         if isinstance(value, int):
             return value
         if isinstance(value, float) and value.is_integer():
@@ -152,36 +158,43 @@ def coerce(key: str, value: Any) -> Any:
                 return int(value)
             except ValueError:
                 pass
-        raise ConfigError(f"config key {key!r} takes an integer, not {value!r}")
+        raise ConfigError(f"config key {key!r} takes an integer, not {_show(value)}")
     if base is float:
         if isinstance(value, bool):
-            raise ConfigError(f"config key {key!r} takes a number, not {value!r}")
+            raise ConfigError(f"config key {key!r} takes a number, not {_show(value)}")
         try:
             number = float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"config key {key!r} takes a number, not {value!r}") from None
+        except (TypeError, ValueError, OverflowError):
+            raise ConfigError(f"config key {key!r} takes a number, not {_show(value)}") from None
         if not math.isfinite(number):
-            raise ConfigError(f"config key {key!r} takes a finite number, not {value!r}")
+            raise ConfigError(f"config key {key!r} takes a finite number, not {_show(value)}")
         return number
     if not isinstance(value, str):
-        raise ConfigError(f"config key {key!r} takes a name, not {value!r}")
+        raise ConfigError(f"config key {key!r} takes a name, not {_show(value)}")
     if choices is not None and value not in choices:
         raise ConfigError(
-            f"config key {key!r} does not allow {value!r}; choose one of: {', '.join(choices)}"
+            f"config key {key!r} does not allow {_show(value)}; choose one of: {', '.join(choices)}"
         )
     return value
+
+
+# Larger integers overflow torch's seeds and sizes (C longs): refuse them as config errors.
+INT_MAX = 2**63 - 2
 
 
 def _check_range(key: str, value: Any) -> None:
     if value is None:
         return
     meta = FIELDS[key].metadata
+    limit = meta.get("max", INT_MAX if isinstance(value, int) else None)
+    if limit is not None and value > limit:
+        raise ConfigError(f"config key {key!r} must be ≤ {limit}, not {_show(value)}")
     if "min" in meta and value < meta["min"]:
-        raise ConfigError(f"config key {key!r} must be ≥ {meta['min']}, not {value!r}")
+        raise ConfigError(f"config key {key!r} must be ≥ {meta['min']}, not {_show(value)}")
     if "min_excl" in meta and value <= meta["min_excl"]:
-        raise ConfigError(f"config key {key!r} must be > {meta['min_excl']}, not {value!r}")
+        raise ConfigError(f"config key {key!r} must be > {meta['min_excl']}, not {_show(value)}")
     if "max_excl" in meta and value >= meta["max_excl"]:
-        raise ConfigError(f"config key {key!r} must be < {meta['max_excl']}, not {value!r}")
+        raise ConfigError(f"config key {key!r} must be < {meta['max_excl']}, not {_show(value)}")
 
 
 def validate(cfg: Config) -> Config:
@@ -212,10 +225,13 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     _check_key(key)
     try:
         value = yaml.safe_load(raw) if raw.strip() else raw
-    except yaml.YAMLError:
+    except Exception:  # any YAML failure (syntax, nesting depth): keep the text as typed
         value = raw
     if isinstance(value, (dict, list)):
         value = raw
+    base, _, _ = _type_parts(key)
+    if base is str and value is not None and not isinstance(value, str):
+        value = raw.strip()  # names and paths are text as typed (data_dir=2024 is a folder)
     return key, coerce(key, value)
 
 
@@ -223,12 +239,16 @@ def load_yaml_file(path: str | Path) -> dict[str, Any]:
     """A config file's mapping; ConfigError if it is missing, unreadable or not a mapping."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
-        raise ConfigError(f"cannot read config file {str(path)!r}: {err.strerror}") from None
+        raise ConfigError(f"cannot read config file {str(path)!r}: {err.strerror or err}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"config file {str(path)!r} is not UTF-8 text; give a YAML file"
+        ) from None
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
+    except (yaml.YAMLError, RecursionError) as err:
         where = getattr(err, "problem_mark", None)
         at = f" at line {where.line + 1}" if where else ""
         raise ConfigError(f"config file {str(path)!r} is not valid YAML{at}") from None

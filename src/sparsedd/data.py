@@ -82,16 +82,7 @@ def load_dataset(cfg: Config) -> ImageData:
 def make_splits(data: ImageData, cfg: Config) -> Splits:
     """Seeded subset, label noise over it, then a validation hold-out (noisy labels kept)."""
     n = len(data.train_y)
-    size = cfg.train_size if cfg.train_size is not None else n
-    if size > n:
-        raise ConfigError(
-            f"config key 'train_size' ({size}) is larger than the {cfg.dataset} training set "
-            f"({n}); use at most {n}"
-        )
-    if cfg.val_size >= size:
-        raise ConfigError(
-            f"config key 'val_size' ({cfg.val_size}) leaves no training data out of {size}"
-        )
+    size = check_split_sizes(cfg, n)
     g = torch.Generator().manual_seed(cfg.noise_seed)
     pool = torch.randperm(n, generator=g)[:size]
     clean = data.train_y[pool]
@@ -113,6 +104,39 @@ def make_splits(data: ImageData, cfg: Config) -> Splits:
         std=data.std,
         pool_indices=pool,
     )
+
+
+def check_image_data(data: ImageData, what: str) -> None:
+    """DataError unless images are square, train and test agree, and labels are class ids."""
+    problems = []
+    if data.train_x.dim() != 4 or data.train_x.shape[1:] != data.test_x.shape[1:]:
+        problems.append("training and test images differ in shape")
+    elif data.train_x.shape[2] != data.train_x.shape[3]:
+        problems.append("images are not square")
+    if len(data.train_y) == 0 or len(data.test_y) == 0:
+        problems.append("a split holds no samples")
+    for labels in (data.train_y, data.test_y):
+        if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= data.num_classes):
+            problems.append(f"labels fall outside 0..{data.num_classes - 1}")
+            break
+    if problems:
+        raise DataError(f"{what} are corrupt ({'; '.join(problems)}); fetch them again")
+
+
+def check_split_sizes(cfg: Config, n: int) -> int:
+    """The training pool size of ``cfg`` on a training set of ``n``; ConfigError if it won't fit."""
+    size = cfg.train_size if cfg.train_size is not None else n
+    if size > n:
+        raise ConfigError(
+            f"config key 'train_size' ({size}) is larger than the {cfg.dataset} training set "
+            f"({n}); use at most {n}"
+        )
+    if cfg.val_size >= size:
+        raise ConfigError(
+            f"config key 'val_size' ({cfg.val_size}) leaves no training data out of {size}; "
+            f"use at most {size - 1}"
+        )
+    return size
 
 
 # ---------------------------------------------------------------- generated data (tests)
@@ -173,9 +197,11 @@ def _idx_dataset(torchvision_class: str, name: str, mean: float, std: float) -> 
                 f"{name} files in {raw} disagree on the number of samples; "
                 f"delete them and fetch them again"
             )
-        return ImageData(
+        data = ImageData(
             train_x, train.targets.long(), test_x, test.targets.long(), 10, (mean,), (std,)
         )
+        check_image_data(data, f"{name} files in {raw}")
+        return data
 
     return load
 
@@ -196,8 +222,14 @@ def _gather_idx_files(raw: Path, places: list[Path]) -> None:
 
 def _copy_decompressed(src: Path, dst: Path) -> None:
     opener = gzip.open if src.suffix == ".gz" else open
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.")
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.")
+    except OSError as err:
+        raise DataError(
+            f"cannot write dataset files to {dst.parent}: {err.strerror or err}; "
+            f"set data_dir to a writable folder"
+        ) from None
     try:
         with opener(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
             shutil.copyfileobj(fin, fout)
@@ -259,7 +291,7 @@ def _cifar_dataset(torchvision_class: str, name: str, classes: int) -> DatasetLo
         def chw(images: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
 
-        return ImageData(
+        data = ImageData(
             chw(train.data),
             torch.tensor(train.targets),
             chw(test.data),
@@ -268,6 +300,8 @@ def _cifar_dataset(torchvision_class: str, name: str, classes: int) -> DatasetLo
             mean,
             std,
         )
+        check_image_data(data, f"{name} files in {folder}")
+        return data
 
     return load
 

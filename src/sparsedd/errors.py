@@ -19,3 +19,7 @@ class CheckpointError(UserError):
 
 class StoreError(UserError):
     """A results database or output folder that cannot be used."""
+
+
+class ResourceError(UserError):
+    """The machine ran out of something (GPU memory, disk) that a setting can reduce."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -15,7 +17,7 @@ from torch import nn
 from sparsedd import checkpoint as ckpt
 from sparsedd.config import Config, run_id, to_dict, to_yaml
 from sparsedd.data import Splits, load_dataset, make_splits
-from sparsedd.errors import CheckpointError
+from sparsedd.errors import CheckpointError, ConfigError, ResourceError
 from sparsedd.models import InputSpec, count_parameters, create_model
 from sparsedd.prune import (
     CRITERIA,
@@ -98,14 +100,25 @@ class Experiment:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.device = resolve_device(cfg.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(
+                "config key 'device' is 'cuda' but no CUDA GPU is available; use auto or cpu"
+            )
         # Everything that can fail on bad input happens before anything is written.
         data = load_dataset(cfg)
         self.spec = InputSpec(data.channels, data.image_size, data.num_classes)
         self.splits: Splits = make_splits(data, cfg)
         torch.manual_seed(cfg.seed)
-        self.model: nn.Module = create_model(cfg, self.spec)
+        try:
+            self.model: nn.Module = create_model(cfg, self.spec)
+        except (RuntimeError, MemoryError) as err:  # e.g. widths too large to allocate
+            raise ConfigError(
+                f"cannot build model {cfg.model!r} with this config "
+                f"({str(err).splitlines()[0][:160]}); lower its widths"
+            ) from None
         self.init_state = {k: v.clone() for k, v in self.model.state_dict().items()}
-        self.model.to(self.device)
+        with out_of_memory_hint("model", cfg.model):
+            self.model.to(self.device)
         self.masks: Masks = full_masks(self.model)
         self.out_dir = Path(out_dir)
         self.folder = run_dir(self.out_dir, cfg)
@@ -162,16 +175,17 @@ class Experiment:
         per_epoch = steps_per_epoch(len(splits.train_y), cfg.batch_size)
         started = time.perf_counter() - seconds
         for epoch in range(first_epoch, epochs):
-            stats = trainer.train_epoch(
-                splits.train_x,
-                splits.train_y,
-                derive_seed(cfg.seed, k, epoch),
-                cfg.augment == "flip_crop",
-                splits.mean,
-                splits.std,
-                first_step=epoch * per_epoch,
-                total_steps=epochs * per_epoch,
-            )
+            with out_of_memory_hint("batch_size", cfg.batch_size):
+                stats = trainer.train_epoch(
+                    splits.train_x,
+                    splits.train_y,
+                    derive_seed(cfg.seed, k, epoch),
+                    cfg.augment == "flip_crop",
+                    splits.mean,
+                    splits.std,
+                    first_step=epoch * per_epoch,
+                    total_steps=epochs * per_epoch,
+                )
             self.store.record_epoch(self.id, k, epoch, stats.loss, stats.acc)
             last = epoch == epochs - 1
             if last or (epoch + 1) % cfg.checkpoint_every == 0 or self.stop.requested:
@@ -179,7 +193,8 @@ class Experiment:
             self.reporter.epoch_done(self.id, k, epoch, stats)
             if self.stop.requested and not last:
                 raise Interrupted(f"stopped in round {k} after epoch {epoch + 1}")
-        row = self._evaluate(k, trainer, splits, epochs, time.perf_counter() - started)
+        with out_of_memory_hint("eval_batch_size", cfg.eval_batch_size):
+            row = self._evaluate(k, trainer, splits, epochs, time.perf_counter() - started)
         ckpt.save_tensors(
             round_file(self.folder, k),
             ckpt.model_state(self.model, self.masks),
@@ -194,6 +209,11 @@ class Experiment:
         progress = self.folder / PROGRESS_FILE
         if progress.exists():
             tensors, meta = ckpt.load_tensors(progress)
+            if meta.get("run_id", self.id) != self.id:
+                raise CheckpointError(
+                    f"checkpoint {progress} belongs to run {meta.get('run_id')!r}, not "
+                    f"{self.id}; delete it to recompute"
+                )
             if meta.get("round") == k:
                 ckpt.restore(progress, tensors, self.model, self.masks, trainer.optimizer)
                 return int(meta["epoch"]) + 1, float(meta.get("seconds", 0.0))
@@ -281,6 +301,30 @@ class Experiment:
             "seconds": seconds,
             "layer_density": layer_density(self.masks),
         }
+
+
+@contextmanager
+def out_of_memory_hint(key: str, value: object) -> Iterator[None]:
+    """Turn running out of (GPU or CPU) memory into a ResourceError naming the key to lower."""
+    try:
+        yield
+    except torch.OutOfMemoryError:
+        raise ResourceError(_oom_message("GPU", key, value)) from None
+    except RuntimeError as err:
+        if "can't allocate memory" not in str(err) and "out of memory" not in str(err):
+            raise
+        raise ResourceError(_oom_message("CPU", key, value)) from None
+
+
+def _oom_message(where: str, key: str, value: object) -> str:
+    if isinstance(value, int) and value > 1:
+        how = f"lower config key {key!r} (now {value}), e.g. --set {key}={value // 2}"
+    else:
+        how = f"choose a smaller config key {key!r} (now {value!r})"
+    return (
+        f"out of {where} memory; {how}; progress up to the last saved epoch is kept, "
+        f"re-run to resume"
+    )
 
 
 def _mean(hits: torch.Tensor) -> float | None:

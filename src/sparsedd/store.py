@@ -45,7 +45,10 @@ CREATE TABLE IF NOT EXISTS epochs (
     PRIMARY KEY (run_id, round, epoch));
 """
 
-_RETRIES = 50
+# How long a statement waits for a database locked by another writer before giving up, and
+# how long each attempt lets SQLite's own busy handler wait (tests lower these).
+LOCK_TIMEOUT_S = 120.0
+BUSY_WAIT_S = 5.0
 
 
 class ResultsStore:
@@ -71,12 +74,13 @@ class ResultsStore:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
+        wait = max(0.0, min(BUSY_WAIT_S, LOCK_TIMEOUT_S))
         try:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn = sqlite3.connect(self.path, timeout=wait, isolation_level=None)
         except sqlite3.Error as err:
             raise StoreError(f"cannot open results database {self.path}: {err}") from None
         try:
-            conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
             yield conn
         finally:
             conn.close()
@@ -85,7 +89,10 @@ class ResultsStore:
         self, script: str, params: tuple = (), many: bool = False, write: bool = True
     ) -> list[tuple]:
         """Run one statement (or a script) in a transaction, retrying while locked."""
-        for attempt in range(_RETRIES):
+        deadline = time.monotonic() + LOCK_TIMEOUT_S
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 with self._connect() as conn:
                     if many:
@@ -99,7 +106,9 @@ class ResultsStore:
                     return rows
             except sqlite3.OperationalError as err:
                 if "locked" in str(err) or "busy" in str(err):
-                    time.sleep(0.05 * (attempt + 1))
+                    if time.monotonic() >= deadline:
+                        break
+                    time.sleep(min(0.05 * attempt, 0.5, max(0.0, deadline - time.monotonic())))
                     continue
                 raise StoreError(
                     f"results database {self.path} cannot be used ({err}); "
@@ -111,7 +120,8 @@ class ResultsStore:
                     f"move it away or choose another --out"
                 ) from None
         raise StoreError(
-            f"results database {self.path} stayed locked; close other programs holding it and retry"
+            f"results database {self.path} stayed locked for {LOCK_TIMEOUT_S:g}s; close other "
+            f"programs holding it and retry"
         )
 
     def _init(self, create: bool) -> None:
@@ -136,13 +146,20 @@ class ResultsStore:
                     f"{self.path} has schema {meta.get('schema')}, this sparsedd "
                     f"reads {SCHEMA_VERSION}; upgrade sparsedd"
                 )
+            if create:
+                # Fail now, before any run file is written, if another program holds the lock.
+                self._execute("SELECT 1", write=True)
             return
         if not create:
             raise StoreError(f"{self.path} holds no results")
         self._execute("PRAGMA journal_mode=WAL", write=False)
-        self._execute(_SCHEMA, many=True)
-        self._execute("INSERT OR IGNORE INTO meta VALUES ('app', ?)", (APP_ID,))
-        self._execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        # One transaction: a kill leaves either no tables or a complete, marked database.
+        self._execute(
+            f"BEGIN IMMEDIATE; {_SCHEMA} "
+            f"INSERT OR IGNORE INTO meta VALUES ('app', '{APP_ID}'); "
+            f"INSERT OR IGNORE INTO meta VALUES ('schema', '{SCHEMA_VERSION}'); COMMIT;",
+            many=True,
+        )
 
     # ------------------------------------------------------------ writing
 
