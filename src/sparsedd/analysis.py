@@ -216,27 +216,37 @@ class Detection:
     rise: float | None = None
     rise_low: float | None = None
     rise_high: float | None = None
-    fall: float | None = None
+    fall: float | None = None  # of the smoothed curve, like the decision
     threshold: float | None = None
 
 
-def _best_candidate(mean: np.ndarray) -> tuple[int, int, float, float] | None:
-    """(dip, peak, fall, rise) indices/sizes maximising min(fall into dip, rise out of it).
+def smooth(mean: np.ndarray) -> np.ndarray:
+    """3-round running mean of a curve's pruned rounds (round 0, the dense model, kept as is).
+
+    Real dips span several rounds; single-round noise does not survive the average, which keeps
+    the search over every (dip, peak) pair from finding valleys in noise.
+    """
+    out = np.asarray(mean, dtype=float).copy()
+    last = len(out) - 1
+    for k in range(1, last + 1):
+        out[k] = mean[max(1, k - 1) : min(last, k + 1) + 1].mean()
+    return out
+
+
+def _best_candidate(curve: np.ndarray) -> tuple[int, int, float, float] | None:
+    """(dip, peak, fall, rise): the valley maximising min(fall into dip, rise out of it).
 
     The dip is a round after the dense one (index ≥ 1); the fall is measured from the highest
     earlier round, the rise to the highest later round (which precedes the final collapse).
     """
     best = None
-    for i in range(1, len(mean) - 1):
-        fall = float(mean[:i].max() - mean[i])
-        j = i + 1 + int(np.argmax(mean[i + 1 :]))
-        rise = float(mean[j] - mean[i])
-        score = min(fall, rise)
-        if best is None or score > best[0]:
-            best = (score, i, j, fall, rise)
-    if best is None:
-        return None
-    return best[1], best[2], best[3], best[4]
+    for i in range(1, len(curve) - 1):
+        fall = float(curve[:i].max() - curve[i])
+        j = i + 1 + int(np.argmax(curve[i + 1 :]))
+        rise = float(curve[j] - curve[i])
+        if best is None or min(fall, rise) > min(best[2], best[3]):
+            best = (i, j, fall, rise)
+    return best
 
 
 def detect_sdd(
@@ -245,11 +255,12 @@ def detect_sdd(
     """Decide whether a curve shows sparse double descent.
 
     ``seed_acc`` is a (seeds × rounds) array of test accuracy (NaN where a seed lacks a round),
-    round 0 being the dense model. The dip is the round after the dense one that is the deepest
-    valley of the mean curve: both the fall into it (from the best earlier round) and the rise
-    out of it (to the best later round, the peak) are as large as possible. SDD is detected when
-    both fall and rise exceed the threshold: the larger of ``min_rise`` and the seed-to-seed
-    standard deviation of test accuracy at the dip and at the peak. The rise's 95% interval
+    round 0 being the dense model. On the seeds' mean curve, smoothed over 3 rounds, the dip is
+    the deepest valley after the dense round: the round whose fall (from the best earlier round)
+    and rise (to the best later round, the peak) are both as large as possible. SDD is detected
+    when that fall and rise both exceed the threshold: the larger of ``min_rise`` and the
+    seed-to-seed standard deviation of test accuracy at the dip and at the peak. Reported
+    accuracies and ``rise`` (peak − dip) are of the unsmoothed mean; the rise's 95% interval
     comes from the per-seed rises (None with one seed). Without any valley (no round lower than
     an earlier one and a later one) every field but ``detected`` is None.
     """
@@ -260,17 +271,13 @@ def detect_sdd(
     keep = np.isfinite(mean)
     acc, mean = acc[:, keep], mean[keep]
     sparsity = [s for s, k in zip(sparsity, keep, strict=True) if k]
-    cand = _best_candidate(mean)
-    if cand is None:
+    cand = _best_candidate(smooth(mean))
+    if cand is None or min(cand[2], cand[3]) <= 0:
         return Detection(detected=False)
     i, j, fall, rise = cand
-    if min(fall, rise) <= 0:
-        return Detection(detected=False)
-    per_seed = acc[:, j] - acc[:, i]
-    stats = summarize(list(per_seed))
+    stats = summarize(list(acc[:, j] - acc[:, i]))
     spreads = [summarize(list(acc[:, k]))["std"] for k in (i, j)]
-    spread = max([s for s in spreads if s is not None], default=0.0)
-    threshold = max(min_rise, spread)
+    threshold = max([min_rise, *(s for s in spreads if s is not None)])
     return Detection(
         detected=bool(rise > threshold and fall > threshold),
         dip_round=i,
@@ -279,7 +286,7 @@ def detect_sdd(
         dip_acc=float(mean[i]),
         peak_sparsity=float(sparsity[j]),
         peak_acc=float(mean[j]),
-        rise=rise,
+        rise=float(mean[j] - mean[i]),
         rise_low=stats["low"],
         rise_high=stats["high"],
         fall=fall,

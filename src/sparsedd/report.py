@@ -42,6 +42,10 @@ def points(value: Any) -> str:
     return f"{100 * float(value):+.1f}"
 
 
+def _at(acc: Any, sparsity: Any) -> str:
+    return "-" if acc is None else f"{pct(acc)} ({pct(sparsity)})"
+
+
 def _key_cell(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
@@ -61,11 +65,11 @@ def display_rows(result: Analysis) -> list[dict[str, str]]:
             {
                 "n_seeds": str(c["n_seeds"]),
                 "dense": pct(c["dense_acc"]),
-                "best (at sparsity)": f"{pct(c['best_acc'])} ({pct(c['best_sparsity'])})",
+                "best (at sparsity)": _at(c["best_acc"], c["best_sparsity"]),
                 "compressible to": pct(c["compressible_to"]),
                 "SDD": "yes" if c["sdd_detected"] else "no",
-                "dip (at sparsity)": f"{pct(c['dip_acc'])} ({pct(c['dip_sparsity'])})",
-                "peak (at sparsity)": f"{pct(c['peak_acc'])} ({pct(c['peak_sparsity'])})",
+                "dip (at sparsity)": _at(c["dip_acc"], c["dip_sparsity"]),
+                "peak (at sparsity)": _at(c["peak_acc"], c["peak_sparsity"]),
                 "rise [95% CI]": f"{points(c['rise'])}{interval}",
                 "best val": pct(c["best_val_acc"]),
                 "λ* (val)": "-" if lam is None else f"{lam:g}",
@@ -90,8 +94,14 @@ def verdict(curve: pd.Series | dict, keys: Sequence[str]) -> str:
     """One sentence on whether a curve shows sparse double descent, with the evidence."""
     name = ", ".join(f"{k} = {_key_cell(curve[k])}" for k in keys)
     seeds = f"{curve['n_seeds']} seed{'s' if curve['n_seeds'] != 1 else ''}"
+    if curve["n_rounds"] < 3:
+        return f"{name}: too few rounds to judge ({curve['n_rounds']} of at least 3; {seeds})."
     if curve["rise"] is None:
-        return f"{name}: too few rounds to judge ({seeds})."
+        return (
+            f"{name}: no sparse double descent ({seeds}); test accuracy never falls and then "
+            f"recovers. It stays within 1 point of dense up to {pct(curve['compressible_to'])} "
+            "sparsity."
+        )
     interval = (
         f", 95% CI [{points(curve['rise_low'])}, {points(curve['rise_high'])}] points"
         if curve["rise_low"] is not None
