@@ -131,9 +131,12 @@ def lambda_verdicts(result: Analysis) -> list[str]:
             continue
         chosen = members[members["weight_decay"] == g["best_weight_decay"]].iloc[0]
         others = members[members["weight_decay"] != g["best_weight_decay"]]
-        dips = ", ".join(f"{w:g}" for w in others[others["sdd_detected"]]["weight_decay"])
+        dips = ", ".join(
+            f"{o['weight_decay']:g}" for _, o in others.iterrows() if o["sdd_detected"]
+        )
+        choice = "only λ run" if g["n_lambdas"] == 1 else f"λ* of {g['n_lambdas']}"
         out.append(
-            f"{g['lambda_group']}: λ* = {g['best_weight_decay']:g} of {g['n_lambdas']} "
+            f"{g['lambda_group']}: {choice} = {g['best_weight_decay']:g} "
             f"(best validation accuracy {pct(g['best_val_acc'])}); at λ* SDD is "
             f"{'detected' if chosen['sdd_detected'] else 'not detected'}, dense test accuracy "
             f"{pct(chosen['dense_acc'])}, compressible to {pct(chosen['compressible_to'])}."
