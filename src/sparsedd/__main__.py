@@ -1,0 +1,5 @@
+"""`python -m sparsedd` runs the command line."""
+
+from sparsedd.cli import main
+
+main()
