@@ -76,11 +76,11 @@ def test_parallel_jobs_give_the_same_results(finished, tmp_path) -> None:
     drop = {"seconds"}
     a = json.loads(sparsedd("results", str(out), "--format", "json").stdout)
     b = json.loads(sparsedd("results", str(tmp_path), "--format", "json").stdout)
-    key = lambda r: (r["run_id"], r["round"])  # noqa: E731
-    strip = lambda rows: [
-        {k: v for k, v in r.items() if k not in drop}  # noqa: E731
-        for r in sorted(rows, key=key)
-    ]
+
+    def strip(rows):
+        rows = sorted(rows, key=lambda r: (r["run_id"], r["round"]))
+        return [{k: v for k, v in r.items() if k not in drop} for r in rows]
+
     assert strip(a) == strip(b)
 
 
