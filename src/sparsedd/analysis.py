@@ -409,7 +409,8 @@ def choose_weight_decay(table: pd.DataFrame, keys: Sequence[str] | None = None) 
                 "best_val_acc": None if val.isna().all() else float(val.max()),
             }
         )
-    return pd.DataFrame.from_records(records)
+    table = pd.DataFrame.from_records(records)
+    return table.astype(object).where(table.notna(), None)
 
 
 # ---------------------------------------------------------------- analysis bundle
