@@ -1,0 +1,354 @@
+"""Batched λ: runs that differ only in ``weight_decay`` train side by side as one batched model.
+
+K copies of a model are stacked parameter by parameter (a leading dimension of size K) and run
+with ``torch.func.functional_call`` under ``torch.vmap``: every batch is drawn, augmented and
+normalized once and shared by the K runs, and each operation runs once over the K models, so the
+per-operation overhead that dominates a small model's step is paid once instead of K times.
+
+Each run keeps its own masks, its own optimizer state and its own λ; weight decay is applied
+per run (decoupled: ``p ← p·(1 − lr·λ_k)`` before the optimizer's step, as AdamW does; coupled:
+``g ← g + λ_k·p``), so the per-round results equal those of separate runs (fp32, same seed) up to
+floating-point rounding of the batched matrix products.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from sparsedd.batches import channel_stats, epoch_batches, eval_batches
+from sparsedd.config import Config, to_dict
+from sparsedd.prune import Masks
+from sparsedd.train import EpochStats, lr_at
+
+# Keys that may differ between the runs of one batch.
+BATCHABLE_KEYS = frozenset({"weight_decay"})
+
+
+def batch_key(cfg: Config) -> tuple:
+    """Configs with equal keys can train as one batched model (they differ only in λ)."""
+    return tuple(sorted((k, repr(v)) for k, v in to_dict(cfg).items() if k not in BATCHABLE_KEYS))
+
+
+def can_batch(cfgs: Sequence[Config]) -> bool:
+    """Whether ``cfgs`` differ only in ``weight_decay`` (and there are at least two)."""
+    return len(cfgs) > 1 and len({batch_key(c) for c in cfgs}) == 1
+
+
+class BatchedTrainer:
+    """Trains K same-shaped models under their own masks and λ, sharing every batch.
+
+    The models' parameters are copied into stacked tensors at construction; call
+    :meth:`write_back` to copy the trained values back into the models.
+    """
+
+    def __init__(
+        self,
+        models: Sequence[nn.Module],
+        masks: Sequence[Masks],
+        cfgs: Sequence[Config],
+        device: torch.device,
+        finetune: bool = False,
+    ) -> None:
+        if len({batch_key(c) for c in cfgs}) != 1:
+            raise ValueError("batched runs must differ only in weight_decay")
+        if not (len(models) == len(masks) == len(cfgs)) or not models:
+            raise ValueError("need one model, one set of masks and one config per run")
+        self.models, self.cfg, self.device, self.finetune = list(models), cfgs[0], device, finetune
+        self.k = len(models)
+        self.base = models[0]
+        self.names = [n for n, _ in self.base.named_parameters()]
+        per_model = [dict(m.named_parameters()) for m in models]
+        self.params = {
+            n: torch.stack([p[n].detach() for p in per_model]).requires_grad_(True)
+            for n in self.names
+        }
+        per_model_buffers = [dict(m.named_buffers()) for m in models]
+        self.buffers = {
+            n: torch.stack([b[n] for b in per_model_buffers]) for n, _ in self.base.named_buffers()
+        }
+        self.masks = list(masks)
+        self.mask_names = list(masks[0])
+        lambdas = torch.tensor([c.weight_decay for c in cfgs], dtype=torch.float64)
+        self.lambdas = lambdas.to(device)
+        self.optimizer = self._make_optimizer()
+        self._vforward = torch.vmap(self._forward_one, in_dims=(0, 0, None), randomness="same")
+        self.refresh_masks()
+
+    # ------------------------------------------------------------ setup
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        """The run's optimizer over the stacked tensors; λ is applied per run by the step."""
+        cfg, params = self.cfg, list(self.params.values())
+        if cfg.optimizer == "adamw":
+            if cfg.l2_mode == "decoupled":
+                return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+            return torch.optim.Adam(params, lr=cfg.lr, weight_decay=0.0)
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=0.0)
+
+    def _forward_one(
+        self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], x: torch.Tensor
+    ) -> torch.Tensor:
+        return functional_call(self.base, (params, buffers), (x,))
+
+    def refresh_masks(self) -> None:
+        """Re-read the runs' masks (after pruning or a restore) and zero the pruned weights."""
+        self.masked = [self.params[n] for n in self.mask_names]
+        self._mask_values = [
+            torch.stack([m[n] for m in self.masks]).to(self.params[n].dtype)
+            for n in self.mask_names
+        ]
+        with torch.no_grad():
+            torch._foreach_mul_(self.masked, self._mask_values)
+
+    def autocast(self) -> AbstractContextManager:
+        """bf16 autocast when the config asks for it, else a no-op context."""
+        return torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"
+        )
+
+    def _factors(self, values: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        """Per-run scalars shaped to broadcast over a stacked tensor like ``p``."""
+        return values.to(p.dtype).view(-1, *([1] * (p.dim() - 1)))
+
+    # ------------------------------------------------------------ training
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of all K models for one shared batch: shape (K, batch, classes)."""
+        return self._vforward(self.params, self.buffers, x)
+
+    def train_epoch(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        seed: int,
+        augment: bool,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        first_step: int,
+        total_steps: int,
+    ) -> list[EpochStats]:
+        """One epoch of all K runs over shared batches; the stats of each run."""
+        self.base.train()
+        torch.manual_seed(seed)  # dropout, as Trainer does
+        k = self.k
+        loss_sum = torch.zeros(k, device=self.device)
+        correct = torch.zeros(k, device=self.device, dtype=torch.long)
+        mean_t, std_t = channel_stats(mean, self.device), channel_stats(std, self.device)
+        step = first_step
+        for xb, yb in epoch_batches(x, y, self.cfg.batch_size, seed, augment, mean_t, std_t):
+            lr = lr_at(step, total_steps, self.cfg, self.finetune)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            with self.autocast():
+                logits = self.forward(xb)
+            logits = logits.float()
+            losses = F.cross_entropy(
+                logits.reshape(k * len(yb), -1), yb.repeat(k), reduction="none"
+            ).view(k, -1)
+            losses = losses.mean(1)
+            self.optimizer.zero_grad(set_to_none=True)
+            losses.sum().backward()
+            self._masked_step(lr)
+            loss_sum += losses.detach() * len(yb)
+            correct += (logits.argmax(2) == yb).sum(1)
+            step += 1
+        n = len(y)
+        return [
+            EpochStats(float(s) / n, float(c) / n)
+            for s, c in zip(loss_sum.cpu(), correct.cpu(), strict=True)
+        ]
+
+    def _masked_step(self, lr: float) -> None:
+        cfg = self.cfg
+        params = list(self.params.values())
+        with torch.no_grad():
+            grads = [p.grad for p in self.masked]
+            if all(g is not None for g in grads):
+                torch._foreach_mul_(grads, self._mask_values)
+            if cfg.weight_decay or bool((self.lambdas != 0).any()):
+                if cfg.l2_mode == "coupled":
+                    for p in params:
+                        if p.grad is not None:
+                            p.grad.addcmul_(p, self._factors(self.lambdas, p))
+                elif cfg.optimizer == "adamw":  # AdamW decays before its update
+                    factors = 1.0 - lr * self.lambdas
+                    torch._foreach_mul_(params, [self._factors(factors, p) for p in params])
+        self.optimizer.step()
+        with torch.no_grad():
+            if cfg.optimizer == "sgd" and cfg.l2_mode == "decoupled":
+                factors = 1.0 - lr * self.lambdas
+                torch._foreach_mul_(params, [self._factors(factors, p) for p in params])
+            # Momentum and weight decay would revive pruned weights: zero them after every step.
+            torch._foreach_mul_(self.masked, self._mask_values)
+
+    @torch.no_grad()
+    def predict(
+        self, x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]
+    ) -> torch.Tensor:
+        """Logits (fp32) of every run for every image of ``x``: shape (K, N, classes)."""
+        self.base.eval()
+        mean_t, std_t = channel_stats(mean, self.device), channel_stats(std, self.device)
+        outs = [
+            self._predict_batch(xb)
+            for xb in eval_batches(x, self.cfg.eval_batch_size, mean_t, std_t)
+        ]
+        return torch.cat(outs, dim=1)
+
+    def _predict_batch(self, xb: torch.Tensor) -> torch.Tensor:
+        with self.autocast():
+            return self.forward(xb).float()
+
+    # ------------------------------------------------------------ exchange with single runs
+
+    @torch.no_grad()
+    def write_back(self) -> None:
+        """Copy the trained parameters and buffers of run k into ``models[k]``."""
+        for k, model in enumerate(self.models):
+            for n, p in model.named_parameters():
+                p.copy_(self.params[n][k])
+            for n, b in model.named_buffers():
+                b.copy_(self.buffers[n][k])
+
+    def load_optimizer_states(self, optimizers: Sequence[torch.optim.Optimizer]) -> None:
+        """Stack per-run optimizer states (a resumed round) into the batched optimizer."""
+        stacked = list(self.params.values())
+        per_run = [list(opt.param_groups[0]["params"]) for opt in optimizers]
+        for i, p in enumerate(stacked):
+            states = [
+                opt.state.get(params[i], {})
+                for opt, params in zip(optimizers, per_run, strict=True)
+            ]
+            if not all(states):
+                continue
+            entry = {}
+            for key, value in states[0].items():
+                if torch.is_tensor(value) and value.dim() > 0:
+                    entry[key] = torch.stack([s[key] for s in states]).to(p.device)
+                else:
+                    entry[key] = value.clone() if torch.is_tensor(value) else value
+            self.optimizer.state[p] = entry
+
+    def store_optimizer_states(self, optimizers: Sequence[torch.optim.Optimizer]) -> None:
+        """Write the batched optimizer state of run k into ``optimizers[k]`` (for checkpoints)."""
+        stacked = list(self.params.values())
+        for k, opt in enumerate(optimizers):
+            params = list(opt.param_groups[0]["params"])
+            for i, p in enumerate(stacked):
+                state = self.optimizer.state.get(p)
+                if not state:
+                    continue
+                opt.state[params[i]] = {
+                    key: (
+                        value[k].clone()
+                        if torch.is_tensor(value) and value.dim() > 0
+                        else (value.clone() if torch.is_tensor(value) else value)
+                    )
+                    for key, value in state.items()
+                }
+
+
+def run_batched(
+    configs: Sequence[Config],
+    out_dir: str | Path,
+    reporter=None,
+    stop=None,
+) -> None:
+    """Run configs that differ only in ``weight_decay`` as one batched model.
+
+    Records into ``out_dir`` exactly the rows and checkpoints that ``Experiment(cfg,
+    out_dir).run()`` records for each config (only ``seconds`` is the shared wall time), and
+    resumes from what is recorded. Rounds whose runs stand at different points (one run
+    recorded further than another, or saved at different epochs) are run one run at a time.
+    """
+    from sparsedd.experiment import Experiment, Interrupted, StopFlag, derive_seed
+    from sparsedd.train import Trainer, steps_per_epoch
+
+    configs = list(configs)
+    if len(configs) > 1 and not can_batch(configs):
+        raise ValueError("run_batched needs configs that differ only in weight_decay")
+    stop = stop or StopFlag()
+    exps = [Experiment(c, out_dir, reporter, stop) for c in configs]
+    for e in exps:
+        e._write_run_files()
+    cfg, device = configs[0], exps[0].device
+    splits = exps[0].splits.to(device)
+    done = [e.store.rounds_done(e.id) for e in exps]
+    for k in range(cfg.rounds + 1):
+        active = [i for i, e in enumerate(exps) if k not in done[i]]
+        if len(active) == 1:
+            exps[active[0]]._run_round(k, splits)
+            continue
+        if not active:
+            continue
+        group = [exps[i] for i in active]
+        epochs = cfg.round0_epochs if k == 0 else cfg.epochs
+        finetune = cfg.retrain == "finetune" and k > 0
+        trainers = [Trainer(e.model, e.masks, e.cfg, device, finetune=finetune) for e in group]
+        starts = [e._load_round_start(k, t, splits) for e, t in zip(group, trainers, strict=True)]
+        if len({first for first, _ in starts}) != 1:
+            for e in group:  # reloads its own starting point from its files
+                e._run_round(k, splits)
+            continue
+        first_epoch, seconds = starts[0][0], max(s for _, s in starts)
+        bt = BatchedTrainer(
+            [e.model for e in group], [e.masks for e in group], [e.cfg for e in group],
+            device, finetune,
+        )  # fmt: skip
+        bt.load_optimizer_states([t.optimizer for t in trainers])
+        for e in group:
+            e.reporter.round_started(e.id, k, epochs, first_epoch)
+        per_epoch = steps_per_epoch(len(splits.train_y), cfg.batch_size)
+        started = time.perf_counter() - seconds
+        for epoch in range(first_epoch, epochs):
+            stats = bt.train_epoch(
+                splits.train_x, splits.train_y, derive_seed(cfg.seed, k, epoch),
+                cfg.augment == "flip_crop", splits.mean, splits.std,
+                first_step=epoch * per_epoch, total_steps=epochs * per_epoch,
+            )  # fmt: skip
+            last = epoch == epochs - 1
+            save = last or (epoch + 1) % cfg.checkpoint_every == 0 or stop.requested
+            if save:
+                bt.write_back()
+                bt.store_optimizer_states([t.optimizer for t in trainers])
+            for e, t, st in zip(group, trainers, stats, strict=True):
+                e.store.record_epoch(e.id, k, epoch, st.loss, st.acc)
+                if save:
+                    e._save_progress(k, epoch, t, time.perf_counter() - started)
+                e.reporter.epoch_done(e.id, k, epoch, st)
+            if stop.requested and not last:
+                raise Interrupted(f"stopped in round {k} after epoch {epoch + 1}")
+        bt.write_back()
+        elapsed = time.perf_counter() - started
+        for e, t in zip(group, trainers, strict=True):
+            _finish_round(e, k, t, splits, epochs, elapsed)
+
+
+def _finish_round(exp, k: int, trainer, splits, epochs: int, seconds: float) -> None:
+    """Evaluate, checkpoint and record round ``k`` of one run, as Experiment._run_round ends.
+
+    Mirrors the last lines of ``Experiment._run_round``; it goes once Experiment exposes them.
+    """
+    from sparsedd import checkpoint as ckpt
+    from sparsedd.experiment import PROGRESS_FILE, round_file
+
+    trainer.refresh_masks()
+    row = exp._evaluate(k, trainer, splits, epochs, seconds)
+    ckpt.save_tensors(
+        round_file(exp.folder, k),
+        ckpt.model_state(exp.model, exp.masks),
+        {"round": k, "run_id": exp.id},
+    )
+    exp.store.record_round(exp.id, row)
+    (exp.folder / PROGRESS_FILE).unlink(missing_ok=True)
+    exp.reporter.round_done(exp.id, row)
+
+
+__all__ = ["BATCHABLE_KEYS", "BatchedTrainer", "batch_key", "can_batch", "run_batched"]
