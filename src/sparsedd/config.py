@@ -277,7 +277,13 @@ def resolve_config(
 
     cfg = preset_config(preset)
     if config_file is not None:
-        cfg = apply(cfg, load_yaml_file(config_file))
+        values = load_yaml_file(config_file)
+        try:
+            cfg = apply(cfg, values)
+            for key in values:
+                _check_range(str(key), getattr(cfg, str(key)))
+        except ConfigError as err:
+            raise ConfigError(f"config file {str(config_file)!r}: {err}") from None
     cfg = apply(cfg, dict(parse_assignment(a) for a in assignments))
     return validate(cfg)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import shutil
@@ -222,6 +223,7 @@ def _gather_idx_files(raw: Path, places: list[Path]) -> None:
 
 def _copy_decompressed(src: Path, dst: Path) -> None:
     opener = gzip.open if src.suffix == ".gz" else open
+    created = [p for p in (dst.parent, *dst.parent.parents) if not p.exists()]
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.")
@@ -236,6 +238,9 @@ def _copy_decompressed(src: Path, dst: Path) -> None:
         os.replace(tmp, dst)
     except (OSError, EOFError, gzip.BadGzipFile) as err:
         Path(tmp).unlink(missing_ok=True)
+        for folder in created:  # leave data_dir as it was
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise DataError(f"cannot read dataset file {src}: {err}; fetch a fresh copy") from None
 
 
