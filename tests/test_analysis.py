@@ -63,14 +63,22 @@ def write_store(df: pd.DataFrame, out: Path, extra: dict | None = None) -> Path:
     return out
 
 
-def sweep() -> pd.DataFrame:
-    """λ=0 with a dip, λ=0.01 without, 3 seeds each."""
+def sweep(rounds: int = 25, n_seeds: int = 3) -> pd.DataFrame:
+    """λ=0 with a dip, λ=0.01 without."""
     return pd.concat(
         [
-            an.synthetic_rounds("sdd", depth=0.05, weight_decay=0.0, seed=1),
-            an.synthetic_rounds("flat", weight_decay=0.01, seed=2),
+            an.synthetic_rounds(
+                "sdd", 0.05, n_seeds=n_seeds, rounds=rounds, weight_decay=0.0, seed=1
+            ),
+            an.synthetic_rounds("flat", n_seeds=n_seeds, rounds=rounds, weight_decay=0.01, seed=2),
         ]
     )
+
+
+@pytest.fixture(scope="module")
+def store_dir(tmp_path_factory) -> Path:
+    """A results store holding a small sweep: 2 λ × 2 seeds × 13 rounds (written once)."""
+    return write_store(sweep(rounds=12, n_seeds=2), tmp_path_factory.mktemp("store"))
 
 
 # ---------------------------------------------------------------- statistics
@@ -100,18 +108,17 @@ def test_summarize_mean_std_interval():
 # ---------------------------------------------------------------- loading and curves
 
 
-def test_load_results_from_a_store_groups_seeds_into_curves(tmp_path):
-    write_store(sweep(), tmp_path)
-    df = an.load_results(tmp_path)
-    assert len(df) == 2 * 3 * 26
+def test_load_results_from_a_store_groups_seeds_into_curves(store_dir):
+    df = an.load_results(store_dir)
+    assert len(df) == 2 * 2 * 13
     assert set(df["epochs"]) == {7} and set(df["round_epochs"]) == {3}  # config vs round epochs
     assert isinstance(df["layer_density"].iloc[0], dict)
     result = an.analyze(df)
     assert len(result.curves) == 2
-    assert list(result.curves["n_seeds"]) == [3, 3]
+    assert list(result.curves["n_seeds"]) == [2, 2]
     assert result.keys == ["model", "dataset", "noise", "weight_decay"]
     stats = result.stats
-    assert len(stats) == 2 * 26 and set(stats["n_seeds"]) == {3}
+    assert len(stats) == 2 * 13 and set(stats["n_seeds"]) == {2}
     # per-round mean is the mean over the three seeds
     r5 = df[(df["weight_decay"] == 0.0) & (df["round"] == 5)]["test_acc"]
     got = stats[(stats["curve"] == result.curves["curve"][0]) & (stats["round"] == 5)]
@@ -270,9 +277,8 @@ def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
     return exc.value.code, out, err
 
 
-def test_cli_analyze_json_and_table(tmp_path, capsys):
-    write_store(sweep(), tmp_path)
-    code, out, _ = run_cli(["analyze", str(tmp_path), "--format", "json"], capsys)
+def test_cli_analyze_json_and_table(store_dir, capsys):
+    code, out, _ = run_cli(["analyze", str(store_dir), "--format", "json"], capsys)
     assert code == 0
     curves = json.loads(out)
     assert len(curves) == 2
@@ -280,33 +286,30 @@ def test_cli_analyze_json_and_table(tmp_path, capsys):
         assert set(c) >= JSON_FIELDS
         assert {"model", "dataset", "noise", "weight_decay"} <= set(c)
     assert [c["sdd_detected"] for c in curves] == [True, False]
-    code, out, _ = run_cli(["analyze", str(tmp_path)], capsys)
+    code, out, _ = run_cli(["analyze", str(store_dir)], capsys)
     assert code == 0
     assert "SDD" in out.splitlines()[0] and "λ choice" in out
     lines = out.splitlines()
     assert " yes " in lines[1] and " no " in lines[2]  # rows sorted by λ: 0 (dip), then 0.01
 
 
-def test_cli_errors_are_one_line(tmp_path, capsys):
+def test_cli_errors_are_one_line(tmp_path, store_dir, capsys):
     code, out, err = run_cli(["analyze", str(tmp_path / "none")], capsys)
     assert code == 2 and err.count("\n") == 1 and "no results" in err
-    write_store(sweep(), tmp_path)
-    code, _, err = run_cli(["export", str(tmp_path), "-o", str(tmp_path / "x.xlsx")], capsys)
+    code, _, err = run_cli(["export", str(store_dir), "-o", str(tmp_path / "x.xlsx")], capsys)
     assert code == 2 and ".parquet or .csv" in err
 
 
 @pytest.mark.parametrize("table", ["rounds", "stats", "curves"])
-def test_export_parquet_and_csv_round_trip(tmp_path, capsys, table):
+def test_export_parquet_and_csv_round_trip(tmp_path, store_dir, capsys, table):
     pytest.importorskip("pyarrow")
-    write_store(sweep(), tmp_path)
     for name in ("out.parquet", "out.csv"):
         target = tmp_path / name
-        code, out, _ = run_cli(
-            ["export", str(tmp_path), "-o", str(target), "--table", table], capsys
-        )
+        args = ["export", str(store_dir), "-o", str(target), "--table", table]
+        code, out, _ = run_cli(args, capsys)
         assert code == 0, out
         back = pd.read_parquet(target) if name.endswith("parquet") else pd.read_csv(target)
-        assert len(back) == {"rounds": 156, "stats": 52, "curves": 2}[table]
+        assert len(back) == {"rounds": 52, "stats": 26, "curves": 2}[table]
         if table == "rounds":
             assert json.loads(back["layer_density"][0]) == {"fc": 1.0}
 
