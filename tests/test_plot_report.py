@@ -1,0 +1,236 @@
+"""Figure and HTML report: formats, axes, markers, self-containment, a real headless browser."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sparsedd import analysis as an
+from sparsedd.cli import main
+from sparsedd.errors import UserError
+from sparsedd.plot import close, figure_png, line_key, plot_analysis, save_figure
+from sparsedd.report import render_html, write_report
+from sparsedd.store import ResultsStore
+
+# Where the browser test leaves its screenshot of the report, for a person to look at.
+SCREENSHOT = Path(
+    os.environ.get("SPARSEDD_SCREENSHOT", Path(tempfile.gettempdir()) / "sparsedd-report.png")
+)
+
+
+@pytest.fixture(scope="module")
+def result() -> an.Analysis:
+    """λ = 0 with a dip, λ = 0.01 without (3 seeds, 21 rounds)."""
+    return an.analyze(
+        pd.concat(
+            [
+                an.synthetic_rounds("sdd", 0.05, rounds=20, weight_decay=0.0, seed=1),
+                an.synthetic_rounds("flat", rounds=20, weight_decay=0.01, seed=2),
+            ]
+        )
+    )
+
+
+def _markers(ax, marker: str) -> int:
+    return sum(1 for line in ax.get_lines() if line.get_marker() == marker)
+
+
+def test_figure_axes_lines_and_sdd_markers(result):
+    fig = plot_analysis(result)
+    try:
+        top, bottom = fig.axes[:2]
+        assert top.get_xscale() == "log"
+        left, right = top.get_xlim()
+        assert left > right  # remaining weights shrink to the right: sparsity grows
+        fig.canvas.draw()
+        labels = [t.get_text() for t in bottom.get_xticklabels()]
+        assert {"0", "50", "90", "98"} <= set(labels)  # up to 98.8% sparsity: no 99
+        assert "Test accuracy (%)" in top.get_ylabel()
+        assert "Memorization" in bottom.get_ylabel() and "Sparsity" in bottom.get_xlabel()
+        assert _markers(top, "v") == 1 and _markers(top, "^") == 1  # only the λ=0 curve
+        legend = [t.get_text() for t in fig.legends[0].get_texts()]
+        assert "λ = 0" in legend and "λ = 0.01" in legend
+        assert any("s.d." in t for t in legend)
+        # the dip marker sits on the λ=0 curve at the detected dip
+        dip = next(line for line in top.get_lines() if line.get_marker() == "v")
+        curve = result.curves.iloc[0]
+        assert dip.get_xdata()[0] == pytest.approx(1 - curve["dip_sparsity"])
+        assert dip.get_ydata()[0] == pytest.approx(100 * curve["dip_acc"])
+    finally:
+        close(fig)
+
+
+def test_lines_are_per_noise_when_lambda_is_fixed():
+    frames = [
+        an.synthetic_rounds("flat", rounds=8, noise=n, seed=i) for i, n in enumerate((0.1, 0.5))
+    ]
+    res = an.analyze(pd.concat(frames))
+    assert line_key(res) == "noise"
+    fig = plot_analysis(res)
+    try:
+        legend = [t.get_text() for t in fig.legends[0].get_texts()]
+        assert "ε = 0.1" in legend and "ε = 0.5" in legend
+    finally:
+        close(fig)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "magic"), [(".png", b"\x89PNG"), (".svg", b"<?xml"), (".pdf", b"%PDF")]
+)
+def test_save_by_extension(result, tmp_path, suffix, magic):
+    fig = plot_analysis(result)
+    try:
+        path = save_figure(fig, tmp_path / f"fig{suffix}")
+        assert path.read_bytes().startswith(magic)
+        with pytest.raises(UserError, match="png, .svg or .pdf"):
+            save_figure(fig, tmp_path / "fig.jpg")
+    finally:
+        close(fig)
+
+
+def test_report_is_self_contained_and_escaped(result, tmp_path):
+    fig = plot_analysis(result)
+    png = figure_png(fig)
+    close(fig)
+    page = render_html(result, png, source="<runs & co>")
+    assert "&lt;runs &amp; co&gt;" in page and "<runs & co>" not in page
+    assert re.search(r'<img id="sdd-figure"[^>]*src="data:image/png;base64,', page)
+    assert not re.search(r'(src|href)="(https?:)?//', page)  # no network resources
+    assert "<script" not in page
+    assert "sparse double descent detected" in page and "no sparse double descent" in page
+    assert "λ* of 2 = 0" in page or "λ* of 2 = 0.01" in page
+    with pytest.raises(UserError, match=".html"):
+        write_report(result, png, tmp_path / "r.txt", "x")
+
+
+def _write_store(df: pd.DataFrame, out: Path) -> Path:
+    store = ResultsStore(out)
+    for run_id, run in df.groupby("run_id"):
+        first = run.iloc[0]
+        keys = ("model", "dataset", "noise", "weight_decay", "seed")
+        store.record_run(str(run_id), {k: _py(first[k]) for k in keys})
+        for _, r in run.iterrows():
+            row = {
+                f: _py(r[f]) for f in ("round", "sparsity", "test_acc", "memorization", "val_acc")
+            }
+            row.update(
+                params_remaining=10,
+                test_loss=1.0,
+                train_acc=0.9,
+                train_acc_clean=0.8,
+                epochs=1,
+                seconds=0.1,
+                layer_density={"fc": 1 - _py(r["sparsity"])},
+            )
+            store.record_round(str(run_id), row)
+    return out
+
+
+def _py(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _cli(args: list[str], capsys) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    out, err = capsys.readouterr()
+    return exc.value.code, out, err
+
+
+@pytest.fixture(scope="module")
+def store_dir(tmp_path_factory) -> Path:
+    """A results folder with a dip (λ=0) and without (λ=0.01), 2 seeds, 13 rounds."""
+    df = pd.concat(
+        [
+            an.synthetic_rounds("sdd", 0.05, n_seeds=2, rounds=12, weight_decay=0.0, seed=1),
+            an.synthetic_rounds("flat", n_seeds=2, rounds=12, weight_decay=0.01, seed=2),
+        ]
+    )
+    return _write_store(df, tmp_path_factory.mktemp("results"))
+
+
+def test_cli_plot_and_report_defaults_and_errors(store_dir, tmp_path, capsys):
+    code, out, _ = _cli(["plot", str(store_dir)], capsys)
+    assert code == 0 and (store_dir / "sdd.png").read_bytes().startswith(b"\x89PNG")
+    code, out, _ = _cli(["plot", str(store_dir), "-o", str(tmp_path / "f.svg")], capsys)
+    assert code == 0 and (tmp_path / "f.svg").exists()
+    code, _, err = _cli(["plot", str(store_dir), "-o", str(tmp_path / "f.gif")], capsys)
+    assert code == 2 and err.count("\n") == 1
+    code, out, _ = _cli(["report", str(store_dir)], capsys)
+    assert code == 0 and "data:image/png;base64," in (store_dir / "report.html").read_text()
+    code, _, err = _cli(["report", str(tmp_path / "missing")], capsys)
+    assert code == 2 and "no results" in err
+
+
+# ---------------------------------------------------------------- real browser
+
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--enable-logging=stderr",
+    "--v=0",
+)
+_PROBE = (
+    '<script>window.addEventListener("load", () => {const i = document.getElementById('
+    '"sdd-figure"); document.body.setAttribute("data-figure", i.complete + ":" + i.naturalWidth)'
+    "; %s});</script></body>"
+)
+
+
+def _chromium(tmp_path: Path, page: Path, *args: str) -> subprocess.CompletedProcess:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium is not installed (CI installs Debian's chromium)")
+    profile = tmp_path / f"profile-{len(list(tmp_path.iterdir()))}"
+    cmd = [browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args, page.as_uri()]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=90, check=False)
+
+
+def _probed(report: Path, tmp_path: Path, extra_js: str) -> Path:
+    probed = tmp_path / f"probed-{abs(hash(extra_js))}.html"
+    probed.write_text(report.read_text().replace("</body>", _PROBE % extra_js))
+    return probed
+
+
+def _console_errors(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line]
+
+
+def test_report_in_headless_chromium(store_dir, tmp_path, capsys):
+    report = tmp_path / "report.html"
+    assert _cli(["report", str(store_dir), "-o", str(report)], capsys)[0] == 0
+    # The page itself loads without console messages and the figure decodes.
+    probe = _chromium(tmp_path, _probed(report, tmp_path, ""), "--dump-dom")
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    width = re.search(r'data-figure="true:(\d+)"', probe.stdout)
+    assert width and int(width.group(1)) > 300, probe.stdout[:500]
+    assert _console_errors(probe.stderr) == [], _console_errors(probe.stderr)
+    # Control: the same check does see an error when the page has one.
+    bad = _chromium(tmp_path, _probed(report, tmp_path, "undefinedFunction()"), "--dump-dom")
+    assert any("undefinedFunction" in line for line in _console_errors(bad.stderr))
+    # A screenshot of the unmodified page, kept for a person to look at.
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    shot = _chromium(
+        tmp_path,
+        report,
+        f"--screenshot={SCREENSHOT}",
+        "--window-size=1200,1600",
+        "--hide-scrollbars",
+    )
+    assert shot.returncode == 0, shot.stderr[-2000:]
+    assert SCREENSHOT.read_bytes().startswith(b"\x89PNG") and SCREENSHOT.stat().st_size > 20_000
+    print(f"\nscreenshot of the report: {SCREENSHOT}")
