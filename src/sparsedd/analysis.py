@@ -249,6 +249,16 @@ def _best_candidate(curve: np.ndarray) -> tuple[int, int, float, float] | None:
     return best
 
 
+def _refine(mean: np.ndarray, i: int, j: int, fall: float, rise: float) -> tuple:
+    """Move the smoothed dip/peak to the raw minimum/maximum within one round of them."""
+    last = len(mean) - 1
+    lo = max(1, i - 1)
+    i2 = lo + int(np.argmin(mean[lo : min(last, i + 1) + 1]))
+    lo = max(i2 + 1, j - 1)
+    j2 = lo + int(np.argmax(mean[lo : min(last, j + 1) + 1]))
+    return i2, j2, fall, rise
+
+
 def detect_sdd(
     seed_acc: np.ndarray, sparsity: Sequence[float], min_rise: float = DEFAULT_MIN_RISE
 ) -> Detection:
@@ -257,7 +267,8 @@ def detect_sdd(
     ``seed_acc`` is a (seeds × rounds) array of test accuracy (NaN where a seed lacks a round),
     round 0 being the dense model. On the seeds' mean curve, smoothed over 3 rounds, the dip is
     the deepest valley after the dense round: the round whose fall (from the best earlier round)
-    and rise (to the best later round, the peak) are both as large as possible. SDD is detected
+    and rise (to the best later round, the peak) are both as large as possible; dip and peak are
+    then moved to the raw minimum/maximum within one round of them. SDD is detected
     when that fall and rise both exceed the threshold: the larger of ``min_rise`` and the
     seed-to-seed standard deviation of test accuracy at the dip and at the peak. Reported
     accuracies and ``rise`` (peak − dip) are of the unsmoothed mean; the rise's 95% interval
@@ -274,7 +285,7 @@ def detect_sdd(
     cand = _best_candidate(smooth(mean))
     if cand is None or min(cand[2], cand[3]) <= 0:
         return Detection(detected=False)
-    i, j, fall, rise = cand
+    i, j, fall, rise = _refine(mean, *cand)
     stats = summarize(list(acc[:, j] - acc[:, i]))
     spreads = [summarize(list(acc[:, k]))["std"] for k in (i, j)]
     threshold = max([min_rise, *(s for s in spreads if s is not None)])

@@ -37,11 +37,11 @@ _MIN_REMAINING = 1e-5
 
 
 def line_key(result: Analysis) -> str | None:
-    """The key that separates lines within a panel: λ if it varies, else noise, else None."""
+    """The key that labels lines within a panel: λ if it varies, else noise if it varies, else λ."""
     for key in ("weight_decay", "noise"):
         if key in result.curves.columns and result.curves[key].nunique(dropna=False) > 1:
             return key
-    return None
+    return "weight_decay" if "weight_decay" in result.curves.columns else None
 
 
 def panel_keys(result: Analysis) -> list[str]:
