@@ -136,7 +136,8 @@ def coerce(key: str, value: Any) -> Any:
     """``value`` converted to the type of config key ``key``; ConfigError if it cannot be."""
     _check_key(key)
     base, choices, nullable = _type_parts(key)
-    if value is None or (isinstance(value, str) and value.lower() in ("null", "none")):
+    # "none" is text (augment=none) unless the key is nullable: then it, like null, means None.
+    if value is None or (nullable and isinstance(value, str) and value.lower() in ("null", "none")):
         if nullable:
             return None
         raise ConfigError(f"config key {key!r} cannot be null; it takes a {base.__name__}")
