@@ -78,6 +78,7 @@ class BatchedTrainer:
         self.mask_names = list(masks[0])
         lambdas = torch.tensor([c.weight_decay for c in cfgs], dtype=torch.float64)
         self.lambdas = lambdas.to(device)
+        self._any_decay = any(c.weight_decay for c in cfgs)  # known on the host: no sync
         self.optimizer = self._make_optimizer()
         self._vforward = torch.vmap(self._forward_one, in_dims=(0, 0, None), randomness="same")
         self.refresh_masks()
@@ -173,7 +174,7 @@ class BatchedTrainer:
             grads = [p.grad for p in self.masked]
             if all(g is not None for g in grads):
                 torch._foreach_mul_(grads, self._mask_values)
-            if cfg.weight_decay or bool((self.lambdas != 0).any()):
+            if self._any_decay:
                 if cfg.l2_mode == "coupled":
                     for p in params:
                         if p.grad is not None:
