@@ -266,7 +266,7 @@ CASES: list[Case] = [
     Case("int-not-integer", _sets("epochs=2.5", needles=["'epochs'", "integer", "2.5"])),
     Case("int-from-text", _sets("rounds=three", needles=["'rounds'", "integer"])),
     Case("bool-not-bool", _sets("download=maybe", needles=["'download'", "true or false"])),
-    Case("not-nullable", _sets("model=null", needles=["'model'", "cannot be null"])),
+    Case("not-nullable", _sets("epochs=null", needles=["'epochs'", "cannot be null"])),
     Case("nan", _sets("lr=nan", needles=["'lr'", "finite"])),
     Case("inf", _sets("lr=inf", needles=["'lr'", "finite"])),
     Case("huge-int-as-float", _sets(f"lr={BIG}", needles=["'lr'", "number", "..."])),

@@ -224,15 +224,15 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     key, raw = text.split("=", 1)
     key = key.strip()
     _check_key(key)
+    base, _, _ = _type_parts(key)
+    if base is str:  # names and paths are text as typed (data_dir=2024 and data_dir=~ are folders)
+        return key, coerce(key, raw.strip())
     try:
         value = yaml.safe_load(raw) if raw.strip() else raw
     except Exception:  # any YAML failure (syntax, nesting depth): keep the text as typed
         value = raw
     if isinstance(value, (dict, list)):
         value = raw
-    base, _, _ = _type_parts(key)
-    if base is str and value is not None and not isinstance(value, str):
-        value = raw.strip()  # names and paths are text as typed (data_dir=2024 is a folder)
     return key, coerce(key, value)
 
 
