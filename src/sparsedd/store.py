@@ -112,7 +112,7 @@ class ResultsStore:
                     continue
                 raise StoreError(
                     f"results database {self.path} cannot be used ({err}); "
-                    f"check the file and its folder's permissions"
+                    f"check free disk space and the permissions of the file and its folder"
                 ) from None
             except sqlite3.DatabaseError as err:
                 raise StoreError(
