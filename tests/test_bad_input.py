@@ -485,7 +485,7 @@ def test_bad_checkpoint_is_refused_harmlessly(
     before = snapshot(tmp_path)
     code, _, err = run_cli([*TINY, "--out", str(out)], capsys)
     assert code == 2, err
-    assert_one_error_line(err, needles, allow_announce=True)
+    assert_one_error_line(err, needles)
     assert snapshot(tmp_path) == before
 
 
@@ -710,5 +710,5 @@ def test_subprocess_corrupt_checkpoint(tmp_path: Path, partial_results: Path) ->
         timeout=120,
     )
     assert proc.returncode == 2
-    assert_one_error_line(proc.stderr, ["progress.safetensors"], allow_announce=True)
+    assert_one_error_line(proc.stderr, ["progress.safetensors"])
     assert snapshot(tmp_path) == before

@@ -41,10 +41,12 @@ class ConsoleReporter:
             disable=not show_bars,
         )
         self.task: Any = None
+        self.announcement = ""
 
     def start(self, run: str, folder: Path) -> None:
-        """Announce the run and where it is stored."""
-        self.console.print(f"run {run} → {folder}", soft_wrap=True)
+        """Remember the run; it is announced when its first round starts, so that an error
+        found while restoring its state stays the only line printed."""
+        self.announcement = f"run {run} → {folder}"
 
     def __enter__(self) -> ConsoleReporter:
         self.progress.start()
@@ -57,6 +59,9 @@ class ConsoleReporter:
 
     def round_started(self, run: str, round_: int, epochs: int, first_epoch: int) -> None:
         """Open a bar for the round."""
+        if self.announcement:
+            self.console.print(self.announcement, soft_wrap=True)
+            self.announcement = ""
         if self.task is not None:
             self.progress.remove_task(self.task)
         self.task = self.progress.add_task(
