@@ -198,3 +198,6 @@ def _lenet(cfg: Config, spec: InputSpec) -> nn.Module:
         nn.ReLU(),
         nn.Linear(100, spec.num_classes),
     )
+
+
+from sparsedd import swin as _swin  # noqa: E402,F401  registers "swin"

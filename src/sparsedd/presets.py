@@ -89,6 +89,14 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
         "Quétu et al.: ViT on CIFAR-100, AdamW, 200 epochs/round, 34 rounds",
         dict(_PAPER_VIT, dataset="cifar100"),
     ),
+    "swin-cifar10": (
+        "Quétu et al.: Swin-T on CIFAR-10, AdamW, 200 epochs/round, 34 rounds",
+        dict(_PAPER_VIT, model="swin", dataset="cifar10"),
+    ),
+    "swin-cifar100": (
+        "Quétu et al.: Swin-T on CIFAR-100, AdamW, 200 epochs/round, 34 rounds",
+        dict(_PAPER_VIT, model="swin", dataset="cifar100"),
+    ),
     "resnet18-cifar10": (
         "Quétu et al.: ResNet-18 on CIFAR-10, SGD, 160 epochs/round",
         dict(_PAPER_RESNET, dataset="cifar10"),
