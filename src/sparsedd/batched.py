@@ -269,6 +269,7 @@ def run_batched(
     resumes from what is recorded. Rounds whose runs stand at different points (one run
     recorded further than another, or saved at different epochs) are run one run at a time.
     """
+    from sparsedd.data import load_dataset
     from sparsedd.experiment import Experiment, Interrupted, StopFlag, derive_seed
     from sparsedd.train import Trainer, steps_per_epoch
 
@@ -276,16 +277,17 @@ def run_batched(
     if len(configs) > 1 and not can_batch(configs):
         raise ValueError("run_batched needs configs that differ only in weight_decay")
     stop = stop or StopFlag()
-    exps = [Experiment(c, out_dir, reporter, stop) for c in configs]
+    data = load_dataset(configs[0])  # the runs differ only in λ: one dataset serves all
+    exps = [Experiment(c, out_dir, reporter, stop, data=data) for c in configs]
     for e in exps:
-        e._write_run_files()
+        e.write_run_files()
     cfg, device = configs[0], exps[0].device
     splits = exps[0].splits.to(device)
     done = [e.store.rounds_done(e.id) for e in exps]
     for k in range(cfg.rounds + 1):
         active = [i for i, e in enumerate(exps) if k not in done[i]]
         if len(active) == 1:
-            exps[active[0]]._run_round(k, splits)
+            exps[active[0]].run_round(k, splits)
             continue
         if not active:
             continue
@@ -293,10 +295,10 @@ def run_batched(
         epochs = cfg.round0_epochs if k == 0 else cfg.epochs
         finetune = cfg.retrain == "finetune" and k > 0
         trainers = [Trainer(e.model, e.masks, e.cfg, device, finetune=finetune) for e in group]
-        starts = [e._load_round_start(k, t, splits) for e, t in zip(group, trainers, strict=True)]
+        starts = [e.load_round_start(k, t, splits) for e, t in zip(group, trainers, strict=True)]
         if len({first for first, _ in starts}) != 1:
             for e in group:  # reloads its own starting point from its files
-                e._run_round(k, splits)
+                e.run_round(k, splits)
             continue
         first_epoch, seconds = starts[0][0], max(s for _, s in starts)
         bt = BatchedTrainer(
@@ -322,34 +324,15 @@ def run_batched(
             for e, t, st in zip(group, trainers, stats, strict=True):
                 e.store.record_epoch(e.id, k, epoch, st.loss, st.acc)
                 if save:
-                    e._save_progress(k, epoch, t, time.perf_counter() - started)
+                    e.save_progress(k, epoch, t, time.perf_counter() - started)
                 e.reporter.epoch_done(e.id, k, epoch, st)
             if stop.requested and not last:
                 raise Interrupted(f"stopped in round {k} after epoch {epoch + 1}")
         bt.write_back()
         elapsed = time.perf_counter() - started
         for e, t in zip(group, trainers, strict=True):
-            _finish_round(e, k, t, splits, epochs, elapsed)
-
-
-def _finish_round(exp, k: int, trainer, splits, epochs: int, seconds: float) -> None:
-    """Evaluate, checkpoint and record round ``k`` of one run, as Experiment._run_round ends.
-
-    Mirrors the last lines of ``Experiment._run_round``; it goes once Experiment exposes them.
-    """
-    from sparsedd import checkpoint as ckpt
-    from sparsedd.experiment import PROGRESS_FILE, round_file
-
-    trainer.refresh_masks()
-    row = exp._evaluate(k, trainer, splits, epochs, seconds)
-    ckpt.save_tensors(
-        round_file(exp.folder, k),
-        ckpt.model_state(exp.model, exp.masks),
-        {"round": k, "run_id": exp.id},
-    )
-    exp.store.record_round(exp.id, row)
-    (exp.folder / PROGRESS_FILE).unlink(missing_ok=True)
-    exp.reporter.round_done(exp.id, row)
+            t.refresh_masks()
+            e.finish_round(k, t, splits, epochs, elapsed)
 
 
 __all__ = ["BATCHABLE_KEYS", "BatchedTrainer", "batch_key", "can_batch", "run_batched"]

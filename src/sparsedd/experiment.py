@@ -16,7 +16,7 @@ from torch import nn
 
 from sparsedd import checkpoint as ckpt
 from sparsedd.config import Config, run_id, to_dict, to_yaml
-from sparsedd.data import Splits, load_dataset, make_splits
+from sparsedd.data import ImageData, Splits, load_dataset, make_splits
 from sparsedd.errors import CheckpointError, ConfigError, ResourceError
 from sparsedd.models import InputSpec, count_parameters, create_model
 from sparsedd.prune import (
@@ -92,7 +92,12 @@ class Experiment:
         out_dir: str | Path,
         reporter: Reporter | None = None,
         stop: StopFlag | None = None,
+        data: ImageData | None = None,
     ) -> None:
+        """Check everything that can fail on bad input; write nothing yet.
+
+        ``data`` may pass the dataset already loaded (runs of a sweep share it).
+        """
         self.cfg = cfg
         self.reporter = reporter or SilentReporter()
         self.stop = stop or StopFlag()
@@ -105,7 +110,7 @@ class Experiment:
                 "config key 'device' is 'cuda' but no CUDA GPU is available; use auto or cpu"
             )
         # Everything that can fail on bad input happens before anything is written.
-        data = load_dataset(cfg)
+        data = data if data is not None else load_dataset(cfg)
         self.spec = InputSpec(data.channels, data.image_size, data.num_classes)
         self.splits: Splits = make_splits(data, cfg)
         torch.manual_seed(cfg.seed)
@@ -128,17 +133,18 @@ class Experiment:
 
     def run(self) -> list[dict[str, Any]]:
         """Train and prune every round not yet recorded; return all recorded rows of the run."""
-        self._write_run_files()
+        self.write_run_files()
         done = self.store.rounds_done(self.id)
         splits = self.splits.to(self.device)
         for k in range(self.cfg.rounds + 1):
             if k not in done:
-                self._run_round(k, splits)
+                self.run_round(k, splits)
         return [r for r in self.store.round_rows() if r["run_id"] == self.id]
 
     # ------------------------------------------------------------ rounds
 
-    def _write_run_files(self) -> None:
+    def write_run_files(self) -> None:
+        """Create the run's folder with its config and noisy labels; register the run."""
         self.folder.mkdir(parents=True, exist_ok=True)
         ckpt.atomic_write_text(self.folder / "config.yaml", to_yaml(self.cfg))
         labels = self.folder / "labels.safetensors"
@@ -163,13 +169,14 @@ class Experiment:
             )
         self.store.record_run(self.id, to_dict(self.cfg))
 
-    def _run_round(self, k: int, splits: Splits) -> None:
+    def run_round(self, k: int, splits: Splits) -> None:
+        """Train round ``k`` from its starting state (resuming if saved), then record it."""
         cfg = self.cfg
         epochs = cfg.round0_epochs if k == 0 else cfg.epochs
         trainer = Trainer(
             self.model, self.masks, cfg, self.device, finetune=cfg.retrain == "finetune" and k > 0
         )
-        first_epoch, seconds = self._load_round_start(k, trainer, splits)
+        first_epoch, seconds = self.load_round_start(k, trainer, splits)
         trainer.refresh_masks()
         self.reporter.round_started(self.id, k, epochs, first_epoch)
         per_epoch = steps_per_epoch(len(splits.train_y), cfg.batch_size)
@@ -189,12 +196,18 @@ class Experiment:
             self.store.record_epoch(self.id, k, epoch, stats.loss, stats.acc)
             last = epoch == epochs - 1
             if last or (epoch + 1) % cfg.checkpoint_every == 0 or self.stop.requested:
-                self._save_progress(k, epoch, trainer, time.perf_counter() - started)
+                self.save_progress(k, epoch, trainer, time.perf_counter() - started)
             self.reporter.epoch_done(self.id, k, epoch, stats)
             if self.stop.requested and not last:
                 raise Interrupted(f"stopped in round {k} after epoch {epoch + 1}")
-        with out_of_memory_hint("eval_batch_size", cfg.eval_batch_size):
-            row = self._evaluate(k, trainer, splits, epochs, time.perf_counter() - started)
+        self.finish_round(k, trainer, splits, epochs, time.perf_counter() - started)
+
+    def finish_round(
+        self, k: int, trainer: Trainer, splits: Splits, epochs: int, seconds: float
+    ) -> None:
+        """Evaluate the trained round ``k``, save its checkpoint, then record its row."""
+        with out_of_memory_hint("eval_batch_size", self.cfg.eval_batch_size):
+            row = self._evaluate(k, trainer, splits, epochs, seconds)
         ckpt.save_tensors(
             round_file(self.folder, k),
             ckpt.model_state(self.model, self.masks),
@@ -204,7 +217,7 @@ class Experiment:
         (self.folder / PROGRESS_FILE).unlink(missing_ok=True)
         self.reporter.round_done(self.id, row)
 
-    def _load_round_start(self, k: int, trainer: Trainer, splits: Splits) -> tuple[int, float]:
+    def load_round_start(self, k: int, trainer: Trainer, splits: Splits) -> tuple[int, float]:
         """Restore the state a round starts from; return (first epoch to train, seconds spent)."""
         progress = self.folder / PROGRESS_FILE
         if progress.exists():
@@ -266,7 +279,8 @@ class Experiment:
         self.model.zero_grad(set_to_none=True)
         return grads
 
-    def _save_progress(self, k: int, epoch: int, trainer: Trainer, seconds: float) -> None:
+    def save_progress(self, k: int, epoch: int, trainer: Trainer, seconds: float) -> None:
+        """Save what resuming needs after ``epoch`` of round ``k``: weights, masks, optimizer."""
         state = ckpt.model_state(self.model, self.masks)
         state.update(ckpt.optimizer_state(trainer.optimizer))
         ckpt.save_tensors(
