@@ -65,7 +65,8 @@ def test_results_csv_and_table(finished) -> None:
 def test_rerun_resumes_and_records_nothing_twice(finished) -> None:
     out, _ = finished
     proc = sparsedd("run", *TINY, "--grid", "seed=0,1", "--out", str(out))
-    assert " round " not in proc.stderr
+    assert "sparsity" not in proc.stderr
+    assert proc.stderr.count("every round already recorded") == 2
     rows = json.loads(sparsedd("results", str(out), "--format", "json").stdout)
     assert len(rows) == 6
 

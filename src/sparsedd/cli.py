@@ -172,6 +172,7 @@ def _run_group(group: list[Any], out_dir: str, quiet: bool) -> None:
         reporter.start(exp.id, exp.folder)
         with reporter:
             exp.run()
+        reporter.finish()
     finally:
         signal.signal(signal.SIGINT, previous)
 

@@ -48,6 +48,12 @@ class ConsoleReporter:
         found while restoring its state stays the only line printed."""
         self.announcement = f"run {run} → {folder}"
 
+    def finish(self) -> None:
+        """Announce a run that had nothing left to train."""
+        if self.announcement:
+            self.console.print(f"{self.announcement}: every round already recorded", soft_wrap=True)
+            self.announcement = ""
+
     def __enter__(self) -> ConsoleReporter:
         self.progress.start()
         return self
