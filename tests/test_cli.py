@@ -62,6 +62,15 @@ def test_results_csv_and_table(finished) -> None:
     assert len(table) == 7 and "memorization" in table[0]
 
 
+def test_results_per_epoch(finished) -> None:
+    out, _ = finished
+    rows = json.loads(sparsedd("results", str(out), "--epochs", "--format", "json").stdout)
+    assert len(rows) == 2 * 3 * 2  # seeds × rounds × epochs
+    assert set(rows[0]) == {"run_id", "round", "epoch", "train_loss", "train_acc"}
+    table = sparsedd("results", str(out), "--epochs").stdout.splitlines()
+    assert len(table) == 13 and "train_loss" in table[0]
+
+
 def test_rerun_resumes_and_records_nothing_twice(finished) -> None:
     out, _ = finished
     proc = sparsedd("run", *TINY, "--grid", "seed=0,1", "--out", str(out))

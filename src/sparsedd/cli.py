@@ -199,8 +199,10 @@ def _ignore_sigint() -> None:
 # ---------------------------------------------------------------- results
 
 
-def format_rows(rows: list[dict[str, Any]], fmt: str) -> str:
-    """Round rows as an aligned table, CSV or JSON."""
+def format_rows(
+    rows: list[dict[str, Any]], fmt: str, columns: Sequence[str] = TABLE_COLUMNS
+) -> str:
+    """Rows as JSON, CSV (every field) or an aligned table of ``columns``."""
     if fmt == "json":
         return json.dumps(rows, indent=1)
     if fmt == "csv":
@@ -213,9 +215,9 @@ def format_rows(rows: list[dict[str, Any]], fmt: str) -> str:
                     {k: json.dumps(v) if isinstance(v, dict) else v for k, v in row.items()}
                 )
         return buf.getvalue().rstrip("\n")
-    table = [[_cell(row.get(c)) for c in TABLE_COLUMNS] for row in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in table]) for i, c in enumerate(TABLE_COLUMNS)]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(TABLE_COLUMNS, widths, strict=True))]
+    table = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in table]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True))]
     lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)) for r in table]
     return "\n".join(lines)
 
@@ -237,11 +239,17 @@ def _cell(value: Any) -> str:
     default="table",
     show_default=True,
 )
-def results(out_dir: str, fmt: str) -> None:
-    """Print every recorded round of every run in OUT_DIR."""
+@click.option("--epochs", is_flag=True, help="print the per-epoch training loss and accuracy")
+def results(out_dir: str, fmt: str, epochs: bool) -> None:
+    """Print every recorded round (or, with --epochs, epoch) of every run in OUT_DIR."""
     from sparsedd.store import ResultsStore
 
-    click.echo(format_rows(ResultsStore(out_dir, create=False).round_rows(), fmt))
+    store = ResultsStore(out_dir, create=False)
+    if epochs:
+        rows = store.epoch_rows()
+        click.echo(format_rows(rows, fmt, columns=list(rows[0]) if rows else ["run_id"]))
+    else:
+        click.echo(format_rows(store.round_rows(), fmt))
 
 
 # ---------------------------------------------------------------- presets
