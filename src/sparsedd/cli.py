@@ -281,8 +281,12 @@ def models() -> None:
     from sparsedd.models import MODELS
     from sparsedd.prune import CRITERIA
 
-    for registry in (MODELS, DATASETS, CRITERIA):
-        click.echo(f"{registry.kind}s: {', '.join(registry.names())}")
+    for label, registry in (
+        ("models", MODELS),
+        ("datasets", DATASETS),
+        ("pruning criteria", CRITERIA),
+    ):
+        click.echo(f"{label}: {', '.join(registry.names())}")
 
 
 from sparsedd.cli_analysis import analyze, export, plot, report  # noqa: E402
