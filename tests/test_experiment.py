@@ -1,7 +1,6 @@
 """A whole run: what is recorded per round, files written, resume after an interruption."""
 
 import dataclasses
-import json
 
 import pytest
 import torch
@@ -9,6 +8,7 @@ import yaml
 from conftest import TINY_VIT, tiny_config
 
 from sparsedd.checkpoint import load_tensors
+from sparsedd.config import run_id
 from sparsedd.experiment import Experiment, Interrupted, StopFlag, round_file
 from sparsedd.store import ROUND_FIELDS, ResultsStore
 
@@ -116,9 +116,11 @@ def test_retraining_modes_and_criteria(tmp_path, retrain, criterion) -> None:
 
 def test_runs_differing_in_lambda_get_their_own_folders(tmp_path) -> None:
     cfg = tiny_config(rounds=0, epochs=1)
+    other = dataclasses.replace(cfg, weight_decay=0.01)
     Experiment(cfg, tmp_path).run()
-    Experiment(dataclasses.replace(cfg, weight_decay=0.01), tmp_path).run()
+    Experiment(other, tmp_path).run()
     runs = ResultsStore(tmp_path).runs()
-    assert len(runs) == 2
+    assert sorted(runs) == sorted([run_id(cfg), run_id(other)])
     assert sorted(c["weight_decay"] for c in runs.values()) == [0.0, 0.01]
-    assert json.dumps(sorted(runs))  # ids are plain strings
+    for rid in runs:
+        assert (tmp_path / "runs" / rid / "round_000.safetensors").exists()

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from sparsedd.analysis import Analysis
+
+T = TypeVar("T")
 
 # Same as sparsedd.analysis.DEFAULT_MIN_RISE (pinned by a test); analysis, pandas and
 # matplotlib are imported only when a command runs, to keep `sparsedd --help` fast.
@@ -29,6 +34,17 @@ def _analysis(out_dir: str, min_rise: float) -> Analysis:
     from sparsedd.analysis import analyze_dir
 
     return analyze_dir(out_dir, min_rise=min_rise)
+
+
+def _with_figure(result: Analysis, use: Callable[[Figure], T]) -> T:
+    """Draw the SDD figure of ``result``, hand it to ``use``, and always close it."""
+    from sparsedd.plot import close, plot_analysis
+
+    fig = plot_analysis(result)
+    try:
+        return use(fig)
+    finally:
+        close(fig)
 
 
 @click.command()
@@ -70,15 +86,10 @@ def _default_path(out_dir: str, name: str) -> Path:
 @_MIN_RISE
 def plot(out_dir: str, output: str | None, min_rise: float) -> None:
     """Draw test accuracy and memorization against sparsity (one line per λ, seed bands)."""
-    from sparsedd.plot import close, plot_analysis, save_figure
+    from sparsedd.plot import save_figure
 
     path = Path(output) if output else _default_path(out_dir, "sdd.png")
-    result = _analysis(out_dir, min_rise)
-    fig = plot_analysis(result)
-    try:
-        save_figure(fig, path)
-    finally:
-        close(fig)
+    _with_figure(_analysis(out_dir, min_rise), lambda fig: save_figure(fig, path))
     click.echo(f"wrote {path}")
 
 
@@ -93,16 +104,12 @@ def plot(out_dir: str, output: str | None, min_rise: float) -> None:
 @_MIN_RISE
 def report(out_dir: str, output: str | None, min_rise: float) -> None:
     """Write one self-contained HTML page: verdicts, λ choice, figure, tables, configs."""
-    from sparsedd.plot import close, figure_png, plot_analysis
+    from sparsedd.plot import figure_png
     from sparsedd.report import write_report
 
     path = Path(output) if output else _default_path(out_dir, "report.html")
     result = _analysis(out_dir, min_rise)
-    fig = plot_analysis(result)
-    try:
-        png = figure_png(fig)
-    finally:
-        close(fig)
+    png = _with_figure(result, figure_png)
     write_report(result, png, path, source=str(out_dir))
     click.echo(f"wrote {path}")
 

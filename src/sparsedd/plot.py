@@ -150,29 +150,25 @@ def _legend(fig: Figure, curves: pd.DataFrame, line: str | None, colors: dict) -
     band = f"±1 s.d. over {seeds} seeds" if seeds > 1 else "one seed: no band"
     handles += [
         Patch(color="grey", alpha=0.3, label=band),
-        Line2D(
-            [],
-            [],
-            marker="v",
-            color="grey",
-            markeredgecolor="black",
-            linestyle="none",
-            markersize=9,
-            label="SDD dip",
-        ),  # fmt: skip
-        Line2D(
-            [],
-            [],
-            marker="^",
-            color="grey",
-            markeredgecolor="black",
-            linestyle="none",
-            markersize=9,
-            label="SDD peak",
-        ),  # fmt: skip
+        _marker_handle("v", "SDD dip"),
+        _marker_handle("^", "SDD peak"),
     ]
     fig.legend(
         handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9, frameon=False
+    )
+
+
+def _marker_handle(marker: str, label: str) -> Line2D:
+    """A legend entry for the dip or peak marker."""
+    return Line2D(
+        [],
+        [],
+        marker=marker,
+        color="grey",
+        markeredgecolor="black",
+        linestyle="none",
+        markersize=9,
+        label=label,
     )
 
 
