@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sparsedd.config import NON_SEMANTIC
+from sparsedd.config import NON_SEMANTIC, NOT_IN_RUN_ID
 from sparsedd.errors import UserError
 from sparsedd.store import ROUND_FIELDS, ResultsStore
 
@@ -122,11 +122,12 @@ def _hashable(value: Any) -> Any:
 
 
 def varying_keys(df: pd.DataFrame) -> list[str]:
-    """Config keys (other than seed and settings that do not change results) that vary by run."""
+    """Config keys (other than seed, ``rounds`` and settings that do not change results) that
+    vary by run: seeds stopped after different numbers of rounds still make one curve."""
     runs = df.drop_duplicates("run_id")
     keys = []
     for key in config_keys(df):
-        if key == "seed" or key in NON_SEMANTIC:
+        if key == "seed" or key in NON_SEMANTIC or key in NOT_IN_RUN_ID:
             continue
         if len({_hashable(v) for v in runs[key]}) > 1:
             keys.append(key)

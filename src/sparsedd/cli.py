@@ -130,6 +130,7 @@ def run(
 
     combos = [list(c) for c in itertools.product(*_parse_grid(grid))] or [[]]
     configs = [resolve_config(preset, config_file, [*assignments, *c]) for c in combos]
+    _note_ignored_keys(configs, config_file, [*assignments, *grid])
     if len(configs) > 1:
         _preflight(configs)  # a grid fails on its last config's data before its first run
     groups = _job_groups(configs, batch_lambdas)
@@ -138,6 +139,17 @@ def run(
         return
     for group in groups:
         _run_group(group, out_dir, quiet)
+
+
+def _note_ignored_keys(configs: list[Any], config_file: str | None, options: list[str]) -> None:
+    """Say once, on stderr, of each key the user set that a run does not read."""
+    from sparsedd.config import ignored_notes, load_yaml_file
+
+    given = [str(k) for k in load_yaml_file(config_file)] if config_file else []
+    given += [item.split("=", 1)[0].strip() for item in options]
+    notes = dict.fromkeys(note for cfg in configs for note in ignored_notes(cfg, given))
+    for note in notes:
+        click.echo(f"sparsedd: note: {note}", err=True)
 
 
 def _job_groups(configs: list[Any], batch_lambdas: bool | None) -> list[list[Any]]:

@@ -97,6 +97,21 @@ DEFAULTS = Config()
 NON_SEMANTIC = frozenset(
     {"data_dir", "download", "device", "threads", "checkpoint_every", "eval_batch_size", "compile"}
 )
+#: Keys outside the run id because they never change what earlier rounds compute: asking a
+#: recorded run for more rounds continues it, asking for fewer shows what it has.
+NOT_IN_RUN_ID = frozenset({"rounds"})
+#: Keys that only some models read (the ViT's sizes and dropouts).
+MODEL_SPECIFIC_KEYS = frozenset(
+    {"patch_size", "dim", "depth", "heads", "dim_head", "mlp_dim", "dropout", "emb_dropout"}
+)
+#: The model-specific keys each model reads. A model not listed is taken to read all of them,
+#: so that a new model can never share a run id with a differently built one.
+MODEL_KEYS: dict[str, frozenset[str]] = {
+    "vit": MODEL_SPECIFIC_KEYS,
+    "swin": frozenset(),
+    "resnet18": frozenset(),
+    "lenet": frozenset(),
+}
 
 
 def field_help(key: str) -> str:
@@ -299,12 +314,39 @@ def from_dict(values: Mapping[str, Any]) -> Config:
     return validate(apply(DEFAULTS, values))
 
 
+def unused_keys(cfg: Config) -> frozenset[str]:
+    """Keys that ``cfg`` never reads: the sizes its model does not have, SGD's momentum for Adam."""
+    unused = MODEL_SPECIFIC_KEYS - MODEL_KEYS.get(cfg.model, MODEL_SPECIFIC_KEYS)
+    if cfg.optimizer != "sgd":
+        unused |= {"momentum"}
+    return unused
+
+
+def canonical(cfg: Config) -> Config:
+    """``cfg`` with its unused keys at their defaults: one config per computation."""
+    return dataclasses.replace(cfg, **{key: getattr(DEFAULTS, key) for key in unused_keys(cfg)})
+
+
+def ignored_notes(cfg: Config, given: Iterable[str]) -> list[str]:
+    """One line per key in ``given`` (keys the user set) that ``cfg`` does not read."""
+    unused = unused_keys(cfg)
+    return [
+        f"config key {key!r} is not used by model {cfg.model!r} with optimizer "
+        f"{cfg.optimizer!r}; it is ignored and does not change the run id"
+        for key in dict.fromkeys(given)
+        if key in unused
+    ]
+
+
 def normalized(cfg: Config) -> dict[str, Any]:
-    """The settings that define what a run computes and differ from the defaults."""
+    """The settings that define what a run computes and differ from the defaults.
+
+    Keys the config does not read and ``rounds`` (see NOT_IN_RUN_ID) are left out.
+    """
     return {
         key: value
-        for key, value in to_dict(cfg).items()
-        if key not in NON_SEMANTIC and value != getattr(DEFAULTS, key)
+        for key, value in to_dict(canonical(cfg)).items()
+        if key not in NON_SEMANTIC | NOT_IN_RUN_ID and value != getattr(DEFAULTS, key)
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparsedd import checkpoint as ckpt
-from sparsedd.config import Config, run_id, to_dict, to_yaml
+from sparsedd.config import Config, canonical, run_id, to_dict, to_yaml
 from sparsedd.data import ImageData, Splits, load_dataset, make_splits
 from sparsedd.errors import CheckpointError, ConfigError, ResourceError
 from sparsedd.models import InputSpec, count_parameters, create_model
@@ -98,7 +99,8 @@ class Experiment:
 
         ``data`` may pass the dataset already loaded (runs of a sweep share it).
         """
-        self.cfg = cfg
+        # Keys the run does not read are reset, so every run of one id records one config.
+        self.cfg = cfg = canonical(cfg)
         self.reporter = reporter or SilentReporter()
         self.stop = stop or StopFlag()
         self.id = run_id(cfg)
@@ -144,9 +146,15 @@ class Experiment:
     # ------------------------------------------------------------ rounds
 
     def write_run_files(self) -> None:
-        """Create the run's folder with its config and noisy labels; register the run."""
+        """Create the run's folder with its config and noisy labels; register the run.
+
+        The recorded config's ``rounds`` is the most asked for so far: asking for more
+        continues the run, asking for fewer keeps every recorded round.
+        """
         self.folder.mkdir(parents=True, exist_ok=True)
-        ckpt.atomic_write_text(self.folder / "config.yaml", to_yaml(self.cfg))
+        recorded = self.store.runs().get(self.id, {}).get("rounds", 0)
+        cfg = dataclasses.replace(self.cfg, rounds=max(self.cfg.rounds, recorded))
+        ckpt.atomic_write_text(self.folder / "config.yaml", to_yaml(cfg))
         labels = self.folder / "labels.safetensors"
         if not labels.exists():
             s = self.splits
@@ -167,7 +175,7 @@ class Experiment:
                     "noise_seed": self.cfg.noise_seed,
                 },
             )
-        self.store.record_run(self.id, to_dict(self.cfg))
+        self.store.record_run(self.id, to_dict(cfg))
 
     def run_round(self, k: int, splits: Splits) -> None:
         """Train round ``k`` from its starting state (resuming if saved), then record it."""

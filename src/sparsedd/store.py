@@ -164,9 +164,11 @@ class ResultsStore:
     # ------------------------------------------------------------ writing
 
     def record_run(self, run_id: str, config: dict[str, Any]) -> None:
-        """Register a run and its full config (once)."""
+        """Register a run and its full config (a later call updates the config, e.g. rounds)."""
         self._execute(
-            "INSERT OR IGNORE INTO runs VALUES (?, ?, ?)", (run_id, json.dumps(config), time.time())
+            "INSERT INTO runs VALUES (?, ?, ?) ON CONFLICT(run_id) DO UPDATE SET config = "
+            "excluded.config",
+            (run_id, json.dumps(config), time.time()),
         )
 
     def record_round(self, run_id: str, row: dict[str, Any]) -> None:
