@@ -26,7 +26,7 @@ from torch.func import functional_call
 from sparsedd.batches import channel_stats, epoch_batches, eval_batches
 from sparsedd.config import Config, to_dict
 from sparsedd.prune import Masks
-from sparsedd.train import EpochStats, lr_at
+from sparsedd.train import EpochStats, lr_at, mask_gradients
 
 # Keys that may differ between the runs of one batch.
 BATCHABLE_KEYS = frozenset({"weight_decay"})
@@ -171,9 +171,7 @@ class BatchedTrainer:
         cfg = self.cfg
         params = list(self.params.values())
         with torch.no_grad():
-            grads = [p.grad for p in self.masked]
-            if all(g is not None for g in grads):
-                torch._foreach_mul_(grads, self._mask_values)
+            mask_gradients([p.grad for p in self.masked], self._mask_values)
             if self._any_decay:
                 if cfg.l2_mode == "coupled":
                     for p in params:

@@ -48,6 +48,14 @@ def lr_at(step: int, total_steps: int, cfg: Config, finetune: bool = False) -> f
     return cfg.lr
 
 
+@torch.no_grad()
+def mask_gradients(grads: list[torch.Tensor | None], masks: list[torch.Tensor]) -> None:
+    """Zero the pruned entries of every gradient present (a layer may have none this step)."""
+    present = [(g, m) for g, m in zip(grads, masks, strict=True) if g is not None]
+    if present:
+        torch._foreach_mul_([g for g, _ in present], [m for _, m in present])
+
+
 def steps_per_epoch(n: int, batch_size: int) -> int:
     """Batches in one epoch over ``n`` samples (the last one may be short)."""
     return math.ceil(n / batch_size)
@@ -128,9 +136,7 @@ class Trainer:
         return EpochStats(float(loss_sum) / n, float(correct) / n)
 
     def _masked_step(self, lr: float) -> None:
-        grads = [p.grad for p in self.masked_params if p.grad is not None]
-        if len(grads) == len(self.masked_params):
-            torch._foreach_mul_(grads, self._mask_values)
+        mask_gradients([p.grad for p in self.masked_params], self._mask_values)
         self.optimizer.step()
         if self.decoupled_sgd and self.cfg.weight_decay:
             with torch.no_grad():
