@@ -166,7 +166,9 @@ def test_unused_key_is_noted_once_and_more_rounds_continue(finished, tmp_path) -
         "it is ignored and does not change the run id"
     ]
     assert proc.stderr.count("every round already recorded") == 2  # same runs as without dim
-    more = sparsedd("run", *TINY, "--set", "rounds=3", "--grid", "seed=0,1", "--out", str(out))
+    more = sparsedd(
+        "run", *TINY, "--grid", "rounds=3,1", "--grid", "seed=0,1", "--jobs", "2", "--out", str(out)
+    )
     trained = [line.split()[2] for line in more.stderr.splitlines() if " round " in line]
     assert trained == ["3", "3"]
     rows = json.loads(sparsedd("results", str(out), "--format", "json").stdout)

@@ -131,6 +131,7 @@ def run(
     combos = [list(c) for c in itertools.product(*_parse_grid(grid))] or [[]]
     configs = [resolve_config(preset, config_file, [*assignments, *c]) for c in combos]
     _note_ignored_keys(configs, config_file, [*assignments, *grid])
+    configs = _one_per_run(configs)
     if len(configs) > 1:
         _preflight(configs)  # a grid fails on its last config's data before its first run
     groups = _job_groups(configs, batch_lambdas)
@@ -150,6 +151,19 @@ def _note_ignored_keys(configs: list[Any], config_file: str | None, options: lis
     notes = dict.fromkeys(note for cfg in configs for note in ignored_notes(cfg, given))
     for note in notes:
         click.echo(f"sparsedd: note: {note}", err=True)
+
+
+def _one_per_run(configs: list[Any]) -> list[Any]:
+    """One config per run id (the one asking for most rounds): a grid over an ignored key or
+    over ``rounds`` names the same run more than once, and a run must not train twice at once."""
+    from sparsedd.config import run_id
+
+    runs: dict[str, Any] = {}
+    for cfg in configs:
+        rid = run_id(cfg)
+        if rid not in runs or cfg.rounds > runs[rid].rounds:
+            runs[rid] = cfg
+    return list(runs.values())
 
 
 def _job_groups(configs: list[Any], batch_lambdas: bool | None) -> list[list[Any]]:

@@ -258,8 +258,9 @@ def render_html(result: Analysis, figure_png: bytes, source: str) -> str:
 <h2>Figure</h2>
 <figure><img id="sdd-figure" alt="Test accuracy and memorization against sparsity"
  src="data:image/png;base64,{img}">
-<figcaption>Mean over seeds; bands ±1 s.d.; ▼ dip and ▲ peak (3-round means) where SDD is detected. The x axis
-is logarithmic in the fraction of weights remaining and labelled in sparsity.</figcaption></figure>
+<figcaption>Mean over seeds; bands ±1 s.d.; ▼ dip and ▲ peak (3-round means) where SDD is detected.
+The x axis is logarithmic in the fraction of weights remaining and labelled in sparsity.
+</figcaption></figure>
 <h2>Curves</h2>
 {html_table(display_rows(result), left=tuple(result.keys))}
 <p class="meta">Compressible to: highest sparsity whose mean test accuracy is within
