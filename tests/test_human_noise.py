@@ -137,6 +137,7 @@ def test_a_pickle_that_runs_code_is_refused_and_not_run(tmp_path) -> None:
         (lambda p: np.save(p / "f.npy", np.zeros((N, 2), np.int64)), ["shape (1024, 2)"]),
         (lambda p: np.save(p / "f.npy", human_labels().astype(float)), ["integer class labels"]),
         (lambda p: (p / "f.txt").write_text("1\n2\ncat\n"), ["'cat'", "one integer label"]),
+        (lambda p: (p / "f.pt").write_bytes(b"PK\x03\x04cut"), ["not a readable torch file"]),
     ],
 )
 def test_files_that_do_not_fit_are_refused_in_one_line(tmp_path, capsys, make, needles) -> None:

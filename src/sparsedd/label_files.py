@@ -11,8 +11,6 @@ code named by the file; ``.npy`` files are read with ``allow_pickle=False``.
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -136,15 +134,15 @@ def _load_torch(path: Path) -> object:
     try:
         with torch.serialization.safe_globals(_numpy_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()
-        why = next((line for line in first if "Unsupported global" in line), "")
-        detail = f" ({why.strip()[:120]})" if why else ""
-        raise DataError(
-            f"noise_file {str(path)!r} holds more than label arrays{detail}; it is not "
-            f"loaded, since that could run code: give a CIFAR-N label file, .npy or text"
-        ) from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as err:
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError, zip and I/O errors
+        lines = str(err).strip().splitlines()
+        refused = next((line.strip() for line in lines if "Unsupported global" in line), None)
+        if refused is not None or type(err).__name__ == "UnpicklingError":
+            detail = f" ({refused[:120]})" if refused else ""
+            raise DataError(
+                f"noise_file {str(path)!r} holds more than label arrays{detail}; it is not "
+                f"loaded, since that could run code: give a CIFAR-N label file, .npy or text"
+            ) from None
         raise DataError(
             f"noise_file {str(path)!r} is not a readable torch file ({type(err).__name__}); "
             f"fetch it again"
