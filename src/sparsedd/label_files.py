@@ -42,9 +42,10 @@ def read_human_labels(
     n_train = len(train_labels)
     path = resolve_label_file(name, data_dir)
     if not path.is_file():
+        where = "" if Path(name).expanduser().is_absolute() else f" here or in {data_dir}"
         raise DataError(
-            f"noise_file {name!r} not found (looked in the current folder and {data_dir}); "
-            f"give the path of a CIFAR-N .pt, .npy or text label file"
+            f"noise_file {name!r} not found{where}; give the path of a CIFAR-N .pt, .npy or "
+            f"text label file"
         )
     labels, clean = _read(path, label_set)
     if labels.ndim != 1 or len(labels) != n_train:
