@@ -303,7 +303,9 @@ def results(out_dir: str, fmt: str, epochs: bool) -> None:
         rows = store.epoch_rows()
         click.echo(format_rows(rows, fmt, columns=list(rows[0]) if rows else ["run_id"]))
     else:
-        click.echo(format_rows(order_rows(store.round_rows()), fmt))
+        rows = order_rows(store.round_rows())
+        columns = list(dict.fromkeys(k for row in rows for k in row))  # runs may lack keys
+        click.echo(format_rows([{c: row.get(c) for c in columns} for row in rows], fmt))
 
 
 # ---------------------------------------------------------------- presets
