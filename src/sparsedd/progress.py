@@ -48,19 +48,33 @@ class RunPlan:
     announcement: str
     epochs: list[int] = field(default_factory=list)  # per round, round 0 first
     trained: int = 0  # epochs trained in this process
-    since: float | None = None  # when this process started training it
+    training_s: float = 0.0  # ... and the seconds they took
+    evaluated: int = 0  # rounds evaluated (and saved) in this process
+    evaluating_s: float = 0.0  # ... and the seconds that took
+    last: float | None = None  # when the last event of this run came
 
-    def eta(self, round_: int, epochs_left_in_round: int) -> str:
-        """Time left for the run, at the pace of the epochs trained so far in this process."""
+    def lap(self) -> float:
+        """Seconds since the last event of this run (0 for the first)."""
+        now = time.monotonic()
+        seconds = 0.0 if self.last is None else now - self.last
+        self.last = now
+        return seconds
+
+    def eta(self, round_: int, epochs_left_in_round: int, evaluated: bool = False) -> str:
+        """Time left for the run at the pace of this process: epochs left times the mean epoch
+        time, plus rounds left to evaluate times the mean evaluation time."""
         if not self.epochs:
             return ""
-        if round_ >= len(self.epochs) - 1 and epochs_left_in_round == 0:
+        last_round = len(self.epochs) - 1
+        if round_ >= last_round and epochs_left_in_round == 0 and evaluated:
             return "run done"
-        if not self.trained or self.since is None:
+        if not self.trained:
             return ""
         left = epochs_left_in_round + sum(self.epochs[round_ + 1 :])
-        pace = (time.monotonic() - self.since) / self.trained
-        return f"ETA run {duration(pace * left)}"
+        seconds = self.training_s / self.trained * left
+        if self.evaluated:
+            seconds += self.evaluating_s / self.evaluated * (last_round - round_ + (not evaluated))
+        return f"ETA run {duration(seconds)}"
 
 
 class ConsoleReporter:
@@ -143,8 +157,7 @@ class ConsoleReporter:
                 soft_wrap=True,
                 highlight=False,
             )
-        if plan.since is None:
-            plan.since = time.monotonic()
+        plan.lap()
         if self.task is not None:
             self.progress.remove_task(self.task)
         self.task = self.progress.add_task(
@@ -158,6 +171,7 @@ class ConsoleReporter:
     def epoch_done(self, run: str, round_: int, epoch: int, stats: EpochStats) -> None:
         """Advance the bar."""
         plan = self._plan(run)
+        plan.training_s += plan.lap()
         plan.trained += 1
         total = plan.epochs[round_] if round_ < len(plan.epochs) else epoch + 1
         if self.task is not None:
@@ -171,6 +185,8 @@ class ConsoleReporter:
     def round_done(self, run: str, row: dict[str, Any]) -> None:
         """Print the round's summary line."""
         plan = self._plan(run)
+        plan.evaluating_s += plan.lap()
+        plan.evaluated += 1
         rounds = len(plan.epochs) - 1 if plan.epochs else None
-        line = summary_line(plan.label, row, rounds, plan.eta(row["round"], 0))
+        line = summary_line(plan.label, row, rounds, plan.eta(row["round"], 0, evaluated=True))
         self.console.print(line, highlight=False, soft_wrap=True)
