@@ -125,3 +125,16 @@ def test_resuming_rounds_of_another_version_says_so_once(finished, tmp_path):
     Experiment(tiny_config(rounds=2, epochs=1), out, reporter=reporter).run()
     assert reporter.notes == []
     assert len(ResultsStore(out).round_rows()) == 3
+
+
+def test_the_report_says_what_computed_the_rounds(finished):
+    from sparsedd.analysis import analyze_dir
+    from sparsedd.report import provenance_rows, render_html
+
+    result = analyze_dir(finished)
+    rows = provenance_rows(result)
+    assert len(rows) == 1 and rows[0]["rounds"] == 3
+    assert rows[0]["sparsedd_version"] == sparsedd.__version__
+    assert rows[0]["torch_version"] == torch.__version__
+    page = render_html(result, b"", source="x")
+    assert "Computed with" in page and rows[0]["device_name"] in page

@@ -13,6 +13,7 @@ import pandas as pd
 
 from sparsedd.analysis import Analysis, config_keys
 from sparsedd.errors import UserError
+from sparsedd.store import PROVENANCE_FIELDS
 
 DISPLAY_COLUMNS = (
     "n_seeds",
@@ -247,6 +248,20 @@ def _config_sections(result: Analysis) -> str:
     )
 
 
+def provenance_rows(result: Analysis) -> list[dict[str, Any]]:
+    """Each distinct (sparsedd version, commit, torch version, device) and how many rounds it
+    computed ('-' where rounds were recorded before provenance was)."""
+    rounds = result.rounds
+    cols = [c for c in PROVENANCE_FIELDS if c in rounds.columns]
+    if not cols:
+        return []
+    keys = rounds[cols].astype(object).where(rounds[cols].notna(), None)
+    counts: dict[tuple, int] = {}
+    for values in keys.itertuples(index=False):
+        counts[tuple(values)] = counts.get(tuple(values), 0) + 1
+    return [{**dict(zip(cols, k, strict=True)), "rounds": n} for k, n in counts.items()]
+
+
 def _stats_rows(result: Analysis) -> list[dict[str, Any]]:
     rows = []
     for _, s in result.stats.iterrows():
@@ -292,7 +307,8 @@ def render_html(result: Analysis, figure_png: bytes, source: str) -> str:
 <h2>Figure</h2>
 <figure><img id="sdd-figure" alt="Test accuracy and memorization against sparsity"
  src="data:image/png;base64,{img}">
-<figcaption>Mean over seeds; bands ±1 s.d.; ▼ dip and ▲ peak where SDD is detected. The x axis
+<figcaption>Mean over seeds; bands ±1 s.d.; dashed lines: dense accuracy; ▼ dip and ▲ peak where
+SDD is detected. The x axis
 is logarithmic in the fraction of weights remaining and labelled in sparsity.</figcaption></figure>
 <h2>Curves</h2>
 {html_table(display_rows(result), left=tuple(result.keys))}
@@ -302,6 +318,8 @@ the dense model. Rise: peak − dip in points, with a 95% t-interval over seeds.
 {html_table(_stats_rows(result), left=("curve",))}</details>
 <h2>Configs</h2>
 {_config_sections(result)}
+<h3>Computed with</h3>
+{html_table(provenance_rows(result), left=PROVENANCE_FIELDS)}
 </body></html>
 """
 
