@@ -18,8 +18,16 @@ if [ "$want_test" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
   packages+=(chromium)
 fi
 # Debian ships venv's pip bootstrap (ensurepip) in python3-venv; needed only to create .venv.
-if [ ! -e .venv ] && [ -z "${VIRTUAL_ENV:-}" ] && ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
-  packages+=(python3-venv)
+if [ -L .venv ] && [ ! -e .venv ]; then
+  echo "setup: .venv links to a virtual environment that is gone; remove .venv and run again" >&2
+  exit 1
+fi
+if [ ! -e .venv ] && [ -z "${VIRTUAL_ENV:-}" ]; then
+  if ! command -v python3 >/dev/null 2>&1; then
+    packages+=(python3 python3-venv)
+  elif ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+    packages+=(python3-venv)
+  fi
 fi
 if [ "${#packages[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

@@ -98,6 +98,29 @@ def test_setup_installs_python3_venv_when_ensurepip_is_missing(stock):
         assert "python3-venv" in proc.stderr
 
 
+def test_setup_installs_python3_when_there_is_none(stock):
+    """A minimal Debian image has no python3 either: apt-get installs it, then the venv."""
+    python3 = Path(stock["env"]["PATH"]) / "python3"
+    parked = stock["tmp"] / "python3"
+    python3.rename(parked)
+    apt = f'#!{BASH}\necho "apt-get $*" >> "$SETUP_LOG"\n'
+    apt += f'case "$*" in *python3*) /bin/cp "{parked}" "{python3}" ;; esac\n'
+    _stub(Path(stock["env"]["PATH"]) / "apt-get", apt)
+    proc, log = _setup(stock)
+    if os.geteuid() != 0:
+        assert proc.returncode != 0 and "python3 python3-venv" in proc.stderr
+        return
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"apt-get install .*python3 python3-venv", log), log
+    assert "python3 -m venv .venv" in log and "venv-python -m pip install -q -e ." in log
+
+
+def test_setup_refuses_a_dangling_venv_link_in_one_line(stock):
+    (stock["repo"] / ".venv").symlink_to(stock["tmp"] / "gone")
+    proc, _ = _setup(stock)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "remove .venv" in proc.stderr
+
+
 def test_setup_reuses_an_active_virtual_environment(stock):
     active = stock["tmp"] / "active-env"
     (active / "bin").mkdir(parents=True)
