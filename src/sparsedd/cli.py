@@ -51,12 +51,13 @@ def _parse_grid(items: Sequence[str]) -> list[list[str]]:
         if "=" not in item:
             raise UserError(f"--grid expects KEY=V1,V2,..., got {item!r} (no '=')")
         key, values = item.split("=", 1)
-        if key.strip() in seen:
+        name = key.strip()
+        if name in seen:  # a second --grid KEY would silently override the first
             raise UserError(
-                f"--grid {key.strip()} is given twice ({seen[key.strip()]!r} and {item!r}); "
-                f"list every value in one --grid {key.strip()}=V1,V2,..."
+                f"--grid {name} is given twice ({seen[name]!r} and {item!r}); "
+                f"list every value in one --grid {name}=V1,V2,..."
             )
-        seen[key.strip()] = item
+        seen[name] = item
         axis = [f"{key}={v}" for v in values.split(",") if v != ""]
         if not axis:
             raise UserError(f"--grid {item!r} lists no values; give KEY=V1,V2,...")
@@ -134,6 +135,7 @@ def run(
     import time
 
     from sparsedd.config import resolve_config, run_id
+    from sparsedd.progress import duration
 
     combos = [list(c) for c in itertools.product(*_parse_grid(grid))] or [[]]
     configs = [resolve_config(preset, config_file, [*assignments, *c]) for c in combos]
@@ -150,16 +152,10 @@ def run(
             _run_group(group, out_dir, quiet, labels)
     if len(configs) > 1:
         click.echo(
-            f"grid done: {len(set(labels))} runs in {_duration(time.monotonic() - started)}, "
+            f"grid done: {len(set(labels))} runs in {duration(time.monotonic() - started)}, "
             f"results in {out_dir}; next: sparsedd report {out_dir}",
             err=True,
         )
-
-
-def _duration(seconds: float) -> str:
-    from sparsedd.progress import duration
-
-    return duration(seconds)
 
 
 def _job_groups(configs: list[Any], batch_lambdas: bool | None) -> list[list[Any]]:
