@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -169,7 +170,7 @@ def test_unused_key_is_noted_once_and_more_rounds_continue(finished, tmp_path) -
     more = sparsedd(
         "run", *TINY, "--grid", "rounds=3,1", "--grid", "seed=0,1", "--jobs", "2", "--out", str(out)
     )
-    trained = [line.split()[2] for line in more.stderr.splitlines() if " round " in line]
+    trained = re.findall(r" round +(\d+)", more.stderr)
     assert trained == ["3", "3"]
     rows = json.loads(sparsedd("results", str(out), "--format", "json").stdout)
     assert len(rows) == 8 and {r["rounds"] for r in rows} == {3}

@@ -140,11 +140,12 @@ def run(
     combos = [list(c) for c in itertools.product(*_parse_grid(grid))] or [[]]
     configs = [resolve_config(preset, config_file, [*assignments, *c]) for c in combos]
     _note_ignored_keys(configs, config_file, [*assignments, *grid])
-    configs = _one_per_run(configs)
+    # A grid's runs are named by their grid values (what differs), besides their hash.
+    named = _one_per_run(list(zip(configs, (" ".join(c) for c in combos), strict=True)))
+    configs = [cfg for cfg, _ in named]
+    labels = {run_id(cfg): label for cfg, label in named}
     if len(configs) > 1:
         _preflight(configs)  # a grid fails on its last config's data before its first run
-    # A grid's runs are named by their grid values (what differs), besides their hash.
-    labels = {run_id(cfg): " ".join(c) for cfg, c in zip(configs, combos, strict=True)}
     groups = _job_groups(configs, batch_lambdas)
     started = time.monotonic()
     if jobs > 1 and len(groups) > 1:
@@ -171,16 +172,17 @@ def _note_ignored_keys(configs: list[Any], config_file: str | None, options: lis
         click.echo(f"sparsedd: note: {note}", err=True)
 
 
-def _one_per_run(configs: list[Any]) -> list[Any]:
-    """One config per run id (the one asking for most rounds): a grid over an ignored key or
-    over ``rounds`` names the same run more than once, and a run must not train twice at once."""
+def _one_per_run(named: list[tuple[Any, str]]) -> list[tuple[Any, str]]:
+    """One (config, label) per run id, the one asking for most rounds: a grid over an ignored
+    key or over ``rounds`` names the same run more than once, and a run must not train twice
+    at once."""
     from sparsedd.config import run_id
 
-    runs: dict[str, Any] = {}
-    for cfg in configs:
+    runs: dict[str, tuple[Any, str]] = {}
+    for cfg, label in named:
         rid = run_id(cfg)
-        if rid not in runs or cfg.rounds > runs[rid].rounds:
-            runs[rid] = cfg
+        if rid not in runs or cfg.rounds > runs[rid][0].rounds:
+            runs[rid] = (cfg, label)
     return list(runs.values())
 
 
