@@ -382,3 +382,14 @@ def test_seeds_recorded_to_different_rounds_make_one_curve():
     df = df[(df["seed"] == 0) | (df["round"] <= 8)]
     result = an.analyze(df)
     assert len(result.curves) == 1 and result.curves.iloc[0]["n_rounds"] == 13
+
+
+def test_lambda_lines_name_every_lambda_when_a_key_is_missing_in_some_runs():
+    from sparsedd.report import lambda_verdicts
+
+    old = an.synthetic_rounds("sdd", 0.05, weight_decay=0.0, seed=1)
+    new = an.synthetic_rounds("flat", weight_decay=0.01, seed=2, init="torch")
+    result = an.analyze(pd.concat([old, new]))  # runs recorded before `init` existed lack it
+    lines = lambda_verdicts(result)
+    assert len(lines) == len(result.curves) == 2
+    assert all(" SDD " in line and "λ = " in line for line in lines)

@@ -406,6 +406,8 @@ def curve_table(
         rec.update(_curve_row(group, stats[stats["curve"] == curve], min_rise, tolerance))
         records.append(rec)
     table = pd.DataFrame.from_records(records)
+    # Missing values as None before labelling groups: ``analyze`` labels them from this table.
+    table = table.astype(object).where(table.notna(), None)
     choice = choose_weight_decay(table, keys)
     table["lambda_group"] = _lambda_groups(table, keys)
     table["best_weight_decay"] = table["lambda_group"].map(
