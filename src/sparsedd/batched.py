@@ -261,13 +261,15 @@ def run_batched(
     out_dir: str | Path,
     reporter=None,
     stop=None,
+    store=None,
 ) -> None:
     """Run configs that differ only in ``weight_decay`` as one batched model.
 
     Records into ``out_dir`` exactly the rows and checkpoints that ``Experiment(cfg,
     out_dir).run()`` records for each config (only ``seconds`` is the shared wall time), and
-    resumes from what is recorded. Rounds whose runs stand at different points (one run
-    recorded further than another, or saved at different epochs) are run one run at a time.
+    resumes from what is recorded (in ``store`` when given). Rounds whose runs stand at
+    different points (one run recorded further than another, or saved at different epochs)
+    are run one run at a time.
     """
     from sparsedd.data import load_dataset
     from sparsedd.experiment import Experiment, Interrupted, StopFlag, derive_seed
@@ -278,7 +280,7 @@ def run_batched(
         raise ValueError("run_batched needs configs that differ only in weight_decay")
     stop = stop or StopFlag()
     data = load_dataset(configs[0])  # the runs differ only in λ: one dataset serves all
-    exps = [Experiment(c, out_dir, reporter, stop, data=data) for c in configs]
+    exps = [Experiment(c, out_dir, reporter, stop, data=data, store=store) for c in configs]
     for e in exps:
         e.write_run_files()
     cfg, device = configs[0], exps[0].device

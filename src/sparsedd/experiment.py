@@ -94,10 +94,12 @@ class Experiment:
         reporter: Reporter | None = None,
         stop: StopFlag | None = None,
         data: ImageData | None = None,
+        store: ResultsStore | None = None,
     ) -> None:
         """Check everything that can fail on bad input; write nothing yet.
 
-        ``data`` may pass the dataset already loaded (runs of a sweep share it).
+        ``data`` may pass the dataset already loaded (runs of a sweep share it); ``store``
+        may replace the output folder's database (a Ray worker sends its rows to the driver).
         """
         self.cfg = cfg
         self.reporter = reporter or SilentReporter()
@@ -109,6 +111,12 @@ class Experiment:
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError(
                 "config key 'device' is 'cuda' but no CUDA GPU is available; use auto or cpu"
+            )
+        if self.device.type == "cuda" and (self.device.index or 0) >= torch.cuda.device_count():
+            raise ConfigError(
+                f"config key 'device' is {cfg.device!r} but this machine has "
+                f"{torch.cuda.device_count()} GPU(s); use cuda:0 to cuda:"
+                f"{torch.cuda.device_count() - 1}"
             )
         # Everything that can fail on bad input happens before anything is written.
         data = data if data is not None else load_dataset(cfg)
@@ -129,7 +137,7 @@ class Experiment:
         self.masks: Masks = full_masks(self.model)
         self.out_dir = Path(out_dir)
         self.folder = run_dir(self.out_dir, cfg)
-        self.store = ResultsStore(self.out_dir)
+        self.store = store if store is not None else ResultsStore(self.out_dir)
 
     # ------------------------------------------------------------ public
 
