@@ -144,9 +144,14 @@ def run(
     if dry_run:
         click.echo(format_plan(planned))
         return
+    from sparsedd.experiment import run_dir
+
+    for p in planned:
+        if p.state == "done":
+            folder = run_dir(out_dir, p.cfg)
+            click.echo(f"run {p.id} → {folder}: every round already recorded", err=True)
     configs = [p.cfg for p in planned if p.state != "done"]
     if not configs:
-        click.echo(f"all {len(planned)} runs are done in {out_dir}")
         return
     if len(configs) > 1:
         _preflight(configs)  # a grid fails on its last config's data before its first run

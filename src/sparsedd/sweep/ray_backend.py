@@ -11,6 +11,7 @@ its last saved epoch, and no round is recorded twice.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -130,7 +131,12 @@ def run_ray(
     started_here = not ray.is_initialized()
     if started_here:
         try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+            ray.init(
+                address=address,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.ERROR,
+            )
         except (ConnectionError, ValueError, RuntimeError) as err:
             raise UserError(
                 f"cannot join Ray cluster {address!r} ({str(err).splitlines()[0][:120]}); "
