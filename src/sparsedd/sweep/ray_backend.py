@@ -113,7 +113,9 @@ def task_resources(cfg: Config, cluster_gpus: float) -> tuple[float, int]:
 
 def _for_ray(cfg: Config, gpus: float) -> dict[str, Any]:
     """A config as a worker runs it: Ray picks the GPU; threads match the CPUs declared."""
-    device = "cuda" if gpus else "cpu"
+    device = "cuda" if cfg.device.startswith("cuda") else cfg.device
+    if not gpus and device == "cuda":
+        device = "cpu"
     return to_dict(dataclasses.replace(cfg, device=device, threads=max(1, cfg.threads)))
 
 
