@@ -255,9 +255,19 @@ def presets(name: str | None, fmt: str, parameters: bool) -> None:
             raise UserError(
                 "--parameters needs a preset NAME, e.g. sparsedd presets demo --parameters"
             )
-        width = max(map(len, preset_names()))
+        from sparsedd.sweep.study import study_description, study_names
+
+        width = max(map(len, [*preset_names(), *study_names()]))
         for preset in preset_names():
             click.echo(f"{preset.ljust(width)}  {preset_description(preset)}")
+        for study in study_names():
+            click.echo(f"{study.ljust(width)}  study: {study_description(study)}")
+        return
+    from sparsedd.sweep.study import is_study, study_cells
+
+    if is_study(name):
+        cells = [{"preset": c.preset, "grid": dict(c.axes)} for c in study_cells(name, None, {})]
+        click.echo(json.dumps(cells, indent=1) if fmt == "json" else _yaml(cells))
         return
     cfg = validate(preset_config(name))
     if parameters:
@@ -265,6 +275,12 @@ def presets(name: str | None, fmt: str, parameters: bool) -> None:
         click.echo(f"parameters {total}\nprunable {prunable}")
         return
     click.echo(json.dumps(to_dict(cfg), indent=1) if fmt == "json" else to_yaml(cfg).rstrip())
+
+
+def _yaml(value: Any) -> str:
+    import yaml
+
+    return yaml.safe_dump(value, sort_keys=False, allow_unicode=True).rstrip()
 
 
 def _model_size(cfg: Any) -> tuple[int, int]:
