@@ -140,6 +140,11 @@ def run(
         import_ray()  # fail in one line before anything is loaded or written
     cells = study_cells(preset, config_file, parse_grid_options(grid))
     labelled = sweep_configs(cells, assignments)
+    if backend == "local" and not dry_run:
+        from sparsedd.train import check_device
+
+        for device in {cfg.device for _, cfg in labelled}:
+            check_device(device)  # also for runs already done: the config is wrong here
     planned = plan(labelled, out_dir)
     if dry_run:
         click.echo(format_plan(planned))

@@ -31,7 +31,7 @@ from sparsedd.prune import (
     prune_round,
 )
 from sparsedd.store import ResultsStore
-from sparsedd.train import EpochStats, Trainer, resolve_device, steps_per_epoch
+from sparsedd.train import EpochStats, Trainer, check_device, steps_per_epoch
 
 PROGRESS_FILE = "progress.safetensors"
 
@@ -107,17 +107,7 @@ class Experiment:
         self.id = run_id(cfg)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        self.device = resolve_device(cfg.device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError(
-                "config key 'device' is 'cuda' but no CUDA GPU is available; use auto or cpu"
-            )
-        if self.device.type == "cuda" and (self.device.index or 0) >= torch.cuda.device_count():
-            raise ConfigError(
-                f"config key 'device' is {cfg.device!r} but this machine has "
-                f"{torch.cuda.device_count()} GPU(s); use cuda:0 to cuda:"
-                f"{torch.cuda.device_count() - 1}"
-            )
+        self.device = check_device(cfg.device)
         # Everything that can fail on bad input happens before anything is written.
         data = data if data is not None else load_dataset(cfg)
         self.spec = InputSpec(data.channels, data.image_size, data.num_classes)
