@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,35 +172,16 @@ class Experiment:
     def run_round(self, k: int, splits: Splits) -> None:
         """Train round ``k`` from its starting state (resuming if saved), then record it."""
         cfg = self.cfg
-        epochs = cfg.round0_epochs if k == 0 else cfg.epochs
         trainer = Trainer(
             self.model, self.masks, cfg, self.device, finetune=cfg.retrain == "finetune" and k > 0
         )
         first_epoch, seconds = self.load_round_start(k, trainer, splits)
         trainer.refresh_masks()
-        self.reporter.round_started(self.id, k, epochs, first_epoch)
-        per_epoch = steps_per_epoch(len(splits.train_y), cfg.batch_size)
-        started = time.perf_counter() - seconds
-        for epoch in range(first_epoch, epochs):
-            with out_of_memory_hint("batch_size", cfg.batch_size):
-                stats = trainer.train_epoch(
-                    splits.train_x,
-                    splits.train_y,
-                    derive_seed(cfg.seed, k, epoch),
-                    cfg.augment == "flip_crop",
-                    splits.mean,
-                    splits.std,
-                    first_step=epoch * per_epoch,
-                    total_steps=epochs * per_epoch,
-                )
-            self.store.record_epoch(self.id, k, epoch, stats.loss, stats.acc)
-            last = epoch == epochs - 1
-            if last or (epoch + 1) % cfg.checkpoint_every == 0 or self.stop.requested:
-                self.save_progress(k, epoch, trainer, time.perf_counter() - started)
-            self.reporter.epoch_done(self.id, k, epoch, stats)
-            if self.stop.requested and not last:
-                raise Interrupted(f"stopped in round {k} after epoch {epoch + 1}")
-        self.finish_round(k, trainer, splits, epochs, time.perf_counter() - started)
+
+        def train_epoch(**step: Any) -> list[EpochStats]:
+            return [trainer.train_epoch(**epoch_inputs(splits, cfg), **step)]
+
+        train_round([self], [trainer], k, splits, first_epoch, seconds, train_epoch)
 
     def finish_round(
         self, k: int, trainer: Trainer, splits: Splits, epochs: int, seconds: float
@@ -318,6 +299,64 @@ class Experiment:
             "seconds": seconds,
             "layer_density": layer_density(self.masks),
         }
+
+
+def epoch_inputs(splits: Splits, cfg: Config) -> dict[str, Any]:
+    """The inputs of a trainer's ``train_epoch`` other than the epoch's seed and steps."""
+    return dict(
+        x=splits.train_x,
+        y=splits.train_y,
+        augment=cfg.augment == "flip_crop",
+        mean=splits.mean,
+        std=splits.std,
+    )
+
+
+def train_round(
+    runs: Sequence[Experiment],
+    trainers: Sequence[Trainer],
+    k: int,
+    splits: Splits,
+    first_epoch: int,
+    seconds: float,
+    train_epoch: Callable[..., list[EpochStats]],
+    sync: Callable[[], None] = lambda: None,
+) -> None:
+    """The one round loop of single and batched runs: epochs, their records, saves, the end.
+
+    ``train_epoch(seed=, first_step=, total_steps=)`` trains every run one epoch and returns
+    their stats; ``sync`` brings the runs' models and optimizers up to date before a save
+    (a batched model writes back into them).
+    """
+    cfg, stop = runs[0].cfg, runs[0].stop
+    epochs = cfg.round0_epochs if k == 0 else cfg.epochs
+    for run in runs:
+        run.reporter.round_started(run.id, k, epochs, first_epoch)
+    per_epoch = steps_per_epoch(len(splits.train_y), cfg.batch_size)
+    started = time.perf_counter() - seconds
+    for epoch in range(first_epoch, epochs):
+        with out_of_memory_hint("batch_size", cfg.batch_size):
+            stats = train_epoch(
+                seed=derive_seed(cfg.seed, k, epoch),
+                first_step=epoch * per_epoch,
+                total_steps=epochs * per_epoch,
+            )
+        last = epoch == epochs - 1
+        save = last or (epoch + 1) % cfg.checkpoint_every == 0 or stop.requested
+        if save:
+            sync()
+        for run, trainer, st in zip(runs, trainers, stats, strict=True):
+            run.store.record_epoch(run.id, k, epoch, st.loss, st.acc)
+            if save:
+                run.save_progress(k, epoch, trainer, time.perf_counter() - started)
+            run.reporter.epoch_done(run.id, k, epoch, st)
+        if stop.requested and not last:
+            raise Interrupted(f"stopped in round {k} after epoch {epoch + 1}")
+    sync()
+    elapsed = time.perf_counter() - started
+    for run, trainer in zip(runs, trainers, strict=True):
+        trainer.refresh_masks()
+        run.finish_round(k, trainer, splits, epochs, elapsed)
 
 
 @contextmanager
