@@ -14,21 +14,19 @@ import click
 from sparsedd.errors import UserError
 
 DEFAULT_OUT = "./sparsedd-runs"
+#: Columns of the `results` table after run_id and the config keys that name the runs.
 TABLE_COLUMNS = (
-    "run_id",
-    "model",
-    "dataset",
-    "noise",
-    "weight_decay",
-    "seed",
     "round",
     "sparsity",
     "test_acc",
     "memorization",
     "val_acc",
     "train_acc",
+    "round_epochs",
     "seconds",
 )
+#: Config keys the `results` table always shows (when present), besides those that differ.
+TABLE_KEYS = ("model", "dataset", "noise", "weight_decay")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -127,6 +125,9 @@ def run(
     PRESET may be a study (a preset with grid axes, e.g. quetu2023); a --config YAML file
     may hold a `grid:` mapping of keys to lists of values.
     """
+    import time
+
+    from sparsedd.progress import ConsoleReporter, duration
     from sparsedd.sweep.jobs import group_jobs
     from sparsedd.sweep.plan import format_plan, parse_grid_options, plan, sweep_configs
     from sparsedd.sweep.status import write_sweep_file
@@ -151,25 +152,34 @@ def run(
         return
     from sparsedd.experiment import run_dir
 
+    finished = ConsoleReporter(show_bars=False)
     for p in planned:
         if p.state == "done":
-            folder = run_dir(out_dir, p.cfg)
-            click.echo(f"run {p.id} → {folder}: every round already recorded", err=True)
+            finished.start(p.id, run_dir(out_dir, p.cfg), p.cfg, p.label)
+    finished.finish()
     configs = [p.cfg for p in planned if p.state != "done"]
     if not configs:
         return
     if len(configs) > 1:
         _preflight(configs)  # a grid fails on its last config's data before its first run
         write_sweep_file(out_dir, planned)
+    labels = {p.id: p.label for p in planned}
     groups = group_jobs(configs, batch_lambdas)
+    started = time.monotonic()
     if backend == "ray":
         from sparsedd.sweep.ray_backend import run_ray
 
         run_ray(groups, out_dir, address)
-        return
-    from sparsedd.sweep.local import machine_slots, run_local
+    else:
+        from sparsedd.sweep.local import machine_slots, run_local
 
-    run_local(groups, out_dir, machine_slots(configs[0].device, jobs), quiet)
+        run_local(groups, out_dir, machine_slots(configs[0].device, jobs), quiet, labels)
+    if len(planned) > 1:
+        click.echo(
+            f"grid done: {len(planned)} runs in {duration(time.monotonic() - started)}, "
+            f"results in {out_dir}; next: sparsedd report {out_dir}",
+            err=True,
+        )
 
 
 @cli.command()
@@ -184,10 +194,28 @@ def status(out_dir: str) -> None:
 # ---------------------------------------------------------------- results
 
 
+def table_columns(rows: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """(columns, config keys among them) of the `results` table: run_id, the config keys that
+    name runs (TABLE_KEYS and every other key that differs between runs), seed, TABLE_COLUMNS."""
+    from sparsedd.analysis import differing_keys
+
+    present = {k for row in rows for k in row}
+    keys = [k for k in TABLE_KEYS if k in present]
+    keys += [k for k in differing_keys(rows) if k not in keys]
+    keys += ["seed"] if "seed" in present else []
+    return ["run_id", *keys, *TABLE_COLUMNS], keys
+
+
 def format_rows(
-    rows: list[dict[str, Any]], fmt: str, columns: Sequence[str] = TABLE_COLUMNS
+    rows: list[dict[str, Any]],
+    fmt: str,
+    columns: Sequence[str] | None = None,
+    exact: Sequence[str] = (),
 ) -> str:
-    """Rows as JSON, CSV (every field) or an aligned table of ``columns``."""
+    """Rows as JSON, CSV (every field) or an aligned table of ``columns`` (default: those of
+    ``table_columns``); ``exact`` columns show floats in full (λ = 1e-05 is not 0.0000)."""
+    if columns is None:
+        columns, exact = table_columns(rows)
     if fmt == "json":
         return json.dumps(rows, indent=1)
     if fmt == "csv":
@@ -200,16 +228,18 @@ def format_rows(
                     {k: json.dumps(v) if isinstance(v, dict) else v for k, v in row.items()}
                 )
         return buf.getvalue().rstrip("\n")
-    table = [[_cell(row.get(c)) for c in columns] for row in rows]
+    table = [[_cell(row.get(c), c in exact) for c in columns] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in table]) for i, c in enumerate(columns)]
     lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True))]
     lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)) for r in table]
     return "\n".join(lines)
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, exact: bool = False) -> str:
     if value is None:
         return "-"
+    if isinstance(value, float) and exact:
+        return repr(value)  # the shortest text that reads back as the same number
     if isinstance(value, float):
         return f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
     return str(value)
@@ -226,7 +256,11 @@ def _cell(value: Any) -> str:
 )
 @click.option("--epochs", is_flag=True, help="print the per-epoch training loss and accuracy")
 def results(out_dir: str, fmt: str, epochs: bool) -> None:
-    """Print every recorded round (or, with --epochs, epoch) of every run in OUT_DIR."""
+    """Print every recorded round (or, with --epochs, epoch) of every run in OUT_DIR.
+
+    Rounds are sorted by config, then seed; they have the columns of `sparsedd export`.
+    """
+    from sparsedd.analysis import order_rows
     from sparsedd.store import ResultsStore
 
     store = ResultsStore(out_dir, create=False)
@@ -234,7 +268,9 @@ def results(out_dir: str, fmt: str, epochs: bool) -> None:
         rows = store.epoch_rows()
         click.echo(format_rows(rows, fmt, columns=list(rows[0]) if rows else ["run_id"]))
     else:
-        click.echo(format_rows(store.round_rows(), fmt))
+        rows = order_rows(store.round_rows())
+        columns = list(dict.fromkeys(k for row in rows for k in row))  # runs may lack keys
+        click.echo(format_rows([{c: row.get(c) for c in columns} for row in rows], fmt))
 
 
 # ---------------------------------------------------------------- presets

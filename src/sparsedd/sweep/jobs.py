@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,15 +45,19 @@ def run_job(
     quiet: bool = True,
     store: Any = None,
     stop: Any = None,
+    labels: Mapping[str, str] | None = None,
 ) -> None:
     """Run one job into ``out_dir``; rows go to ``store`` when given (else the folder's DB).
 
-    SIGINT sets the stop flag: the job saves its progress and raises ``Interrupted``.
+    ``labels`` name runs by their grid values. SIGINT sets the stop flag: the job saves its
+    progress and raises ``Interrupted``.
     """
     from sparsedd.batched import run_batched
-    from sparsedd.experiment import Experiment, StopFlag
+    from sparsedd.config import run_id
+    from sparsedd.experiment import Experiment, StopFlag, run_dir
     from sparsedd.progress import ConsoleReporter
 
+    labels = labels or {}
     stop = stop or StopFlag()
     in_main = threading.current_thread() is threading.main_thread()
     previous = (
@@ -64,11 +68,15 @@ def run_job(
     try:
         reporter = ConsoleReporter(show_bars=not quiet and len(group) == 1)
         if len(group) > 1:
+            for cfg in group:
+                rid = run_id(cfg)
+                reporter.start(rid, run_dir(out_dir, cfg), cfg, labels.get(rid, ""))
             with reporter:
                 run_batched(group, out_dir, reporter=reporter, stop=stop, store=store)
+            reporter.finish()
             return
         exp = Experiment(group[0], out_dir, reporter=reporter, stop=stop, store=store)
-        reporter.start(exp.id, exp.folder)
+        reporter.start(exp.id, exp.folder, exp.cfg, labels.get(exp.id, ""))
         with reporter:
             exp.run()
         reporter.finish()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
@@ -27,11 +27,16 @@ def run_local(
     out_dir: str | Path,
     slots: Sequence[Slot],
     quiet: bool = False,
+    labels: Mapping[str, str] | None = None,
 ) -> None:
-    """Run every job; with one slot in this process, else one process per slot."""
+    """Run every job; with one slot in this process, else one process per slot.
+
+    ``labels`` name runs by their grid values in the progress lines.
+    """
+    labels = dict(labels or {})
     if len(slots) == 1 or len(jobs) == 1:
         for group in jobs:
-            run_job(place(group, slots[0]), out_dir, quiet)
+            run_job(place(group, slots[0]), out_dir, quiet, labels=labels)
         return
     ctx = get_context("spawn")
     free = list(slots)
@@ -43,7 +48,8 @@ def run_local(
         while waiting or running:
             while waiting and free:
                 slot = free.pop(0)
-                fut = pool.submit(run_job, place(waiting.pop(0), slot), str(out_dir), True)
+                group = place(waiting.pop(0), slot)
+                fut = pool.submit(run_job, group, str(out_dir), True, labels=labels)
                 running[fut] = slot
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for fut in finished:

@@ -51,19 +51,22 @@ class PlannedRun:
 def parse_grid_options(items: Sequence[str]) -> dict[str, list[str]]:
     """``KEY=V1,V2`` options → ``{KEY: [V1, V2]}``; a key given twice is refused."""
     axes: dict[str, list[str]] = {}
+    seen: dict[str, str] = {}
     for item in items:
         if "=" not in item:
             raise UserError(f"--grid expects KEY=V1,V2,..., got {item!r} (no '=')")
         key, values = item.split("=", 1)
+        name = key.strip()
+        if name in seen:  # a second --grid KEY would silently override the first
+            raise UserError(
+                f"--grid {name} is given twice ({seen[name]!r} and {item!r}); "
+                f"list every value in one --grid {name}=V1,V2,..."
+            )
+        seen[name] = item
         axis = [v for v in values.split(",") if v != ""]
         if not axis:
             raise UserError(f"--grid {item!r} lists no values; give KEY=V1,V2,...")
-        if key in axes:
-            raise UserError(
-                f"--grid {key} is given twice; list every value once: --grid {key}="
-                f"{','.join(axes[key] + axis)}"
-            )
-        axes[key] = axis
+        axes[name] = axis
     return axes
 
 
@@ -98,7 +101,7 @@ def sweep_configs(
                 continue
             seen.add(rid)
             prefix = [f"preset={cell.preset}"] if len(cells) > 1 else []
-            out.append((" ".join([*prefix, label_of(combo)]).strip() or rid, cfg))
+            out.append((" ".join([*prefix, label_of(combo)]).strip(), cfg))
     return out
 
 

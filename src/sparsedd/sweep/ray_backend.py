@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sparsedd.config import Config, to_dict
+from sparsedd.config import Config, run_id, to_dict
 from sparsedd.errors import UserError
 
 RAY_MISSING = (
@@ -40,22 +40,26 @@ def import_ray() -> Any:
 class Ledger:
     """Ray actor between workers and driver: queues rows, knows which rounds were received."""
 
-    def __init__(self, done: dict[str, list[int]]) -> None:
-        self.done = {rid: set(rounds) for rid, rounds in done.items()}
+    def __init__(self, versions: dict[str, dict[int, str | None]]) -> None:
+        self.versions = {rid: dict(rounds) for rid, rounds in versions.items()}
         self.items: list[tuple] = []
 
     def put(self, item: tuple) -> None:
         """Queue one row for the driver; a round already received is dropped."""
         if item[0] == "round":
-            rounds = self.done.setdefault(item[1], set())
+            rounds = self.versions.setdefault(item[1], {})
             if item[2]["round"] in rounds:
                 return
-            rounds.add(item[2]["round"])
+            rounds[item[2]["round"]] = item[2].get("sparsedd_version")
         self.items.append(item)
 
     def rounds_done(self, run_id: str) -> list[int]:
         """Rounds of ``run_id`` recorded or on their way to the driver."""
-        return sorted(self.done.get(run_id, ()))
+        return sorted(self.versions.get(run_id, {}))
+
+    def round_versions(self, run_id: str) -> dict[int, str | None]:
+        """The sparsedd version that recorded each round of ``run_id``."""
+        return dict(self.versions.get(run_id, {}))
 
     def take(self) -> list[tuple]:
         """Every queued row, emptying the queue."""
@@ -91,6 +95,12 @@ class LedgerStore:
         import ray
 
         return set(ray.get(self.ledger.rounds_done.remote(run_id)))
+
+    def round_versions(self, run_id: str) -> dict[int, str | None]:
+        """The sparsedd version of each round the driver has or will record."""
+        import ray
+
+        return ray.get(self.ledger.round_versions.remote(run_id))
 
     def round_rows(self) -> list[dict[str, Any]]:
         """Rows are read on the driver, not here."""
@@ -146,10 +156,8 @@ def run_ray(
             ) from None
     out_dir = Path(out_dir).resolve()
     store = ResultsStore(out_dir)
-    done = {}
-    for row in store.round_rows():
-        done.setdefault(row["run_id"], []).append(row["round"])
-    ledger = ray.remote(num_cpus=0)(Ledger).remote(done)
+    ids = {run_id(cfg) for group in jobs for cfg in group}
+    ledger = ray.remote(num_cpus=0)(Ledger).remote({rid: store.round_versions(rid) for rid in ids})
     task = ray.remote(max_retries=MAX_RETRIES)(train_job)
     gpus_in_cluster = ray.cluster_resources().get("GPU", 0)
     pending = []
