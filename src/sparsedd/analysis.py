@@ -105,7 +105,38 @@ def load_results(out_dir: str | Path) -> pd.DataFrame:
         rows.append(rec)
     if not rows:
         raise UserError(f"no recorded rounds in {out_dir}; let a run finish its dense round first")
-    return rows_to_frame(rows)
+    kept, diverged = drop_diverged(rows)
+    if not kept:
+        raise UserError(
+            f"every recorded run in {out_dir} diverged at its dense round (non-finite loss); "
+            f"re-run with a lower 'lr'"
+        )
+    df = rows_to_frame(kept)
+    df.attrs["notes"] = [
+        f"run {run} diverged at round {k} (non-finite loss): its rounds from {k} on are left out"
+        for run, k in sorted(diverged.items())
+    ]
+    return df
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def drop_diverged(rows: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Rows without diverged rounds, and per diverged run the first round left out.
+
+    A round whose test loss or accuracy is not a finite number (NaN is stored as NULL) diverged;
+    every later round of that run started from it, so it is left out as well. Databases written
+    before sparsedd stopped diverged runs may hold such rounds.
+    """
+    diverged: dict[str, int] = {}
+    for row in rows:
+        if "test_loss" in row and not (_finite(row["test_loss"]) and _finite(row["test_acc"])):
+            run = row["run_id"]
+            diverged[run] = min(diverged.get(run, row["round"]), row["round"])
+    kept = [r for r in rows if r["round"] < diverged.get(r["run_id"], r["round"] + 1)]
+    return kept, diverged
 
 
 def config_keys(df: pd.DataFrame) -> list[str]:
@@ -253,7 +284,7 @@ def _refine(mean: np.ndarray, i: int, j: int, fall: float, rise: float) -> tuple
     """Move the smoothed dip/peak to the raw minimum/maximum within one round of them."""
     last = len(mean) - 1
     lo = max(1, i - 1)
-    i2 = lo + int(np.argmin(mean[lo : min(last, i + 1) + 1]))
+    i2 = lo + int(np.argmin(mean[lo : min(last, i + 1, j - 1) + 1]))  # the dip stays before j
     lo = max(i2 + 1, j - 1)
     j2 = lo + int(np.argmax(mean[lo : min(last, j + 1) + 1]))
     return i2, j2, fall, rise
@@ -387,7 +418,9 @@ def curve_table(
 
 def _lambda_groups(table: pd.DataFrame, keys: Sequence[str]) -> list[str]:
     others = [k for k in keys if k != "weight_decay"]
-    return [_label(others, list(vals)) for vals in table[others].itertuples(False)]
+    return [
+        _label(others, [_hashable(v) for v in vals]) for vals in table[others].itertuples(False)
+    ]
 
 
 def choose_weight_decay(table: pd.DataFrame, keys: Sequence[str] | None = None) -> pd.DataFrame:
