@@ -162,9 +162,12 @@ class BatchedTrainer:
             correct += (logits.argmax(2) == yb).sum(1)
             step += 1
         n = len(y)
+        # Per run: are all of its weights finite? (dimension 0 of a stacked tensor is the run)
+        finite = torch.stack([p.detach().isfinite().flatten(1).all(1) for p in self.params.values()])
+        ok = finite.all(0)
         return [
-            EpochStats(float(s) / n, float(c) / n)
-            for s, c in zip(loss_sum.cpu(), correct.cpu(), strict=True)
+            EpochStats(float(s) / n, float(c) / n, bool(f))
+            for s, c, f in zip(loss_sum.cpu(), correct.cpu(), ok.cpu(), strict=True)
         ]
 
     def _masked_step(self, lr: float) -> None:
@@ -321,6 +324,8 @@ def run_batched(
             if save:
                 bt.write_back()
                 bt.store_optimizer_states([t.optimizer for t in trainers])
+            for e, st in zip(group, stats, strict=True):
+                e.check_finite(k, epoch, st)
             for e, t, st in zip(group, trainers, stats, strict=True):
                 e.store.record_epoch(e.id, k, epoch, st.loss, st.acc)
                 if save:

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from sparsedd.errors import UserError
+from sparsedd.errors import Interrupted, UserError
 
 DEFAULT_OUT = "./sparsedd-runs"
 TABLE_COLUMNS = (
@@ -300,8 +300,6 @@ for _command in (analyze, plot, report, export):
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the CLI; user errors become one line on stderr and exit status 2."""
-    from sparsedd.experiment import Interrupted
-
     try:
         code = cli.main(
             args=list(argv) if argv is not None else None,
@@ -321,7 +319,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             file=sys.stderr,
         )
         sys.exit(130)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt):  # Ctrl-C before a run could start
+        print("sparsedd: interrupted; re-run the same command to resume", file=sys.stderr)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
 

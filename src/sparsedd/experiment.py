@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +18,13 @@ from torch import nn
 from sparsedd import checkpoint as ckpt
 from sparsedd.config import Config, run_id, to_dict, to_yaml
 from sparsedd.data import ImageData, Splits, load_dataset, make_splits
-from sparsedd.errors import CheckpointError, ConfigError, ResourceError
+from sparsedd.errors import (
+    CheckpointError,
+    ConfigError,
+    DivergedError,
+    Interrupted,
+    ResourceError,
+)
 from sparsedd.models import InputSpec, count_parameters, create_model
 from sparsedd.prune import (
     CRITERIA,
@@ -54,10 +61,6 @@ class SilentReporter:
 
     def round_done(self, run: str, row: dict[str, Any]) -> None:
         """Ignore the event."""
-
-
-class Interrupted(Exception):
-    """Raised between epochs after a stop was requested and progress was saved."""
 
 
 @dataclass
@@ -193,6 +196,7 @@ class Experiment:
                     first_step=epoch * per_epoch,
                     total_steps=epochs * per_epoch,
                 )
+            self.check_finite(k, epoch, stats)
             self.store.record_epoch(self.id, k, epoch, stats.loss, stats.acc)
             last = epoch == epochs - 1
             if last or (epoch + 1) % cfg.checkpoint_every == 0 or self.stop.requested:
@@ -202,12 +206,20 @@ class Experiment:
                 raise Interrupted(f"stopped in round {k} after epoch {epoch + 1}")
         self.finish_round(k, trainer, splits, epochs, time.perf_counter() - started)
 
+    def check_finite(self, k: int, epoch: int, stats: EpochStats) -> None:
+        """Stop the run (recording nothing more) if epoch ``epoch`` of round ``k`` diverged."""
+        if stats.finite and math.isfinite(stats.loss):
+            return
+        raise DivergedError(diverged_message(self.cfg, self.id, k, f"epoch {epoch + 1}"))
+
     def finish_round(
         self, k: int, trainer: Trainer, splits: Splits, epochs: int, seconds: float
     ) -> None:
         """Evaluate the trained round ``k``, save its checkpoint, then record its row."""
         with out_of_memory_hint("eval_batch_size", self.cfg.eval_batch_size):
             row = self._evaluate(k, trainer, splits, epochs, seconds)
+        if not all(math.isfinite(row[f]) for f in ("test_loss", "test_acc") if row[f] is not None):
+            raise DivergedError(diverged_message(self.cfg, self.id, k, "evaluation"))
         ckpt.save_tensors(
             round_file(self.folder, k),
             ckpt.model_state(self.model, self.masks),
@@ -315,6 +327,15 @@ class Experiment:
             "seconds": seconds,
             "layer_density": layer_density(self.masks),
         }
+
+
+def diverged_message(cfg: Config, run: str, k: int, where: str) -> str:
+    """One line saying where a run diverged and which key to lower."""
+    return (
+        f"run {run} diverged in round {k}, {where}: the training loss or a weight is not finite; "
+        f"nothing is recorded for round {k}; lower config key 'lr' (now {cfg.lr:g}), "
+        f"e.g. --set lr={cfg.lr / 10:g}"
+    )
 
 
 @contextmanager

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from sparsedd.errors import DivergedError
 from sparsedd.registry import Registry
 
 Masks = dict[str, torch.Tensor]
@@ -70,6 +71,12 @@ def prune_round(
     for name, w in weights.items():
         grad = gradients[name].detach().float().cpu() if gradients is not None else None
         s = crit.score(w.detach().float().cpu(), grad, gen)
+        if not bool(s[masks[name].cpu()].isfinite().all()):
+            # NaN would rank as pruned (not finite) and empty the layer: never score it.
+            raise DivergedError(
+                f"layer {name} has non-finite weights, so it cannot be pruned: the run "
+                f"diverged; lower config key 'lr'"
+            )
         scores[name] = s.masked_fill(~masks[name].cpu(), float("-inf"))
     if scope == "global":
         kept = _keep_top(torch.cat([s.flatten() for s in scores.values()]), rate)

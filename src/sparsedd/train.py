@@ -59,6 +59,7 @@ class EpochStats:
 
     loss: float
     acc: float
+    finite: bool = True  # every weight finite at the end of the epoch
 
 
 class Trainer:
@@ -124,8 +125,10 @@ class Trainer:
             loss_sum += loss.detach() * len(yb)
             correct += (logits.argmax(1) == yb).sum()
             step += 1
-        n = len(y)
-        return EpochStats(float(loss_sum) / n, float(correct) / n)
+        # One host sync per epoch: the loss, the accuracy and whether every weight is finite.
+        finite = torch.stack([p.detach().isfinite().all() for p in self.model.parameters()])
+        loss, hits, ok = torch.stack([loss_sum, correct.double(), finite.all().double()]).tolist()
+        return EpochStats(loss / len(y), hits / len(y), bool(ok))
 
     def _masked_step(self, lr: float) -> None:
         grads = [p.grad for p in self.masked_params if p.grad is not None]
