@@ -163,7 +163,9 @@ class BatchedTrainer:
             step += 1
         n = len(y)
         # Per run: are all of its weights finite? (dimension 0 of a stacked tensor is the run)
-        finite = torch.stack([p.detach().isfinite().flatten(1).all(1) for p in self.params.values()])
+        finite = torch.stack(
+            [p.detach().isfinite().flatten(1).all(1) for p in self.params.values()]
+        )
         ok = finite.all(0)
         return [
             EpochStats(float(s) / n, float(c) / n, bool(f))
