@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sparsedd.atomic import atomic_write
 from sparsedd.config import NON_SEMANTIC
 from sparsedd.errors import UserError
 from sparsedd.store import ROUND_FIELDS, ResultsStore
@@ -521,10 +522,10 @@ def export_table(df: pd.DataFrame, path: str | Path) -> Path:
     if not path.parent.exists():
         raise UserError(f"cannot write {path}: folder {path.parent} does not exist")
     if suffix == ".csv":
-        out.to_csv(path, index=False)
+        atomic_write(path, lambda tmp: out.to_csv(tmp, index=False))
         return path
     try:
-        out.to_parquet(path, index=False)
+        atomic_write(path, lambda tmp: out.to_parquet(tmp, index=False))
     except ImportError:
         raise UserError(
             "Parquet export needs pyarrow: `pip install pyarrow`, or export to a .csv file"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,38 +11,22 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from sparsedd.errors import CheckpointError, StoreError
+from sparsedd import atomic
+from sparsedd.atomic import atomic_write
+from sparsedd.errors import CheckpointError
+
+OUT_FIX = "free space or choose a writable --out folder"
 
 
 def atomic_write_bytes(path: Path, write: Any) -> None:
     """Call ``write(tmp_path)`` then rename onto ``path``: readers see old or new, never half."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-    except OSError as err:
-        raise StoreError(
-            f"cannot write {path}: {err.strerror or err}; choose a writable --out folder"
-        ) from None
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except (OSError, SafetensorError) as err:  # safetensors reports a full disk as its own
-        Path(tmp).unlink(missing_ok=True)
-        reason = err.strerror if isinstance(err, OSError) and err.strerror else err
-        raise StoreError(
-            f"cannot write {path}: {reason}; free space or choose a writable --out folder"
-        ) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # safetensors reports a full disk as its own error
+    atomic_write(path, write, OUT_FIX, errors=(OSError, SafetensorError))
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write a text file atomically."""
-    atomic_write_bytes(path, lambda tmp: Path(tmp).write_text(text))
+    atomic.atomic_write_text(path, text, OUT_FIX)
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:

@@ -26,6 +26,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FixedLocator, NullLocator  # noqa: E402
 
 from sparsedd.analysis import Analysis  # noqa: E402
+from sparsedd.atomic import atomic_write  # noqa: E402
 from sparsedd.errors import UserError  # noqa: E402
 
 #: Okabe & Ito's colour-blind-safe palette (black last).
@@ -181,7 +182,8 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
         )
     if not path.parent.exists():
         raise UserError(f"cannot write {path}: folder {path.parent} does not exist")
-    fig.savefig(path, dpi=150, bbox_inches="tight")
+    fmt = path.suffix.lower()[1:]
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight"))
     return path
 
 
