@@ -288,7 +288,7 @@ def run_batched(
         e.write_run_files()
     cfg, device = configs[0], exps[0].device
     splits = exps[0].splits.to(device)
-    done = [e.store.rounds_done(e.id) for e in exps]
+    done = [e.drop_stale_rounds() for e in exps]
     for k in range(cfg.rounds + 1):
         active = [i for i, e in enumerate(exps) if k not in done[i]]
         if len(active) == 1:

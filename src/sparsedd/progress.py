@@ -78,6 +78,10 @@ class ConsoleReporter:
         """Advance the bar."""
         self.progress.update(self.task, completed=epoch + 1, loss=stats.loss)
 
+    def note(self, run: str, message: str) -> None:
+        """Print one line about the run (e.g. rounds dropped to be recomputed)."""
+        self.console.print(f"note: {message}", highlight=False, soft_wrap=True)
+
     def round_done(self, run: str, row: dict[str, Any]) -> None:
         """Print the round's summary line."""
         self.console.print(summary_line(run, row), highlight=False, soft_wrap=True)

@@ -182,7 +182,21 @@ class ResultsStore:
             (run_id, round_, epoch, loss, acc),
         )
 
+    def drop_rounds(self, run_id: str, first: int) -> None:
+        """Forget rounds ``first``, ``first + 1``, … of a run and their epochs (to recompute)."""
+        for table in ("rounds", "epochs"):  # a kill in between leaves epochs to overwrite
+            self._execute(f"DELETE FROM {table} WHERE run_id = ? AND round >= ?", (run_id, first))
+
     # ------------------------------------------------------------ reading
+
+    def round_sparsity(self, run_id: str, round_: int) -> float | None:
+        """Recorded sparsity of one round of a run (None if not recorded)."""
+        rows = self._execute(
+            "SELECT sparsity FROM rounds WHERE run_id = ? AND round = ?",
+            (run_id, round_),
+            write=False,
+        )
+        return rows[0][0] if rows else None
 
     def rounds_done(self, run_id: str) -> set[int]:
         """Rounds of ``run_id`` already recorded."""
