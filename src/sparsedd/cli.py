@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import itertools
@@ -10,8 +11,8 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import active_children, get_context
 from typing import Any
 
 import click
@@ -154,14 +155,27 @@ def _job_groups(configs: list[Any], batch_lambdas: bool | None) -> list[list[Any
     return list(groups.values())
 
 
-def _run_group(group: list[Any], out_dir: str, quiet: bool) -> None:
-    """Run one job: a single run, or runs differing only in λ as one batched model."""
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _run_group(
+    group: list[Any],
+    out_dir: str,
+    quiet: bool,
+    stop: Any = None,
+    signals: Sequence[signal.Signals] = STOP_SIGNALS,
+) -> None:
+    """Run one job: a single run, or runs differing only in λ as one batched model.
+
+    Ctrl-C and SIGTERM (what batch schedulers send before killing) stop it at the next epoch
+    boundary with its progress saved.
+    """
     from sparsedd.batched import run_batched
     from sparsedd.experiment import Experiment, StopFlag
     from sparsedd.progress import ConsoleReporter
 
-    stop = StopFlag()
-    previous = signal.signal(signal.SIGINT, lambda *_: setattr(stop, "requested", True))
+    stop = stop if stop is not None else StopFlag()
+    previous = {s: signal.signal(s, lambda *_: setattr(stop, "requested", True)) for s in signals}
     try:
         reporter = ConsoleReporter(show_bars=not quiet and len(group) == 1)
         if len(group) > 1:
@@ -174,26 +188,110 @@ def _run_group(group: list[Any], out_dir: str, quiet: bool) -> None:
             exp.run()
         reporter.finish()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _run_parallel(groups: list[list[Any]], out_dir: str, jobs: int) -> None:
+    """Run the jobs in ``jobs`` worker processes; Ctrl-C or SIGTERM stops the whole sweep.
+
+    On a stop the running workers save their progress and exit, queued jobs never start, and
+    the parent returns only when every worker has ended.
+    """
     import dataclasses
+    from concurrent.futures import FIRST_COMPLETED, wait
+    from concurrent.futures.process import BrokenProcessPool
 
     threads = max(1, (os.cpu_count() or 1) // jobs)
     groups = [
         [c if c.threads else dataclasses.replace(c, threads=threads) for c in group]
         for group in groups
     ]
-    ctx = get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_ignore_sigint) as pool:
-        futures = [pool.submit(_run_group, group, out_dir, True) for group in groups]
-        for fut in as_completed(futures):
-            fut.result()
+    pool = ProcessPoolExecutor(
+        max_workers=jobs, mp_context=get_context("spawn"), initializer=_init_worker
+    )
+    stopped: list[int] = []
+
+    def request_stop(signum: int, frame: Any) -> None:
+        stopped.append(signum)
+        for worker in active_children():
+            with contextlib.suppress(OSError, AttributeError):
+                worker.terminate()  # SIGTERM: the worker saves its progress and exits
+
+    previous = {s: signal.signal(s, request_stop) for s in STOP_SIGNALS}
+    failure: BaseException | None = None
+    try:
+        pending = {pool.submit(_run_group_in_worker, group, out_dir) for group in groups}
+        while pending:
+            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            if stopped:
+                for fut in pending:
+                    fut.cancel()
+            for fut in done:
+                err = None if fut.cancelled() else fut.exception()
+                stop_noise = stopped and isinstance(err, Interrupted | BrokenProcessPool)
+                if err is not None and failure is None and not stop_noise:
+                    failure = err
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if failure is not None:
+        raise failure
+    if stopped:
+        raise Interrupted("the sweep was stopped; its queued runs were not started")
 
 
-def _ignore_sigint() -> None:
+_WORKER_STOP: Any = None  # the stop flag of a sweep's worker process
+_WORKER = {"parent": 0, "busy": False}
+
+
+def _init_worker() -> None:
+    """Set up a sweep worker: the parent decides when to stop, and its death stops us too."""
+    global _WORKER_STOP
+    from sparsedd.experiment import StopFlag
+
+    _WORKER_STOP = StopFlag()
+    _WORKER["parent"] = os.getppid()
+    # Ctrl-C in a terminal reaches every process of the group: the parent handles it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _worker_sigterm)
+    _stop_when_parent_dies()
+
+
+def _orphaned() -> bool:
+    return os.getppid() != _WORKER["parent"]
+
+
+def _worker_sigterm(signum: int, frame: Any) -> None:
+    """Stop the job at its next epoch boundary; an idle worker whose parent died just exits."""
+    _WORKER_STOP.requested = True
+    if _orphaned() and not _WORKER["busy"]:
+        os._exit(1)
+
+
+def _stop_when_parent_dies() -> None:
+    """Ask Linux to send us SIGTERM when the parent process dies (no orphaned workers)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+
+
+def _run_group_in_worker(group: list[Any], out_dir: str) -> None:
+    """One job of a sweep, in a worker; a worker told to stop starts no further job."""
+    if _WORKER_STOP.requested:
+        raise Interrupted("the sweep was stopped before this run started")
+    _WORKER["busy"] = True
+    try:
+        _run_group(group, out_dir, True, stop=_WORKER_STOP, signals=())
+    finally:
+        _WORKER["busy"] = False
+        if _orphaned():  # no one will collect the result or send another job
+            os._exit(1)
 
 
 # ---------------------------------------------------------------- results
