@@ -141,22 +141,24 @@ class ResultsStore:
             conn.close()
 
     def _open(self, wait: float) -> sqlite3.Connection:
-        """A connection; read-only ones fall back to immutable where no -shm can be made."""
+        """A connection; a read-only one never creates, changes or leaves a file."""
         if not self.read_only:
             return sqlite3.connect(self.path, timeout=wait, isolation_level=None)
-        uri = self.path.resolve().as_uri() + ("?immutable=1" if self._immutable else "?mode=ro")
+        # Without a -wal file no writer is connected and every write is in the database file:
+        # read that file as it is. With one, read it as a WAL reader (it needs the -shm file);
+        # where that cannot be opened (read-only storage), again read the database file alone.
+        wal = Path(f"{self.path}-wal").exists()
+        immutable = self._immutable or not wal
+        uri = self.path.resolve().as_uri() + ("?immutable=1" if immutable else "?mode=ro")
         conn = sqlite3.connect(uri, timeout=wait, isolation_level=None, uri=True)
-        if self._immutable:
+        if immutable:
             return conn
         try:
             conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
-        except sqlite3.OperationalError as err:
+        except sqlite3.DatabaseError as err:
             conn.close()
-            if "unable to open" not in str(err):
-                raise
-            # WAL readers need a -shm file beside the database; on read-only storage it
-            # cannot be created: read the database file as it is (a finished run's WAL is
-            # merged into it when its last writer closes).
+            if "unable to open" not in str(err):  # the statement itself will say what is wrong
+                return sqlite3.connect(uri, timeout=wait, isolation_level=None, uri=True)
             self._immutable = True
             return self._open(wait)
         return conn
