@@ -145,8 +145,6 @@ class Experiment:
         splits = self.splits.to(self.device)
         for k in range(self.cfg.rounds + 1):
             if k not in done:
-                if self.stop.requested:
-                    raise Interrupted(f"stopped before round {k}")
                 self.run_round(k, splits)
         return [r for r in self.store.round_rows() if r["run_id"] == self.id]
 
