@@ -195,7 +195,7 @@ def test_deleted_run_folder_is_recomputed(
     shutil.rmtree(tiny_folder(out))
     code, _, err = run_cli([*TINY, "--out", str(out)], capsys)
     assert code == 0, err
-    notes = [line for line in err.splitlines() if line.startswith("note:")]
+    notes = [line for line in err.splitlines() if "dropped the recorded rounds" in line]
     assert len(notes) == 1 and "dropped the recorded rounds 0..2" in notes[0], err
     assert _rows(out) == before
     assert (tiny_folder(out) / "round_002.safetensors").exists()
