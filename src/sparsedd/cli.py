@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
-import itertools
 import json
-import os
-import signal
 import sys
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import active_children, get_context
 from typing import Any
 
 import click
@@ -42,28 +36,6 @@ def cli() -> None:
 
 
 # ---------------------------------------------------------------- run
-
-
-def _parse_grid(items: Sequence[str]) -> list[list[str]]:
-    """``KEY=V1,V2`` options → per key, the list of ``KEY=V`` assignments."""
-    axes = []
-    seen: dict[str, str] = {}
-    for item in items:
-        if "=" not in item:
-            raise UserError(f"--grid expects KEY=V1,V2,..., got {item!r} (no '=')")
-        key, values = item.split("=", 1)
-        name = key.strip()
-        if name in seen:  # a second --grid KEY would silently override the first
-            raise UserError(
-                f"--grid {name} is given twice ({seen[name]!r} and {item!r}); "
-                f"list every value in one --grid {name}=V1,V2,..."
-            )
-        seen[name] = item
-        axis = [f"{key}={v}" for v in values.split(",") if v != ""]
-        if not axis:
-            raise UserError(f"--grid {item!r} lists no values; give KEY=V1,V2,...")
-        axes.append(axis)
-    return axes
 
 
 def _preflight(configs: list[Any]) -> None:
@@ -110,11 +82,24 @@ def _preflight(configs: list[Any]) -> None:
 @click.option(
     "--jobs",
     "-j",
-    default=1,
-    show_default=True,
+    default=None,
     type=click.IntRange(1),
-    help="runs of a grid trained at once, each in its own process",
+    help="jobs of a grid trained at once, each in its own process "
+    "[default: one per GPU; 1 on the CPU]",
 )
+@click.option(
+    "--backend",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: this machine; ray: a Ray cluster (pip install 'sparsedd[ray]')",
+)
+@click.option(
+    "--address",
+    default=None,
+    help="Ray cluster address (e.g. HEAD:6379 or auto); default: a local Ray instance",
+)
+@click.option("--dry-run", is_flag=True, help="list every run, its state and its cost; run none")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bars, only summary lines")
 @click.option(
     "--batch-lambdas/--no-batch-lambdas",
@@ -128,195 +113,82 @@ def run(
     assignments: tuple[str, ...],
     grid: tuple[str, ...],
     out_dir: str,
-    jobs: int,
+    jobs: int | None,
     quiet: bool,
     batch_lambdas: bool | None,
+    backend: str,
+    address: str | None,
+    dry_run: bool,
 ) -> None:
-    """Train, then prune round after round, recording every sparsity (resumes if re-run)."""
+    """Train, then prune round after round, recording every sparsity (resumes if re-run).
+
+    PRESET may be a study (a preset with grid axes, e.g. quetu2023); a --config YAML file
+    may hold a `grid:` mapping of keys to lists of values.
+    """
     import time
 
-    from sparsedd.config import resolve_config, run_id
-    from sparsedd.progress import duration
+    from sparsedd.progress import ConsoleReporter, duration
+    from sparsedd.sweep.jobs import group_jobs
+    from sparsedd.sweep.plan import format_plan, parse_grid_options, plan, sweep_configs
+    from sparsedd.sweep.status import write_sweep_file
+    from sparsedd.sweep.study import study_cells
 
-    combos = [list(c) for c in itertools.product(*_parse_grid(grid))] or [[]]
-    configs = [resolve_config(preset, config_file, [*assignments, *c]) for c in combos]
+    if address is not None and backend != "ray":
+        raise UserError("--address is for --backend ray; add --backend ray or drop --address")
+    if backend == "ray" and not dry_run:
+        from sparsedd.sweep.ray_backend import import_ray
+
+        import_ray()  # fail in one line before anything is loaded or written
+    cells = study_cells(preset, config_file, parse_grid_options(grid))
+    labelled = sweep_configs(cells, assignments)
+    if backend == "local" and not dry_run:
+        from sparsedd.train import check_device
+
+        for device in {cfg.device for _, cfg in labelled}:
+            check_device(device)  # also for runs already done: the config is wrong here
+    planned = plan(labelled, out_dir)
+    if dry_run:
+        click.echo(format_plan(planned))
+        return
+    from sparsedd.experiment import run_dir
+
+    finished = ConsoleReporter(show_bars=False)
+    for p in planned:
+        if p.state == "done":
+            finished.start(p.id, run_dir(out_dir, p.cfg), p.cfg, p.label)
+    finished.finish()
+    configs = [p.cfg for p in planned if p.state != "done"]
+    if not configs:
+        return
     if len(configs) > 1:
         _preflight(configs)  # a grid fails on its last config's data before its first run
-    # A grid's runs are named by their grid values (what differs), besides their hash.
-    labels = {run_id(cfg): " ".join(c) for cfg, c in zip(configs, combos, strict=True)}
-    groups = _job_groups(configs, batch_lambdas)
+        write_sweep_file(out_dir, planned)
+    labels = {p.id: p.label for p in planned}
+    groups = group_jobs(configs, batch_lambdas)
     started = time.monotonic()
-    if jobs > 1 and len(groups) > 1:
-        _run_parallel(groups, out_dir, jobs, labels)
+    if backend == "ray":
+        from sparsedd.sweep.ray_backend import run_ray
+
+        run_ray(groups, out_dir, address)
     else:
-        for group in groups:
-            _run_group(group, out_dir, quiet, labels)
-    if len(configs) > 1:
+        from sparsedd.sweep.local import machine_slots, run_local
+
+        run_local(groups, out_dir, machine_slots(configs[0].device, jobs), quiet, labels)
+    if len(planned) > 1:
         click.echo(
-            f"grid done: {len(set(labels))} runs in {duration(time.monotonic() - started)}, "
+            f"grid done: {len(planned)} runs in {duration(time.monotonic() - started)}, "
             f"results in {out_dir}; next: sparsedd report {out_dir}",
             err=True,
         )
 
 
-def _job_groups(configs: list[Any], batch_lambdas: bool | None) -> list[list[Any]]:
-    """Configs grouped into jobs: runs differing only in λ share one job when batched."""
-    from sparsedd.batched import batch_key
-    from sparsedd.train import resolve_device
+@cli.command()
+@click.argument("out_dir", default=DEFAULT_OUT, type=click.Path(file_okay=False))
+def status(out_dir: str) -> None:
+    """Runs done, running and waiting in OUT_DIR, rounds done, and an ETA."""
+    from sparsedd.sweep.status import format_status, sweep_status
 
-    groups: dict[Any, list[Any]] = {}
-    for i, cfg in enumerate(configs):
-        use = batch_lambdas
-        if use is None:
-            use = resolve_device(cfg.device).type == "cuda"
-        groups.setdefault(batch_key(cfg) if use else i, []).append(cfg)
-    return list(groups.values())
-
-
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-def _run_group(
-    group: list[Any],
-    out_dir: str,
-    quiet: bool,
-    labels: dict[str, str] | None = None,
-    stop: Any = None,
-    signals: Sequence[signal.Signals] = STOP_SIGNALS,
-) -> None:
-    """Run one job: a single run, or runs differing only in λ as one batched model.
-
-    Ctrl-C and SIGTERM (what batch schedulers send before killing) stop it at the next epoch
-    boundary with its progress saved.
-    """
-    from sparsedd.batched import run_batched
-    from sparsedd.config import run_id
-    from sparsedd.experiment import Experiment, StopFlag, run_dir
-    from sparsedd.progress import ConsoleReporter
-
-    labels = labels or {}
-    stop = stop if stop is not None else StopFlag()
-    previous = {s: signal.signal(s, lambda *_: setattr(stop, "requested", True)) for s in signals}
-    try:
-        reporter = ConsoleReporter(show_bars=not quiet and len(group) == 1)
-        if len(group) > 1:
-            for cfg in group:
-                rid = run_id(cfg)
-                reporter.start(rid, run_dir(out_dir, cfg), cfg, labels.get(rid, ""))
-            with reporter:
-                run_batched(group, out_dir, reporter=reporter, stop=stop)
-            reporter.finish()
-            return
-        exp = Experiment(group[0], out_dir, reporter=reporter, stop=stop)
-        reporter.start(exp.id, exp.folder, exp.cfg, labels.get(exp.id, ""))
-        with reporter:
-            exp.run()
-        reporter.finish()
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-
-
-def _run_parallel(groups: list[list[Any]], out_dir: str, jobs: int, labels: dict[str, str]) -> None:
-    """Run the jobs in ``jobs`` worker processes; Ctrl-C or SIGTERM stops the whole sweep.
-
-    On a stop the running workers save their progress and exit, queued jobs never start, and
-    the parent returns only when every worker has ended.
-    """
-    import dataclasses
-    from concurrent.futures import FIRST_COMPLETED, wait
-    from concurrent.futures.process import BrokenProcessPool
-
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    groups = [
-        [c if c.threads else dataclasses.replace(c, threads=threads) for c in group]
-        for group in groups
-    ]
-    pool = ProcessPoolExecutor(
-        max_workers=jobs, mp_context=get_context("spawn"), initializer=_init_worker
-    )
-    stopped: list[int] = []
-
-    def request_stop(signum: int, frame: Any) -> None:
-        stopped.append(signum)
-        for worker in active_children():
-            with contextlib.suppress(OSError, AttributeError):
-                worker.terminate()  # SIGTERM: the worker saves its progress and exits
-
-    previous = {s: signal.signal(s, request_stop) for s in STOP_SIGNALS}
-    failure: BaseException | None = None
-    try:
-        pending = {pool.submit(_run_group_in_worker, group, out_dir, labels) for group in groups}
-        while pending:
-            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-            if stopped:
-                for fut in pending:
-                    fut.cancel()
-            for fut in done:
-                err = None if fut.cancelled() else fut.exception()
-                stop_noise = stopped and isinstance(err, Interrupted | BrokenProcessPool)
-                if err is not None and failure is None and not stop_noise:
-                    failure = err
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-    if failure is not None:
-        raise failure
-    if stopped:
-        raise Interrupted("the sweep was stopped; its queued runs were not started")
-
-
-_WORKER_STOP: Any = None  # the stop flag of a sweep's worker process
-_WORKER = {"parent": 0, "busy": False}
-
-
-def _init_worker() -> None:
-    """Set up a sweep worker: the parent decides when to stop, and its death stops us too."""
-    global _WORKER_STOP
-    from sparsedd.experiment import StopFlag
-
-    _WORKER_STOP = StopFlag()
-    _WORKER["parent"] = os.getppid()
-    # Ctrl-C in a terminal reaches every process of the group: the parent handles it.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _worker_sigterm)
-    _stop_when_parent_dies()
-
-
-def _orphaned() -> bool:
-    return os.getppid() != _WORKER["parent"]
-
-
-def _worker_sigterm(signum: int, frame: Any) -> None:
-    """Stop the job at its next epoch boundary; an idle worker whose parent died just exits."""
-    _WORKER_STOP.requested = True
-    if _orphaned() and not _WORKER["busy"]:
-        os._exit(1)
-
-
-def _stop_when_parent_dies() -> None:
-    """Ask Linux to send us SIGTERM when the parent process dies (no orphaned workers)."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
-
-
-def _run_group_in_worker(group: list[Any], out_dir: str, labels: dict[str, str]) -> None:
-    """One job of a sweep, in a worker; a worker told to stop starts no further job."""
-    if _WORKER_STOP.requested:
-        raise Interrupted("the sweep was stopped before this run started")
-    _WORKER["busy"] = True
-    try:
-        _run_group(group, out_dir, True, labels, stop=_WORKER_STOP, signals=())
-    finally:
-        _WORKER["busy"] = False
-        if _orphaned():  # no one will collect the result or send another job
-            os._exit(1)
+    click.echo(format_status(sweep_status(out_dir)))
 
 
 # ---------------------------------------------------------------- results
@@ -424,9 +296,19 @@ def presets(name: str | None, fmt: str, parameters: bool) -> None:
             raise UserError(
                 "--parameters needs a preset NAME, e.g. sparsedd presets demo --parameters"
             )
-        width = max(map(len, preset_names()))
+        from sparsedd.sweep.study import study_description, study_names
+
+        width = max(map(len, [*preset_names(), *study_names()]))
         for preset in preset_names():
             click.echo(f"{preset.ljust(width)}  {preset_description(preset)}")
+        for study in study_names():
+            click.echo(f"{study.ljust(width)}  study: {study_description(study)}")
+        return
+    from sparsedd.sweep.study import is_study, study_cells
+
+    if is_study(name):
+        cells = [{"preset": c.preset, "grid": dict(c.axes)} for c in study_cells(name, None, {})]
+        click.echo(json.dumps(cells, indent=1) if fmt == "json" else _yaml(cells))
         return
     cfg = validate(preset_config(name))
     if parameters:
@@ -434,6 +316,12 @@ def presets(name: str | None, fmt: str, parameters: bool) -> None:
         click.echo(f"parameters {total}\nprunable {prunable}")
         return
     click.echo(json.dumps(to_dict(cfg), indent=1) if fmt == "json" else to_yaml(cfg).rstrip())
+
+
+def _yaml(value: Any) -> str:
+    import yaml
+
+    return yaml.safe_dump(value, sort_keys=False, allow_unicode=True).rstrip()
 
 
 def _model_size(cfg: Any) -> tuple[int, int]:
