@@ -165,12 +165,13 @@ class Experiment:
         done = self.store.rounds_done(self.id)
         todo = [k for k in range(self.cfg.rounds + 1) if k not in done]
         needed = (todo[0] if todo else self.cfg.rounds + 1) - 1  # a finished run keeps its last
-        if needed < 0 or round_file(self.folder, needed).exists():
+        drop_rounds = getattr(self.store, "drop_rounds", None)  # not a Ray worker's ledger
+        if needed < 0 or round_file(self.folder, needed).exists() or drop_rounds is None:
             return done
         keep = needed
         while keep >= 0 and not round_file(self.folder, keep).exists():
             keep -= 1
-        self.store.drop_rounds(self.id, keep + 1)
+        drop_rounds(self.id, keep + 1)
         (self.folder / PROGRESS_FILE).unlink(missing_ok=True)
         note = getattr(self.reporter, "note", None)
         if note is not None:
@@ -308,16 +309,19 @@ class Experiment:
         A round checkpoint's masks give exactly the sparsity recorded for its round (``exact``);
         a progress file of round k prunes at least as much as round k - 1 did (none in round 0).
         """
+        recorded_sparsity = getattr(self.store, "round_sparsity", None)
+        if recorded_sparsity is None:  # a Ray worker's ledger knows rounds, not their rows
+            return
         found = ckpt.mask_sparsity(tensors)
         tolerance = 0.5 / max(1, count_total(self.masks))
         if exact:
-            recorded = self.store.round_sparsity(self.id, k)
+            recorded = recorded_sparsity(self.id, k)
             expected = found if recorded is None else recorded
             ok = abs(found - expected) <= tolerance
         elif k == 0:
             expected, ok = 0.0, found <= tolerance
         else:  # round k prunes rate of what round k - 1 kept (rounded per layer at most)
-            previous = self.store.round_sparsity(self.id, k - 1) or 0.0
+            previous = recorded_sparsity(self.id, k - 1) or 0.0
             expected = 1 - (1 - previous) * (1 - self.cfg.prune_rate)
             slack = len(self.masks) * 2 * tolerance
             ok = previous - tolerance <= found <= expected + slack
