@@ -97,6 +97,31 @@ def matmul_peak(dtype: torch.dtype, device: torch.device, seconds: float) -> flo
     return best
 
 
+def mask_multiply_us(model: torch.nn.Module, masks: dict, device: torch.device) -> dict:
+    """Microseconds to multiply every masked weight by its mask: one torch._foreach_mul_ call
+    against the public per-tensor loop (the medians of interleaved repeats)."""
+    params = [p.detach() for n, p in model.named_parameters() if n in masks]
+    values = [masks[n].to(p.dtype) for n, p in model.named_parameters() if n in masks]
+
+    def foreach() -> None:
+        torch._foreach_mul_(params, values)
+
+    def loop() -> None:
+        for p, m in zip(params, values, strict=True):
+            p.mul_(m)
+
+    times: dict[str, list[float]] = {"foreach": [], "loop": []}
+    for _ in range(7):
+        for name, fn in (("foreach", foreach), ("loop", loop)):
+            sync(device)
+            start = time.perf_counter()
+            for _ in range(20):
+                fn()
+            sync(device)
+            times[name].append((time.perf_counter() - start) / 20 * 1e6)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def vit_train_flops_per_image(cfg: Config, spec: InputSpec) -> float:
     """Dense model FLOPs of one training image (forward + backward = 3 × forward)."""
     patches = (spec.image_size // cfg.patch_size) ** 2
@@ -285,7 +310,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "device": device_name(device),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "precision_ours": cfg.precision,
+        "precision_config": cfg.precision,
         "precision_baseline": "fp32",
         "batch_size": cfg.batch_size,
         "data": "generated CIFAR-shaped" if s.generated else cfg.dataset,
@@ -298,14 +323,17 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     out["params"] = count_parameters(model)
     pmodel = paper_model_like(s, model, args.sparsity)
     trainer = our_trainer(s, model, masks)
+    out.update(precision_ours=trainer.precision, compile_ours=trainer.forward is not model)
     run = paper_run(s, pmodel, cfg.seed, args.workers)
     dense_trainer = None
     if args.sparsity > 0:
         dmodel, dmasks = our_model(s, 0.0, cfg.seed)
         dense_trainer = our_trainer(s, dmodel, dmasks)
 
-    # Warm-up (first-call allocations, oneDNN kernel selection, torch.compile).
-    wx, wy = x[: cfg.batch_size], y[: cfg.batch_size]
+    # Warm-up (first-call allocations, oneDNN kernel selection, torch.compile), on a full
+    # batch and on the epoch's short last batch, so that no compilation falls in a timing.
+    warm = cfg.batch_size + len(y) % cfg.batch_size
+    wx, wy = x[:warm], y[:warm]
     time_ours(s, trainer, wx, wy, 0)
     if dense_trainer is not None:
         time_ours(s, dense_trainer, wx, wy, 0)
@@ -365,6 +393,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         mfu_fp32=ours_img_s * flops / peak_fp32,
         mfu_bf16=ours_img_s * flops / peak_bf16,
     )
+
+    mask_us = mask_multiply_us(model, masks, device)
+    out.update(mask_foreach_us=mask_us["foreach"], mask_loop_us=mask_us["loop"])
 
     # Batched λ: K runs differing only in weight_decay as one model, against K separate runs.
     k = args.lambdas
@@ -450,8 +481,9 @@ def report(r: dict[str, Any], echo: Callable[[str], None] = print) -> None:
     )
     echo("")
     echo(f"{'path':<44}{'images/s':>12}{'peak RSS MB':>14}")
+    ours = r["precision_ours"] + (" compiled" if r["compile_ours"] else " eager")
     echo(
-        f"{'ours (' + r['precision_ours'] + ', on-device batches, masks)':<44}"
+        f"{'ours (' + ours + ', on-device batches, masks)':<44}"
         f"{r['ours_img_s']:>12.0f}{r['peak_rss_mb']:>14.0f}"
     )
     echo(
@@ -476,6 +508,10 @@ def report(r: dict[str, Any], echo: Callable[[str], None] = print) -> None:
             f"ours at {r['sparsity']:.2%} sparsity vs dense: step time x"
             f"{r['sparse_vs_dense_step_time']:.3f} (dense {r['ours_dense_img_s']:.0f} images/s)"
         )
+    echo(
+        f"masks × weights per step: public per-tensor loop {r['mask_loop_us']:.0f} µs, "
+        f"torch._foreach_mul_ {r['mask_foreach_us']:.0f} µs"
+    )
     if "batched_ratio" in r:
         echo(
             f"batched λ: K={r['batched_k']} in one model {r['batched_img_s']:.0f} images/s vs "

@@ -111,9 +111,9 @@ def _preflight(configs: list[Any]) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="no progress bars, only summary lines")
 @click.option(
     "--batch-lambdas/--no-batch-lambdas",
-    default=None,
+    default=False,
     help="train runs that differ only in weight_decay as one batched model sharing each batch "
-    "[default: on for CUDA; off on the CPU, where it measured no faster]",
+    "[default: off; it measured slower on the CPU, and bench/gpu_check.sh measures it on a GPU]",
 )
 def run(
     preset: str,
@@ -123,7 +123,7 @@ def run(
     out_dir: str,
     jobs: int,
     quiet: bool,
-    batch_lambdas: bool | None,
+    batch_lambdas: bool,
 ) -> None:
     """Train, then prune round after round, recording every sparsity (resumes if re-run)."""
     from sparsedd.config import resolve_config
@@ -140,17 +140,13 @@ def run(
         _run_group(group, out_dir, quiet)
 
 
-def _job_groups(configs: list[Any], batch_lambdas: bool | None) -> list[list[Any]]:
+def _job_groups(configs: list[Any], batch_lambdas: bool) -> list[list[Any]]:
     """Configs grouped into jobs: runs differing only in λ share one job when batched."""
     from sparsedd.batched import batch_key
-    from sparsedd.train import resolve_device
 
     groups: dict[Any, list[Any]] = {}
     for i, cfg in enumerate(configs):
-        use = batch_lambdas
-        if use is None:
-            use = resolve_device(cfg.device).type == "cuda"
-        groups.setdefault(batch_key(cfg) if use else i, []).append(cfg)
+        groups.setdefault(batch_key(cfg) if batch_lambdas else i, []).append(cfg)
     return list(groups.values())
 
 
