@@ -226,8 +226,8 @@ def path_row(
         run_steps = ours_steps(s, speed.our_trainer(s, model, masks))
     img_s, peak = median_img_s(plan, s, run_steps)
     mask_us = speed.mask_multiply_us(model, masks, s.device) if name == "ours" else {}
-    label = f"{name} {precision}" + (" compiled" if compiled else "")
-    row = dict(path=label, sparsity=sparsity, img_s=img_s, peak_mb=peak)
+    row = dict(path=path_label(name, precision, compiled), sparsity=sparsity)
+    row.update(img_s=img_s, peak_mb=peak)
     row.update({f"mask_{k}_us": v for k, v in mask_us.items()})
     row["round_h"] = s.cfg.epochs * CIFAR_TRAIN_IMAGES / img_s / 3600
     row["curve_h"] = (s.cfg.rounds + 1) * row["round_h"]
@@ -235,6 +235,11 @@ def path_row(
     del run_steps
     release(s.device)
     return row
+
+
+def path_label(name: str, precision: str, compiled: bool) -> str:
+    """How a path is named in the table: ``ours bf16 compiled``."""
+    return f"{name} {precision}" + (" compiled" if compiled else "")
 
 
 def release(device: torch.device) -> None:
@@ -253,15 +258,29 @@ def vit_rows(plan: Plan, peaks: dict[str, float], started: float) -> list[dict[s
     for sparsity in (0.0, 0.99):
         paper_img_s = None
         for name, precision, compiled in cases:
+            stub = dict(path=path_label(name, precision, compiled), sparsity=sparsity)
             if time.perf_counter() - started > plan.budget_s:
-                rows.append(dict(path=f"{name} {precision}", sparsity=sparsity, skipped="time"))
+                rows.append({**stub, "skipped": "time"})
                 continue
-            row = path_row(plan, name, precision, sparsity, compiled)
+            row = guarded(stub, path_row, plan, name, precision, sparsity, compiled)
+            if "error" in row:
+                rows.append(row)
+                continue
             paper_img_s = paper_img_s or (row["img_s"] if name == "paper" else None)
             row["ratio"] = row["img_s"] / paper_img_s if paper_img_s else None
             row["mfu"] = row["img_s"] * row["flops_per_image"] / peaks[precision]
             rows.append(row)
     return rows
+
+
+def guarded(stub: dict[str, Any], part: Callable[..., dict[str, Any]], *args: Any) -> dict:
+    """``part(*args)``, or ``stub`` with the error's first line: one failing part (a missing
+    package, a compile error) must not cost the figures of the others."""
+    try:
+        return part(*args)
+    except Exception as err:  # reported in the table and the JSON line, and fails the check
+        first = (str(err).strip().splitlines() or [""])[0][:300]
+        return {**stub, "error": f"{type(err).__name__}: {first}"}
 
 
 # ---------------------------------------------------------------- 3. batched λ
@@ -325,7 +344,7 @@ def batched_row(plan: Plan, sparsity: float, k: int = 4) -> dict[str, Any]:
 
 def final_logit_gap(s: speed.Setup, batched: BatchedTrainer, singles: list) -> float:
     """Largest logit difference between batched and separate runs, relative to the logits' scale."""
-    xb = s.test_x[: s.cfg.batch_size]
+    xb = s.test_x[: s.cfg.batch_size].to(s.device)
     together = batched.predict(xb, s.mean, s.std)
     apart = torch.stack([t.predict(xb, s.mean, s.std) for t in singles])
     return float((together - apart).abs().max() / apart.abs().max().clamp_min(1e-12))
@@ -357,8 +376,9 @@ def print_table(result: dict[str, Any]) -> None:
         f"{'peak MB':>9}{'round h':>9}{'35 rounds h':>12}"
     )
     for r in result["vit"]:
-        if "skipped" in r:
-            print(f"{r['path']:<22}{r['sparsity']:>9.0%}  skipped ({r['skipped']} budget)")
+        if "skipped" in r or "error" in r:
+            why = f"skipped ({r['skipped']} budget)" if "skipped" in r else f"ERROR {r['error']}"
+            print(f"{r['path']:<22}{r['sparsity']:>9.0%}  {why}")
             continue
         ratio = f"{r['ratio']:.2f}x" if r["ratio"] else "-"
         print(
@@ -373,8 +393,9 @@ def print_table(result: dict[str, Any]) -> None:
             f"{r['mask_loop_us']:.0f} µs, torch._foreach_mul_ {r['mask_foreach_us']:.0f} µs"
         )
     for b in result["batched"]:
-        if "skipped" in b:
-            print(f"batched λ at {b['sparsity']:.0%}: skipped ({b['skipped']} budget)")
+        if "skipped" in b or "error" in b:
+            why = f"skipped ({b['skipped']} budget)" if "skipped" in b else f"ERROR {b['error']}"
+            print(f"batched λ at {b['sparsity']:.0%}: {why}")
             continue
         print(
             f"batched λ K={b['k']} fp32 at {b['sparsity']:.0%}: {b['batched_img_s']:.0f} img/s vs "
@@ -395,21 +416,30 @@ def run_check(plan: Plan, tiny: bool) -> dict[str, Any]:
         device=speed.device_name(device),
         torch=torch.__version__,
         tf32=torch.backends.cuda.matmul.allow_tf32,
+        workers_baseline=plan.workers,
     )
     result["curve"] = check_curve(plan)
+    sizes = (2048, 4096, 8192) if device.type == "cuda" else (256, 512)
     peaks = {
-        "fp32": speed.matmul_peak(torch.float32, device, plan.peak_seconds),
-        "bf16": speed.matmul_peak(torch.bfloat16, device, plan.peak_seconds),
+        "fp32": speed.matmul_peak(torch.float32, device, plan.peak_seconds, sizes),
+        "bf16": speed.matmul_peak(torch.bfloat16, device, plan.peak_seconds, sizes),
     }
     result.update(peak_fp32_tflop_s=peaks["fp32"] / 1e12, peak_bf16_tflop_s=peaks["bf16"] / 1e12)
     result["vit"] = vit_rows(plan, peaks, started)
     result["batched"] = [
-        batched_row(plan, sp)
+        guarded(dict(k=4, sparsity=sp), batched_row, plan, sp)
         if time.perf_counter() - started <= plan.budget_s
         else dict(sparsity=sp, skipped="time")
         for sp in (0.0, 0.99)
     ]
-    result["ok"] = result["curve"]["ok"] and all(b.get("equal", True) for b in result["batched"])
+    parts = [*result["vit"], *result["batched"]]
+    result["errors"] = [f"{r.get('path', 'batched λ')} at {r['sparsity']:.0%}: {r['error']}"
+                        for r in parts if "error" in r]  # fmt: skip
+    result["ok"] = (
+        result["curve"]["ok"]
+        and all(b.get("equal", True) for b in result["batched"])
+        and not result["errors"]
+    )
     result["seconds"] = time.perf_counter() - started
     return result
 

@@ -6,7 +6,9 @@ Run from the project root (needs ``pip install -e .[bench]``)::
     python bench/speed.py --preset vit-cifar10 --sparsity 0.99 --quick --json
 
 For a preset and a sparsity, both paths train the same model configuration (same initial
-weights, same masks) on the same data, interleaved over several repeats; the medians give
+weights, same masks) on the same data; ours is the default path, with ``precision`` and
+``compile`` as the preset resolves them on this device (``auto``: bf16 + torch.compile on a CPU
+with native bf16; override with ``--set precision=fp32 --set compile=false``), interleaved over several repeats; the medians give
 images/s of each and their ratio. ``demo`` is timed per round (its epochs of training plus a
 test-set evaluation); other presets per training step. The report adds our model-FLOPs/s as a
 fraction of bf16 and fp32 matrix-product peaks measured in this process, the peak resident
@@ -80,16 +82,18 @@ def peak_memory_mb(device: torch.device) -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def matmul_peak(dtype: torch.dtype, device: torch.device, seconds: float) -> float:
+def matmul_peak(
+    dtype: torch.dtype, device: torch.device, seconds: float, sizes: tuple[int, ...] = (1024, 2048)
+) -> float:
     """Best FLOP/s of square matrix products of a few sizes, measured now."""
     best = 0.0
-    for n in (1024, 2048):
+    for n in sizes:
         a = torch.randn(n, n, device=device).to(dtype)
         b = torch.randn(n, n, device=device).to(dtype)
         a @ b
         sync(device)
         count, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds / 2:
+        while time.perf_counter() - start < seconds / len(sizes):
             a @ b
             count += 1
         sync(device)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,30 @@ def test_gpu_check_without_a_gpu_says_so_in_one_line() -> None:
     proc = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "--tiny" in proc.stderr
+
+
+def _gpu_check_module():
+    sys.path.insert(0, str(SCRIPT.parent))
+    import gpu_check
+
+    return gpu_check
+
+
+def test_a_failing_part_is_reported_not_raised() -> None:
+    gpu_check = _gpu_check_module()
+
+    def broken(x: int) -> dict:
+        raise ModuleNotFoundError(f"No module named 'vit_pytorch' ({x})\nsecond line")
+
+    row = gpu_check.guarded({"path": "paper fp32", "sparsity": 0.0}, broken, 7)
+    assert row == {
+        "path": "paper fp32",
+        "sparsity": 0.0,
+        "error": "ModuleNotFoundError: No module named 'vit_pytorch' (7)",
+    }
+
+
+def test_curve_tolerance_is_twice_the_standard_error_of_the_test_accuracy() -> None:
+    gpu_check = _gpu_check_module()
+    assert gpu_check.accuracy_tolerance(0.8, 512) == pytest.approx(2 * (0.16 / 512) ** 0.5)
+    assert gpu_check.accuracy_tolerance(1.0, 512) > 0  # a perfect score still allows one image
