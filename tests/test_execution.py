@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from sparsedd import cli, execution
 from sparsedd.config import parse_assignment, resolve_config
+from sparsedd.errors import ConfigError
 from sparsedd.models import InputSpec, create_model
 from sparsedd.presets import preset_config
 from sparsedd.prune import full_masks
@@ -55,6 +56,8 @@ def test_config_takes_auto_for_precision_and_compile() -> None:
     assert parse_assignment("precision=auto") == ("precision", "auto")
     assert parse_assignment("compile=auto") == ("compile", None)
     assert parse_assignment("compile=true") == ("compile", True)
+    with pytest.raises(ConfigError, match="true, false or auto"):
+        parse_assignment("compile=maybe")
     demo = preset_config("demo")
     assert (demo.precision, demo.compile) == ("auto", None)
 

@@ -152,7 +152,8 @@ def coerce(key: str, value: Any) -> Any:
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
             return value.lower() in ("true", "yes", "1")
-        raise ConfigError(f"config key {key!r} takes true or false, not {_show(value)}")
+        choices = "true, false or auto" if nullable else "true or false"
+        raise ConfigError(f"config key {key!r} takes {choices}, not {_show(value)}")
     if base is int:
         if isinstance(value, bool):
             raise ConfigError(f"config key {key!r} takes an integer, not {_show(value)}")
