@@ -101,7 +101,7 @@ def test_compiled_bf16_training_stays_near_eager_fp32() -> None:
 
 def test_batched_lambdas_is_off_unless_asked(monkeypatch) -> None:
     groups: list[int] = []
-    monkeypatch.setattr(cli, "_run_group", lambda group, out, quiet: groups.append(len(group)))
+    monkeypatch.setattr(cli, "_run_group", lambda group, *_: groups.append(len(group)))
     base = ["run", "--preset", "tiny", "--set", "device=cuda", "--grid", "weight_decay=0,0.1"]
     assert CliRunner().invoke(cli.cli, base).exit_code == 0
     assert groups == [1, 1]
