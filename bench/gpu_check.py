@@ -368,8 +368,8 @@ def print_table(result: dict[str, Any]) -> None:
         + f" -> {'ok' if c['ok'] else 'FAILED'}"
     )
     print(
-        f"matmul peaks: bf16 {result['peak_bf16_tflop_s']:.1f} TFLOP/s, "
-        f"fp32 {result['peak_fp32_tflop_s']:.1f} TFLOP/s (TF32 {result['tf32']})"
+        f"matmul peaks: bf16 {result['peak_bf16_tflop_s']:.3g} TFLOP/s, "
+        f"fp32 {result['peak_fp32_tflop_s']:.3g} TFLOP/s (TF32 {result['tf32']})"
     )
     print(
         f"{'vit-cifar10 path':<22}{'sparsity':>9}{'img/s':>10}{'vs paper':>10}{'MFU':>7}"
