@@ -5,4 +5,9 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PYTHONPATH="$root/src${PYTHONPATH:+:$PYTHONPATH}"
-exec "${PYTHON:-python}" "$root/bench/gpu_check.py" "$@"
+# The interpreter: $PYTHON, else the project's .venv (scripts/setup.sh), else python on PATH.
+python="${PYTHON:-}"
+if [[ -z "$python" ]]; then
+    if [[ -x "$root/.venv/bin/python" ]]; then python="$root/.venv/bin/python"; else python=python; fi
+fi
+exec "$python" "$root/bench/gpu_check.py" "$@"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,12 +12,13 @@ import pytest
 import torch
 
 SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "gpu_check.sh"
+ENV = {**os.environ, "PYTHON": sys.executable}  # the interpreter running the tests
 
 
 def test_gpu_check_tiny_runs_every_part_and_ends_with_its_json_line() -> None:
     pytest.importorskip("vit_pytorch")
     proc = subprocess.run(
-        ["bash", str(SCRIPT), "--tiny"], capture_output=True, text=True, timeout=600
+        ["bash", str(SCRIPT), "--tiny"], capture_output=True, text=True, timeout=600, env=ENV
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -42,7 +44,9 @@ def test_gpu_check_tiny_runs_every_part_and_ends_with_its_json_line() -> None:
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the full check runs where a GPU is")
 def test_gpu_check_without_a_gpu_says_so_in_one_line() -> None:
-    proc = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        ["bash", str(SCRIPT)], capture_output=True, text=True, timeout=300, env=ENV
+    )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "--tiny" in proc.stderr
 
