@@ -6,7 +6,6 @@ import dataclasses
 
 import pytest
 import torch
-from click.testing import CliRunner
 
 from sparsedd import cli, execution
 from sparsedd.config import parse_assignment, resolve_config
@@ -14,6 +13,7 @@ from sparsedd.errors import ConfigError
 from sparsedd.models import InputSpec, create_model
 from sparsedd.presets import preset_config
 from sparsedd.prune import full_masks
+from sparsedd.sweep.jobs import group_jobs
 from sparsedd.train import Trainer
 
 CPU = torch.device("cpu")
@@ -99,13 +99,10 @@ def test_compiled_bf16_training_stays_near_eager_fp32() -> None:
     assert losses["eager"][-1] < losses["eager"][0]  # it trained
 
 
-def test_batched_lambdas_is_off_unless_asked(monkeypatch) -> None:
-    groups: list[int] = []
-    monkeypatch.setattr(cli, "_run_group", lambda group, *_: groups.append(len(group)))
-    base = ["run", "--preset", "tiny", "--set", "device=cuda", "--grid", "weight_decay=0,0.1"]
-    assert CliRunner().invoke(cli.cli, base).exit_code == 0
-    assert groups == [1, 1]
-    groups.clear()
-    assert CliRunner().invoke(cli.cli, [*base, "--batch-lambdas"]).exit_code == 0
-    assert groups == [2]
-    assert resolve_config("tiny", None, ["device=cuda"]).device == "cuda"
+def test_batched_lambdas_is_off_unless_asked() -> None:
+    cfgs = [resolve_config("tiny", None, ["device=cuda", f"weight_decay={wd}"]) for wd in (0, 0.1)]
+    assert [len(g) for g in group_jobs(cfgs, None)] == [1, 1]  # the default, also on CUDA
+    assert [len(g) for g in group_jobs(cfgs, False)] == [1, 1]
+    assert [len(g) for g in group_jobs(cfgs, True)] == [2]
+    option = next(p for p in cli.cli.commands["run"].params if p.name == "batch_lambdas")
+    assert not option.default
