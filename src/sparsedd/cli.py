@@ -105,7 +105,7 @@ def _preflight(configs: list[Any]) -> None:
     "--batch-lambdas/--no-batch-lambdas",
     default=None,
     help="train runs that differ only in weight_decay as one batched model sharing each batch "
-    "[default: on for CUDA; off on the CPU, where it measured no faster]",
+    "[default: off; it measured slower on the CPU, and bench/gpu_check.sh measures it on a GPU]",
 )
 def run(
     preset: str,

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from sparsedd.errors import ConfigError, DivergedError
+from sparsedd.execution import mul_each_
 from sparsedd.registry import Registry
 
 Masks = dict[str, torch.Tensor]
@@ -144,8 +145,7 @@ def _keep_top(scores: torch.Tensor, rate: float) -> torch.Tensor:
 @torch.no_grad()
 def apply_masks(params: list[torch.Tensor], masks: list[torch.Tensor]) -> None:
     """Zero the pruned entries of ``params`` in place (masks as 0/1 tensors of their dtype)."""
-    if params:
-        torch._foreach_mul_(params, masks)
+    mul_each_(params, masks)
 
 
 def count_remaining(masks: Masks) -> int:

@@ -16,17 +16,14 @@ from sparsedd.sweep.placement import Slot, job_threads
 def group_jobs(configs: Sequence[Config], batch_lambdas: bool | None) -> list[list[Config]]:
     """Configs grouped into jobs: runs differing only in λ share one job when batched.
 
-    ``batch_lambdas`` None batches on CUDA only (on the CPU it measured no faster).
+    ``batch_lambdas`` None (the default) batches nothing: no measurement shows that it pays (on
+    the CPU it measured slower; bench/gpu_check.sh measures it on a GPU).
     """
     from sparsedd.batched import batch_key
-    from sparsedd.train import resolve_device
 
     groups: dict[Any, list[Config]] = {}
     for i, cfg in enumerate(configs):
-        use = batch_lambdas
-        if use is None:
-            use = resolve_device(cfg.device).type == "cuda"
-        groups.setdefault(batch_key(cfg) if use else i, []).append(cfg)
+        groups.setdefault(batch_key(cfg) if batch_lambdas else i, []).append(cfg)
     return list(groups.values())
 
 
