@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sparsedd.atomic import atomic_write
 from sparsedd.config import NON_SEMANTIC, NOT_IN_RUN_ID
 from sparsedd.errors import UserError
 from sparsedd.store import ROUND_COLUMNS as STORE_ROUND_COLUMNS
@@ -141,7 +142,38 @@ def load_results(out_dir: str | Path) -> pd.DataFrame:
     rows = ResultsStore(out_dir, create=False).round_rows()
     if not rows:
         raise UserError(f"no recorded rounds in {out_dir}; let a run finish its dense round first")
-    return rows_to_frame(rows)
+    kept, diverged = drop_diverged(rows)
+    if not kept:
+        raise UserError(
+            f"every recorded run in {out_dir} diverged at its dense round (non-finite loss); "
+            f"re-run with a lower 'lr'"
+        )
+    df = rows_to_frame(kept)
+    df.attrs["notes"] = [
+        f"run {run} diverged at round {k} (non-finite loss): its rounds from {k} on are left out"
+        for run, k in sorted(diverged.items())
+    ]
+    return df
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def drop_diverged(rows: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Rows without diverged rounds, and per diverged run the first round left out.
+
+    A round whose test loss or accuracy is not a finite number (NaN is stored as NULL) diverged;
+    every later round of that run started from it, so it is left out as well. Databases written
+    before sparsedd stopped diverged runs may hold such rounds.
+    """
+    diverged: dict[str, int] = {}
+    for row in rows:
+        if "test_loss" in row and not (_finite(row["test_loss"]) and _finite(row["test_acc"])):
+            run = row["run_id"]
+            diverged[run] = min(diverged.get(run, row["round"]), row["round"])
+    kept = [r for r in rows if r["round"] < diverged.get(r["run_id"], r["round"] + 1)]
+    return kept, diverged
 
 
 def config_keys(df: pd.DataFrame) -> list[str]:
@@ -422,7 +454,9 @@ def curve_table(
 
 def _lambda_groups(table: pd.DataFrame, keys: Sequence[str]) -> list[str]:
     others = [k for k in keys if k != "weight_decay"]
-    return [_label(others, list(vals)) for vals in table[others].itertuples(False)]
+    return [
+        _label(others, [_hashable(v) for v in vals]) for vals in table[others].itertuples(False)
+    ]
 
 
 def choose_weight_decay(table: pd.DataFrame, keys: Sequence[str] | None = None) -> pd.DataFrame:
@@ -528,10 +562,10 @@ def export_table(df: pd.DataFrame, path: str | Path) -> Path:
     if not path.parent.exists():
         raise UserError(f"cannot write {path}: folder {path.parent} does not exist")
     if suffix == ".csv":
-        out.to_csv(path, index=False)
+        atomic_write(path, lambda tmp: out.to_csv(tmp, index=False))
         return path
     try:
-        out.to_parquet(path, index=False)
+        atomic_write(path, lambda tmp: out.to_parquet(tmp, index=False))
     except ImportError:
         raise UserError(
             "Parquet export needs pyarrow: `pip install pyarrow`, or export to a .csv file"

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from sparsedd.errors import UserError
+from sparsedd.errors import Interrupted, UserError
 
 DEFAULT_OUT = "./sparsedd-runs"
 #: Columns of the `results` table after run_id and the config keys that name the runs.
@@ -105,7 +105,7 @@ def _preflight(configs: list[Any]) -> None:
     "--batch-lambdas/--no-batch-lambdas",
     default=None,
     help="train runs that differ only in weight_decay as one batched model sharing each batch "
-    "[default: on for CUDA; off on the CPU, where it measured no faster]",
+    "[default: off; it measured slower on the CPU, and bench/gpu_check.sh measures it on a GPU]",
 )
 def run(
     preset: str,
@@ -375,8 +375,6 @@ for _command in (analyze, plot, report, export):
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the CLI; user errors become one line on stderr and exit status 2."""
-    from sparsedd.experiment import Interrupted
-
     try:
         code = cli.main(
             args=list(argv) if argv is not None else None,
@@ -396,7 +394,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             file=sys.stderr,
         )
         sys.exit(130)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt):  # Ctrl-C before a run could start
+        print("sparsedd: interrupted; re-run the same command to resume", file=sys.stderr)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, TypeVar
 import click
 
 if TYPE_CHECKING:
+    import pandas as pd
     from matplotlib.figure import Figure
 
     from sparsedd.analysis import Analysis
@@ -31,9 +32,19 @@ _MIN_RISE = click.option(
 
 
 def _analysis(out_dir: str, min_rise: float) -> Analysis:
-    from sparsedd.analysis import analyze_dir
+    from sparsedd.analysis import analyze
 
-    return analyze_dir(out_dir, min_rise=min_rise)
+    return analyze(_load(out_dir), min_rise=min_rise)
+
+
+def _load(out_dir: str) -> pd.DataFrame:
+    """The rounds of ``out_dir``; notes on rounds left out (diverged runs) go to stderr."""
+    from sparsedd.analysis import load_results
+
+    rounds = load_results(out_dir)
+    for note in rounds.attrs.get("notes", []):
+        click.echo(f"note: {note}", err=True)
+    return rounds
 
 
 def _with_figure(result: Analysis, use: Callable[[Figure], T], layers: bool = False) -> T:
@@ -140,9 +151,9 @@ def report(out_dir: str, output: str | None, min_rise: float) -> None:
 )
 def export(out_dir: str, output: str, which: str) -> None:
     """Export a results table to Parquet or CSV (for notebooks and other tools)."""
-    from sparsedd.analysis import analyze, export_table, load_results
+    from sparsedd.analysis import analyze, export_table
 
-    rounds = load_results(out_dir)
+    rounds = _load(out_dir)
     if which == "rounds":
         table = rounds
     else:

@@ -113,9 +113,13 @@ class Config:
     # Execution
     seed: int = _f(0, "seed of initialization, batch order, augmentation and dropout", min=0)
     device: str = _f("auto", "device: auto (cuda when available), cpu, cuda or cuda:N")
-    precision: Literal["fp32", "bf16"] = _f("fp32", "fp32, or bf16 autocast")
+    precision: Literal["auto", "fp32", "bf16"] = _f(
+        "fp32", "fp32, bf16 autocast, or auto: bf16 where the device computes it natively"
+    )
     threads: int = _f(0, "CPU threads for torch (0: torch's default)", min=0, max=1024)
-    compile: bool = _f(False, "torch.compile the model once masks exist (GPU)")
+    compile: bool | None = _f(
+        False, "torch.compile the model (auto or null: where measured to pay, a CPU in bf16)"
+    )
     checkpoint_every: int = _f(1, "save resumable state every N epochs", min=1)
 
     @property
@@ -197,7 +201,9 @@ def coerce(key: str, value: Any) -> Any:
     _check_key(key)
     base, choices, nullable = _type_parts(key)
     # "none" is text (augment=none) unless the key is nullable: then it, like null, means None.
-    if value is None or (nullable and isinstance(value, str) and value.lower() in ("null", "none")):
+    # A nullable switch (compile) reads "auto" as null: the run decides on its device.
+    nulls = ("null", "none", "auto") if base is bool else ("null", "none")
+    if value is None or (nullable and isinstance(value, str) and value.lower() in nulls):
         if nullable:
             return None
         raise ConfigError(f"config key {key!r} cannot be null; it takes a {base.__name__}")
@@ -206,7 +212,8 @@ def coerce(key: str, value: Any) -> Any:
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
             return value.lower() in ("true", "yes", "1")
-        raise ConfigError(f"config key {key!r} takes true or false, not {_show(value)}")
+        choices = "true, false or auto" if nullable else "true or false"
+        raise ConfigError(f"config key {key!r} takes {choices}, not {_show(value)}")
     if base is int:
         if isinstance(value, bool):
             raise ConfigError(f"config key {key!r} takes an integer, not {_show(value)}")

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from sparsedd.analysis import DEFAULT_TOLERANCE, Analysis, config_keys
+from sparsedd.atomic import atomic_write_text
 from sparsedd.errors import UserError
 from sparsedd.store import PROVENANCE_FIELDS
 
@@ -352,5 +353,5 @@ def write_report(result: Analysis, figure_png: bytes, path: str | Path, source: 
         raise UserError(f"cannot write the report to {path.name!r}: use a .html file name")
     if not path.parent.exists():
         raise UserError(f"cannot write {path}: folder {path.parent} does not exist")
-    path.write_text(render_html(result, figure_png, source), encoding="utf-8")
+    atomic_write_text(path, render_html(result, figure_png, source))
     return path

@@ -162,8 +162,16 @@ def plan(runs: Sequence[tuple[str, Config]], out_dir: str | Path) -> list[Planne
         if saved is not None and saved[0] not in rounds and saved[0] <= cfg.rounds:
             epochs += saved[1]
         n_recorded = len([k for k in rounds if k <= cfg.rounds])
+        if n_recorded == cfg.rounds + 1 and not _last_checkpoint_exists(out_dir, cfg, rid):
+            n_recorded -= 1  # its folder was deleted: the run drops its rows and recomputes
         planned.append(PlannedRun(cfg, rid, label, n_recorded, epochs, run_epochs(cfg)))
     return planned
+
+
+def _last_checkpoint_exists(out_dir: str | Path, cfg: Config, rid: str) -> bool:
+    from sparsedd.experiment import round_file
+
+    return round_file(Path(out_dir) / "runs" / rid, cfg.rounds).exists()
 
 
 def format_plan(planned: Sequence[PlannedRun]) -> str:
