@@ -194,7 +194,7 @@ class Experiment:
         self.folder.mkdir(parents=True, exist_ok=True)
         for leftover in temp_files(self.folder):
             leftover.unlink(missing_ok=True)
-        recorded = self.store.runs().get(self.id, {}).get("rounds", 0)
+        recorded = max(self.store.rounds_done(self.id), default=0)
         cfg = dataclasses.replace(self.cfg, rounds=max(self.cfg.rounds, recorded))
         ckpt.atomic_write_text(self.folder / "config.yaml", to_yaml(cfg))
         labels = self.folder / "labels.safetensors"
