@@ -42,14 +42,14 @@ class LrLog:
 
     def __init__(self, monkeypatch) -> None:
         self.steps: list[tuple[bool, float]] = []
-        original = Trainer._masked_step
+        original = Trainer.masked_step
         log = self
 
         def logged(trainer: Trainer, lr: float) -> None:
             log.steps.append((trainer.finetune, trainer.optimizer.param_groups[0]["lr"]))
             original(trainer, lr)
 
-        monkeypatch.setattr(Trainer, "_masked_step", logged)
+        monkeypatch.setattr(Trainer, "masked_step", logged)
 
 
 @pytest.mark.parametrize("retrain", ["finetune", "lr_rewind"])

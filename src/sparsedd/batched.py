@@ -22,11 +22,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from sparsedd.batches import channel_stats, epoch_batches, eval_batches
+from sparsedd.batches import channel_stats, eval_batches
 from sparsedd.config import Config, to_dict
 from sparsedd.execution import mul_each_, resolve_precision
 from sparsedd.prune import Masks
-from sparsedd.train import EpochStats, lr_at, mask_gradients, steps_per_epoch
+from sparsedd.train import EpochStats, masked_step, run_epoch
 
 # Keys that may differ between the runs of one batch.
 BATCHABLE_KEYS = frozenset({"weight_decay"})
@@ -139,29 +139,9 @@ class BatchedTrainer:
     ) -> list[EpochStats]:
         """One epoch of all K runs over shared batches; the stats of each run."""
         self.base.train()
-        torch.manual_seed(seed)  # dropout, as Trainer does
-        k = self.k
-        loss_sum = torch.zeros(k, device=self.device)
-        correct = torch.zeros(k, device=self.device, dtype=torch.long)
-        mean_t, std_t = channel_stats(mean, self.device), channel_stats(std, self.device)
-        step, per_epoch = first_step, steps_per_epoch(len(y), self.cfg.batch_size)
-        for xb, yb in epoch_batches(x, y, self.cfg.batch_size, seed, augment, mean_t, std_t):
-            lr = lr_at(step, total_steps, self.cfg, self.finetune, per_epoch)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            with self.autocast():
-                logits = self.forward(xb)
-            logits = logits.float()
-            losses = F.cross_entropy(
-                logits.reshape(k * len(yb), -1), yb.repeat(k), reduction="none"
-            ).view(k, -1)
-            losses = losses.mean(1)
-            self.optimizer.zero_grad(set_to_none=True)
-            losses.sum().backward()
-            self._masked_step(lr)
-            loss_sum += losses.detach() * len(yb)
-            correct += (logits.argmax(2) == yb).sum(1)
-            step += 1
+        loss_sum, correct = run_epoch(
+            self, x, y, seed, augment, mean, std, first_step, total_steps, self._batch_loss
+        )
         n = len(y)
         # Per run: are all of its weights finite? (dimension 0 of a stacked tensor is the run)
         finite = torch.stack(
@@ -173,26 +153,46 @@ class BatchedTrainer:
             for s, c, f in zip(loss_sum.cpu(), correct.cpu(), ok.cpu(), strict=True)
         ]
 
-    def _masked_step(self, lr: float) -> None:
-        cfg = self.cfg
-        params = list(self.params.values())
-        with torch.no_grad():
-            mask_gradients([p.grad for p in self.masked], self._mask_values)
-            if self._any_decay:
-                if cfg.l2_mode == "coupled":
-                    for p in params:
-                        if p.grad is not None:
-                            p.grad.addcmul_(p, self._factors(self.lambdas, p))
-                elif cfg.optimizer == "adamw":  # AdamW decays before its update
-                    factors = 1.0 - lr * self.lambdas
-                    mul_each_(params, [self._factors(factors, p) for p in params])
-        self.optimizer.step()
-        with torch.no_grad():
-            if cfg.optimizer == "sgd" and cfg.l2_mode == "decoupled":
-                factors = 1.0 - lr * self.lambdas
-                mul_each_(params, [self._factors(factors, p) for p in params])
-            # Momentum and weight decay would revive pruned weights: zero them after every step.
-            mul_each_(self.masked, self._mask_values)
+    def _batch_loss(
+        self, xb: torch.Tensor, yb: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The summed loss to differentiate, and each run's mean loss and correct count."""
+        k = self.k
+        logits = self.forward(xb).float()
+        losses = F.cross_entropy(
+            logits.reshape(k * len(yb), -1), yb.repeat(k), reduction="none"
+        ).view(k, -1)
+        losses = losses.mean(1)
+        return losses.sum(), losses, (logits.argmax(2) == yb).sum(1)
+
+    def masked_step(self, lr: float) -> None:
+        """The shared masked step, with each run's own λ applied around it."""
+        masked_step(
+            self.optimizer,
+            self.masked,
+            self._mask_values,
+            lr,
+            before=self._decay_before,
+            after=self._decay_after,
+        )
+
+    def _decay_before(self, lr: float) -> None:
+        cfg, params = self.cfg, list(self.params.values())
+        if not self._any_decay:
+            return
+        if cfg.l2_mode == "coupled":
+            for p in params:
+                if p.grad is not None:
+                    p.grad.addcmul_(p, self._factors(self.lambdas, p))
+        elif cfg.optimizer == "adamw":  # AdamW decays before its update
+            factors = 1.0 - lr * self.lambdas
+            mul_each_(params, [self._factors(factors, p) for p in params])
+
+    def _decay_after(self, lr: float) -> None:
+        cfg, params = self.cfg, list(self.params.values())
+        if cfg.optimizer == "sgd" and cfg.l2_mode == "decoupled":
+            factors = 1.0 - lr * self.lambdas
+            mul_each_(params, [self._factors(factors, p) for p in params])
 
     @torch.no_grad()
     def predict(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -90,6 +92,86 @@ def mask_gradients(grads: list[torch.Tensor | None], masks: list[torch.Tensor]) 
         mul_each_([g for g, _ in present], [m for _, m in present])
 
 
+class EpochTrainer(Protocol):
+    """What :func:`run_epoch` needs of a trainer (a single or a batched one)."""
+
+    cfg: Config
+    device: torch.device
+    finetune: bool
+    optimizer: torch.optim.Optimizer
+
+    def autocast(self) -> AbstractContextManager: ...
+    def masked_step(self, lr: float) -> None: ...
+
+
+def run_epoch(
+    trainer: EpochTrainer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    seed: int,
+    augment: bool,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    first_step: int,
+    total_steps: int,
+    batch_loss: Callable[
+        [torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    ],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The one epoch loop of single and batched training: summed loss and correct count.
+
+    Batch order, augmentation and dropout are drawn from ``seed``; the lr follows the round's
+    schedule from ``first_step``. ``batch_loss(xb, yb)`` returns the loss to differentiate and
+    the per-run mean loss and correct count of the batch (scalars, or one per batched run).
+    """
+    cfg, device = trainer.cfg, trainer.device
+    torch.manual_seed(seed)  # dropout
+    loss_sum = correct = None
+    mean_t, std_t = channel_stats(mean, device), channel_stats(std, device)
+    step, per_epoch = first_step, steps_per_epoch(len(y), cfg.batch_size)
+    for xb, yb in epoch_batches(x, y, cfg.batch_size, seed, augment, mean_t, std_t):
+        lr = lr_at(step, total_steps, cfg, trainer.finetune, per_epoch)
+        for group in trainer.optimizer.param_groups:
+            group["lr"] = lr
+        with trainer.autocast():
+            loss, losses, hits = batch_loss(xb, yb)
+        trainer.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        trainer.masked_step(lr)
+        batch_sum = losses.detach() * len(yb)
+        loss_sum = batch_sum if loss_sum is None else loss_sum + batch_sum
+        correct = hits if correct is None else correct + hits
+        step += 1
+    if loss_sum is None:
+        raise ValueError("an epoch needs at least one training sample")
+    return loss_sum, correct
+
+
+def masked_step(
+    optimizer: torch.optim.Optimizer,
+    masked: list[torch.Tensor],
+    mask_values: list[torch.Tensor],
+    lr: float,
+    before: Callable[[float], None] | None = None,
+    after: Callable[[float], None] | None = None,
+) -> None:
+    """The one masked optimizer step: mask the gradients, step, re-zero the pruned weights.
+
+    ``before(lr)`` and ``after(lr)`` apply weight decay that the optimizer itself does not
+    (per run λ in a batched model, decoupled SGD); both run without autograd.
+    """
+    with torch.no_grad():
+        mask_gradients([p.grad for p in masked], mask_values)
+        if before is not None:
+            before(lr)
+    optimizer.step()
+    with torch.no_grad():
+        if after is not None:
+            after(lr)
+        # Momentum and weight decay would revive pruned weights: zero them after every step.
+        mul_each_(masked, mask_values)
+
+
 def steps_per_epoch(n: int, batch_size: int) -> int:
     """Batches in one epoch over ``n`` samples (the last one may be short)."""
     return math.ceil(n / batch_size)
@@ -151,37 +233,28 @@ class Trainer:
     ) -> EpochStats:
         """One epoch over (x, y) with batch order and augmentation drawn from ``seed``."""
         self.model.train()
-        torch.manual_seed(seed)  # dropout
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
-        mean_t, std_t = channel_stats(mean, self.device), channel_stats(std, self.device)
-        step, per_epoch = first_step, steps_per_epoch(len(y), self.cfg.batch_size)
-        for xb, yb in epoch_batches(x, y, self.cfg.batch_size, seed, augment, mean_t, std_t):
-            lr = lr_at(step, total_steps, self.cfg, self.finetune, per_epoch)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            with self.autocast():
-                logits = self.forward(xb)
-                loss = F.cross_entropy(logits.float(), yb)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self._masked_step(lr)
-            loss_sum += loss.detach() * len(yb)
-            correct += (logits.argmax(1) == yb).sum()
-            step += 1
+        loss_sum, correct = run_epoch(
+            self, x, y, seed, augment, mean, std, first_step, total_steps, self._batch_loss
+        )
         # One host sync per epoch: the loss, the accuracy and whether every weight is finite.
         finite = torch.stack([p.detach().isfinite().all() for p in self.model.parameters()])
         loss, hits, ok = torch.stack([loss_sum, correct.double(), finite.all().double()]).tolist()
         return EpochStats(loss / len(y), hits / len(y), bool(ok))
 
-    def _masked_step(self, lr: float) -> None:
-        mask_gradients([p.grad for p in self.masked_params], self._mask_values)
-        self.optimizer.step()
+    def _batch_loss(
+        self, xb: torch.Tensor, yb: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        logits = self.forward(xb)
+        loss = F.cross_entropy(logits.float(), yb)
+        return loss, loss, (logits.argmax(1) == yb).sum()
+
+    def masked_step(self, lr: float) -> None:
+        """One optimizer step under the masks (decoupled SGD decay after it, as SGDW does)."""
+        masked_step(self.optimizer, self.masked_params, self._mask_values, lr, after=self._decay)
+
+    def _decay(self, lr: float) -> None:
         if self.decoupled_sgd and self.cfg.weight_decay:
-            with torch.no_grad():
-                mul_each_(list(self.model.parameters()), 1.0 - lr * self.cfg.weight_decay)
-        # Momentum and weight decay would revive pruned weights: zero them after every step.
-        apply_masks(self.masked_params, self._mask_values)
+            mul_each_(list(self.model.parameters()), 1.0 - lr * self.cfg.weight_decay)
 
     def predict_with_grad(
         self, x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]
