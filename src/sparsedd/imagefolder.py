@@ -76,11 +76,13 @@ def build_manifest(
     return {"image_size": image_size, "classes": classes, "files": entries}
 
 
-def decode_images(root: Path, items: list[tuple[str, int]], image_size: int) -> torch.Tensor:
-    """The images as one uint8 NCHW tensor; DataError naming every file that cannot be read."""
+def decode_images(
+    root: Path, items: list[tuple[str, int]], image_size: int
+) -> tuple[torch.Tensor, list[str]]:
+    """The images as one uint8 NCHW tensor, and the paths of those that cannot be read."""
     from PIL import Image
 
-    out = np.empty((len(items), image_size, image_size, 3), dtype=np.uint8)
+    out = np.zeros((len(items), image_size, image_size, 3), dtype=np.uint8)
     failed = []
     for i, (rel, _) in enumerate(items):
         try:
@@ -89,13 +91,14 @@ def decode_images(root: Path, items: list[tuple[str, int]], image_size: int) -> 
                 out[i] = np.asarray(rgb)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
             failed.append(rel)
-    if failed:
-        named = ", ".join(failed[:NAMED_FAILURES])
-        more = f" and {len(failed) - NAMED_FAILURES} more" if len(failed) > NAMED_FAILURES else ""
-        raise DataError(
-            f"{len(failed)} image(s) in {root} cannot be read: {named}{more}; repair or remove them"
-        )
-    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous(), failed
+
+
+def unreadable_message(root: Path, failed: list[str]) -> str:
+    """One line naming the images that cannot be read (the first few, then a count)."""
+    named = ", ".join(failed[:NAMED_FAILURES])
+    more = f" and {len(failed) - NAMED_FAILURES} more" if len(failed) > NAMED_FAILURES else ""
+    return f"{len(failed)} image(s) in {root} cannot be read: {named}{more}; repair or remove them"
 
 
 def load_imagefolder(cfg: Config) -> ImageData:
@@ -106,10 +109,14 @@ def load_imagefolder(cfg: Config) -> ImageData:
     cache = cache_path(root, cfg.image_size)
     tensors = _read_cache(cache, manifest)
     if tensors is None:
-        tensors = {}
+        tensors, failed = {}, []
         for split in SPLITS:
-            tensors[f"{split}_x"] = decode_images(root, files[split], cfg.image_size)
+            images, bad = decode_images(root, files[split], cfg.image_size)
+            tensors[f"{split}_x"] = images
             tensors[f"{split}_y"] = torch.tensor([label for _, label in files[split]])
+            failed += bad
+        if failed:
+            raise DataError(unreadable_message(root, failed))
         _write_cache(cache, tensors, manifest)
     train = tensors["train_x"].float().div_(255)
     mean = tuple(float(v) for v in train.mean(dim=(0, 2, 3)))
