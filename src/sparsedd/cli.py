@@ -115,6 +115,14 @@ def _preflight(configs: list[Any]) -> None:
     help="train runs that differ only in weight_decay as one batched model sharing each batch "
     "[default: on for CUDA; off on the CPU, where it measured no faster]",
 )
+@click.option(
+    "--log",
+    "logs",
+    multiple=True,
+    type=click.Choice(["tensorboard", "mlflow"]),
+    help="also log metrics to TensorBoard (run folder) or MLflow (MLFLOW_TRACKING_URI) "
+    "(repeatable)",
+)
 def run(
     preset: str,
     config_file: str | None,
@@ -124,20 +132,26 @@ def run(
     jobs: int,
     quiet: bool,
     batch_lambdas: bool | None,
+    logs: tuple[str, ...],
 ) -> None:
     """Train, then prune round after round, recording every sparsity (resumes if re-run)."""
     from sparsedd.config import resolve_config
+    from sparsedd.trackers import check_installed, sweep_parent
 
-    combos = [list(c) for c in itertools.product(*_parse_grid(grid))] or [[]]
+    check_installed(logs)
+    axes = _parse_grid(grid)
+    combos = [list(c) for c in itertools.product(*axes)] or [[]]
     configs = [resolve_config(preset, config_file, [*assignments, *c]) for c in combos]
     if len(configs) > 1:
         _preflight(configs)  # a grid fails on its last config's data before its first run
     groups = _job_groups(configs, batch_lambdas)
-    if jobs > 1 and len(groups) > 1:
-        _run_parallel(groups, out_dir, jobs)
-        return
-    for group in groups:
-        _run_group(group, out_dir, quiet)
+    keys = {a[0].split("=", 1)[0]: [v.split("=", 1)[1] for v in a] for a in axes}
+    with sweep_parent(logs, out_dir, keys, len(configs)) as parent:
+        if jobs > 1 and len(groups) > 1:
+            _run_parallel(groups, out_dir, jobs, logs, parent)
+            return
+        for group in groups:
+            _run_group(group, out_dir, quiet, logs, parent)
 
 
 def _job_groups(configs: list[Any], batch_lambdas: bool | None) -> list[list[Any]]:
@@ -154,16 +168,24 @@ def _job_groups(configs: list[Any], batch_lambdas: bool | None) -> list[list[Any
     return list(groups.values())
 
 
-def _run_group(group: list[Any], out_dir: str, quiet: bool) -> None:
+def _run_group(
+    group: list[Any],
+    out_dir: str,
+    quiet: bool,
+    logs: Sequence[str] = (),
+    parent: str | None = None,
+) -> None:
     """Run one job: a single run, or runs differing only in λ as one batched model."""
     from sparsedd.batched import run_batched
     from sparsedd.experiment import Experiment, StopFlag
     from sparsedd.progress import ConsoleReporter
+    from sparsedd.trackers import with_trackers
 
     stop = StopFlag()
     previous = signal.signal(signal.SIGINT, lambda *_: setattr(stop, "requested", True))
     try:
-        reporter = ConsoleReporter(show_bars=not quiet and len(group) == 1)
+        console = ConsoleReporter(show_bars=not quiet and len(group) == 1)
+        reporter = with_trackers(console, logs, out_dir, parent)
         if len(group) > 1:
             with reporter:
                 run_batched(group, out_dir, reporter=reporter, stop=stop)
@@ -177,7 +199,13 @@ def _run_group(group: list[Any], out_dir: str, quiet: bool) -> None:
         signal.signal(signal.SIGINT, previous)
 
 
-def _run_parallel(groups: list[list[Any]], out_dir: str, jobs: int) -> None:
+def _run_parallel(
+    groups: list[list[Any]],
+    out_dir: str,
+    jobs: int,
+    logs: Sequence[str] = (),
+    parent: str | None = None,
+) -> None:
     import dataclasses
 
     threads = max(1, (os.cpu_count() or 1) // jobs)
@@ -187,7 +215,7 @@ def _run_parallel(groups: list[list[Any]], out_dir: str, jobs: int) -> None:
     ]
     ctx = get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_ignore_sigint) as pool:
-        futures = [pool.submit(_run_group, group, out_dir, True) for group in groups]
+        futures = [pool.submit(_run_group, group, out_dir, True, logs, parent) for group in groups]
         for fut in as_completed(futures):
             fut.result()
 
