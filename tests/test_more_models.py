@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from sparsedd.config import Config
+from sparsedd.config import FIELDS, Config
 from sparsedd.errors import ConfigError
 from sparsedd.experiment import Experiment, round_file
 from sparsedd.models import MODELS, InputSpec, count_parameters, create_model
@@ -149,3 +149,20 @@ def test_timm_unknown_or_unfit_models_are_refused_in_one_line(tmp_path) -> None:
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "cannot be built for 1×8×8 images and 4 classes" in proc.stderr
     assert not (tmp_path / "runs").exists()
+
+
+@needs_timm
+@pytest.mark.skipif("prune_exclude" not in FIELDS, reason="config key prune_exclude not merged")
+def test_timm_model_respects_prune_exclude(tmp_path) -> None:
+    cfg = tiny_config(
+        model="timm:resnet18",
+        train_size=96,
+        val_size=0,
+        rounds=1,
+        epochs=1,
+        batch_size=32,
+        prune_exclude="output,conv1",
+    )
+    density = Experiment(cfg, tmp_path).run()[1]["layer_density"]
+    assert density["fc.weight"] == 1.0 and density["conv1.weight"] == 1.0
+    assert density["layer1.0.conv1.weight"] < 1.0

@@ -147,7 +147,7 @@ def sparse_tensors(
     """Masked weights in CSR form over their (rows, rest) view; every other tensor whole."""
     out = {}
     for name, value in state.items():
-        if name not in masks:
+        if name not in masks or bool(masks[name].all()):  # unpruned (e.g. prune_exclude)
             out[f"dense.{name}"] = value
             continue
         mask = masks[name].reshape(value.shape[0], -1)
