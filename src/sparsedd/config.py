@@ -212,6 +212,11 @@ def validate(cfg: Config) -> Config:
 
     for key, registry in (("model", MODELS), ("dataset", DATASETS), ("prune_criterion", CRITERIA)):
         registry.get(getattr(cfg, key))
+    if cfg.image_size != DEFAULTS.image_size and cfg.dataset != "imagefolder":
+        raise ConfigError(
+            f"config key 'image_size' resizes imagefolder data only; {cfg.dataset!r} images "
+            f"keep their size: leave image_size out"
+        )
     if cfg.train_size is not None and cfg.val_size >= cfg.train_size:
         raise ConfigError(
             f"config key 'val_size' ({cfg.val_size}) must be smaller than 'train_size' "
