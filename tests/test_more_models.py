@@ -123,9 +123,19 @@ def test_timm_model_is_pruned_and_trained_like_ours(tmp_path) -> None:
     assert "conv1.weight" in rows[1]["layer_density"] and "fc.weight" in rows[1]["layer_density"]
     from sparsedd.checkpoint import load_tensors
 
-    tensors, _ = load_tensors(round_file(tmp_path / "runs" / Experiment(cfg, tmp_path).id, 1))
+    exp = Experiment(cfg, tmp_path)
+    tensors, _ = load_tensors(round_file(exp.folder, 1))
     mask = tensors["mask.conv1.weight"]
     assert not mask.all() and (tensors["model.conv1.weight"][~mask] == 0).all()
+    # The exported pruned model (CSR conv weights) gives the trained round's logits.
+    from sparsedd.checkpoint import restore
+    from sparsedd.pruned_export import export_pruned, load_pruned
+
+    export_pruned(tmp_path, exp.id, 1, tmp_path / "m.safetensors")
+    restore(exp.folder, tensors, exp.model, exp.masks)
+    images = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    expected = exp.model.eval()(images)
+    assert torch.equal(load_pruned(tmp_path / "m.safetensors")(images), expected)
 
 
 @needs_timm
