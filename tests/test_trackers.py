@@ -103,3 +103,62 @@ def test_mlflow_runs_nest_under_the_sweep_with_params_metrics_and_artifacts(tmp_
         assert names == {"sdd.png", "report.html"}
     assert {a.path for a in client.list_artifacts(parent)} == {"sdd.png", "report.html"}
     assert client.get_run(parent).info.status == "FINISHED"
+
+
+class RecordingTracker:
+    """A tracker that records its calls (and can be told to fail)."""
+
+    def __init__(self, fail_on: str = "") -> None:
+        self.calls: list[tuple] = []
+        self.fail_on = fail_on
+
+    def __getattr__(self, method: str):
+        def record(*args):
+            if method == self.fail_on:
+                raise ConnectionError("tracking server gone")
+            self.calls.append((method, *args))
+
+        return record
+
+
+class NullConsole:
+    def __getattr__(self, method: str):
+        return lambda *args: None
+
+
+def _reporter(tmp_path, *trackers):
+    from sparsedd.trackers import TrackingReporter
+
+    folder = tmp_path / "runs" / "r1"
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text("epochs: 2\ndense_epochs: 3\nrounds: 1\n")
+    return TrackingReporter(NullConsole(), tmp_path, list(trackers))
+
+
+def test_an_interrupted_run_is_closed_as_killed_and_epochs_have_run_wide_steps(tmp_path) -> None:
+    from sparsedd.experiment import Interrupted
+    from sparsedd.train import EpochStats
+
+    tracker = RecordingTracker()
+    reporter = _reporter(tmp_path, tracker)
+    with pytest.raises(Interrupted), reporter:
+        reporter.round_started("r1", 1, 2, 0)
+        reporter.epoch_done("r1", 1, 1, EpochStats(loss=0.5, acc=0.9))
+        raise Interrupted("stopped")
+    assert tracker.calls[1] == ("epoch", "r1", 4, 0.5, 0.9)  # 3 dense epochs + 1
+    assert tracker.calls[-1] == ("close", "KILLED")
+
+
+def test_a_failing_tracker_is_dropped_with_one_note_and_the_run_goes_on(tmp_path, capsys) -> None:
+    from sparsedd.train import EpochStats
+
+    good, bad = RecordingTracker(), RecordingTracker(fail_on="epoch")
+    reporter = _reporter(tmp_path, bad, good)
+    with reporter:
+        reporter.round_started("r1", 0, 3, 0)
+        for epoch in range(3):
+            reporter.epoch_done("r1", 0, epoch, EpochStats(loss=1.0, acc=0.5))
+    assert [c[0] for c in good.calls] == ["run_started", "epoch", "epoch", "epoch", "close"]
+    assert ("close", "FINISHED") in good.calls and not any(c[0] == "close" for c in bad.calls)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "stopped logging" in err and "tracking server gone" in err
