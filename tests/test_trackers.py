@@ -162,3 +162,31 @@ def test_a_failing_tracker_is_dropped_with_one_note_and_the_run_goes_on(tmp_path
     assert ("close", "FINISHED") in good.calls and not any(c[0] == "close" for c in bad.calls)
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "stopped logging" in err and "tracking server gone" in err
+
+
+def test_a_missing_tracker_package_is_named_with_its_extra(monkeypatch) -> None:
+    import sparsedd.trackers as trackers
+    from sparsedd.errors import UserError
+
+    monkeypatch.setattr(trackers.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(UserError, match=r"pip install 'sparsedd\[mlflow\]'"):
+        trackers.check_installed(["mlflow"])
+    with pytest.raises(UserError, match=r"pip install 'sparsedd\[tensorboard\]'"):
+        trackers.check_installed(["tensorboard"])
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("mlflow") is None,
+    reason="mlflow is not installed (pip install 'sparsedd[mlflow]')",
+)
+def test_an_unusable_tracking_uri_is_refused_before_training(tmp_path) -> None:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": "bogus://nowhere"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "sparsedd", *TINY, "--out", str(tmp_path / "o"), "--log", "mlflow"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "cannot log to MLflow" in proc.stderr and not (tmp_path / "o").exists()

@@ -279,7 +279,7 @@ class TrackingReporter:
                 self.trackers.remove(tracker)
                 print(
                     f"sparsedd: note: {type(tracker).__name__} stopped logging "
-                    f"({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''})",
+                    f"({_first_line(err)})",
                     file=sys.stderr,
                 )
 
@@ -352,18 +352,42 @@ def with_trackers(
 def sweep_parent(
     names: Sequence[str], out_dir: str | Path, grid: dict[str, list[str]], runs: int
 ) -> Iterator[str | None]:
-    """Around a sweep logged to MLflow: its parent run's id (None for a single run or no MLflow),
-    closed at the end with the sweep's figure and report."""
-    if "mlflow" not in names or runs < 2:
+    """Around the runs of one command: MLflow is checked to be reachable before any training,
+    and a sweep gets a parent run (its id is yielded; None for one run or without MLflow),
+    closed at the end with the whole sweep's figure and report."""
+    if "mlflow" not in names:
         yield None
         return
-    parent = start_sweep_parent(out_dir, grid)
+    try:
+        parent = start_sweep_parent(out_dir, grid) if runs > 1 else None
+        if parent is None:
+            mlflow_client(Path(out_dir))
+    except Exception as err:  # any failure to reach the store is the user's to fix
+        raise UserError(
+            f"cannot log to MLflow ({_first_line(err)}); check MLFLOW_TRACKING_URI"
+        ) from None
+    if parent is None:
+        yield None
+        return
     try:
         yield parent
     except BaseException as err:
-        finish_sweep_parent(out_dir, parent, run_status(err))
+        _finish_parent_quietly(out_dir, parent, run_status(err))
         raise
-    finish_sweep_parent(out_dir, parent, "FINISHED")
+    _finish_parent_quietly(out_dir, parent, "FINISHED")
+
+
+def _finish_parent_quietly(out_dir: str | Path, parent: str, status: str) -> None:
+    """Close the sweep's parent run; a failure there costs a note, never the sweep's results."""
+    try:
+        finish_sweep_parent(out_dir, parent, status)
+    except Exception as err:
+        print(f"sparsedd: note: MLflow sweep run not closed ({_first_line(err)})", file=sys.stderr)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0][:120]}" if text else type(err).__name__
 
 
 def make_trackers(names: Sequence[str], out_dir: str | Path, parent: str | None) -> list[Tracker]:
