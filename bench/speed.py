@@ -145,6 +145,8 @@ def generated_cifar(n_train: int, n_test: int, seed: int) -> ImageData:
 def make_setup(preset: str, overrides: list[str], n_train: int | None) -> Setup:
     """Config and data of a preset; CIFAR presets get generated data when CIFAR is absent."""
     cfg = resolve_config(preset, None, overrides)
+    # The baseline is vit-pytorch's ViT, today's layout: give ours the same layout.
+    cfg = dataclasses.replace(cfg, vit_layout="modern")
     generated = False
     if cfg.dataset.startswith("cifar"):
         try:

@@ -26,7 +26,7 @@ from torch.func import functional_call
 from sparsedd.batches import channel_stats, epoch_batches, eval_batches
 from sparsedd.config import Config, to_dict
 from sparsedd.prune import Masks
-from sparsedd.train import EpochStats, lr_at
+from sparsedd.train import EpochStats, lr_at, steps_per_epoch
 
 # Keys that may differ between the runs of one batch.
 BATCHABLE_KEYS = frozenset({"weight_decay"})
@@ -143,9 +143,9 @@ class BatchedTrainer:
         loss_sum = torch.zeros(k, device=self.device)
         correct = torch.zeros(k, device=self.device, dtype=torch.long)
         mean_t, std_t = channel_stats(mean, self.device), channel_stats(std, self.device)
-        step = first_step
+        step, per_epoch = first_step, steps_per_epoch(len(y), self.cfg.batch_size)
         for xb, yb in epoch_batches(x, y, self.cfg.batch_size, seed, augment, mean_t, std_t):
-            lr = lr_at(step, total_steps, self.cfg, self.finetune)
+            lr = lr_at(step, total_steps, self.cfg, self.finetune, per_epoch)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             with self.autocast():

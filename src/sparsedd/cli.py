@@ -288,18 +288,44 @@ def results(out_dir: str, fmt: str, epochs: bool) -> None:
 @click.option(
     "--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True
 )
-def presets(name: str | None, fmt: str) -> None:
+@click.option(
+    "--parameters",
+    is_flag=True,
+    help="print the model's size for the preset's dataset (no data is read)",
+)
+def presets(name: str | None, fmt: str, parameters: bool) -> None:
     """List the presets, or print preset NAME as a fully resolved config."""
     from sparsedd.config import to_dict, to_yaml, validate
     from sparsedd.presets import preset_config, preset_description, preset_names
 
     if name is None:
+        if parameters:
+            raise UserError(
+                "--parameters needs a preset NAME, e.g. sparsedd presets demo --parameters"
+            )
         width = max(map(len, preset_names()))
         for preset in preset_names():
             click.echo(f"{preset.ljust(width)}  {preset_description(preset)}")
         return
     cfg = validate(preset_config(name))
+    if parameters:
+        total, prunable = _model_size(cfg)
+        click.echo(f"parameters {total}\nprunable {prunable}")
+        return
     click.echo(json.dumps(to_dict(cfg), indent=1) if fmt == "json" else to_yaml(cfg).rstrip())
+
+
+def _model_size(cfg: Any) -> tuple[int, int]:
+    """(parameters, prunable weights) of a config's model, from its dataset's known shape."""
+    from sparsedd.data import DATASET_SHAPES
+    from sparsedd.models import InputSpec, model_size
+
+    if cfg.dataset not in DATASET_SHAPES:
+        raise UserError(
+            f"the image shape of dataset {cfg.dataset!r} is known only from its files; "
+            f"--parameters works for: {', '.join(DATASET_SHAPES)}"
+        )
+    return model_size(cfg, InputSpec(*DATASET_SHAPES[cfg.dataset]))
 
 
 @cli.command()

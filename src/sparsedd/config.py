@@ -37,6 +37,17 @@ class Config:
     mlp_dim: int = _f(512, "ViT hidden width of the MLP", min=1)
     dropout: float = _f(0.1, "dropout inside the transformer", min=0.0, max_excl=1.0)
     emb_dropout: float = _f(0.1, "dropout after the patch embedding", min=0.0, max_excl=1.0)
+    vit_layout: Literal["modern", "paper"] = _f(
+        "modern",
+        "ViT layout: paper (the seed paper's models/vit.py: no LayerNorm around the patch "
+        "embedding, no dropout on attention weights) or modern (today's vit-pytorch)",
+    )
+    init: Literal["torch", "kaiming_normal", "kaiming_normal_fan_out"] = _f(
+        "torch",
+        "weight init: torch (PyTorch's layer defaults), kaiming_normal (every Linear and Conv "
+        "weight, fan_in, as open_lth), kaiming_normal_fan_out (Conv weights, fan_out, relu, as "
+        "torchvision's ResNet)",
+    )
     # Data
     dataset: str = _f("fashion-mnist", "dataset name")
     data_dir: str = _f("~/.cache/sparsedd/data", "folder holding (or receiving) dataset files")
@@ -49,8 +60,22 @@ class Config:
         0, "training samples held out, with their noisy labels, as validation", min=0
     )
     augment: Literal["none", "flip_crop"] = _f("none", "on-device batch augmentation")
+    normalize: Literal["dataset", "imagenet"] = _f(
+        "dataset", "per-channel mean/std: the dataset's own, or ImageNet's (RGB only)"
+    )
     noise: float = _f(0.0, "fraction ε of training labels replaced", min=0.0, max_excl=1.0)
-    noise_kind: Literal["symmetric", "random", "pairflip"] = _f("symmetric", "label noise kind")
+    noise_kind: Literal["symmetric", "random", "pairflip", "human"] = _f(
+        "symmetric",
+        "label noise kind (human: every training label read from noise_file; noise stays 0)",
+    )
+    noise_file: str | None = _f(
+        None,
+        "noise_kind=human: CIFAR-N .pt, .npy or one-label-a-line text file of training labels "
+        "(a relative path not found here is looked up in data_dir)",
+    )
+    noise_label_set: str | None = _f(
+        None, "which label set of a CIFAR-N .pt file (e.g. worse_label, noisy_label)"
+    )
     noise_seed: int = _f(0, "seed of the label noise and subsets", min=0)
     # Optimization
     optimizer: Literal["adamw", "sgd"] = _f("adamw", "optimizer")
@@ -67,6 +92,9 @@ class Config:
     schedule: Literal["cosine", "step", "constant"] = _f(
         "cosine", "lr schedule of every round (step: ×0.1 at 50% and 75%)"
     )
+    schedule_every: Literal["step", "epoch"] = _f(
+        "step", "advance the lr schedule after every batch (step) or once per epoch"
+    )
     # Pruning
     prune_rate: float = _f(
         0.2, "fraction of remaining prunable weights removed per round", min_excl=0.0, max_excl=1.0
@@ -74,6 +102,11 @@ class Config:
     rounds: int = _f(34, "pruning rounds after the dense one", min=0)
     prune_scope: Literal["global", "layerwise"] = _f("global", "rank weights globally or per layer")
     prune_criterion: str = _f("magnitude", "pruning criterion name")
+    prune_exclude: str = _f(
+        "",
+        "comma-separated name patterns of layers kept dense (e.g. 'fc,head.*'; 'output': the "
+        "layer producing the logits)",
+    )
     retrain: Literal["lr_rewind", "finetune", "lottery"] = _f(
         "lr_rewind",
         "lr_rewind: weights carry over, full schedule; finetune: weights carry over, constant "
@@ -217,12 +250,34 @@ def validate(cfg: Config) -> Config:
             f"config key 'image_size' resizes imagefolder data only; {cfg.dataset!r} images "
             f"keep their size: leave image_size out"
         )
+    _check_noise_keys(cfg)
     if cfg.train_size is not None and cfg.val_size >= cfg.train_size:
         raise ConfigError(
             f"config key 'val_size' ({cfg.val_size}) must be smaller than 'train_size' "
             f"({cfg.train_size}) to leave training data"
         )
     return cfg
+
+
+def _check_noise_keys(cfg: Config) -> None:
+    """Human label noise reads every label from a file; the other kinds use no file."""
+    if cfg.noise_kind == "human":
+        if not cfg.noise_file:
+            raise ConfigError(
+                "noise_kind=human needs config key 'noise_file' (a CIFAR-N .pt, .npy or text "
+                "file of training labels)"
+            )
+        if cfg.noise:
+            raise ConfigError(
+                f"noise_kind=human takes every label from noise_file; set noise=0 (now {cfg.noise})"
+            )
+        return
+    for key in ("noise_file", "noise_label_set"):
+        if getattr(cfg, key) is not None:
+            raise ConfigError(
+                f"config key {key!r} is read only with noise_kind=human (now "
+                f"{cfg.noise_kind}); set noise_kind=human or {key}=null"
+            )
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:

@@ -16,10 +16,21 @@ import torch
 
 from sparsedd.config import Config
 from sparsedd.errors import ConfigError, DataError
+from sparsedd.label_files import read_human_labels
 from sparsedd.noise import corrupt_labels
 from sparsedd.registry import Registry
 
 SYSTEM_DATA_ROOT = Path("/usr/share/datasets")
+# torchvision's ImageNet statistics, which the seed paper's main.py uses for CIFAR too.
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# (channels, image size, classes) of the built-in datasets, known without reading their files.
+DATASET_SHAPES: dict[str, tuple[int, int, int]] = {
+    "synthetic": (1, 8, 4),
+    "fashion-mnist": (1, 28, 10),
+    "mnist": (1, 28, 10),
+    "cifar10": (3, 32, 10),
+    "cifar100": (3, 32, 100),
+}
 
 
 @dataclass(frozen=True)
@@ -84,12 +95,20 @@ def make_splits(data: ImageData, cfg: Config) -> Splits:
     """Seeded subset, label noise over it, then a validation hold-out (noisy labels kept)."""
     n = len(data.train_y)
     size = check_split_sizes(cfg, n)
+    mean, std = normalization(data, cfg)
     g = torch.Generator().manual_seed(cfg.noise_seed)
     pool = torch.randperm(n, generator=g)[:size]
     clean = data.train_y[pool]
-    noisy, is_noisy = corrupt_labels(
-        clean, cfg.noise, cfg.noise_kind, data.num_classes, seed=cfg.noise_seed + 1
-    )
+    if cfg.noise_kind == "human":
+        human = read_human_labels(
+            cfg.noise_file or "", cfg.data_dir, cfg.noise_label_set, data.train_y, data.num_classes
+        )
+        noisy = human[pool]
+        is_noisy = noisy != clean
+    else:
+        noisy, is_noisy = corrupt_labels(
+            clean, cfg.noise, cfg.noise_kind, data.num_classes, seed=cfg.noise_seed + 1
+        )
     v = cfg.val_size
     return Splits(
         train_x=data.train_x[pool[v:]],
@@ -101,10 +120,22 @@ def make_splits(data: ImageData, cfg: Config) -> Splits:
         test_x=data.test_x,
         test_y=data.test_y,
         num_classes=data.num_classes,
-        mean=data.mean,
-        std=data.std,
+        mean=mean,
+        std=std,
         pool_indices=pool,
     )
+
+
+def normalization(data: ImageData, cfg: Config) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel (mean, std) that config key ``normalize`` picks for ``data``."""
+    if cfg.normalize == "dataset":
+        return data.mean, data.std
+    if data.channels != 3:
+        raise ConfigError(
+            f"normalize=imagenet needs RGB images, but {cfg.dataset} has {data.channels} "
+            f"channel(s); use normalize=dataset"
+        )
+    return IMAGENET_MEAN, IMAGENET_STD
 
 
 def check_image_data(data: ImageData, what: str) -> None:

@@ -24,6 +24,7 @@ from sparsedd.prune import (
     Masks,
     count_remaining,
     count_total,
+    excluded_layers,
     full_masks,
     layer_density,
     prunable_parameters,
@@ -122,6 +123,7 @@ class Experiment:
                 f"({str(err).splitlines()[0][:160]}); lower its widths"
             ) from None
         self.init_state = {k: v.clone() for k, v in self.model.state_dict().items()}
+        self.kept_dense = excluded_layers(self.model, cfg.prune_exclude)
         with out_of_memory_hint("model", cfg.model):
             self.model.to(self.device)
         self.masks: Masks = full_masks(self.model)
@@ -261,7 +263,10 @@ class Experiment:
 
     def _prune(self, k: int, trainer: Trainer, splits: Splits) -> None:
         cfg = self.cfg
-        weights = prunable_parameters(self.model)
+        # Layers kept dense keep their all-ones masks; the rate applies to the other weights.
+        weights = {
+            n: w for n, w in prunable_parameters(self.model).items() if n not in self.kept_dense
+        }
         grads = None
         if CRITERIA.get(cfg.prune_criterion).needs_gradients:
             grads = self._loss_gradients(trainer, splits)

@@ -29,7 +29,31 @@ MODELS: Registry[ModelBuilder] = Registry("model")
 
 def create_model(cfg: Config, spec: InputSpec) -> nn.Module:
     """A freshly initialized model ``cfg.model`` for inputs described by ``spec``."""
-    return MODELS.get(cfg.model)(cfg, spec)
+    model = MODELS.get(cfg.model)(cfg, spec)
+    initialize(model, cfg.init)
+    return model
+
+
+@torch.no_grad()
+def initialize(model: nn.Module, init: str) -> None:
+    """Re-draw weights as config key ``init`` names; ``torch`` keeps the layers' own init.
+
+    ``kaiming_normal``: every Linear and Conv weight from kaiming_normal_ (fan_in, gain √2),
+    biases untouched, as open_lth's ``initializers.kaiming_normal`` (He et al.'s code).
+    ``kaiming_normal_fan_out``: Conv weights from kaiming_normal_ (fan_out, relu), BatchNorm
+    weight 1 and bias 0, as the seed paper's ``models/resnet.py`` (torchvision's ResNet).
+    """
+    if init == "torch":
+        return
+    for module in model.modules():
+        if init == "kaiming_normal" and isinstance(module, (nn.Linear, nn.Conv2d)):
+            nn.init.kaiming_normal_(module.weight)
+        elif init == "kaiming_normal_fan_out":
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -37,16 +61,36 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def model_size(cfg: Config, spec: InputSpec) -> tuple[int, int]:
+    """(parameters, prunable weights) of model ``cfg.model`` built for ``spec``.
+
+    Prunable weights are those of every Linear and Conv layer that ``prune_exclude`` does not
+    keep dense: the weights that pruning rounds remove 20% of at a time.
+    """
+    from sparsedd.prune import excluded_layers, prunable_parameters
+
+    model = create_model(cfg, spec)
+    dense = excluded_layers(model, cfg.prune_exclude)
+    prunable = sum(p.numel() for n, p in prunable_parameters(model).items() if n not in dense)
+    return count_parameters(model), prunable
+
+
 # ---------------------------------------------------------------- ViT
 
 
 class Attention(nn.Module):
-    """Pre-norm multi-head self-attention with fused scaled-dot-product kernels."""
+    """Pre-norm multi-head self-attention with fused scaled-dot-product kernels.
 
-    def __init__(self, dim: int, heads: int, dim_head: int, dropout: float) -> None:
+    ``attn_dropout`` is the dropout on the attention weights (today's vit-pytorch has it, the
+    seed paper's layout does not); ``dropout`` follows the output projection.
+    """
+
+    def __init__(
+        self, dim: int, heads: int, dim_head: int, dropout: float, attn_dropout: float
+    ) -> None:
         super().__init__()
         inner = heads * dim_head
-        self.heads, self.dropout = heads, dropout
+        self.heads, self.dropout = heads, attn_dropout
         self.norm = nn.LayerNorm(dim)
         self.to_qkv = nn.Linear(dim, inner * 3, bias=False)
         self.to_out = nn.Sequential(nn.Linear(inner, dim), nn.Dropout(dropout))
@@ -91,7 +135,14 @@ class FeedForward(nn.Sequential):
 
 
 class ViT(nn.Module):
-    """Vision transformer as in the seed paper (vit-pytorch's layout, CLS pooling)."""
+    """Vision transformer with CLS pooling, pre-norm blocks and a LayerNorm + Linear head.
+
+    ``vit_layout=paper`` is the seed paper's ``models/vit.py`` (an early vit-pytorch): the
+    patch embedding is one Linear, with no LayerNorm before or after it, and attention has no
+    dropout on its weights. ``modern`` is today's vit-pytorch: LayerNorms on both sides of the
+    patch embedding and dropout on the attention weights. Both draw the position embedding and
+    CLS token from N(0, 1) and give ``to_qkv`` no bias.
+    """
 
     def __init__(self, cfg: Config, spec: InputSpec) -> None:
         super().__init__()
@@ -103,15 +154,19 @@ class ViT(nn.Module):
         self.patch = p
         patch_dim = spec.channels * p * p
         num_patches = (spec.image_size // p) ** 2
-        self.patch_norm = nn.LayerNorm(patch_dim)
+        modern = cfg.vit_layout == "modern"
+        self.patch_norm = nn.LayerNorm(patch_dim) if modern else nn.Identity()
         self.patch_embed = nn.Linear(patch_dim, cfg.dim)
-        self.embed_norm = nn.LayerNorm(cfg.dim)
+        self.embed_norm = nn.LayerNorm(cfg.dim) if modern else nn.Identity()
         self.pos_embedding = nn.Parameter(torch.randn(1, num_patches + 1, cfg.dim))
         self.cls_token = nn.Parameter(torch.randn(1, 1, cfg.dim))
         self.emb_dropout = nn.Dropout(cfg.emb_dropout)
         self.blocks = nn.ModuleList()
         for _ in range(cfg.depth):
-            self.blocks.append(Attention(cfg.dim, cfg.heads, cfg.dim_head, cfg.dropout))
+            attn_dropout = cfg.dropout if modern else 0.0
+            self.blocks.append(
+                Attention(cfg.dim, cfg.heads, cfg.dim_head, cfg.dropout, attn_dropout)
+            )
             self.blocks.append(FeedForward(cfg.dim, cfg.mlp_dim, cfg.dropout))
         self.head = nn.Sequential(nn.LayerNorm(cfg.dim), nn.Linear(cfg.dim, spec.num_classes))
 

@@ -8,8 +8,23 @@ from sparsedd.config import DEFAULTS, Config, apply
 from sparsedd.errors import ConfigError
 from sparsedd.registry import unknown_name_message
 
+# Checked against the seed paper's code (github VGCQ/SDD_ViT): models/vit.py (layout, sizes
+# in main.py), main.py (ImageNet mean/std, flip + crop(32, 4), AdamW, CosineAnnealingLR and
+# MultiStepLR stepped once per epoch, fp32), models/resnet.py (kaiming-normal fan_out convs).
+_PAPER_COMMON: dict[str, Any] = dict(
+    augment="flip_crop",
+    normalize="imagenet",
+    schedule_every="epoch",
+    prune_rate=0.2,
+    rounds=34,
+    retrain="lr_rewind",
+    noise=0.2,
+    precision="fp32",
+)
 _PAPER_VIT: dict[str, Any] = dict(
+    _PAPER_COMMON,
     model="vit",
+    vit_layout="paper",
     patch_size=4,
     dim=512,
     depth=6,
@@ -18,7 +33,6 @@ _PAPER_VIT: dict[str, Any] = dict(
     mlp_dim=512,
     dropout=0.1,
     emb_dropout=0.1,
-    augment="flip_crop",
     optimizer="adamw",
     lr=1e-4,
     weight_decay=0.03,
@@ -26,15 +40,11 @@ _PAPER_VIT: dict[str, Any] = dict(
     batch_size=512,
     epochs=200,
     schedule="cosine",
-    prune_rate=0.2,
-    rounds=34,
-    retrain="lr_rewind",
-    noise=0.2,
-    precision="bf16",
 )
 _PAPER_RESNET: dict[str, Any] = dict(
+    _PAPER_COMMON,
     model="resnet18",
-    augment="flip_crop",
+    init="kaiming_normal_fan_out",
     optimizer="sgd",
     lr=0.1,
     momentum=0.9,
@@ -43,11 +53,6 @@ _PAPER_RESNET: dict[str, Any] = dict(
     batch_size=128,
     epochs=160,
     schedule="step",
-    prune_rate=0.2,
-    rounds=34,
-    retrain="lr_rewind",
-    noise=0.2,
-    precision="bf16",
 )
 
 PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -89,6 +94,17 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
         "Quétu et al.: ViT on CIFAR-100, AdamW, 200 epochs/round, 34 rounds",
         dict(_PAPER_VIT, dataset="cifar100"),
     ),
+    "vit-cifar100n": (
+        "Quétu et al.: ViT on CIFAR-100N (human labels: noisy_label of CIFAR-100_human.pt)",
+        dict(
+            _PAPER_VIT,
+            dataset="cifar100",
+            noise=0.0,
+            noise_kind="human",
+            noise_file="CIFAR-100_human.pt",
+            noise_label_set="noisy_label",
+        ),
+    ),
     "swin-cifar10": (
         "Quétu et al.: Swin-T on CIFAR-10, AdamW, 200 epochs/round, 34 rounds",
         dict(_PAPER_VIT, model="swin", dataset="cifar10"),
@@ -105,21 +121,32 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
         "Quétu et al.: ResNet-18 on CIFAR-100, SGD, 160 epochs/round",
         dict(_PAPER_RESNET, dataset="cifar100"),
     ),
+    # Checked against He et al.'s code (github he-zh/sparse-double-descent, built on open_lth):
+    # models/mnist_mlp.py default_hparams (SGD lr 0.1, 160 epochs, batch 128, kaiming_normal,
+    # pruning 20% global magnitude ignoring fc.weight), foundations/hparams.py (momentum 0,
+    # no milestones: constant lr, no weight decay), models/initializers.py, pruning/magnitude.py,
+    # datasets/base.py randomize_labels (new label drawn from all classes), README (--levels=30).
     "lenet-mnist": (
-        "He et al.: LeNet-300-100 on MNIST, SGD, 20% noise",
+        "He et al.: LeNet-300-100 on MNIST, SGD lr 0.1 constant, 160 epochs, 30 rounds, "
+        "output layer dense",
         dict(
             model="lenet",
+            init="kaiming_normal",
             dataset="mnist",
             optimizer="sgd",
             lr=0.1,
-            momentum=0.9,
+            momentum=0.0,
             weight_decay=0.0,
             l2_mode="coupled",
             batch_size=128,
-            epochs=200,
-            schedule="step",
+            epochs=160,
+            schedule="constant",
             noise=0.2,
-            rounds=34,
+            noise_kind="random",
+            prune_rate=0.2,
+            prune_scope="global",
+            prune_exclude="output",
+            rounds=30,
             dropout=0.0,
             emb_dropout=0.0,
         ),

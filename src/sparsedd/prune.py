@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from sparsedd.errors import ConfigError
 from sparsedd.registry import Registry
 
 Masks = dict[str, torch.Tensor]
@@ -39,6 +41,47 @@ def prunable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
         if isinstance(module, PRUNABLE_MODULES):
             found[f"{module_name}.weight" if module_name else "weight"] = module.weight
     return found
+
+
+# The prune_exclude pattern naming the layer that produces the logits, whatever its name.
+OUTPUT_LAYER = "output"
+
+
+def excluded_layers(model: nn.Module, patterns: str) -> set[str]:
+    """Prunable weights that config key ``prune_exclude`` keeps dense, by parameter name.
+
+    ``patterns`` is comma-separated; each is matched (shell-style) against a layer's module
+    name and its weight's name (``fc`` and ``fc.weight`` both name ``fc.weight``), and
+    ``output`` names the last prunable layer, the one producing the logits. A pattern that
+    matches nothing, or patterns that leave nothing to prune, are a ConfigError.
+    """
+    names = list(prunable_parameters(model))
+    excluded: set[str] = set()
+    for pattern in (p.strip() for p in patterns.split(",")):
+        if not pattern:
+            continue
+        if pattern == OUTPUT_LAYER:
+            hits = names[-1:]
+        else:
+            hits = [
+                n
+                for n in names
+                if fnmatch.fnmatchcase(n, pattern)
+                or fnmatch.fnmatchcase(n[: -len(".weight")], pattern)
+            ]
+        if not hits:
+            shown = ", ".join(n[: -len(".weight")] for n in names[:8])
+            more = ", ..." if len(names) > 8 else ""
+            raise ConfigError(
+                f"config key 'prune_exclude': {pattern!r} matches no prunable layer of this "
+                f"model (its layers: {shown}{more}; or 'output')"
+            )
+        excluded.update(hits)
+    if names and excluded == set(names):
+        raise ConfigError(
+            "config key 'prune_exclude' keeps every prunable layer dense; leave some to prune"
+        )
+    return excluded
 
 
 def full_masks(model: nn.Module) -> Masks:

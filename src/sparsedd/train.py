@@ -36,10 +36,19 @@ def make_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=coupled_wd)
 
 
-def lr_at(step: int, total_steps: int, cfg: Config, finetune: bool = False) -> float:
-    """Learning rate at ``step`` of a round of ``total_steps`` steps."""
+def lr_at(
+    step: int, total_steps: int, cfg: Config, finetune: bool = False, per_epoch: int = 1
+) -> float:
+    """Learning rate at ``step`` of a round of ``total_steps`` steps, ``per_epoch`` an epoch.
+
+    With ``schedule_every=epoch`` the rate holds for a whole epoch, as a PyTorch scheduler
+    stepped once per epoch gives it (the seed paper's ``main.py``): epoch e of E trains at
+    the schedule's value for e/E.
+    """
     if finetune:
         return cfg.lr * FINETUNE_LR_FACTOR
+    if cfg.schedule_every == "epoch":
+        step -= step % per_epoch
     progress = step / max(total_steps, 1)
     if cfg.schedule == "cosine":
         return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
@@ -110,9 +119,9 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         mean_t, std_t = channel_stats(mean, self.device), channel_stats(std, self.device)
-        step = first_step
+        step, per_epoch = first_step, steps_per_epoch(len(y), self.cfg.batch_size)
         for xb, yb in epoch_batches(x, y, self.cfg.batch_size, seed, augment, mean_t, std_t):
-            lr = lr_at(step, total_steps, self.cfg, self.finetune)
+            lr = lr_at(step, total_steps, self.cfg, self.finetune, per_epoch)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             with self.autocast():
