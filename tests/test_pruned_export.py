@@ -135,3 +135,20 @@ def test_load_pruned_refuses_a_file_that_is_not_an_export(trained) -> None:
     out, run_id = trained
     with pytest.raises(CheckpointError, match="not a model written by"):
         sparsedd.load_pruned(out / "runs" / run_id / "round_001.safetensors")
+
+
+def test_runs_recorded_before_the_input_metadata_export_from_the_dataset(trained, tmp_path) -> None:
+    import shutil
+
+    from sparsedd.pruned_export import export_pruned
+
+    out, run_id = trained
+    copy = tmp_path / "out"
+    shutil.copytree(out / "runs", copy / "runs")
+    round_path = copy / "runs" / run_id / "round_002.safetensors"
+    tensors, meta = ckpt.load_tensors(round_path)
+    del meta["input"]
+    ckpt.save_tensors(round_path, tensors, meta)
+    export_pruned(copy, run_id, 2, tmp_path / "m.safetensors")
+    info = sparsedd.pruned_metadata(tmp_path / "m.safetensors")["input"]
+    assert info == {"channels": 1, "image_size": 8, "num_classes": 4, "mean": [0.5], "std": [0.3]}

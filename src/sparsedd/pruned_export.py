@@ -129,15 +129,16 @@ def _input_of(meta: dict[str, Any], cfg: Any) -> dict[str, Any]:
     """What the model takes: from the round checkpoint, or (older runs) from the dataset."""
     if isinstance(meta.get("input"), dict):
         return meta["input"]
-    from sparsedd.data import load_dataset
+    from sparsedd.data import load_dataset, normalization
 
     data = load_dataset(cfg)
+    mean, std = normalization(data, cfg)
     return {
         "channels": data.channels,
         "image_size": data.image_size,
         "num_classes": data.num_classes,
-        "mean": list(data.mean),
-        "std": list(data.std),
+        "mean": list(mean),
+        "std": list(std),
     }
 
 
