@@ -26,7 +26,8 @@ import pandas as pd
 
 from sparsedd.config import NON_SEMANTIC
 from sparsedd.errors import UserError
-from sparsedd.store import ROUND_FIELDS, ResultsStore
+from sparsedd.store import ROUND_COLUMNS as STORE_ROUND_COLUMNS
+from sparsedd.store import ResultsStore
 
 #: Minimum rise (peak − dip, as a fraction) for SDD; also the compression tolerance.
 DEFAULT_MIN_RISE = 0.01
@@ -36,8 +37,8 @@ METRICS = ("test_acc", "memorization", "val_acc")
 #: Keys always in a curve's label (when present), varying or not.
 ALWAYS_KEYS = ("model", "dataset", "noise", "weight_decay")
 #: Per-round columns that are not config keys (``round_epochs`` is the round's own epoch count;
-#: the config key ``epochs`` keeps its name).
-ROUND_COLUMNS = frozenset(ROUND_FIELDS) | {"run_id", "layer_density", "round_epochs", "curve"}
+#: the config key ``epochs`` keeps its name, and runs that differ in it are different curves).
+ROUND_COLUMNS = frozenset(STORE_ROUND_COLUMNS) | {"curve"}
 CURVE_FIELDS = (
     "n_seeds",
     "n_rounds",
@@ -78,31 +79,64 @@ def t_quantile_975(dof: int) -> float:
 # ---------------------------------------------------------------- loading
 
 
+def row_config_keys(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The config keys of round rows (every key that is not a round column), in first-seen order."""
+    keys: dict[str, None] = {}
+    for row in rows:
+        keys.update((k, None) for k in row if k not in ROUND_COLUMNS)
+    return list(keys)
+
+
+def differing_keys(rows: Sequence[dict[str, Any]], semantic: bool = False) -> list[str]:
+    """Config keys (other than seed) whose value differs between the runs of ``rows``.
+
+    ``semantic``: only keys that change results (not NON_SEMANTIC ones such as ``threads``).
+    """
+    runs = {row.get("run_id"): row for row in rows}.values()
+    return [
+        key
+        for key in row_config_keys(rows)
+        if key != "seed"
+        and not (semantic and key in NON_SEMANTIC)
+        and len({_hashable(run.get(key)) for run in runs}) > 1
+    ]
+
+
+def _sort_value(value: Any) -> tuple:
+    """A sort key that orders None, then numbers, then anything else as text."""
+    value = _hashable(value)
+    if value is None:
+        return (0, 0)
+    if isinstance(value, bool | int | float | np.number):
+        return (1, float(value))
+    return (2, str(value))
+
+
+def order_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Round rows sorted by config (model, dataset, noise, λ, then the other keys that differ),
+    then seed, run and round: the order of ``results`` and of ``export``."""
+    keys = [k for k in ALWAYS_KEYS if any(k in r for r in rows)]
+    keys += [k for k in differing_keys(rows) if k not in keys]
+    keys += ["seed", "run_id", "round"]
+    return sorted(rows, key=lambda r: tuple(_sort_value(r.get(k)) for k in keys))
+
+
 def rows_to_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """Round rows (as ``ResultsStore.round_rows`` gives them), sorted by run and round."""
+    """Round rows (as ``ResultsStore.round_rows`` gives them) in ``order_rows`` order."""
     if not rows:
         raise UserError("no recorded rounds to analyse; run `sparsedd run --out DIR` first")
-    df = pd.DataFrame(list(rows))
-    return df.sort_values(["run_id", "round"], kind="stable").reset_index(drop=True)
+    return pd.DataFrame(order_rows(rows))
 
 
 def load_results(out_dir: str | Path) -> pd.DataFrame:
     """All recorded rounds of a results folder: one row per (run, round).
 
-    Columns: every config key of the run (``epochs`` is the config's), ``run_id``, the round
-    fields, ``round_epochs`` (epochs trained in that round) and ``layer_density`` (a dict column:
-    layer name → fraction of weights surviving).
+    Columns, as ``sparsedd results`` prints them: every config key of the run (``epochs`` is
+    the config's), then ``store.ROUND_COLUMNS``: ``run_id``, the round fields with
+    ``round_epochs`` (epochs trained in that round), the provenance fields and
+    ``layer_density`` (a dict column: layer name → fraction of weights surviving).
     """
-    store = ResultsStore(out_dir, create=False)
-    configs = store.runs()
-    rows = []
-    for row in store.round_rows():
-        rec = dict(row)
-        rec["round_epochs"] = rec.pop("epochs")
-        config = configs.get(rec["run_id"], {})
-        if "epochs" in config:
-            rec["epochs"] = config["epochs"]
-        rows.append(rec)
+    rows = ResultsStore(out_dir, create=False).round_rows()
     if not rows:
         raise UserError(f"no recorded rounds in {out_dir}; let a run finish its dense round first")
     return rows_to_frame(rows)

@@ -281,6 +281,7 @@ def run_batched(
     exps = [Experiment(c, out_dir, reporter, stop, data=data) for c in configs]
     for e in exps:
         e.write_run_files()
+        e.note_other_versions()
     cfg, device = configs[0], exps[0].device
     splits = exps[0].splits.to(device)
     done = [e.store.rounds_done(e.id) for e in exps]

@@ -19,21 +19,19 @@ import click
 from sparsedd.errors import UserError
 
 DEFAULT_OUT = "./sparsedd-runs"
+#: Columns of the `results` table after run_id and the config keys that name the runs.
 TABLE_COLUMNS = (
-    "run_id",
-    "model",
-    "dataset",
-    "noise",
-    "weight_decay",
-    "seed",
     "round",
     "sparsity",
     "test_acc",
     "memorization",
     "val_acc",
     "train_acc",
+    "round_epochs",
     "seconds",
 )
+#: Config keys the `results` table always shows (when present), besides those that differ.
+TABLE_KEYS = ("model", "dataset", "noise", "weight_decay")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -48,10 +46,18 @@ def cli() -> None:
 def _parse_grid(items: Sequence[str]) -> list[list[str]]:
     """``KEY=V1,V2`` options → per key, the list of ``KEY=V`` assignments."""
     axes = []
+    seen: dict[str, str] = {}
     for item in items:
         if "=" not in item:
             raise UserError(f"--grid expects KEY=V1,V2,..., got {item!r} (no '=')")
         key, values = item.split("=", 1)
+        name = key.strip()
+        if name in seen:  # a second --grid KEY would silently override the first
+            raise UserError(
+                f"--grid {name} is given twice ({seen[name]!r} and {item!r}); "
+                f"list every value in one --grid {name}=V1,V2,..."
+            )
+        seen[name] = item
         axis = [f"{key}={v}" for v in values.split(",") if v != ""]
         if not axis:
             raise UserError(f"--grid {item!r} lists no values; give KEY=V1,V2,...")
@@ -135,7 +141,10 @@ def run(
     logs: tuple[str, ...],
 ) -> None:
     """Train, then prune round after round, recording every sparsity (resumes if re-run)."""
-    from sparsedd.config import resolve_config
+    import time
+
+    from sparsedd.config import resolve_config, run_id
+    from sparsedd.progress import duration
     from sparsedd.trackers import check_installed, sweep_parent
 
     check_installed(logs)
@@ -144,14 +153,23 @@ def run(
     configs = [resolve_config(preset, config_file, [*assignments, *c]) for c in combos]
     if len(configs) > 1:
         _preflight(configs)  # a grid fails on its last config's data before its first run
+    # A grid's runs are named by their grid values (what differs), besides their hash.
+    labels = {run_id(cfg): " ".join(c) for cfg, c in zip(configs, combos, strict=True)}
     groups = _job_groups(configs, batch_lambdas)
+    started = time.monotonic()
     keys = {a[0].split("=", 1)[0]: [v.split("=", 1)[1] for v in a] for a in axes}
     with sweep_parent(logs, out_dir, keys, len(configs)) as parent:
         if jobs > 1 and len(groups) > 1:
-            _run_parallel(groups, out_dir, jobs, logs, parent)
-            return
-        for group in groups:
-            _run_group(group, out_dir, quiet, logs, parent)
+            _run_parallel(groups, out_dir, jobs, labels, logs, parent)
+        else:
+            for group in groups:
+                _run_group(group, out_dir, quiet, labels, logs, parent)
+    if len(configs) > 1:
+        click.echo(
+            f"grid done: {len(set(labels))} runs in {duration(time.monotonic() - started)}, "
+            f"results in {out_dir}; next: sparsedd report {out_dir}",
+            err=True,
+        )
 
 
 def _job_groups(configs: list[Any], batch_lambdas: bool | None) -> list[list[Any]]:
@@ -172,26 +190,33 @@ def _run_group(
     group: list[Any],
     out_dir: str,
     quiet: bool,
+    labels: dict[str, str] | None = None,
     logs: Sequence[str] = (),
     parent: str | None = None,
 ) -> None:
     """Run one job: a single run, or runs differing only in λ as one batched model."""
     from sparsedd.batched import run_batched
-    from sparsedd.experiment import Experiment, StopFlag
+    from sparsedd.config import run_id
+    from sparsedd.experiment import Experiment, StopFlag, run_dir
     from sparsedd.progress import ConsoleReporter
     from sparsedd.trackers import with_trackers
 
+    labels = labels or {}
     stop = StopFlag()
     previous = signal.signal(signal.SIGINT, lambda *_: setattr(stop, "requested", True))
     try:
         console = ConsoleReporter(show_bars=not quiet and len(group) == 1)
         reporter = with_trackers(console, logs, out_dir, parent)
         if len(group) > 1:
+            for cfg in group:
+                rid = run_id(cfg)
+                reporter.start(rid, run_dir(out_dir, cfg), cfg, labels.get(rid, ""))
             with reporter:
                 run_batched(group, out_dir, reporter=reporter, stop=stop)
+            reporter.finish()
             return
         exp = Experiment(group[0], out_dir, reporter=reporter, stop=stop)
-        reporter.start(exp.id, exp.folder)
+        reporter.start(exp.id, exp.folder, exp.cfg, labels.get(exp.id, ""))
         with reporter:
             exp.run()
         reporter.finish()
@@ -203,6 +228,7 @@ def _run_parallel(
     groups: list[list[Any]],
     out_dir: str,
     jobs: int,
+    labels: dict[str, str],
     logs: Sequence[str] = (),
     parent: str | None = None,
 ) -> None:
@@ -215,7 +241,9 @@ def _run_parallel(
     ]
     ctx = get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_ignore_sigint) as pool:
-        futures = [pool.submit(_run_group, group, out_dir, True, logs, parent) for group in groups]
+        futures = [
+            pool.submit(_run_group, group, out_dir, True, labels, logs, parent) for group in groups
+        ]
         for fut in as_completed(futures):
             fut.result()
 
@@ -227,10 +255,28 @@ def _ignore_sigint() -> None:
 # ---------------------------------------------------------------- results
 
 
+def table_columns(rows: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """(columns, config keys among them) of the `results` table: run_id, the config keys that
+    name runs (TABLE_KEYS and every other key that differs between runs), seed, TABLE_COLUMNS."""
+    from sparsedd.analysis import differing_keys
+
+    present = {k for row in rows for k in row}
+    keys = [k for k in TABLE_KEYS if k in present]
+    keys += [k for k in differing_keys(rows) if k not in keys]
+    keys += ["seed"] if "seed" in present else []
+    return ["run_id", *keys, *TABLE_COLUMNS], keys
+
+
 def format_rows(
-    rows: list[dict[str, Any]], fmt: str, columns: Sequence[str] = TABLE_COLUMNS
+    rows: list[dict[str, Any]],
+    fmt: str,
+    columns: Sequence[str] | None = None,
+    exact: Sequence[str] = (),
 ) -> str:
-    """Rows as JSON, CSV (every field) or an aligned table of ``columns``."""
+    """Rows as JSON, CSV (every field) or an aligned table of ``columns`` (default: those of
+    ``table_columns``); ``exact`` columns show floats in full (λ = 1e-05 is not 0.0000)."""
+    if columns is None:
+        columns, exact = table_columns(rows)
     if fmt == "json":
         return json.dumps(rows, indent=1)
     if fmt == "csv":
@@ -243,16 +289,18 @@ def format_rows(
                     {k: json.dumps(v) if isinstance(v, dict) else v for k, v in row.items()}
                 )
         return buf.getvalue().rstrip("\n")
-    table = [[_cell(row.get(c)) for c in columns] for row in rows]
+    table = [[_cell(row.get(c), c in exact) for c in columns] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in table]) for i, c in enumerate(columns)]
     lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True))]
     lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)) for r in table]
     return "\n".join(lines)
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, exact: bool = False) -> str:
     if value is None:
         return "-"
+    if isinstance(value, float) and exact:
+        return repr(value)  # the shortest text that reads back as the same number
     if isinstance(value, float):
         return f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
     return str(value)
@@ -269,7 +317,11 @@ def _cell(value: Any) -> str:
 )
 @click.option("--epochs", is_flag=True, help="print the per-epoch training loss and accuracy")
 def results(out_dir: str, fmt: str, epochs: bool) -> None:
-    """Print every recorded round (or, with --epochs, epoch) of every run in OUT_DIR."""
+    """Print every recorded round (or, with --epochs, epoch) of every run in OUT_DIR.
+
+    Rounds are sorted by config, then seed; they have the columns of `sparsedd export`.
+    """
+    from sparsedd.analysis import order_rows
     from sparsedd.store import ResultsStore
 
     store = ResultsStore(out_dir, create=False)
@@ -277,7 +329,9 @@ def results(out_dir: str, fmt: str, epochs: bool) -> None:
         rows = store.epoch_rows()
         click.echo(format_rows(rows, fmt, columns=list(rows[0]) if rows else ["run_id"]))
     else:
-        click.echo(format_rows(store.round_rows(), fmt))
+        rows = order_rows(store.round_rows())
+        columns = list(dict.fromkeys(k for row in rows for k in row))  # runs may lack keys
+        click.echo(format_rows([{c: row.get(c) for c in columns} for row in rows], fmt))
 
 
 # ---------------------------------------------------------------- presets

@@ -37,11 +37,12 @@ def _analysis(out_dir: str, min_rise: float) -> Analysis:
     return analyze_dir(out_dir, min_rise=min_rise)
 
 
-def _with_figure(result: Analysis, use: Callable[[Figure], T]) -> T:
-    """Draw the SDD figure of ``result``, hand it to ``use``, and always close it."""
-    from sparsedd.plot import close, plot_analysis
+def _with_figure(result: Analysis, use: Callable[[Figure], T], layers: bool = False) -> T:
+    """Draw the SDD figure (or, with ``layers``, the per-layer density figure) of ``result``,
+    hand it to ``use``, and always close it."""
+    from sparsedd.plot import close, plot_analysis, plot_layers
 
-    fig = plot_analysis(result)
+    fig = plot_layers(result) if layers else plot_analysis(result)
     try:
         return use(fig)
     finally:
@@ -82,15 +83,21 @@ def _default_path(out_dir: str, name: str) -> Path:
     "-o",
     "--output",
     type=click.Path(dir_okay=False),
-    help="figure file: .png, .svg or .pdf  [default: OUT_DIR/sdd.png]",
+    help="figure file: .png, .svg or .pdf  [default: OUT_DIR/sdd.png, with --layers layers.png]",
+)
+@click.option(
+    "--layers",
+    is_flag=True,
+    help="draw each layer's remaining weights against sparsity instead (one panel per curve)",
 )
 @_MIN_RISE
-def plot(out_dir: str, output: str | None, min_rise: float) -> None:
+def plot(out_dir: str, output: str | None, layers: bool, min_rise: float) -> None:
     """Draw test accuracy and memorization against sparsity (one line per λ, seed bands)."""
     from sparsedd.plot import save_figure
 
-    path = Path(output) if output else _default_path(out_dir, "sdd.png")
-    _with_figure(_analysis(out_dir, min_rise), lambda fig: save_figure(fig, path))
+    default = "layers.png" if layers else "sdd.png"
+    path = Path(output) if output else _default_path(out_dir, default)
+    _with_figure(_analysis(out_dir, min_rise), lambda fig: save_figure(fig, path), layers)
     click.echo(f"wrote {path}")
 
 

@@ -19,6 +19,7 @@ from sparsedd.config import Config, run_id, to_dict, to_yaml
 from sparsedd.data import ImageData, Splits, load_dataset, make_splits
 from sparsedd.errors import CheckpointError, ConfigError, ResourceError
 from sparsedd.models import InputSpec, count_parameters, create_model
+from sparsedd.provenance import provenance
 from sparsedd.prune import (
     CRITERIA,
     Masks,
@@ -37,7 +38,11 @@ PROGRESS_FILE = "progress.safetensors"
 
 
 class Reporter(Protocol):
-    """Receives progress events of a run (the CLI draws bars and summary lines)."""
+    """Receives progress events of a run (the CLI draws bars and summary lines).
+
+    A reporter may also have ``note(run, message)``: one line worth telling a person (e.g.
+    that recorded rounds came from another sparsedd version); it is called when present.
+    """
 
     def round_started(self, run: str, round_: int, epochs: int, first_epoch: int) -> None: ...
     def epoch_done(self, run: str, round_: int, epoch: int, stats: EpochStats) -> None: ...
@@ -137,6 +142,7 @@ class Experiment:
         """Train and prune every round not yet recorded; return all recorded rows of the run."""
         self.write_run_files()
         done = self.store.rounds_done(self.id)
+        self.note_other_versions()
         splits = self.splits.to(self.device)
         for k in range(self.cfg.rounds + 1):
             if k not in done:
@@ -170,6 +176,24 @@ class Experiment:
                 },
             )
         self.store.record_run(self.id, to_dict(self.cfg))
+
+    def note_other_versions(self) -> None:
+        """Say in one line when rounds still to run join rounds recorded by another version."""
+        from sparsedd import __version__
+
+        versions = self.store.round_versions(self.id)
+        if not versions or len(versions) > self.cfg.rounds:
+            return
+        others = sorted({v or "of unknown version" for v in versions.values() if v != __version__})
+        note = getattr(self.reporter, "note", None)  # optional in the Reporter protocol
+        if not others or note is None:
+            return
+        rounds = sorted(k for k, v in versions.items() if v != __version__)
+        note(
+            self.id,
+            f"rounds {_span(rounds)} of this run were recorded by sparsedd "
+            f"{', '.join(others)}; this is sparsedd {__version__}, resuming with it",
+        )
 
     def run_round(self, k: int, splits: Splits) -> None:
         """Train round ``k`` from its starting state (resuming if saved), then record it."""
@@ -330,6 +354,7 @@ class Experiment:
             "epochs": epochs,
             "seconds": seconds,
             "layer_density": layer_density(self.masks),
+            **provenance(self.device),
         }
 
 
@@ -355,6 +380,13 @@ def _oom_message(where: str, key: str, value: object) -> str:
         f"out of {where} memory; {how}; progress up to the last saved epoch is kept, "
         f"re-run to resume"
     )
+
+
+def _span(rounds: list[int]) -> str:
+    """Round numbers as '0-3' when consecutive, else '0, 2, 5'."""
+    if rounds == list(range(rounds[0], rounds[-1] + 1)) and len(rounds) > 1:
+        return f"{rounds[0]}-{rounds[-1]}"
+    return ", ".join(map(str, rounds))
 
 
 def _mean(hits: torch.Tensor) -> float | None:

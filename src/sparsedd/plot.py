@@ -2,13 +2,18 @@
 
 The x axis shows the fraction of weights *remaining* on a log scale (reversed, so sparsity grows
 to the right), which spreads the high-sparsity end where SDD happens; ticks are labelled as
-sparsity in percent. Bands are ±1 standard deviation over seeds; a detected dip (▼) and peak (▲)
-are marked on the test-accuracy panel.
+sparsity in percent. Bands are ±1 standard deviation over seeds; a dashed line marks each
+curve's dense accuracy; a detected dip (▼) and peak (▲) are marked on the test-accuracy panel.
+The title names the setting (model, dataset, ε). ``plot_layers`` draws, per curve, how much of
+each layer survives against the global sparsity. PDFs embed TrueType (Type 42) fonts, which
+journals and editors accept, not Type 3.
 """
 
 from __future__ import annotations
 
 import io
+import math
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,10 +35,20 @@ from sparsedd.errors import UserError  # noqa: E402
 
 #: Okabe & Ito's colour-blind-safe palette (black last).
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
-LINESTYLES = ("-", "--", "-.", ":")
+LINESTYLES = ("-", "-.", ":")  # "--" is the dense-accuracy line
 FORMATS = (".png", ".svg", ".pdf")
-SPARSITY_TICKS = (0, 50, 80, 90, 95, 98, 99, 99.5, 99.8, 99.9, 99.95, 99.98, 99.99)
+#: Sparsity ticks (percent), most wanted first; a tick is kept when it does not crowd the others.
+SPARSITY_TICKS = (
+    0, 50, 90, 99, 99.9, 99.99, 80, 95, 98, 99.5, 99.8, 99.95, 99.98,
+    20, 40, 60, 70, 10, 30, 85, 97, 99.7, 99.97,
+)  # fmt: skip
+#: Smallest gap between two ticks, as a fraction of the axis' width (log scale).
+_TICK_GAP = 1 / 12
 _MIN_REMAINING = 1e-5
+#: Characters per line of a panel title (a 5.2-inch panel at 10 pt); longer titles wrap.
+_TITLE_WIDTH = 48
+#: Saved PDFs (and PostScript) embed TrueType fonts (Type 42) instead of Type 3.
+FONT_RC = {"pdf.fonttype": 42, "ps.fonttype": 42}
 
 
 def line_key(result: Analysis) -> str | None:
@@ -59,14 +74,35 @@ def remaining(sparsity: Any) -> np.ndarray:
     return np.maximum(1.0 - np.asarray(sparsity, dtype=float), _MIN_REMAINING)
 
 
+def sparsity_ticks(max_sparsity: float) -> list[float]:
+    """Sparsity ticks (percent) for an axis reaching ``max_sparsity``: as many as fit without
+    crowding, so that a short curve (a few rounds) gets 0, 10, 20, ... and a long one 0, 50, 80,
+    90, 95, 98, 99, ..."""
+    top = max(max_sparsity, 0.5)
+    left, right = _xlim(max_sparsity)
+    gap = _TICK_GAP * math.log10(left / right)
+    kept: list[float] = []
+    for tick in SPARSITY_TICKS:
+        if tick / 100 > top + 1e-9:
+            continue
+        x = math.log10(remaining(tick / 100)[()])
+        if all(abs(x - math.log10(remaining(k / 100)[()])) >= gap for k in kept):
+            kept.append(tick)
+    return sorted(kept)
+
+
+def _xlim(max_sparsity: float) -> tuple[float, float]:
+    lo = remaining(max_sparsity)[()] if max_sparsity > 0 else 0.5
+    return 1.05, min(lo * 0.8, 0.5)
+
+
 def _format_sparsity_axis(ax: Any, max_sparsity: float) -> None:
     ax.set_xscale("log")
-    ticks = [t for t in SPARSITY_TICKS if t / 100 <= max(max_sparsity, 0.5) + 1e-9]
+    ticks = sparsity_ticks(max_sparsity)
     ax.xaxis.set_major_locator(FixedLocator(list(remaining(np.array(ticks) / 100))))
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xticklabels([f"{t:g}" for t in ticks], rotation=45)
-    lo = remaining(max_sparsity)[()] if max_sparsity > 0 else 0.5
-    ax.set_xlim(1.05, min(lo * 0.8, 0.5))
+    ax.set_xlim(*_xlim(max_sparsity))
     ax.grid(True, which="major", alpha=0.3)
 
 
@@ -91,6 +127,14 @@ def _draw_metric(ax: Any, stats: pd.DataFrame, metric: str, color: str, style: s
     return True
 
 
+def _mark_dense(ax: Any, curve: pd.Series, color: str) -> None:
+    """A dashed line across the panel at the curve's dense (round 0) test accuracy."""
+    if curve["dense_acc"] is None or not np.isfinite(float(curve["dense_acc"])):
+        return
+    ax.axhline(float(curve["dense_acc"]) * 100, color=color, linestyle="--", linewidth=1.0,
+               alpha=0.8, zorder=1)  # fmt: skip
+
+
 def _mark_sdd(ax: Any, curve: pd.Series, color: str) -> None:
     if not curve["sdd_detected"]:
         return
@@ -101,7 +145,36 @@ def _mark_sdd(ax: Any, curve: pd.Series, color: str) -> None:
 
 
 def _panel_title(keys: Sequence[str], curve: pd.Series) -> str:
-    return ", ".join(f"{k} = {curve[k]}" for k in keys) if keys else ""
+    """``key = value`` pairs, wrapped so that titles of neighbouring panels never overlap."""
+    return _wrap_pairs([f"{k} = {_value_text(curve[k])}" for k in keys])
+
+
+def _wrap_pairs(pairs: Sequence[str]) -> str:
+    """``a = 1, b = 2`` wrapped to _TITLE_WIDTH, breaking lines only between pairs."""
+    glued = ", ".join(p.replace(" ", "\u00a0") for p in pairs)  # no break inside a pair
+    return textwrap.fill(glued, _TITLE_WIDTH).replace("\u00a0", " ")
+
+
+def _value_text(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def setting_title(result: Analysis) -> str:
+    """The setting all curves share (or the values they span): model, dataset, ε."""
+    runs = result.rounds
+
+    def values(key: str) -> str:
+        if key not in runs.columns:
+            return ""
+        found = sorted({_value_text(v) for v in runs[key].dropna()})
+        return "/".join(found)
+
+    model, dataset, noise = values("model"), values("dataset"), values("noise")
+    setting = " on ".join(p for p in (model, dataset) if p)
+    if noise:
+        kind = values("noise_kind")
+        setting += f", ε = {noise}" + (f" ({kind} label noise)" if kind else " label noise")
+    return setting
 
 
 def plot_analysis(result: Analysis, title: str | None = None) -> Figure:
@@ -110,7 +183,12 @@ def plot_analysis(result: Analysis, title: str | None = None) -> Figure:
     curves = result.curves
     groups = [g for _, g in curves.groupby(pkeys, sort=True, dropna=False)] if pkeys else [curves]
     fig, axes = plt.subplots(
-        2, len(groups), figsize=(5.2 * len(groups), 7.5), squeeze=False, sharex="col"
+        2,
+        len(groups),
+        figsize=(5.2 * len(groups), 7.5),
+        squeeze=False,
+        sharex="col",
+        layout="constrained",
     )
     max_sparsity = float(result.stats["sparsity"].max())
     colors = {v: PALETTE[i % len(PALETTE)] for i, v in enumerate(_line_values(curves, line))}
@@ -122,16 +200,18 @@ def plot_analysis(result: Analysis, title: str | None = None) -> Figure:
             stats = result.stats[result.stats["curve"] == curve["curve"]].sort_values("round")
             _draw_metric(top, stats, "test_acc", color, style)
             _draw_metric(bottom, stats, "memorization", color, style)
+            _mark_dense(top, curve, color)
             _mark_sdd(top, curve, color)
         top.set_title(_panel_title(pkeys, group.iloc[0]), fontsize=10)
         for ax in (top, bottom):
             _format_sparsity_axis(ax, max_sparsity)
         top.set_ylabel("Test accuracy (%)")
         bottom.set_ylabel("Memorization of noisy labels (%)")
-        bottom.set_xlabel("Sparsity (% of weights pruned; log scale of weights remaining)")
+        bottom.set_xlabel("Sparsity (%; log scale of weights remaining)")
     _legend(fig, curves, line, colors)
-    fig.suptitle(title or "Test accuracy and memorization across pruning rounds", fontsize=12)
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    default = "Test accuracy and memorization across pruning rounds"
+    setting = textwrap.fill(setting_title(result), _TITLE_WIDTH + 12)
+    fig.suptitle(title or "\n".join(filter(None, (setting, default))), fontsize=12)
     return fig
 
 
@@ -150,12 +230,11 @@ def _legend(fig: Figure, curves: pd.DataFrame, line: str | None, colors: dict) -
     band = f"±1 s.d. over {seeds} seeds" if seeds > 1 else "one seed: no band"
     handles += [
         Patch(color="grey", alpha=0.3, label=band),
-        _marker_handle("v", "SDD dip"),
-        _marker_handle("^", "SDD peak"),
+        Line2D([], [], color="grey", linestyle="--", linewidth=1.0, label="dense accuracy"),
     ]
-    fig.legend(
-        handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9, frameon=False
-    )
+    if curves["sdd_detected"].astype(bool).any():  # markers only where something is marked
+        handles += [_marker_handle("v", "SDD dip"), _marker_handle("^", "SDD peak")]
+    fig.legend(handles=handles, loc="outside right center", fontsize=9, frameon=False)
 
 
 def _marker_handle(marker: str, label: str) -> Line2D:
@@ -172,6 +251,107 @@ def _marker_handle(marker: str, label: str) -> Line2D:
     )
 
 
+def layer_density_table(result: Analysis) -> pd.DataFrame:
+    """Per curve, round and prunable layer: mean sparsity and mean layer density over seeds."""
+    records = []
+    for _, row in result.rounds.iterrows():
+        density = row.get("layer_density")
+        if not isinstance(density, dict):
+            continue
+        for layer, value in density.items():
+            records.append(
+                {"curve": row["curve"], "round": row["round"], "sparsity": row["sparsity"],
+                 "layer": layer, "density": value}
+            )  # fmt: skip
+    if not records:
+        raise UserError("these results record no per-layer density; re-run them with sparsedd")
+    table = pd.DataFrame.from_records(records)
+    table["density"] = pd.to_numeric(table["density"], errors="coerce")
+    return table.groupby(["curve", "layer", "round"], sort=False, as_index=False).agg(
+        sparsity=("sparsity", "mean"), density=("density", "mean")
+    )
+
+
+#: Density ticks (percent), most wanted first, thinned like the sparsity ticks.
+DENSITY_TICKS = (
+    100, 10, 1, 0.1, 0.01, 50, 5, 0.5, 0.05, 20, 2, 0.2, 0.02, 80, 60, 40, 30, 70, 90,
+)  # fmt: skip
+
+
+def _format_density_axis(ax: Any, min_density: float) -> None:
+    """Log y axis of a layer's remaining weights (percent), with plain, uncrowded labels."""
+    ax.set_yscale("log")
+    low = max(min_density * 100 * 0.8, _MIN_REMAINING * 100)
+    ax.set_ylim(low, 115)
+    gap = _TICK_GAP * math.log10(115 / low)
+    ticks: list[float] = []
+    for tick in DENSITY_TICKS:
+        if low <= tick and all(abs(math.log10(tick / k)) >= gap for k in ticks):
+            ticks.append(tick)
+    ticks.sort()
+    ax.yaxis.set_major_locator(FixedLocator(ticks))
+    ax.yaxis.set_minor_locator(NullLocator())
+    ax.set_yticklabels([f"{t:g}" for t in ticks])
+
+
+def _layer_panel_title(result: Analysis, curve: str) -> str:
+    """What sets this curve apart: λ and the curve keys that differ between curves."""
+    row = result.curves[result.curves["curve"] == curve].iloc[0]
+    keys = [k for k in result.keys if k in result.curves and result.curves[k].nunique() > 1]
+    if "weight_decay" in result.curves and "weight_decay" not in keys:
+        keys.insert(0, "weight_decay")
+    return _wrap_pairs(
+        [
+            f"λ = {_value_text(row[k])}" if k == "weight_decay" else f"{k} = {_value_text(row[k])}"
+            for k in keys
+        ]
+    )
+
+
+def plot_layers(result: Analysis, title: str | None = None) -> Figure:
+    """Per curve, the fraction of each prunable layer's weights remaining against sparsity.
+
+    Global pruning strips layers at very different speeds; the dashed black line is what every
+    layer would keep under uniform pruning (the global fraction remaining).
+    """
+    table = layer_density_table(result)
+    curves = list(dict.fromkeys(table["curve"]))
+    layers = list(dict.fromkeys(table["layer"]))
+    cols = min(3, len(curves))
+    rows = math.ceil(len(curves) / cols)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(5.2 * cols, 4.2 * rows), squeeze=False, layout="constrained"
+    )
+    cmap = plt.get_cmap("viridis")
+    colors = {name: cmap(0.85 * i / max(1, len(layers) - 1)) for i, name in enumerate(layers)}
+    max_sparsity = float(table["sparsity"].max())
+    for ax, curve in zip(axes.flat, curves, strict=False):
+        part = table[table["curve"] == curve]
+        for layer, group in part.groupby("layer", sort=False):
+            group = group.sort_values("round")
+            density = np.maximum(group["density"], _MIN_REMAINING) * 100
+            ax.plot(remaining(group["sparsity"]), density, color=colors[layer], marker="o",
+                    markersize=2.5, linewidth=1.3)  # fmt: skip
+        spars = np.sort(part["sparsity"].unique())
+        ax.plot(remaining(spars), remaining(spars) * 100, color="black", linestyle="--",
+                linewidth=1.0)  # fmt: skip
+        _format_density_axis(ax, float(np.nanmin(np.maximum(part["density"], _MIN_REMAINING))))
+        _format_sparsity_axis(ax, max_sparsity)
+        ax.set_title(_layer_panel_title(result, curve), fontsize=10)
+        ax.set_ylabel("Weights remaining in the layer (%, log)")
+        ax.set_xlabel("Sparsity (%; log scale of weights remaining)")
+    for ax in list(axes.flat)[len(curves) :]:
+        ax.set_visible(False)
+    handles = [Line2D([], [], color=colors[n], linewidth=1.5, label=n) for n in layers]
+    handles.append(Line2D([], [], color="black", linestyle="--", label="uniform (global) density"))
+    fig.legend(handles=handles, loc="outside right center", fontsize=8, frameon=False,
+               ncols=1 + len(handles) // 28)  # fmt: skip
+    setting = textwrap.fill(setting_title(result), _TITLE_WIDTH + 12)
+    default = "Weights remaining per layer across pruning rounds"
+    fig.suptitle(title or "\n".join(filter(None, (setting, default))), fontsize=12)
+    return fig
+
+
 def save_figure(fig: Figure, path: str | Path) -> Path:
     """Save ``fig`` as PNG, SVG or PDF, chosen by the file extension."""
     path = Path(path)
@@ -181,7 +361,8 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
         )
     if not path.parent.exists():
         raise UserError(f"cannot write {path}: folder {path.parent} does not exist")
-    fig.savefig(path, dpi=150, bbox_inches="tight")
+    with matplotlib.rc_context(FONT_RC):
+        fig.savefig(path, dpi=150, bbox_inches="tight")
     return path
 
 

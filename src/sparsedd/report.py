@@ -13,6 +13,7 @@ import pandas as pd
 
 from sparsedd.analysis import Analysis, config_keys
 from sparsedd.errors import UserError
+from sparsedd.store import PROVENANCE_FIELDS
 
 DISPLAY_COLUMNS = (
     "n_seeds",
@@ -145,6 +146,56 @@ def lambda_verdicts(result: Analysis) -> list[str]:
     return out
 
 
+#: How λ* is chosen, as the report states it.
+LAMBDA_RULE = (
+    "λ* is the λ with the highest validation accuracy (mean over seeds, best round); "
+    "ties go to the smaller λ; test accuracy is never used"
+)
+
+
+def tradeoff_rows(result: Analysis) -> list[tuple[str, list[dict[str, str]]]]:
+    """Per setting (curves that differ only in λ): one row per λ, smallest first, with dense and
+    best accuracy, compressibility, the SDD verdict and its rise, validation accuracy, λ* marked.
+    """
+    if "weight_decay" not in result.curves.columns or "lambda_group" not in result.curves:
+        return []
+    chosen = {g["lambda_group"]: g["best_weight_decay"] for _, g in result.lambdas.iterrows()}
+    out = []
+    for group in dict.fromkeys(result.curves["lambda_group"]):
+        members = result.curves[result.curves["lambda_group"] == group]
+        members = members.sort_values("weight_decay", kind="stable")
+        star = chosen.get(group)
+        rows = []
+        for _, c in members.iterrows():
+            rise = "" if c["rise"] is None else f" ({points(c['rise'])})"
+            rows.append(
+                {
+                    "λ": f"{c['weight_decay']:g}",
+                    "λ*": "λ*" if star is not None and c["weight_decay"] == star else "",
+                    "n_seeds": str(c["n_seeds"]),
+                    "dense": pct(c["dense_acc"]),
+                    "best (at sparsity)": _at(c["best_acc"], c["best_sparsity"]),
+                    "compressible to": pct(c["compressible_to"]),
+                    "SDD (rise)": ("yes" if c["sdd_detected"] else "no") + rise,
+                    "best val": pct(c["best_val_acc"]),
+                }
+            )
+        out.append((str(group), rows))
+    return out
+
+
+def _tradeoff_html(result: Analysis) -> str:
+    tables = "".join(
+        f"<h3>{html.escape(setting)}</h3>" + html_table(rows, left=("λ*",))
+        for setting, rows in tradeoff_rows(result)
+    )
+    return (
+        tables
+        + f'<p class="meta">{html.escape(LAMBDA_RULE)}. SDD (rise): whether sparse double descent '
+        "is detected, with the rise from dip to peak in points.</p>"
+    )
+
+
 # ---------------------------------------------------------------- HTML
 
 _CSS = """
@@ -197,6 +248,20 @@ def _config_sections(result: Analysis) -> str:
     )
 
 
+def provenance_rows(result: Analysis) -> list[dict[str, Any]]:
+    """Each distinct (sparsedd version, commit, torch version, device) and how many rounds it
+    computed ('-' where rounds were recorded before provenance was)."""
+    rounds = result.rounds
+    cols = [c for c in PROVENANCE_FIELDS if c in rounds.columns]
+    if not cols:
+        return []
+    keys = rounds[cols].astype(object).where(rounds[cols].notna(), None)
+    counts: dict[tuple, int] = {}
+    for values in keys.itertuples(index=False):
+        counts[tuple(values)] = counts.get(tuple(values), 0) + 1
+    return [{**dict(zip(cols, k, strict=True)), "rounds": n} for k, n in counts.items()]
+
+
 def _stats_rows(result: Analysis) -> list[dict[str, Any]]:
     rows = []
     for _, s in result.stats.iterrows():
@@ -237,10 +302,13 @@ def render_html(result: Analysis, figure_png: bytes, source: str) -> str:
 {len(result.curves)} curves (runs differing only in seed are averaged), generated {stamp}.</p>
 <h2>Verdicts</h2><ul id="verdicts">{verdicts}</ul>
 <h2>Choice of λ (on validation accuracy, never test)</h2><ul id="lambdas">{lambdas}</ul>
+<h2>Trade-off across λ</h2>
+{_tradeoff_html(result)}
 <h2>Figure</h2>
 <figure><img id="sdd-figure" alt="Test accuracy and memorization against sparsity"
  src="data:image/png;base64,{img}">
-<figcaption>Mean over seeds; bands ±1 s.d.; ▼ dip and ▲ peak where SDD is detected. The x axis
+<figcaption>Mean over seeds; bands ±1 s.d.; dashed lines: dense accuracy; ▼ dip and ▲ peak where
+SDD is detected. The x axis
 is logarithmic in the fraction of weights remaining and labelled in sparsity.</figcaption></figure>
 <h2>Curves</h2>
 {html_table(display_rows(result), left=tuple(result.keys))}
@@ -250,6 +318,8 @@ the dense model. Rise: peak − dip in points, with a 95% t-interval over seeds.
 {html_table(_stats_rows(result), left=("curve",))}</details>
 <h2>Configs</h2>
 {_config_sections(result)}
+<h3>Computed with</h3>
+{html_table(provenance_rows(result), left=PROVENANCE_FIELDS)}
 </body></html>
 """
 

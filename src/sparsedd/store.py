@@ -14,7 +14,9 @@ from sparsedd.errors import StoreError
 
 DB_NAME = "results.sqlite"
 APP_ID = "sparsedd"
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+#: Older schemas this version reads as they are and upgrades when it writes to them.
+UPGRADABLE_SCHEMAS = ("1",)
 
 ROUND_FIELDS = (
     "round",
@@ -29,6 +31,16 @@ ROUND_FIELDS = (
     "epochs",
     "seconds",
 )
+#: Where and with what each round was computed (schema 2; NULL in rounds recorded before).
+PROVENANCE_FIELDS = ("sparsedd_version", "git_commit", "torch_version", "device_name")
+#: The columns of a round row as ``round_rows`` returns it (after the run's config keys): the
+#: round's own epoch count is ``round_epochs``, so that ``epochs`` stays the config's key.
+ROUND_COLUMNS = (
+    "run_id",
+    *("round_epochs" if f == "epochs" else f for f in ROUND_FIELDS),
+    *PROVENANCE_FIELDS,
+    "layer_density",
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -38,7 +50,8 @@ CREATE TABLE IF NOT EXISTS rounds (
     run_id TEXT NOT NULL REFERENCES runs(run_id), round INTEGER NOT NULL,
     sparsity REAL, params_remaining INTEGER, test_acc REAL, test_loss REAL, train_acc REAL,
     train_acc_clean REAL, memorization REAL, val_acc REAL, epochs INTEGER, seconds REAL,
-    layer_density TEXT, PRIMARY KEY (run_id, round));
+    layer_density TEXT, sparsedd_version TEXT, git_commit TEXT, torch_version TEXT,
+    device_name TEXT, PRIMARY KEY (run_id, round));
 CREATE TABLE IF NOT EXISTS epochs (
     run_id TEXT NOT NULL REFERENCES runs(run_id), round INTEGER NOT NULL,
     epoch INTEGER NOT NULL, train_loss REAL, train_acc REAL,
@@ -141,7 +154,10 @@ class ResultsStore:
                     f"{self.path} is not a sparsedd results database; move it "
                     f"away or choose another --out"
                 )
-            if meta.get("schema") != SCHEMA_VERSION:
+            schema = meta.get("schema")
+            if schema in UPGRADABLE_SCHEMAS and create:
+                self._upgrade()
+            elif schema != SCHEMA_VERSION and schema not in UPGRADABLE_SCHEMAS:
                 raise StoreError(
                     f"{self.path} has schema {meta.get('schema')}, this sparsedd "
                     f"reads {SCHEMA_VERSION}; upgrade sparsedd"
@@ -161,6 +177,24 @@ class ResultsStore:
             many=True,
         )
 
+    def _round_columns(self) -> list[str]:
+        """The columns the database's rounds table has (older schemas lack some)."""
+        return [r[1] for r in self._execute("PRAGMA table_info(rounds)", write=False)]
+
+    def _upgrade(self) -> None:
+        """Add the provenance columns of schema 2 to an older database (kept readable)."""
+        missing = [f for f in PROVENANCE_FIELDS if f not in self._round_columns()]
+        adds = "".join(f"ALTER TABLE rounds ADD COLUMN {f} TEXT; " for f in missing)
+        try:
+            self._execute(
+                f"BEGIN IMMEDIATE; {adds}"
+                f"UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema'; COMMIT;",
+                many=True,
+            )
+        except StoreError:
+            if any(f not in self._round_columns() for f in PROVENANCE_FIELDS):
+                raise  # not just another writer upgrading it at the same time
+
     # ------------------------------------------------------------ writing
 
     def record_run(self, run_id: str, config: dict[str, Any]) -> None:
@@ -170,10 +204,22 @@ class ResultsStore:
         )
 
     def record_round(self, run_id: str, row: dict[str, Any]) -> None:
-        """Record one finished round (replacing an identical earlier record of it)."""
-        values = tuple(row[f] for f in ROUND_FIELDS) + (json.dumps(row["layer_density"]),)
-        marks = ", ".join("?" * (len(ROUND_FIELDS) + 2))
-        self._execute(f"INSERT OR REPLACE INTO rounds VALUES ({marks})", (run_id, *values))
+        """Record one finished round (replacing an identical earlier record of it).
+
+        ``row`` holds ROUND_FIELDS, ``layer_density`` and, where known, PROVENANCE_FIELDS.
+        """
+        cols = ("run_id", *ROUND_FIELDS, "layer_density", *PROVENANCE_FIELDS)
+        values = (
+            run_id,
+            *(row[f] for f in ROUND_FIELDS),
+            json.dumps(row["layer_density"]),
+            *(row.get(f) for f in PROVENANCE_FIELDS),
+        )
+        self._execute(
+            f"INSERT OR REPLACE INTO rounds ({', '.join(cols)}) "
+            f"VALUES ({', '.join('?' * len(cols))})",
+            values,
+        )
 
     def record_epoch(self, run_id: str, round_: int, epoch: int, loss: float, acc: float) -> None:
         """Record one epoch's training loss and accuracy."""
@@ -189,23 +235,36 @@ class ResultsStore:
         rows = self._execute("SELECT round FROM rounds WHERE run_id = ?", (run_id,), write=False)
         return {r[0] for r in rows}
 
+    def round_versions(self, run_id: str) -> dict[int, str | None]:
+        """The sparsedd version that recorded each round of ``run_id`` (None: not recorded)."""
+        column = "sparsedd_version" if "sparsedd_version" in self._round_columns() else "NULL"
+        rows = self._execute(
+            f"SELECT round, {column} FROM rounds WHERE run_id = ?", (run_id,), write=False
+        )
+        return dict(rows)
+
     def runs(self) -> dict[str, dict[str, Any]]:
         """Config of every run, by run id."""
         rows = self._execute("SELECT run_id, config FROM runs ORDER BY created", write=False)
         return {rid: json.loads(cfg) for rid, cfg in rows}
 
     def round_rows(self) -> list[dict[str, Any]]:
-        """Every recorded round of every run: the run's config keys, run_id, round fields."""
+        """Every recorded round of every run: the run's config keys, then ROUND_COLUMNS.
+
+        ``epochs`` is the config's key; the round's own epoch count is ``round_epochs``.
+        Provenance is None for rounds recorded before it was (schema 1).
+        """
         configs = self.runs()
-        cols = ("run_id", *ROUND_FIELDS, "layer_density")
-        rows = self._execute(
-            f"SELECT {', '.join(cols)} FROM rounds ORDER BY run_id, round", write=False
-        )
+        present = set(self._round_columns())
+        cols = ("run_id", *ROUND_FIELDS, "layer_density", *PROVENANCE_FIELDS)
+        select = ", ".join(c if c in present else f"NULL AS {c}" for c in cols)
+        rows = self._execute(f"SELECT {select} FROM rounds ORDER BY run_id, round", write=False)
         out = []
         for values in rows:
             rec = dict(zip(cols, values, strict=True))
+            rec["round_epochs"] = rec.pop("epochs")
             rec["layer_density"] = json.loads(rec["layer_density"])
-            out.append({**configs.get(rec["run_id"], {}), **rec})
+            out.append({**configs.get(rec["run_id"], {}), **{c: rec[c] for c in ROUND_COLUMNS}})
         return out
 
     def epoch_rows(self) -> list[dict[str, Any]]:

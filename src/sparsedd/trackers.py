@@ -283,14 +283,11 @@ class TrackingReporter:
                     file=sys.stderr,
                 )
 
-    # console-only parts
-    def start(self, run: str, folder: Path) -> None:
-        """Pass to the console reporter."""
-        self.console.start(run, folder)
-
-    def finish(self) -> None:
-        """Pass to the console reporter."""
-        self.console.finish()
+    # console-only parts (start, finish, note …) pass to the console reporter
+    def __getattr__(self, name: str) -> Any:
+        if name == "console":  # not yet set: no recursion
+            raise AttributeError(name)
+        return getattr(self.console, name)
 
     def __enter__(self) -> TrackingReporter:
         self.console.__enter__()

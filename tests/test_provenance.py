@@ -1,0 +1,140 @@
+"""Provenance of every round: version, commit, torch, device; old databases stay usable."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny_config
+
+import sparsedd
+from sparsedd.experiment import Experiment
+from sparsedd.provenance import device_name, git_commit
+from sparsedd.store import DB_NAME, PROVENANCE_FIELDS, SCHEMA_VERSION, ResultsStore
+
+
+class Notes:
+    """A reporter that keeps the notes it is given."""
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    def round_started(self, *args) -> None: ...
+
+    def epoch_done(self, *args) -> None: ...
+
+    def round_done(self, *args) -> None: ...
+
+    def note(self, run: str, message: str) -> None:
+        self.notes.append(message)
+
+
+def _results_json(out: Path) -> list[dict]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "sparsedd", "results", str(out), "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def _downgrade_to_schema_1(out: Path) -> None:
+    """Make the database what sparsedd wrote before provenance: no columns, schema 1."""
+    conn = sqlite3.connect(out / DB_NAME)
+    for field in PROVENANCE_FIELDS:
+        conn.execute(f"ALTER TABLE rounds DROP COLUMN {field}")
+    conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
+    conn.commit()
+    conn.close()
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("prov") / "out"
+    Experiment(tiny_config(rounds=2, epochs=1), out).run()
+    return out
+
+
+def test_every_round_records_its_provenance(finished):
+    rows = _results_json(finished)
+    assert len(rows) == 3
+    for row in rows:
+        assert row["sparsedd_version"] == sparsedd.__version__
+        assert row["torch_version"] == torch.__version__
+        assert row["device_name"] == device_name(torch.device("cpu")) and row["device_name"]
+        assert row["git_commit"] == git_commit()
+    # this test runs from a git checkout: the commit is known
+    if (Path(sparsedd.__file__).parents[2] / ".git").exists():
+        assert rows[0]["git_commit"] and len(rows[0]["git_commit"].split("+")[0]) == 40
+
+
+def test_a_database_without_provenance_is_read_and_resumed(finished, tmp_path):
+    import shutil
+
+    out = tmp_path / "old"
+    shutil.copytree(finished, out)
+    _downgrade_to_schema_1(out)
+    # read as it is (a reader never changes it)
+    rows = _results_json(out)
+    assert len(rows) == 3 and all(r["sparsedd_version"] is None for r in rows)
+    conn = sqlite3.connect(out / DB_NAME)
+    assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0] == "1"
+    # resumed: round 2 is recomputed by this version, which says so in one line
+    run_id = rows[0]["run_id"]
+    conn.execute("DELETE FROM rounds WHERE round = 2")
+    conn.commit()
+    conn.close()
+    reporter = Notes()
+    Experiment(tiny_config(rounds=2, epochs=1), out, reporter=reporter).run()
+    assert reporter.notes == [
+        f"rounds 0-1 of this run were recorded by sparsedd of unknown version; "
+        f"this is sparsedd {sparsedd.__version__}, resuming with it"
+    ]
+    rows = _results_json(out)
+    assert [r["sparsedd_version"] for r in rows] == [None, None, sparsedd.__version__]
+    assert {r["run_id"] for r in rows} == {run_id}
+    conn = sqlite3.connect(out / DB_NAME)
+    assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0] == SCHEMA_VERSION
+    conn.close()
+
+
+def test_resuming_rounds_of_another_version_says_so_once(finished, tmp_path):
+    import shutil
+
+    out = tmp_path / "other"
+    shutil.copytree(finished, out)
+    conn = sqlite3.connect(out / DB_NAME)
+    conn.execute("UPDATE rounds SET sparsedd_version = '0.0.9'")
+    conn.execute("DELETE FROM rounds WHERE round = 2")
+    conn.commit()
+    conn.close()
+    reporter = Notes()
+    Experiment(tiny_config(rounds=2, epochs=1), out, reporter=reporter).run()
+    assert len(reporter.notes) == 1 and "sparsedd 0.0.9" in reporter.notes[0]
+    assert "rounds 0-1" in reporter.notes[0]
+    # same version everywhere now, nothing left to run: no note
+    reporter = Notes()
+    Experiment(tiny_config(rounds=2, epochs=1), out, reporter=reporter).run()
+    assert reporter.notes == []
+    assert len(ResultsStore(out).round_rows()) == 3
+
+
+def test_the_report_says_what_computed_the_rounds(finished):
+    from sparsedd.analysis import analyze_dir
+    from sparsedd.report import provenance_rows, render_html
+
+    result = analyze_dir(finished)
+    rows = provenance_rows(result)
+    assert len(rows) == 1 and rows[0]["rounds"] == 3
+    assert rows[0]["sparsedd_version"] == sparsedd.__version__
+    assert rows[0]["torch_version"] == torch.__version__
+    page = render_html(result, b"", source="x")
+    assert "Computed with" in page and rows[0]["device_name"] in page
