@@ -11,7 +11,15 @@ import torch
 from sparsedd import checkpoint as ckpt
 from sparsedd.batched import BatchedTrainer, can_batch, run_batched
 from sparsedd.config import Config, run_id, validate
-from sparsedd.experiment import Experiment, round_file, run_dir
+from sparsedd.experiment import (
+    PROGRESS_FILE,
+    Experiment,
+    Interrupted,
+    SilentReporter,
+    StopFlag,
+    round_file,
+    run_dir,
+)
 from sparsedd.models import InputSpec, create_model
 from sparsedd.presets import preset_config
 from sparsedd.prune import full_masks
@@ -125,3 +133,25 @@ def test_can_batch_only_lambda_differences() -> None:
     assert not can_batch([a, dataclasses.replace(a, seed=1)])
     with pytest.raises(ValueError):
         run_batched([a, dataclasses.replace(a, lr=0.1)], "unused")
+
+
+def test_batched_runs_stop_and_resume_as_single_runs_do(tmp_path) -> None:
+    """The one round loop: a stop saves every batched run at its epoch and ends the sweep;
+    resuming finishes them equal to separate runs."""
+    cfgs = [tiny(weight_decay=wd) for wd in (0.0, 0.1)]
+    stop = StopFlag()
+
+    class StopAfterAnEpoch(SilentReporter):
+        def epoch_done(self, run, round_, epoch, stats) -> None:
+            stop.requested = True
+
+    with pytest.raises(Interrupted, match="round 0 after epoch 1"):
+        run_batched(cfgs, tmp_path / "batched", reporter=StopAfterAnEpoch(), stop=stop)
+    for cfg in cfgs:
+        _, meta = ckpt.load_tensors(run_dir(tmp_path / "batched", cfg) / PROGRESS_FILE)
+        assert (meta["round"], meta["epoch"]) == (0, 0)
+    assert not ResultsStore(tmp_path / "batched").round_rows()
+    run_batched(cfgs, tmp_path / "batched")
+    for cfg in cfgs:
+        Experiment(cfg, tmp_path / "separate").run()
+    _assert_same_runs(tmp_path / "batched", tmp_path / "separate", cfgs)

@@ -13,7 +13,6 @@ floating-point rounding of the batched matrix products.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -261,24 +260,26 @@ def run_batched(
     out_dir: str | Path,
     reporter=None,
     stop=None,
+    store=None,
 ) -> None:
     """Run configs that differ only in ``weight_decay`` as one batched model.
 
     Records into ``out_dir`` exactly the rows and checkpoints that ``Experiment(cfg,
     out_dir).run()`` records for each config (only ``seconds`` is the shared wall time), and
-    resumes from what is recorded. Rounds whose runs stand at different points (one run
-    recorded further than another, or saved at different epochs) are run one run at a time.
+    resumes from what is recorded (in ``store`` when given). Rounds whose runs stand at
+    different points (one run recorded further than another, or saved at different epochs)
+    are run one run at a time.
     """
     from sparsedd.data import load_dataset
-    from sparsedd.experiment import Experiment, Interrupted, StopFlag, derive_seed
-    from sparsedd.train import Trainer, steps_per_epoch
+    from sparsedd.experiment import Experiment, StopFlag, epoch_inputs, train_round
+    from sparsedd.train import Trainer
 
     configs = list(configs)
     if len(configs) > 1 and not can_batch(configs):
         raise ValueError("run_batched needs configs that differ only in weight_decay")
     stop = stop or StopFlag()
     data = load_dataset(configs[0])  # the runs differ only in λ: one dataset serves all
-    exps = [Experiment(c, out_dir, reporter, stop, data=data) for c in configs]
+    exps = [Experiment(c, out_dir, reporter, stop, data=data, store=store) for c in configs]
     for e in exps:
         e.write_run_files()
         e.note_other_versions()
@@ -293,7 +294,6 @@ def run_batched(
         if not active:
             continue
         group = [exps[i] for i in active]
-        epochs = cfg.round0_epochs if k == 0 else cfg.epochs
         finetune = cfg.retrain == "finetune" and k > 0
         trainers = [Trainer(e.model, e.masks, e.cfg, device, finetune=finetune) for e in group]
         starts = [e.load_round_start(k, t, splits) for e, t in zip(group, trainers, strict=True)]
@@ -307,33 +307,15 @@ def run_batched(
             device, finetune,
         )  # fmt: skip
         bt.load_optimizer_states([t.optimizer for t in trainers])
-        for e in group:
-            e.reporter.round_started(e.id, k, epochs, first_epoch)
-        per_epoch = steps_per_epoch(len(splits.train_y), cfg.batch_size)
-        started = time.perf_counter() - seconds
-        for epoch in range(first_epoch, epochs):
-            stats = bt.train_epoch(
-                splits.train_x, splits.train_y, derive_seed(cfg.seed, k, epoch),
-                cfg.augment == "flip_crop", splits.mean, splits.std,
-                first_step=epoch * per_epoch, total_steps=epochs * per_epoch,
-            )  # fmt: skip
-            last = epoch == epochs - 1
-            save = last or (epoch + 1) % cfg.checkpoint_every == 0 or stop.requested
-            if save:
-                bt.write_back()
-                bt.store_optimizer_states([t.optimizer for t in trainers])
-            for e, t, st in zip(group, trainers, stats, strict=True):
-                e.store.record_epoch(e.id, k, epoch, st.loss, st.acc)
-                if save:
-                    e.save_progress(k, epoch, t, time.perf_counter() - started)
-                e.reporter.epoch_done(e.id, k, epoch, st)
-            if stop.requested and not last:
-                raise Interrupted(f"stopped in round {k} after epoch {epoch + 1}")
-        bt.write_back()
-        elapsed = time.perf_counter() - started
-        for e, t in zip(group, trainers, strict=True):
-            t.refresh_masks()
-            e.finish_round(k, t, splits, epochs, elapsed)
+
+        def train_epoch(bt=bt, **step):
+            return bt.train_epoch(**epoch_inputs(splits, cfg), **step)
+
+        def sync(bt=bt, trainers=trainers):
+            bt.write_back()
+            bt.store_optimizer_states([t.optimizer for t in trainers])
+
+        train_round(group, trainers, k, splits, first_epoch, seconds, train_epoch, sync)
 
 
 __all__ = ["BATCHABLE_KEYS", "BatchedTrainer", "batch_key", "can_batch", "run_batched"]

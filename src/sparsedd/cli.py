@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
-import itertools
 import json
-import os
-import signal
 import sys
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
 from typing import Any
 
 import click
@@ -41,28 +36,6 @@ def cli() -> None:
 
 
 # ---------------------------------------------------------------- run
-
-
-def _parse_grid(items: Sequence[str]) -> list[list[str]]:
-    """``KEY=V1,V2`` options → per key, the list of ``KEY=V`` assignments."""
-    axes = []
-    seen: dict[str, str] = {}
-    for item in items:
-        if "=" not in item:
-            raise UserError(f"--grid expects KEY=V1,V2,..., got {item!r} (no '=')")
-        key, values = item.split("=", 1)
-        name = key.strip()
-        if name in seen:  # a second --grid KEY would silently override the first
-            raise UserError(
-                f"--grid {name} is given twice ({seen[name]!r} and {item!r}); "
-                f"list every value in one --grid {name}=V1,V2,..."
-            )
-        seen[name] = item
-        axis = [f"{key}={v}" for v in values.split(",") if v != ""]
-        if not axis:
-            raise UserError(f"--grid {item!r} lists no values; give KEY=V1,V2,...")
-        axes.append(axis)
-    return axes
 
 
 def _preflight(configs: list[Any]) -> None:
@@ -109,11 +82,24 @@ def _preflight(configs: list[Any]) -> None:
 @click.option(
     "--jobs",
     "-j",
-    default=1,
-    show_default=True,
+    default=None,
     type=click.IntRange(1),
-    help="runs of a grid trained at once, each in its own process",
+    help="jobs of a grid trained at once, each in its own process "
+    "[default: one per GPU; 1 on the CPU]",
 )
+@click.option(
+    "--backend",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: this machine; ray: a Ray cluster (pip install 'sparsedd[ray]')",
+)
+@click.option(
+    "--address",
+    default=None,
+    help="Ray cluster address (e.g. HEAD:6379 or auto); default: a local Ray instance",
+)
+@click.option("--dry-run", is_flag=True, help="list every run, its state and its cost; run none")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bars, only summary lines")
 @click.option(
     "--batch-lambdas/--no-batch-lambdas",
@@ -135,121 +121,90 @@ def run(
     assignments: tuple[str, ...],
     grid: tuple[str, ...],
     out_dir: str,
-    jobs: int,
+    jobs: int | None,
     quiet: bool,
     batch_lambdas: bool | None,
+    backend: str,
+    address: str | None,
+    dry_run: bool,
     logs: tuple[str, ...],
 ) -> None:
-    """Train, then prune round after round, recording every sparsity (resumes if re-run)."""
+    """Train, then prune round after round, recording every sparsity (resumes if re-run).
+
+    PRESET may be a study (a preset with grid axes, e.g. quetu2023); a --config YAML file
+    may hold a `grid:` mapping of keys to lists of values.
+    """
     import time
 
-    from sparsedd.config import resolve_config, run_id
-    from sparsedd.progress import duration
+    from sparsedd.progress import ConsoleReporter, duration
+    from sparsedd.sweep.jobs import group_jobs
+    from sparsedd.sweep.plan import format_plan, parse_grid_options, plan, sweep_configs
+    from sparsedd.sweep.status import write_sweep_file
+    from sparsedd.sweep.study import study_cells
     from sparsedd.trackers import check_installed, sweep_parent
 
+    if address is not None and backend != "ray":
+        raise UserError("--address is for --backend ray; add --backend ray or drop --address")
+    if logs and backend == "ray":
+        raise UserError("--log works with the local backend; drop --log or --backend ray")
     check_installed(logs)
-    axes = _parse_grid(grid)
-    combos = [list(c) for c in itertools.product(*axes)] or [[]]
-    configs = [resolve_config(preset, config_file, [*assignments, *c]) for c in combos]
+    if backend == "ray" and not dry_run:
+        from sparsedd.sweep.ray_backend import import_ray
+
+        import_ray()  # fail in one line before anything is loaded or written
+    cells = study_cells(preset, config_file, parse_grid_options(grid))
+    labelled = sweep_configs(cells, assignments)
+    if backend == "local" and not dry_run:
+        from sparsedd.train import check_device
+
+        for device in {cfg.device for _, cfg in labelled}:
+            check_device(device)  # also for runs already done: the config is wrong here
+    planned = plan(labelled, out_dir)
+    if dry_run:
+        click.echo(format_plan(planned))
+        return
+    from sparsedd.experiment import run_dir
+
+    finished = ConsoleReporter(show_bars=False)
+    for p in planned:
+        if p.state == "done":
+            finished.start(p.id, run_dir(out_dir, p.cfg), p.cfg, p.label)
+    finished.finish()
+    configs = [p.cfg for p in planned if p.state != "done"]
+    if not configs:
+        return
     if len(configs) > 1:
         _preflight(configs)  # a grid fails on its last config's data before its first run
-    # A grid's runs are named by their grid values (what differs), besides their hash.
-    labels = {run_id(cfg): " ".join(c) for cfg, c in zip(configs, combos, strict=True)}
-    groups = _job_groups(configs, batch_lambdas)
+        write_sweep_file(out_dir, planned)
+    labels = {p.id: p.label for p in planned}
+    groups = group_jobs(configs, batch_lambdas)
     started = time.monotonic()
-    keys = {a[0].split("=", 1)[0]: [v.split("=", 1)[1] for v in a] for a in axes}
-    with sweep_parent(logs, out_dir, keys, len(configs)) as parent:
-        if jobs > 1 and len(groups) > 1:
-            _run_parallel(groups, out_dir, jobs, labels, logs, parent)
-        else:
-            for group in groups:
-                _run_group(group, out_dir, quiet, labels, logs, parent)
-    if len(configs) > 1:
+    if backend == "ray":
+        from sparsedd.sweep.ray_backend import run_ray
+
+        run_ray(groups, out_dir, address)
+    else:
+        from sparsedd.sweep.local import machine_slots, run_local
+
+        slots = machine_slots(configs[0].device, jobs)
+        grid_values = {k: [str(v) for v in vs] for k, vs in parse_grid_options(grid).items()}
+        with sweep_parent(logs, out_dir, grid_values, len(configs)) as parent:
+            run_local(groups, out_dir, slots, quiet, labels, logs, parent)
+    if len(planned) > 1:
         click.echo(
-            f"grid done: {len(set(labels))} runs in {duration(time.monotonic() - started)}, "
+            f"grid done: {len(planned)} runs in {duration(time.monotonic() - started)}, "
             f"results in {out_dir}; next: sparsedd report {out_dir}",
             err=True,
         )
 
 
-def _job_groups(configs: list[Any], batch_lambdas: bool | None) -> list[list[Any]]:
-    """Configs grouped into jobs: runs differing only in λ share one job when batched."""
-    from sparsedd.batched import batch_key
-    from sparsedd.train import resolve_device
+@cli.command()
+@click.argument("out_dir", default=DEFAULT_OUT, type=click.Path(file_okay=False))
+def status(out_dir: str) -> None:
+    """Runs done, running and waiting in OUT_DIR, rounds done, and an ETA."""
+    from sparsedd.sweep.status import format_status, sweep_status
 
-    groups: dict[Any, list[Any]] = {}
-    for i, cfg in enumerate(configs):
-        use = batch_lambdas
-        if use is None:
-            use = resolve_device(cfg.device).type == "cuda"
-        groups.setdefault(batch_key(cfg) if use else i, []).append(cfg)
-    return list(groups.values())
-
-
-def _run_group(
-    group: list[Any],
-    out_dir: str,
-    quiet: bool,
-    labels: dict[str, str] | None = None,
-    logs: Sequence[str] = (),
-    parent: str | None = None,
-) -> None:
-    """Run one job: a single run, or runs differing only in λ as one batched model."""
-    from sparsedd.batched import run_batched
-    from sparsedd.config import run_id
-    from sparsedd.experiment import Experiment, StopFlag, run_dir
-    from sparsedd.progress import ConsoleReporter
-    from sparsedd.trackers import with_trackers
-
-    labels = labels or {}
-    stop = StopFlag()
-    previous = signal.signal(signal.SIGINT, lambda *_: setattr(stop, "requested", True))
-    try:
-        console = ConsoleReporter(show_bars=not quiet and len(group) == 1)
-        reporter = with_trackers(console, logs, out_dir, parent)
-        if len(group) > 1:
-            for cfg in group:
-                rid = run_id(cfg)
-                reporter.start(rid, run_dir(out_dir, cfg), cfg, labels.get(rid, ""))
-            with reporter:
-                run_batched(group, out_dir, reporter=reporter, stop=stop)
-            reporter.finish()
-            return
-        exp = Experiment(group[0], out_dir, reporter=reporter, stop=stop)
-        reporter.start(exp.id, exp.folder, exp.cfg, labels.get(exp.id, ""))
-        with reporter:
-            exp.run()
-        reporter.finish()
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _run_parallel(
-    groups: list[list[Any]],
-    out_dir: str,
-    jobs: int,
-    labels: dict[str, str],
-    logs: Sequence[str] = (),
-    parent: str | None = None,
-) -> None:
-    import dataclasses
-
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    groups = [
-        [c if c.threads else dataclasses.replace(c, threads=threads) for c in group]
-        for group in groups
-    ]
-    ctx = get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_ignore_sigint) as pool:
-        futures = [
-            pool.submit(_run_group, group, out_dir, True, labels, logs, parent) for group in groups
-        ]
-        for fut in as_completed(futures):
-            fut.result()
-
-
-def _ignore_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    click.echo(format_status(sweep_status(out_dir)))
 
 
 # ---------------------------------------------------------------- results
@@ -357,9 +312,19 @@ def presets(name: str | None, fmt: str, parameters: bool) -> None:
             raise UserError(
                 "--parameters needs a preset NAME, e.g. sparsedd presets demo --parameters"
             )
-        width = max(map(len, preset_names()))
+        from sparsedd.sweep.study import study_description, study_names
+
+        width = max(map(len, [*preset_names(), *study_names()]))
         for preset in preset_names():
             click.echo(f"{preset.ljust(width)}  {preset_description(preset)}")
+        for study in study_names():
+            click.echo(f"{study.ljust(width)}  study: {study_description(study)}")
+        return
+    from sparsedd.sweep.study import is_study, study_cells
+
+    if is_study(name):
+        cells = [{"preset": c.preset, "grid": dict(c.axes)} for c in study_cells(name, None, {})]
+        click.echo(json.dumps(cells, indent=1) if fmt == "json" else _yaml(cells))
         return
     cfg = validate(preset_config(name))
     if parameters:
@@ -367,6 +332,12 @@ def presets(name: str | None, fmt: str, parameters: bool) -> None:
         click.echo(f"parameters {total}\nprunable {prunable}")
         return
     click.echo(json.dumps(to_dict(cfg), indent=1) if fmt == "json" else to_yaml(cfg).rstrip())
+
+
+def _yaml(value: Any) -> str:
+    import yaml
+
+    return yaml.safe_dump(value, sort_keys=False, allow_unicode=True).rstrip()
 
 
 def _model_size(cfg: Any) -> tuple[int, int]:

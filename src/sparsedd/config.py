@@ -7,6 +7,7 @@ import difflib
 import hashlib
 import json
 import math
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -114,7 +115,7 @@ class Config:
     )
     # Execution
     seed: int = _f(0, "seed of initialization, batch order, augmentation and dropout", min=0)
-    device: Literal["auto", "cpu", "cuda"] = _f("auto", "device (auto: cuda when available)")
+    device: str = _f("auto", "device: auto (cuda when available), cpu, cuda or cuda:N")
     precision: Literal["fp32", "bf16"] = _f("fp32", "fp32, or bf16 autocast")
     threads: int = _f(0, "CPU threads for torch (0: torch's default)", min=0, max=1024)
     compile: bool = _f(False, "torch.compile the model once masks exist (GPU)")
@@ -126,6 +127,7 @@ class Config:
         return self.dense_epochs if self.dense_epochs is not None else self.epochs
 
 
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(Config)}
 _HINTS = typing.get_type_hints(Config)
 DEFAULTS = Config()
@@ -251,6 +253,11 @@ def validate(cfg: Config) -> Config:
             f"keep their size: leave image_size out"
         )
     _check_noise_keys(cfg)
+    if not DEVICE_PATTERN.fullmatch(cfg.device):
+        raise ConfigError(
+            f"config key 'device' takes auto, cpu, cuda or cuda:N (N a GPU index), "
+            f"not {_show(cfg.device)}"
+        )
     if cfg.train_size is not None and cfg.val_size >= cfg.train_size:
         raise ConfigError(
             f"config key 'val_size' ({cfg.val_size}) must be smaller than 'train_size' "
@@ -335,13 +342,19 @@ def resolve_config(
     preset: str = "demo",
     config_file: str | Path | None = None,
     assignments: Iterable[str] = (),
+    skip_keys: Iterable[str] = (),
 ) -> Config:
-    """The config from preset < YAML file < ``--set`` assignments, validated."""
+    """The config from preset < YAML file < ``--set`` assignments, validated.
+
+    ``skip_keys`` are file keys read by someone else (a study's ``grid``).
+    """
     from sparsedd.presets import preset_config
 
     cfg = preset_config(preset)
     if config_file is not None:
         values = load_yaml_file(config_file)
+        for key in skip_keys:
+            values.pop(key, None)
         try:
             cfg = apply(cfg, values)
             for key in values:

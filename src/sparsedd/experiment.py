@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +32,7 @@ from sparsedd.prune import (
     prune_round,
 )
 from sparsedd.store import ResultsStore
-from sparsedd.train import EpochStats, Trainer, resolve_device, steps_per_epoch
+from sparsedd.train import EpochStats, Trainer, check_device, steps_per_epoch
 
 PROGRESS_FILE = "progress.safetensors"
 
@@ -99,10 +99,12 @@ class Experiment:
         reporter: Reporter | None = None,
         stop: StopFlag | None = None,
         data: ImageData | None = None,
+        store: ResultsStore | None = None,
     ) -> None:
         """Check everything that can fail on bad input; write nothing yet.
 
-        ``data`` may pass the dataset already loaded (runs of a sweep share it).
+        ``data`` may pass the dataset already loaded (runs of a sweep share it); ``store``
+        may replace the output folder's database (a Ray worker sends its rows to the driver).
         """
         self.cfg = cfg
         self.reporter = reporter or SilentReporter()
@@ -110,11 +112,7 @@ class Experiment:
         self.id = run_id(cfg)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        self.device = resolve_device(cfg.device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError(
-                "config key 'device' is 'cuda' but no CUDA GPU is available; use auto or cpu"
-            )
+        self.device = check_device(cfg.device)
         # Everything that can fail on bad input happens before anything is written.
         data = data if data is not None else load_dataset(cfg)
         self.spec = InputSpec(data.channels, data.image_size, data.num_classes)
@@ -134,7 +132,7 @@ class Experiment:
         self.masks: Masks = full_masks(self.model)
         self.out_dir = Path(out_dir)
         self.folder = run_dir(self.out_dir, cfg)
-        self.store = ResultsStore(self.out_dir)
+        self.store = store if store is not None else ResultsStore(self.out_dir)
 
     # ------------------------------------------------------------ public
 
@@ -198,35 +196,16 @@ class Experiment:
     def run_round(self, k: int, splits: Splits) -> None:
         """Train round ``k`` from its starting state (resuming if saved), then record it."""
         cfg = self.cfg
-        epochs = cfg.round0_epochs if k == 0 else cfg.epochs
         trainer = Trainer(
             self.model, self.masks, cfg, self.device, finetune=cfg.retrain == "finetune" and k > 0
         )
         first_epoch, seconds = self.load_round_start(k, trainer, splits)
         trainer.refresh_masks()
-        self.reporter.round_started(self.id, k, epochs, first_epoch)
-        per_epoch = steps_per_epoch(len(splits.train_y), cfg.batch_size)
-        started = time.perf_counter() - seconds
-        for epoch in range(first_epoch, epochs):
-            with out_of_memory_hint("batch_size", cfg.batch_size):
-                stats = trainer.train_epoch(
-                    splits.train_x,
-                    splits.train_y,
-                    derive_seed(cfg.seed, k, epoch),
-                    cfg.augment == "flip_crop",
-                    splits.mean,
-                    splits.std,
-                    first_step=epoch * per_epoch,
-                    total_steps=epochs * per_epoch,
-                )
-            self.store.record_epoch(self.id, k, epoch, stats.loss, stats.acc)
-            last = epoch == epochs - 1
-            if last or (epoch + 1) % cfg.checkpoint_every == 0 or self.stop.requested:
-                self.save_progress(k, epoch, trainer, time.perf_counter() - started)
-            self.reporter.epoch_done(self.id, k, epoch, stats)
-            if self.stop.requested and not last:
-                raise Interrupted(f"stopped in round {k} after epoch {epoch + 1}")
-        self.finish_round(k, trainer, splits, epochs, time.perf_counter() - started)
+
+        def train_epoch(**step: Any) -> list[EpochStats]:
+            return [trainer.train_epoch(**epoch_inputs(splits, cfg), **step)]
+
+        train_round([self], [trainer], k, splits, first_epoch, seconds, train_epoch)
 
     def finish_round(
         self, k: int, trainer: Trainer, splits: Splits, epochs: int, seconds: float
@@ -356,6 +335,64 @@ class Experiment:
             "layer_density": layer_density(self.masks),
             **provenance(self.device),
         }
+
+
+def epoch_inputs(splits: Splits, cfg: Config) -> dict[str, Any]:
+    """The inputs of a trainer's ``train_epoch`` other than the epoch's seed and steps."""
+    return dict(
+        x=splits.train_x,
+        y=splits.train_y,
+        augment=cfg.augment == "flip_crop",
+        mean=splits.mean,
+        std=splits.std,
+    )
+
+
+def train_round(
+    runs: Sequence[Experiment],
+    trainers: Sequence[Trainer],
+    k: int,
+    splits: Splits,
+    first_epoch: int,
+    seconds: float,
+    train_epoch: Callable[..., list[EpochStats]],
+    sync: Callable[[], None] = lambda: None,
+) -> None:
+    """The one round loop of single and batched runs: epochs, their records, saves, the end.
+
+    ``train_epoch(seed=, first_step=, total_steps=)`` trains every run one epoch and returns
+    their stats; ``sync`` brings the runs' models and optimizers up to date before a save
+    (a batched model writes back into them).
+    """
+    cfg, stop = runs[0].cfg, runs[0].stop
+    epochs = cfg.round0_epochs if k == 0 else cfg.epochs
+    for run in runs:
+        run.reporter.round_started(run.id, k, epochs, first_epoch)
+    per_epoch = steps_per_epoch(len(splits.train_y), cfg.batch_size)
+    started = time.perf_counter() - seconds
+    for epoch in range(first_epoch, epochs):
+        with out_of_memory_hint("batch_size", cfg.batch_size):
+            stats = train_epoch(
+                seed=derive_seed(cfg.seed, k, epoch),
+                first_step=epoch * per_epoch,
+                total_steps=epochs * per_epoch,
+            )
+        last = epoch == epochs - 1
+        save = last or (epoch + 1) % cfg.checkpoint_every == 0 or stop.requested
+        if save:
+            sync()
+        for run, trainer, st in zip(runs, trainers, stats, strict=True):
+            run.store.record_epoch(run.id, k, epoch, st.loss, st.acc)
+            if save:
+                run.save_progress(k, epoch, trainer, time.perf_counter() - started)
+            run.reporter.epoch_done(run.id, k, epoch, st)
+        if stop.requested and not last:
+            raise Interrupted(f"stopped in round {k} after epoch {epoch + 1}")
+    sync()
+    elapsed = time.perf_counter() - started
+    for run, trainer in zip(runs, trainers, strict=True):
+        trainer.refresh_masks()
+        run.finish_round(k, trainer, splits, epochs, elapsed)
 
 
 @contextmanager

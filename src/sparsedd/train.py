@@ -12,6 +12,7 @@ from torch import nn
 
 from sparsedd.batches import channel_stats, epoch_batches, eval_batches
 from sparsedd.config import Config
+from sparsedd.errors import ConfigError
 from sparsedd.prune import Masks, apply_masks
 
 FINETUNE_LR_FACTOR = 0.01
@@ -22,6 +23,24 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def check_device(name: str) -> torch.device:
+    """The device named by config key ``device``; ConfigError if this machine lacks it."""
+    device = resolve_device(name)
+    if device.type != "cuda":
+        return device
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            "config key 'device' is 'cuda' but no CUDA GPU is available; use auto or cpu"
+        )
+    if (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(
+            f"config key 'device' is {name!r} but this machine has "
+            f"{torch.cuda.device_count()} GPU(s); use cuda:0 to cuda:"
+            f"{torch.cuda.device_count() - 1}"
+        )
+    return device
 
 
 def make_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:

@@ -1,0 +1,89 @@
+"""Jobs: a single run, or runs differing only in λ trained as one batched model."""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from sparsedd.config import Config
+from sparsedd.sweep.placement import Slot, job_threads
+
+
+def group_jobs(configs: Sequence[Config], batch_lambdas: bool | None) -> list[list[Config]]:
+    """Configs grouped into jobs: runs differing only in λ share one job when batched.
+
+    ``batch_lambdas`` None batches on CUDA only (on the CPU it measured no faster).
+    """
+    from sparsedd.batched import batch_key
+    from sparsedd.train import resolve_device
+
+    groups: dict[Any, list[Config]] = {}
+    for i, cfg in enumerate(configs):
+        use = batch_lambdas
+        if use is None:
+            use = resolve_device(cfg.device).type == "cuda"
+        groups.setdefault(batch_key(cfg) if use else i, []).append(cfg)
+    return list(groups.values())
+
+
+def place(group: Sequence[Config], slot: Slot) -> list[Config]:
+    """The job's configs set to run in ``slot`` (its GPU; its share of the CPU threads)."""
+    out = []
+    for cfg in group:
+        device = slot.device if slot.device.startswith("cuda:") else cfg.device
+        out.append(dataclasses.replace(cfg, device=device, threads=job_threads(slot, cfg.threads)))
+    return out
+
+
+def run_job(
+    group: Sequence[Config],
+    out_dir: str | Path,
+    quiet: bool = True,
+    store: Any = None,
+    stop: Any = None,
+    labels: Mapping[str, str] | None = None,
+    logs: Sequence[str] = (),
+    parent: str | None = None,
+) -> None:
+    """Run one job into ``out_dir``; rows go to ``store`` when given (else the folder's DB).
+
+    ``labels`` name runs by their grid values. SIGINT sets the stop flag: the job saves its
+    progress and raises ``Interrupted``.
+    """
+    from sparsedd.batched import run_batched
+    from sparsedd.config import run_id
+    from sparsedd.experiment import Experiment, StopFlag, run_dir
+    from sparsedd.progress import ConsoleReporter
+    from sparsedd.trackers import with_trackers
+
+    labels = labels or {}
+    stop = stop or StopFlag()
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = (
+        signal.signal(signal.SIGINT, lambda *_: setattr(stop, "requested", True))
+        if in_main
+        else None
+    )
+    try:
+        console = ConsoleReporter(show_bars=not quiet and len(group) == 1)
+        reporter = with_trackers(console, logs, out_dir, parent)  # run --log
+        if len(group) > 1:
+            for cfg in group:
+                rid = run_id(cfg)
+                reporter.start(rid, run_dir(out_dir, cfg), cfg, labels.get(rid, ""))
+            with reporter:
+                run_batched(group, out_dir, reporter=reporter, stop=stop, store=store)
+            reporter.finish()
+            return
+        exp = Experiment(group[0], out_dir, reporter=reporter, stop=stop, store=store)
+        reporter.start(exp.id, exp.folder, exp.cfg, labels.get(exp.id, ""))
+        with reporter:
+            exp.run()
+        reporter.finish()
+    finally:
+        if in_main:
+            signal.signal(signal.SIGINT, previous)

@@ -1,0 +1,207 @@
+"""The Ray backend: each job is a Ray task; only the driver writes the results database.
+
+Workers train into the output folder, which must be storage every worker reaches (a shared
+path): run folders, checkpoints and labels live there. Their round and epoch rows go to a
+ledger actor; the driver drains it and records the rows in SQLite, so the database is written
+by one process on one host. The ledger knows every round received, so a retried task (Ray
+retries a task whose worker died) skips rounds already sent, resumes the current round from
+its last saved epoch, and no round is recorded twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sparsedd.config import Config, run_id, to_dict
+from sparsedd.errors import UserError
+
+RAY_MISSING = (
+    "--backend ray needs Ray, which is not installed; install it with "
+    "pip install 'sparsedd[ray]' (or pip install ray)"
+)
+# Ray retries a task whose worker process died this many times.
+MAX_RETRIES = 3
+
+
+def import_ray() -> Any:
+    """The ``ray`` module, or a UserError saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise UserError(RAY_MISSING) from None
+    return ray
+
+
+class Ledger:
+    """Ray actor between workers and driver: queues rows, knows which rounds were received."""
+
+    def __init__(self, versions: dict[str, dict[int, str | None]]) -> None:
+        self.versions = {rid: dict(rounds) for rid, rounds in versions.items()}
+        self.items: list[tuple] = []
+
+    def put(self, item: tuple) -> None:
+        """Queue one row for the driver; a round already received is dropped."""
+        if item[0] == "round":
+            rounds = self.versions.setdefault(item[1], {})
+            if item[2]["round"] in rounds:
+                return
+            rounds[item[2]["round"]] = item[2].get("sparsedd_version")
+        self.items.append(item)
+
+    def rounds_done(self, run_id: str) -> list[int]:
+        """Rounds of ``run_id`` recorded or on their way to the driver."""
+        return sorted(self.versions.get(run_id, {}))
+
+    def round_versions(self, run_id: str) -> dict[int, str | None]:
+        """The sparsedd version that recorded each round of ``run_id``."""
+        return dict(self.versions.get(run_id, {}))
+
+    def take(self) -> list[tuple]:
+        """Every queued row, emptying the queue."""
+        items, self.items = self.items, []
+        return items
+
+
+class LedgerStore:
+    """Stands in for the results store on a worker: rows go to the ledger, never to SQLite."""
+
+    def __init__(self, ledger: Any) -> None:
+        self.ledger = ledger
+
+    def _put(self, item: tuple) -> None:
+        import ray
+
+        ray.get(self.ledger.put.remote(item))  # delivered before the run goes on
+
+    def record_run(self, run_id: str, config: dict[str, Any]) -> None:
+        """Send the run's config."""
+        self._put(("run", run_id, config))
+
+    def record_round(self, run_id: str, row: dict[str, Any]) -> None:
+        """Send one finished round."""
+        self._put(("round", run_id, row))
+
+    def record_epoch(self, run_id: str, round_: int, epoch: int, loss: float, acc: float) -> None:
+        """Send one epoch's training loss and accuracy."""
+        self._put(("epoch", run_id, round_, epoch, loss, acc))
+
+    def rounds_done(self, run_id: str) -> set[int]:
+        """Rounds the driver has or will record."""
+        import ray
+
+        return set(ray.get(self.ledger.rounds_done.remote(run_id)))
+
+    def round_versions(self, run_id: str) -> dict[int, str | None]:
+        """The sparsedd version of each round the driver has or will record."""
+        import ray
+
+        return ray.get(self.ledger.round_versions.remote(run_id))
+
+    def round_rows(self) -> list[dict[str, Any]]:
+        """Rows are read on the driver, not here."""
+        return []
+
+
+def train_job(configs: list[dict[str, Any]], out_dir: str, ledger: Any) -> None:
+    """Body of a Ray task: run one job into the shared output folder."""
+    from sparsedd.config import from_dict
+    from sparsedd.sweep.jobs import run_job
+
+    run_job([from_dict(c) for c in configs], out_dir, quiet=True, store=LedgerStore(ledger))
+
+
+def task_resources(cfg: Config, cluster_gpus: float) -> tuple[float, int]:
+    """(num_gpus, num_cpus) a job of ``cfg`` declares to Ray."""
+    gpus = 1.0 if cfg.device != "cpu" and cluster_gpus > 0 else 0.0
+    return gpus, max(1, cfg.threads)
+
+
+def _for_ray(cfg: Config, gpus: float) -> dict[str, Any]:
+    """A config as a worker runs it: Ray picks the GPU; threads match the CPUs declared."""
+    device = "cuda" if cfg.device.startswith("cuda") else cfg.device
+    if not gpus and device == "cuda":
+        device = "cpu"
+    return to_dict(dataclasses.replace(cfg, device=device, threads=max(1, cfg.threads)))
+
+
+def run_ray(
+    jobs: Sequence[Sequence[Config]],
+    out_dir: str | Path,
+    address: str | None = None,
+    poll_s: float = 0.2,
+) -> None:
+    """Run every job as a Ray task; record their rows here; Ctrl-C stops and keeps progress."""
+    from sparsedd.experiment import Interrupted
+    from sparsedd.store import ResultsStore
+
+    ray = import_ray()
+    started_here = not ray.is_initialized()
+    if started_here:
+        try:
+            ray.init(
+                address=address,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.ERROR,
+            )
+        except (ConnectionError, ValueError, RuntimeError) as err:
+            raise UserError(
+                f"cannot join Ray cluster {address!r} ({str(err).splitlines()[0][:120]}); "
+                f"start it with `ray start --head` or give the right --address"
+            ) from None
+    out_dir = Path(out_dir).resolve()
+    store = ResultsStore(out_dir)
+    ids = {run_id(cfg) for group in jobs for cfg in group}
+    ledger = ray.remote(num_cpus=0)(Ledger).remote({rid: store.round_versions(rid) for rid in ids})
+    task = ray.remote(max_retries=MAX_RETRIES)(train_job)
+    gpus_in_cluster = ray.cluster_resources().get("GPU", 0)
+    pending = []
+    for group in jobs:
+        gpus, cpus = task_resources(group[0], gpus_in_cluster)
+        configs = [_for_ray(c, gpus) for c in group]
+        pending.append(
+            task.options(num_gpus=gpus, num_cpus=cpus).remote(configs, str(out_dir), ledger)
+        )
+    try:
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1, timeout=poll_s)
+            _record(store, ray.get(ledger.take.remote()))
+            for ref in ready:
+                _result(ray, ref)  # a job's error stops the sweep here
+    except KeyboardInterrupt:
+        for ref in pending:
+            ray.cancel(ref)
+        time.sleep(poll_s)
+        raise Interrupted("sweep stopped by Ctrl-C") from None
+    finally:
+        _record(store, ray.get(ledger.take.remote()))
+        ray.kill(ledger)
+        if started_here:
+            ray.shutdown()
+
+
+def _result(ray: Any, ref: Any) -> None:
+    """Wait for a task; a user error raised in it is raised here as itself (one clear line)."""
+    try:
+        ray.get(ref)
+    except ray.exceptions.RayTaskError as err:
+        if isinstance(err.cause, UserError):
+            raise err.cause from None
+        raise
+
+
+def _record(store: Any, items: list[tuple]) -> None:
+    """Write rows received from the workers into the results database."""
+    for item in items:
+        kind, run_id, *rest = item
+        if kind == "run":
+            store.record_run(run_id, rest[0])
+        elif kind == "round":
+            store.record_round(run_id, rest[0])
+        else:
+            store.record_epoch(run_id, *rest)

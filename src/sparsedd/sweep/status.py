@@ -1,0 +1,129 @@
+"""Where a sweep stands: runs done, running, waiting; rounds done; an ETA."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sparsedd.sweep.plan import PlannedRun, saved_epoch
+
+SWEEPS_DIR = "sweeps"
+# A run whose folder changed within this many seconds (or 3 epochs' time) counts as running.
+RUNNING_WINDOW_S = 300.0
+
+
+def write_sweep_file(out_dir: str | Path, planned: Sequence[PlannedRun]) -> Path:
+    """Record a sweep's runs in ``out_dir/sweeps/`` so that `sparsedd status` knows them."""
+    from sparsedd.checkpoint import atomic_write_text
+
+    runs = {
+        p.id: {"label": p.label, "rounds": p.cfg.rounds, "epochs_total": p.epochs_total}
+        for p in planned
+    }
+    name = _digest(sorted(runs))
+    folder = Path(out_dir) / SWEEPS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
+    atomic_write_text(path, json.dumps(runs, indent=1))
+    return path
+
+
+def _digest(ids: list[str]) -> str:
+    import hashlib
+
+    return hashlib.sha256(",".join(ids).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class SweepStatus:
+    """Counts and ETA of the runs an output folder knows."""
+
+    done: int
+    running: int
+    waiting: int
+    rounds_done: int
+    rounds_total: int
+    epochs_left: int
+    seconds_per_epoch: float | None
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds until all runs are done at the recorded pace and current parallelism."""
+        if self.seconds_per_epoch is None:
+            return None
+        return self.epochs_left * self.seconds_per_epoch / max(1, self.running)
+
+
+def sweep_status(out_dir: str | Path, now: float | None = None) -> SweepStatus:
+    """The status of every run of every sweep (and every recorded run) in ``out_dir``."""
+    from sparsedd.store import ResultsStore
+
+    out_dir = Path(out_dir)
+    now = time.time() if now is None else now
+    store = ResultsStore(out_dir, create=False)
+    rows = store.round_rows()
+    runs: dict[str, dict[str, Any]] = {}
+    for rid, cfg in store.runs().items():
+        dense = cfg.get("dense_epochs") or cfg["epochs"]
+        total = dense + cfg["rounds"] * cfg["epochs"]
+        runs[rid] = {"rounds": cfg["rounds"], "epochs_total": total}
+    for path in sorted((out_dir / SWEEPS_DIR).glob("*.json")):
+        try:
+            runs.update({k: v for k, v in json.loads(path.read_text()).items() if k not in runs})
+        except (OSError, ValueError, AttributeError):
+            continue  # a damaged sweep file only hides runs not yet started
+    recorded: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        recorded.setdefault(row["run_id"], []).append(row)
+    pace = [r["seconds"] / r["epochs"] for r in rows if r.get("epochs") and r.get("seconds")]
+    per_epoch = sum(pace) / len(pace) if pace else None
+    window = max(RUNNING_WINDOW_S, 3 * (per_epoch or 0))
+    done = running = waiting = rounds_done = rounds_total = epochs_left = 0
+    for rid, info in runs.items():
+        mine = [r for r in recorded.get(rid, []) if r["round"] <= info["rounds"]]
+        rounds_done += len(mine)
+        rounds_total += info["rounds"] + 1
+        trained = sum(r["epochs"] or 0 for r in mine)
+        saved = saved_epoch(out_dir / "runs" / rid)
+        if saved is not None and saved[0] not in {r["round"] for r in mine}:
+            trained += saved[1]
+        epochs_left += max(0, info["epochs_total"] - trained)
+        if len(mine) == info["rounds"] + 1:
+            done += 1
+        elif _recently_changed(out_dir / "runs" / rid, now, window):
+            running += 1
+        else:
+            waiting += 1
+    return SweepStatus(done, running, waiting, rounds_done, rounds_total, epochs_left, per_epoch)
+
+
+def _recently_changed(folder: Path, now: float, window: float) -> bool:
+    try:
+        newest = max((p.stat().st_mtime for p in folder.iterdir()), default=0.0)
+    except OSError:
+        return False
+    return now - newest < window
+
+
+def format_status(status: SweepStatus) -> str:
+    """The status as a few readable lines."""
+    eta = status.eta_s
+    eta_text = "unknown (no round recorded yet)" if eta is None else _duration(eta)
+    return "\n".join(
+        [
+            f"runs: {status.done} done, {status.running} running, {status.waiting} waiting",
+            f"rounds: {status.rounds_done} of {status.rounds_total} done; "
+            f"{status.epochs_left} epochs left",
+            f"ETA: {eta_text}",
+        ]
+    )
+
+
+def _duration(seconds: float) -> str:
+    minutes, s = divmod(int(round(seconds)), 60)
+    hours, m = divmod(minutes, 60)
+    return f"{hours}h{m:02d}m" if hours else f"{m}m{s:02d}s"

@@ -1,0 +1,233 @@
+"""The sweep library: grids, plans (states and epoch costs), studies, placement, status."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import pytest
+from conftest import tiny_config
+
+from sparsedd.cli import main
+from sparsedd.config import resolve_config, run_id
+from sparsedd.errors import ConfigError, UserError
+from sparsedd.experiment import Experiment
+from sparsedd.sweep.jobs import place
+from sparsedd.sweep.placement import Slot, local_slots
+from sparsedd.sweep.plan import (
+    Cell,
+    expand,
+    format_plan,
+    parse_grid_options,
+    plan,
+    sweep_configs,
+)
+from sparsedd.sweep.status import sweep_status, write_sweep_file
+from sparsedd.sweep.study import study_cells
+
+
+def cli(capsys, *args: str) -> tuple[int, str, str]:
+    """Run the CLI in this process; (exit status, stdout, stderr)."""
+    with pytest.raises(SystemExit) as exit_:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return exit_.value.code, out, err
+
+
+# ------------------------------------------------------------ grids
+
+
+def test_grid_options_expand_to_every_combination_with_labels() -> None:
+    axes = parse_grid_options(["weight_decay=0,0.1", "seed=0,1,2"])
+    combos = expand(axes)
+    assert len(combos) == 6
+    labelled = sweep_configs([Cell("tiny", axes)])
+    assert labelled[0][0] == "weight_decay=0 seed=0"
+    assert {(c.weight_decay, c.seed) for _, c in labelled} == {
+        (w, s) for w in (0.0, 0.1) for s in (0, 1, 2)
+    }
+
+
+def test_a_grid_key_given_twice_is_refused() -> None:
+    with pytest.raises(UserError, match="given twice"):
+        parse_grid_options(["seed=0", "seed=1"])
+
+
+def test_runs_named_twice_in_a_study_run_once() -> None:
+    cells = [Cell("tiny", {"seed": [0, 1]}), Cell("tiny", {"seed": [1, 2]})]
+    assert len(sweep_configs(cells)) == 3
+
+
+# ------------------------------------------------------------ plans
+
+
+def test_plan_says_done_partial_and_new_with_epochs_left(tmp_path) -> None:
+    done_cfg, partial_cfg, new_cfg = (tiny_config(weight_decay=w) for w in (0.0, 0.1, 0.2))
+    Experiment(done_cfg, tmp_path).run()
+    exp = Experiment(partial_cfg, tmp_path)
+    exp.write_run_files()
+    exp.run_round(0, exp.splits)
+    per_run = done_cfg.epochs * (done_cfg.rounds + 1)
+    planned = plan([("a", done_cfg), ("b", partial_cfg), ("c", new_cfg)], tmp_path)
+    assert [p.state for p in planned] == ["done", "partial at round 1", "new"]
+    assert [p.epochs_left for p in planned] == [0, per_run - done_cfg.epochs, per_run]
+    text = format_plan(planned)
+    assert run_id(new_cfg) in text
+    assert text.splitlines()[-1] == (
+        f"3 runs: 1 done, 1 partial, 1 new; {2 * per_run - done_cfg.epochs} epochs left "
+        f"of {3 * per_run}"
+    )
+
+
+def test_dry_run_lists_every_run_and_writes_nothing(capsys, tmp_path) -> None:
+    out = tmp_path / "out"
+    code, stdout, _ = cli(
+        capsys, "run", "--preset", "tiny", "--grid", "weight_decay=0,0.1", "--grid",
+        "seed=0,1", "--out", str(out), "--dry-run",
+    )  # fmt: skip
+    assert code == 0
+    lines = stdout.splitlines()
+    assert len(lines) == 5 and all(" new " in line for line in lines[:4])
+    assert lines[-1] == "4 runs: 0 done, 0 partial, 4 new; 24 epochs left of 24"
+    assert not out.exists()
+
+
+# ------------------------------------------------------------ studies
+
+
+def test_quetu2023_study_spans_the_paper_grid() -> None:
+    runs = sweep_configs(study_cells("quetu2023", None, {}))
+    assert len(runs) == 6 * 3 * 4 * 3
+    assert {(c.model, c.dataset) for _, c in runs} == {
+        (m, d) for m in ("vit", "swin", "resnet18") for d in ("cifar10", "cifar100")
+    }
+    assert {c.noise for _, c in runs} == {0.1, 0.2, 0.5}
+    # λ grids centre on each optimizer's default
+    assert {c.weight_decay for _, c in runs if c.model == "resnet18"} == {0.0, 1e-5, 1e-4, 1e-3}
+    assert {c.weight_decay for _, c in runs if c.model == "vit"} == {0.0, 0.003, 0.03, 0.3}
+    sliced = sweep_configs(study_cells("quetu2023-vit-cifar10", None, {"seed": ["0"]}))
+    assert len(sliced) == 3 * 4
+    assert {(c.model, c.dataset, c.seed) for _, c in sliced} == {("vit", "cifar10", 0)}
+
+
+def test_a_yaml_study_gives_its_grid_and_keys(tmp_path) -> None:
+    study = tmp_path / "study.yaml"
+    study.write_text("epochs: 1\ngrid:\n  weight_decay: [0, 0.05]\n  noise: [0.1, 0.3]\n")
+    runs = sweep_configs(study_cells("tiny", str(study), {}))
+    assert len(runs) == 4
+    assert {c.epochs for _, c in runs} == {1}
+    assert {(c.weight_decay, c.noise) for _, c in runs} == {
+        (w, n) for w in (0.0, 0.05) for n in (0.1, 0.3)
+    }
+    # the same file without its grid is still a plain config file
+    assert resolve_config("tiny", study, skip_keys=("grid",)).epochs == 1
+
+
+def test_a_bad_yaml_grid_is_one_line(capsys, tmp_path) -> None:
+    study = tmp_path / "study.yaml"
+    study.write_text("grid: [1, 2]\n")
+    code, _, err = cli(capsys, "run", "--preset", "tiny", "--config", str(study), "--dry-run")
+    assert code == 2
+    assert err.count("\n") == 1 and "'grid' must map config keys" in err
+
+
+# ------------------------------------------------------------ placement
+
+
+def test_one_slot_per_gpu_and_cores_never_oversubscribed() -> None:
+    assert local_slots("auto", None, gpu_count=4, cpu_count=16) == [
+        Slot(f"cuda:{i}", 4) for i in range(4)
+    ]
+    assert [s.device for s in local_slots("cuda", 2, 4, 16)] == ["cuda:0", "cuda:1"]
+    assert local_slots("cuda:3", None, 4, 16) == [Slot("cuda:3", 1)]
+    for jobs in (1, 2, 3, 5, 64):
+        slots = local_slots("cpu", jobs, 0, 4)
+        assert len(slots) == min(jobs, 4)
+        assert sum(s.threads for s in slots) <= 4
+    assert local_slots("auto", None, 0, 8) == [Slot("cpu", 8)]
+
+
+def test_machine_slots_read_the_gpu_count(monkeypatch) -> None:
+    import torch
+
+    from sparsedd.sweep.local import machine_slots
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    assert [s.device for s in machine_slots("auto", None)] == ["cuda:0", "cuda:1", "cuda:2"]
+
+
+def test_jobs_are_placed_on_their_slot_device_and_threads() -> None:
+    group = [tiny_config(device="auto", threads=0), tiny_config(device="auto", threads=8)]
+    placed = place(group, Slot("cuda:2", 3))
+    assert [c.device for c in placed] == ["cuda:2", "cuda:2"]
+    assert [c.threads for c in placed] == [3, 3]
+    assert run_id(placed[0]) == run_id(group[0])  # where a run executes is not what it is
+    assert place([tiny_config(device="cpu")], Slot("cpu", 2))[0].device == "cpu"
+
+
+def test_device_takes_cuda_n_and_refuses_other_names() -> None:
+    assert tiny_config(device="cuda:1").device == "cuda:1"
+    with pytest.raises(ConfigError, match="cuda:N"):
+        tiny_config(device="gpu0")
+
+
+def test_a_gpu_index_beyond_the_machine_is_refused(monkeypatch, tmp_path) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(ConfigError, match="has 2 GPU"):
+        Experiment(tiny_config(device="cuda:2"), tmp_path)
+    assert not (tmp_path / "runs").exists()
+
+
+# ------------------------------------------------------------ backends and status
+
+
+def test_ray_backend_without_ray_is_one_line(capsys, monkeypatch, tmp_path) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    code, _, err = cli(
+        capsys, "run", "--preset", "tiny", "--backend", "ray", "--out", str(tmp_path / "o")
+    )
+    assert code == 2
+    assert err.count("\n") == 1 and "pip install 'sparsedd[ray]'" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_status_counts_done_running_waiting_and_gives_an_eta(capsys, tmp_path) -> None:
+    cfgs = [tiny_config(weight_decay=w) for w in (0.0, 0.1, 0.2)]
+    Experiment(cfgs[0], tmp_path).run()
+    exp = Experiment(cfgs[1], tmp_path)
+    exp.write_run_files()
+    exp.run_round(0, exp.splits)
+    write_sweep_file(tmp_path, plan([(str(i), c) for i, c in enumerate(cfgs)], tmp_path))
+    per_run = cfgs[0].epochs * (cfgs[0].rounds + 1)
+    now = sweep_status(tmp_path)
+    assert (now.done, now.running, now.waiting) == (1, 1, 1)
+    assert (now.rounds_done, now.rounds_total) == (4, 9)
+    assert now.epochs_left == 2 * per_run - cfgs[0].epochs
+    assert now.eta_s == pytest.approx(now.epochs_left * now.seconds_per_epoch)
+    later = sweep_status(tmp_path, now=time.time() + 3600)
+    assert (later.running, later.waiting) == (0, 2)
+    code, stdout, _ = cli(capsys, "status", str(tmp_path))
+    assert code == 0
+    assert stdout.startswith("runs: 1 done, 1 running, 1 waiting\nrounds: 4 of 9 done")
+
+
+def test_status_of_a_folder_without_results_is_one_line(capsys, tmp_path) -> None:
+    code, _, err = cli(capsys, "status", str(tmp_path))
+    assert code == 2 and err.count("\n") == 1
+
+
+def test_local_grid_records_every_run_once(capsys, tmp_path) -> None:
+    args = ("run", "--preset", "tiny", "--grid", "seed=0,1", "--out", str(tmp_path), "-q")
+    assert cli(capsys, *args)[0] == 0
+    from sparsedd.store import ResultsStore
+
+    rows = ResultsStore(tmp_path).round_rows()
+    assert len(rows) == 6
+    code, stdout, _ = cli(capsys, "run", *args[1:], "--dry-run")
+    assert stdout.splitlines()[-1] == "2 runs: 2 done, 0 partial, 0 new; 0 epochs left of 12"
+    assert json.loads((next((tmp_path / "sweeps").glob("*.json"))).read_text())

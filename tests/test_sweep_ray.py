@@ -1,0 +1,125 @@
+"""The Ray backend on a real local Ray cluster (2 CPUs): same rows as the local backend,
+a worker killed mid-run is retried and resumes, overlapping sweeps share one folder."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'sparsedd[ray]')")
+
+from sparsedd.config import NON_SEMANTIC  # noqa: E402
+from sparsedd.store import ResultsStore  # noqa: E402
+from sparsedd.sweep.jobs import group_jobs  # noqa: E402
+from sparsedd.sweep.local import run_local  # noqa: E402
+from sparsedd.sweep.placement import Slot  # noqa: E402
+from sparsedd.sweep.plan import Cell, sweep_configs  # noqa: E402
+from sparsedd.sweep.ray_backend import run_ray  # noqa: E402
+
+# λ × ε × seed, 2 × 2 × 2, on the tiny preset: 3 epochs a round, 2 pruning rounds.
+GRID = {"weight_decay": [0.0, 0.1], "noise": [0.1, 0.3], "seed": [0, 1]}
+SETTINGS = ["epochs=3", "rounds=2", "threads=1"]
+
+
+def configs(**axes):
+    return [cfg for _, cfg in sweep_configs([Cell("tiny", axes or GRID)], SETTINGS)]
+
+
+def comparable(out: Path) -> list[dict]:
+    """Recorded round rows without the wall time and where they ran (device, threads)."""
+    drop = {"seconds", *NON_SEMANTIC}
+    return [{k: v for k, v in r.items() if k not in drop} for r in ResultsStore(out).round_rows()]
+
+
+def epoch_count(out: Path) -> int:
+    return len(ResultsStore(out).epoch_rows())
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def local_rows(tmp_path_factory):
+    out = tmp_path_factory.mktemp("local")
+    run_local(group_jobs(configs(), False), out, [Slot("cpu", 1)], quiet=True)
+    return comparable(out)
+
+
+def test_ray_sweep_gives_the_local_backends_rows(cluster, local_rows, tmp_path) -> None:
+    run_ray(group_jobs(configs(), False), tmp_path)
+    assert len(local_rows) == 8 * 3
+    assert comparable(tmp_path) == local_rows
+    assert epoch_count(tmp_path) == 8 * 3 * 3
+
+
+def _kill_first_worker_mid_run(out: Path, killed: list[int], deadline: float) -> None:
+    """Wait until a run has saved a mid-round epoch, then SIGKILL the Ray worker running it."""
+    while time.monotonic() < deadline and not killed:
+        if any(out.glob("runs/*/progress.safetensors")):
+            for pid in _task_workers():
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                return
+        time.sleep(0.01)
+
+
+def _task_workers() -> list[int]:
+    """Processes whose title says they run our Ray task."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if cmdline.startswith(b"ray::train_job"):
+                pids.append(int(entry.name))
+    return pids
+
+
+def test_a_killed_worker_is_retried_and_resumes(cluster, local_rows, tmp_path) -> None:
+    cfgs = configs(weight_decay=[0.0, 0.1], noise=[0.1], seed=[0])
+    killed: list[int] = []
+    killer = threading.Thread(
+        target=_kill_first_worker_mid_run, args=(tmp_path, killed, time.monotonic() + 120)
+    )
+    killer.start()
+    run_ray(group_jobs(cfgs, False), tmp_path)
+    killer.join()
+    assert killed, "no Ray worker was seen mid-run, so none was killed"
+    rows = comparable(tmp_path)
+    ids = {r["run_id"] for r in rows}
+    assert len(ids) == 2 and rows == [r for r in local_rows if r["run_id"] in ids]
+    assert epoch_count(tmp_path) == 2 * 3 * 3  # every epoch once
+
+
+def test_two_overlapping_sweeps_share_one_folder(cluster, local_rows, tmp_path) -> None:
+    first = configs(weight_decay=[0.0, 0.1], noise=[0.1], seed=[0])
+    second = configs(weight_decay=[0.1], noise=[0.1, 0.3], seed=[0])
+    errors: list[BaseException] = []
+
+    def sweep(cfgs) -> None:
+        try:
+            run_ray(group_jobs(cfgs, False), tmp_path)
+        except BaseException as err:  # surfaced by the assert below
+            errors.append(err)
+
+    threads = [threading.Thread(target=sweep, args=(c,)) for c in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors
+    rows = comparable(tmp_path)
+    ids = {r["run_id"] for r in rows}
+    assert len(ids) == 3 and rows == [r for r in local_rows if r["run_id"] in ids]
+    assert epoch_count(tmp_path) == 3 * 3 * 3
