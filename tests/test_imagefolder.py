@@ -109,6 +109,7 @@ def test_cli_runs_on_an_image_folder_and_reports_bad_images_in_one_line(tmp_path
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("round") == 2
     (data / "test" / "cat" / "bad.png").write_bytes(b"\x89PNG broken")
+    args[-1] = str(tmp_path / "fresh")  # a finished run is skipped without loading its data
     proc = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "test/cat/bad.png" in proc.stderr
