@@ -168,17 +168,21 @@ class PaperRun:
         for i, (xb, yb) in enumerate(self.loader(epoch)):
             if max_steps is not None and i >= max_steps:
                 break
-            lr = self.cfg.lr * 0.5 * (1 + math.cos(math.pi * self.step / max(total_steps, 1)))
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            xb, yb = xb.to(self.device), yb.to(self.device)
-            loss = F.cross_entropy(self.model(xb), yb)
-            self.optimizer.zero_grad()
-            loss.backward()
-            self.optimizer.step()
-            self.step += 1
+            self.train_step(xb, yb, total_steps)
             seen += len(yb)
         return seen
+
+    def train_step(self, xb: torch.Tensor, yb: torch.Tensor, total_steps: int) -> None:
+        """One optimizer step on a batch from the DataLoader (cosine lr per step)."""
+        lr = self.cfg.lr * 0.5 * (1 + math.cos(math.pi * self.step / max(total_steps, 1)))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        xb, yb = xb.to(self.device), yb.to(self.device)
+        loss = F.cross_entropy(self.model(xb), yb)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
 
     @torch.no_grad()
     def accuracy(self) -> float:

@@ -7,8 +7,11 @@ Run from the project root (needs ``pip install -e .[bench]``)::
 
 For a preset and a sparsity, both paths train the same model configuration (same initial
 weights, same masks) on the same data, interleaved over several repeats; the medians give
-images/s of each and their ratio. ``demo`` is timed per round (its epochs of training plus a
-test-set evaluation); other presets per training step. The report adds our model-FLOPs/s as a
+images/s of each and their ratio. Ours is the default path, with ``precision`` and ``compile``
+as the preset resolves them on this device (``auto``: bf16 + torch.compile on a CPU with native
+bf16; ``--set precision=fp32 --set compile=false`` times fp32 eager).
+``demo`` is timed per round (its epochs of training plus a test-set evaluation); other presets
+per training step. The report adds our model-FLOPs/s as a
 fraction of bf16 and fp32 matrix-product peaks measured in this process, the peak resident
 memory of each path, our dense step time (the cost of sparsity), K runs with different λ batched
 into one model against K separate runs, and (demo) test accuracy of both paths after a short
@@ -80,21 +83,48 @@ def peak_memory_mb(device: torch.device) -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def matmul_peak(dtype: torch.dtype, device: torch.device, seconds: float) -> float:
+def matmul_peak(
+    dtype: torch.dtype, device: torch.device, seconds: float, sizes: tuple[int, ...] = (1024, 2048)
+) -> float:
     """Best FLOP/s of square matrix products of a few sizes, measured now."""
     best = 0.0
-    for n in (1024, 2048):
+    for n in sizes:
         a = torch.randn(n, n, device=device).to(dtype)
         b = torch.randn(n, n, device=device).to(dtype)
         a @ b
         sync(device)
         count, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds / 2:
+        while time.perf_counter() - start < seconds / len(sizes):
             a @ b
             count += 1
         sync(device)
         best = max(best, 2 * n**3 * count / (time.perf_counter() - start))
     return best
+
+
+def mask_multiply_us(model: torch.nn.Module, masks: dict, device: torch.device) -> dict:
+    """Microseconds to multiply every masked weight by its mask: one torch._foreach_mul_ call
+    against the public per-tensor loop (the medians of interleaved repeats)."""
+    params = [p.detach() for n, p in model.named_parameters() if n in masks]
+    values = [masks[n].to(p.dtype) for n, p in model.named_parameters() if n in masks]
+
+    def foreach() -> None:
+        torch._foreach_mul_(params, values)
+
+    def loop() -> None:
+        for p, m in zip(params, values, strict=True):
+            p.mul_(m)
+
+    times: dict[str, list[float]] = {"foreach": [], "loop": []}
+    for _ in range(7):
+        for name, fn in (("foreach", foreach), ("loop", loop)):
+            sync(device)
+            start = time.perf_counter()
+            for _ in range(20):
+                fn()
+            sync(device)
+            times[name].append((time.perf_counter() - start) / 20 * 1e6)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def vit_train_flops_per_image(cfg: Config, spec: InputSpec) -> float:
@@ -287,7 +317,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "device": device_name(device),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "precision_ours": cfg.precision,
+        "precision_config": cfg.precision,
         "precision_baseline": "fp32",
         "batch_size": cfg.batch_size,
         "data": "generated CIFAR-shaped" if s.generated else cfg.dataset,
@@ -300,14 +330,17 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     out["params"] = count_parameters(model)
     pmodel = paper_model_like(s, model, args.sparsity)
     trainer = our_trainer(s, model, masks)
+    out.update(precision_ours=trainer.precision, compile_ours=trainer.forward is not model)
     run = paper_run(s, pmodel, cfg.seed, args.workers)
     dense_trainer = None
     if args.sparsity > 0:
         dmodel, dmasks = our_model(s, 0.0, cfg.seed)
         dense_trainer = our_trainer(s, dmodel, dmasks)
 
-    # Warm-up (first-call allocations, oneDNN kernel selection, torch.compile).
-    wx, wy = x[: cfg.batch_size], y[: cfg.batch_size]
+    # Warm-up (first-call allocations, oneDNN kernel selection, torch.compile), on a full
+    # batch and on the epoch's short last batch, so that no compilation falls in a timing.
+    warm = cfg.batch_size + len(y) % cfg.batch_size
+    wx, wy = x[:warm], y[:warm]
     time_ours(s, trainer, wx, wy, 0)
     if dense_trainer is not None:
         time_ours(s, dense_trainer, wx, wy, 0)
@@ -367,6 +400,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         mfu_fp32=ours_img_s * flops / peak_fp32,
         mfu_bf16=ours_img_s * flops / peak_bf16,
     )
+
+    mask_us = mask_multiply_us(model, masks, device)
+    out.update(mask_foreach_us=mask_us["foreach"], mask_loop_us=mask_us["loop"])
 
     # Batched λ: K runs differing only in weight_decay as one model, against K separate runs.
     k = args.lambdas
@@ -452,8 +488,9 @@ def report(r: dict[str, Any], echo: Callable[[str], None] = print) -> None:
     )
     echo("")
     echo(f"{'path':<44}{'images/s':>12}{'peak RSS MB':>14}")
+    ours = r["precision_ours"] + (" compiled" if r["compile_ours"] else " eager")
     echo(
-        f"{'ours (' + r['precision_ours'] + ', on-device batches, masks)':<44}"
+        f"{'ours (' + ours + ', on-device batches, masks)':<44}"
         f"{r['ours_img_s']:>12.0f}{r['peak_rss_mb']:>14.0f}"
     )
     echo(
@@ -478,6 +515,10 @@ def report(r: dict[str, Any], echo: Callable[[str], None] = print) -> None:
             f"ours at {r['sparsity']:.2%} sparsity vs dense: step time x"
             f"{r['sparse_vs_dense_step_time']:.3f} (dense {r['ours_dense_img_s']:.0f} images/s)"
         )
+    echo(
+        f"masks × weights per step: public per-tensor loop {r['mask_loop_us']:.0f} µs, "
+        f"torch._foreach_mul_ {r['mask_foreach_us']:.0f} µs"
+    )
     if "batched_ratio" in r:
         echo(
             f"batched λ: K={r['batched_k']} in one model {r['batched_img_s']:.0f} images/s vs "

@@ -193,6 +193,42 @@ def test_a_never_increasing_curve_never_shows_sdd(values):
     assert not an.detect_sdd(curve, sparsity).detected
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1, 4),
+    st.lists(st.floats(0.3, 0.9), min_size=4, max_size=20),
+    st.integers(0, 2**32 - 1),
+)
+def test_verdict_rise_and_interval_come_from_one_curve(n_seeds, shape, seed):
+    """The verdict is exactly `rise > threshold and fall > threshold` on the numbers printed."""
+    rng = np.random.default_rng(seed)
+    acc = np.array(shape)[None, :] + rng.normal(0, 0.01, (n_seeds, len(shape)))
+    sparsity = [1 - 0.8**k for k in range(len(shape))]
+    det = an.detect_sdd(acc, sparsity)
+    if det.rise is None:
+        assert not det.detected
+        return
+    mean = np.mean([an.smooth(row) for row in acc], axis=0)  # the one curve
+    i, j = det.dip_round, det.peak_round
+    assert det.dip_acc == pytest.approx(mean[i]) and det.peak_acc == pytest.approx(mean[j])
+    assert det.rise == pytest.approx(det.peak_acc - det.dip_acc, abs=1e-12)
+    assert det.fall == pytest.approx(mean[:i].max() - mean[i], abs=1e-12)
+    assert det.detected == (det.rise > det.threshold and det.fall > det.threshold)
+    if n_seeds > 1:
+        assert (det.rise_low + det.rise_high) / 2 == pytest.approx(det.rise, abs=1e-9)
+
+
+def test_a_one_round_dip_is_judged_on_the_rise_it_prints():
+    sparsity = [1 - 0.8**k for k in range(9)]
+    # raw fall 1.5 and rise 2.7 points; on the 3-round means the verdict is taken on, the
+    # valley is 0.5 deep and 0.9 high: no SDD, and the rise printed is that 0.9, not 2.7
+    curve = np.array([[0.80, 0.80, 0.80, 0.80, 0.785, 0.80, 0.812, 0.80, 0.50]])
+    det = an.detect_sdd(curve, sparsity)
+    assert not det.detected and det.threshold == 0.01
+    assert det.rise == pytest.approx(0.804 - 0.795) and det.fall == pytest.approx(0.005)
+    assert det.rise == pytest.approx(det.peak_acc - det.dip_acc)
+
+
 def test_detector_error_rates_on_synthetic_curves():
     """Validation: known shapes, seed noise; prints and bounds false-positive/negative rates."""
     trials = 100
@@ -318,3 +354,42 @@ def test_cli_default_min_rise_matches_the_library():
     from sparsedd import cli_analysis
 
     assert cli_analysis.DEFAULT_MIN_RISE == an.DEFAULT_MIN_RISE
+
+
+def test_reports_quote_the_tolerances_the_analysis_used():
+    from sparsedd.report import lambda_verdicts, render_html, verdict
+
+    result = an.analyze(sweep(), min_rise=0.03, tolerance=0.02)
+    assert (result.min_rise, result.tolerance) == (0.03, 0.02)
+    page = render_html(result, b"png", source="x")
+    assert "within\n2 points of the dense model" in page and "minimum rise (3 points)" in page
+    assert "1 point" not in page
+    for _, c in result.curves.iterrows():
+        text = verdict(c, result.keys, result.tolerance)
+        assert c["sdd_detected"] or "within 2 points of dense" in text
+        if c["rise"] is not None:
+            assert c["sdd_threshold"] >= 0.03
+            assert f"threshold {100 * c['sdd_threshold']:.3g} points" in text
+    (line,) = lambda_verdicts(result)
+    assert "validation picks λ* of 2 = " in line
+    assert "λ = 0: SDD detected, best test accuracy " in line
+    assert "λ = 0.01: SDD not detected, best test accuracy " in line
+
+
+def test_seeds_recorded_to_different_rounds_make_one_curve():
+    df = an.synthetic_rounds("sdd", n_seeds=2, rounds=12, seed=3)
+    df["rounds"] = [12 if s == 0 else 8 for s in df["seed"]]
+    df = df[(df["seed"] == 0) | (df["round"] <= 8)]
+    result = an.analyze(df)
+    assert len(result.curves) == 1 and result.curves.iloc[0]["n_rounds"] == 13
+
+
+def test_lambda_lines_name_every_lambda_when_a_key_is_missing_in_some_runs():
+    from sparsedd.report import lambda_verdicts
+
+    old = an.synthetic_rounds("sdd", 0.05, weight_decay=0.0, seed=1)
+    new = an.synthetic_rounds("flat", weight_decay=0.01, seed=2, init="torch")
+    result = an.analyze(pd.concat([old, new]))  # runs recorded before `init` existed lack it
+    lines = lambda_verdicts(result)
+    assert len(lines) == len(result.curves) == 2
+    assert all(" SDD " in line and "λ = " in line for line in lines)

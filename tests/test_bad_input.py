@@ -467,10 +467,6 @@ CHECKPOINT_CASES = {
         lambda out: (_drop_progress(out), _wrong_shapes(_round0(out))),
         ["round_000.safetensors", "does not match the model"],
     ),
-    "round-missing": (
-        lambda out: (_drop_progress(out), _round0(out).unlink()),
-        ["round_000.safetensors", "missing"],
-    ),
 }
 
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -152,3 +153,24 @@ def test_batch_lambdas_records_the_same_rounds_as_separate_runs(tmp_path) -> Non
     for a, b in zip(rows["batched"], rows["separate"], strict=True):
         assert (a["run_id"], a["round"], a["sparsity"]) == (b["run_id"], b["round"], b["sparsity"])
         assert a["test_acc"] == pytest.approx(b["test_acc"], abs=0.01)
+
+
+def test_unused_key_is_noted_once_and_more_rounds_continue(finished, tmp_path) -> None:
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(finished[0], out)
+    proc = sparsedd("run", *TINY, "--set", "dim=64", "--grid", "seed=0,1", "--out", str(out))
+    notes = [line for line in proc.stderr.splitlines() if "note:" in line]
+    assert notes == [
+        "sparsedd: note: config key 'dim' is not used by model 'lenet' with optimizer 'adamw'; "
+        "it is ignored and does not change the run id"
+    ]
+    assert proc.stderr.count("every round already recorded") == 2  # same runs as without dim
+    more = sparsedd(
+        "run", *TINY, "--grid", "rounds=3,1", "--grid", "seed=0,1", "--jobs", "2", "--out", str(out)
+    )
+    trained = re.findall(r" round +(\d+)", more.stderr)
+    assert trained == ["3", "3"]
+    rows = json.loads(sparsedd("results", str(out), "--format", "json").stdout)
+    assert len(rows) == 8 and {r["rounds"] for r in rows} == {3}

@@ -7,6 +7,7 @@ import pytest
 from sparsedd.config import (
     DEFAULTS,
     Config,
+    ignored_notes,
     normalized,
     parse_assignment,
     resolve_config,
@@ -152,4 +153,37 @@ def test_run_id_hashes_only_non_default_semantic_settings() -> None:
 def test_run_id_is_pinned() -> None:
     """Old results stay findable: changing this hash orphans every stored run."""
     assert run_id(Config()) == "44136fa355b3678a"
-    assert run_id(preset_config("tiny")) == "cf23d63373f0ccb8"
+    # Unchanged since `rounds` and unused keys left the id (paper presets run the default 34).
+    assert run_id(preset_config("vit-cifar10")) == "3366fa5793751d24"
+    assert run_id(preset_config("resnet18-cifar10")) == "3398ebd566f45438"
+    # Changed on purpose then (so did swin's, lenet's and demo's): tiny has rounds=2 and sets
+    # dropouts that LeNet does not read.
+    assert run_id(preset_config("tiny")) == "a16f68afdece6d22"
+
+
+def test_rounds_do_not_change_the_run_id() -> None:
+    cfg = preset_config("tiny")
+    assert run_id(cfg) == run_id(dataclasses.replace(cfg, rounds=7))
+    assert "rounds" not in normalized(dataclasses.replace(cfg, rounds=7))
+
+
+@pytest.mark.parametrize("model", ["resnet18", "lenet", "swin"])
+def test_keys_a_model_does_not_read_leave_its_run_id_alone(model: str) -> None:
+    cfg = dataclasses.replace(preset_config("tiny"), model=model)
+    for key, value in (("dim", 64), ("depth", 2), ("patch_size", 7), ("dropout", 0.3)):
+        assert run_id(dataclasses.replace(cfg, **{key: value})) == run_id(cfg), key
+    assert run_id(dataclasses.replace(cfg, momentum=0.5)) == run_id(cfg)  # Adam has none
+    assert run_id(dataclasses.replace(cfg, optimizer="sgd", momentum=0.5)) != run_id(
+        dataclasses.replace(cfg, optimizer="sgd")
+    )
+    assert ignored_notes(dataclasses.replace(cfg, dim=64), ["dim", "lr"]) == [
+        f"config key 'dim' is not used by model {model!r} with optimizer 'adamw'; "
+        "it is ignored and does not change the run id"
+    ]
+
+
+def test_the_vit_reads_its_sizes() -> None:
+    cfg = preset_config("demo")
+    for key, value in (("dim", 32), ("depth", 3), ("patch_size", 4), ("dropout", 0.3)):
+        assert run_id(dataclasses.replace(cfg, **{key: value})) != run_id(cfg), key
+    assert ignored_notes(dataclasses.replace(cfg, dim=32), ["dim"]) == []

@@ -124,3 +124,29 @@ def test_runs_differing_in_lambda_get_their_own_folders(tmp_path) -> None:
     assert sorted(c["weight_decay"] for c in runs.values()) == [0.0, 0.01]
     for rid in runs:
         assert (tmp_path / "runs" / rid / "round_000.safetensors").exists()
+
+
+def test_more_rounds_continue_a_finished_run(tmp_path) -> None:
+    cfg = tiny_config(rounds=1, epochs=1)
+    short = Experiment(cfg, tmp_path / "cont").run()
+    folder = tmp_path / "cont" / "runs" / short[0]["run_id"]
+    mtime = round_file(folder, 1).stat().st_mtime_ns
+    longer = Experiment(dataclasses.replace(cfg, rounds=3), tmp_path / "cont").run()
+    assert [r["run_id"] for r in longer] == [short[0]["run_id"]] * 4
+    assert round_file(folder, 1).stat().st_mtime_ns == mtime  # rounds 0-1 were not retrained
+    straight = Experiment(dataclasses.replace(cfg, rounds=3), tmp_path / "straight").run()
+    assert comparable(longer) == comparable(straight)
+    assert ResultsStore(tmp_path / "cont").runs()[short[0]["run_id"]]["rounds"] == 3
+    # fewer rounds than recorded: nothing is trained, nothing is lost, the config keeps 3
+    fewer = Experiment(dataclasses.replace(cfg, rounds=2), tmp_path / "cont").run()
+    assert fewer == longer
+    assert yaml.safe_load((folder / "config.yaml").read_text())["rounds"] == 3
+    assert ResultsStore(tmp_path / "cont").runs()[short[0]["run_id"]]["rounds"] == 3
+
+
+def test_unused_keys_are_recorded_at_their_defaults(tmp_path) -> None:
+    cfg = tiny_config(rounds=0, epochs=1)  # LeNet: the ViT sizes are not read
+    Experiment(dataclasses.replace(cfg, dim=7), tmp_path).run()
+    rows = Experiment(cfg, tmp_path).run()
+    (config,) = ResultsStore(tmp_path).runs().values()
+    assert len(rows) == 1 and config["dim"] == 512 and config["dropout"] == 0.1

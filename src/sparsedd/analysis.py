@@ -8,7 +8,8 @@ per-round statistics are the mean, standard deviation and 95% t-interval over se
 shows sparse double descent (SDD) when its mean test accuracy has a *dip* (a minimum after the
 dense round, reached by a real fall from an earlier round) followed by a *peak* (a later maximum,
 before the final collapse) whose *rise* (peak − dip) exceeds the seed-to-seed spread and the
-minimum rise (default 0.01, i.e. 1 point).
+minimum rise (default 0.01, i.e. 1 point). Dip, peak, rise, its interval and the verdict are all
+measured on one curve: the seeds' accuracies smoothed over 3 rounds (see ``detect_sdd``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sparsedd.config import NON_SEMANTIC
+from sparsedd.atomic import atomic_write
+from sparsedd.config import NON_SEMANTIC, NOT_IN_RUN_ID
 from sparsedd.errors import UserError
 from sparsedd.store import ROUND_COLUMNS as STORE_ROUND_COLUMNS
 from sparsedd.store import ResultsStore
@@ -54,6 +56,7 @@ CURVE_FIELDS = (
     "rise",
     "rise_low",
     "rise_high",
+    "sdd_threshold",
     "best_val_acc",
     "best_weight_decay",
 )
@@ -139,7 +142,38 @@ def load_results(out_dir: str | Path) -> pd.DataFrame:
     rows = ResultsStore(out_dir, create=False).round_rows()
     if not rows:
         raise UserError(f"no recorded rounds in {out_dir}; let a run finish its dense round first")
-    return rows_to_frame(rows)
+    kept, diverged = drop_diverged(rows)
+    if not kept:
+        raise UserError(
+            f"every recorded run in {out_dir} diverged at its dense round (non-finite loss); "
+            f"re-run with a lower 'lr'"
+        )
+    df = rows_to_frame(kept)
+    df.attrs["notes"] = [
+        f"run {run} diverged at round {k} (non-finite loss): its rounds from {k} on are left out"
+        for run, k in sorted(diverged.items())
+    ]
+    return df
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def drop_diverged(rows: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Rows without diverged rounds, and per diverged run the first round left out.
+
+    A round whose test loss or accuracy is not a finite number (NaN is stored as NULL) diverged;
+    every later round of that run started from it, so it is left out as well. Databases written
+    before sparsedd stopped diverged runs may hold such rounds.
+    """
+    diverged: dict[str, int] = {}
+    for row in rows:
+        if "test_loss" in row and not (_finite(row["test_loss"]) and _finite(row["test_acc"])):
+            run = row["run_id"]
+            diverged[run] = min(diverged.get(run, row["round"]), row["round"])
+    kept = [r for r in rows if r["round"] < diverged.get(r["run_id"], r["round"] + 1)]
+    return kept, diverged
 
 
 def config_keys(df: pd.DataFrame) -> list[str]:
@@ -156,11 +190,12 @@ def _hashable(value: Any) -> Any:
 
 
 def varying_keys(df: pd.DataFrame) -> list[str]:
-    """Config keys (other than seed and settings that do not change results) that vary by run."""
+    """Config keys (other than seed, ``rounds`` and settings that do not change results) that
+    vary by run: seeds stopped after different numbers of rounds still make one curve."""
     runs = df.drop_duplicates("run_id")
     keys = []
     for key in config_keys(df):
-        if key == "seed" or key in NON_SEMANTIC:
+        if key == "seed" or key in NON_SEMANTIC or key in NOT_IN_RUN_ID:
             continue
         if len({_hashable(v) for v in runs[key]}) > 1:
             keys.append(key)
@@ -250,7 +285,7 @@ class Detection:
     rise: float | None = None
     rise_low: float | None = None
     rise_high: float | None = None
-    fall: float | None = None  # of the smoothed curve, like the decision
+    fall: float | None = None
     threshold: float | None = None
 
 
@@ -258,12 +293,16 @@ def smooth(mean: np.ndarray) -> np.ndarray:
     """3-round running mean of a curve's pruned rounds (round 0, the dense model, kept as is).
 
     Real dips span several rounds; single-round noise does not survive the average, which keeps
-    the search over every (dip, peak) pair from finding valleys in noise.
+    the search over every (dip, peak) pair from finding valleys in noise. Missing (NaN) rounds
+    are left out of each window.
     """
-    out = np.asarray(mean, dtype=float).copy()
+    mean = np.asarray(mean, dtype=float)
+    out = mean.copy()
     last = len(out) - 1
-    for k in range(1, last + 1):
-        out[k] = mean[max(1, k - 1) : min(last, k + 1) + 1].mean()
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for k in range(1, last + 1):
+            out[k] = np.nanmean(mean[max(1, k - 1) : min(last, k + 1) + 1])
     return out
 
 
@@ -283,43 +322,34 @@ def _best_candidate(curve: np.ndarray) -> tuple[int, int, float, float] | None:
     return best
 
 
-def _refine(mean: np.ndarray, i: int, j: int, fall: float, rise: float) -> tuple:
-    """Move the smoothed dip/peak to the raw minimum/maximum within one round of them."""
-    last = len(mean) - 1
-    lo = max(1, i - 1)
-    i2 = lo + int(np.argmin(mean[lo : min(last, i + 1) + 1]))
-    lo = max(i2 + 1, j - 1)
-    j2 = lo + int(np.argmax(mean[lo : min(last, j + 1) + 1]))
-    return i2, j2, fall, rise
-
-
 def detect_sdd(
     seed_acc: np.ndarray, sparsity: Sequence[float], min_rise: float = DEFAULT_MIN_RISE
 ) -> Detection:
     """Decide whether a curve shows sparse double descent.
 
     ``seed_acc`` is a (seeds × rounds) array of test accuracy (NaN where a seed lacks a round),
-    round 0 being the dense model. On the seeds' mean curve, smoothed over 3 rounds, the dip is
-    the deepest valley after the dense round: the round whose fall (from the best earlier round)
-    and rise (to the best later round, the peak) are both as large as possible; dip and peak are
-    then moved to the raw minimum/maximum within one round of them. SDD is detected
-    when that fall and rise both exceed the threshold: the larger of ``min_rise`` and the
-    seed-to-seed standard deviation of test accuracy at the dip and at the peak. Reported
-    accuracies and ``rise`` (peak − dip) are of the unsmoothed mean; the rise's 95% interval
-    comes from the per-seed rises (None with one seed). Without any valley (no round lower than
-    an earlier one and a later one) every field but ``detected`` is None.
+    round 0 being the dense model. Everything is measured on one curve: each seed's accuracy
+    smoothed over 3 rounds (``smooth``), and their mean. On that mean the dip is the deepest
+    valley after the dense round: the round whose fall (from the best earlier round) and rise
+    (to the best later round, the peak) are both as large as possible. SDD is detected when that
+    fall and rise both exceed ``threshold``: the larger of ``min_rise`` and the seed-to-seed
+    standard deviation at the dip and at the peak. ``dip_acc``, ``peak_acc`` and ``rise`` =
+    peak − dip are those of the same smoothed mean, and the rise's 95% interval is that of the
+    per-seed rises between the same two rounds (centred on ``rise`` when every seed has every
+    round; None with one seed). Without any valley (no round lower than an earlier one and a
+    later one) every field but ``detected`` is None.
     """
     acc = np.atleast_2d(np.asarray(seed_acc, dtype=float))
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        mean = np.nanmean(acc, axis=0)
-    keep = np.isfinite(mean)
-    acc, mean = acc[:, keep], mean[keep]
+        keep = np.isfinite(np.nanmean(acc, axis=0))
+        acc = np.vstack([smooth(row) for row in acc[:, keep]]) if keep.any() else acc[:, keep]
+        curve = np.nanmean(acc, axis=0)
     sparsity = [s for s, k in zip(sparsity, keep, strict=True) if k]
-    cand = _best_candidate(smooth(mean))
+    cand = _best_candidate(curve)
     if cand is None or min(cand[2], cand[3]) <= 0:
         return Detection(detected=False)
-    i, j, fall, rise = _refine(mean, *cand)
+    i, j, fall, rise = cand
     stats = summarize(list(acc[:, j] - acc[:, i]))
     spreads = [summarize(list(acc[:, k]))["std"] for k in (i, j)]
     threshold = max([min_rise, *(s for s in spreads if s is not None)])
@@ -328,10 +358,10 @@ def detect_sdd(
         dip_round=i,
         peak_round=j,
         dip_sparsity=float(sparsity[i]),
-        dip_acc=float(mean[i]),
+        dip_acc=float(curve[i]),
         peak_sparsity=float(sparsity[j]),
-        peak_acc=float(mean[j]),
-        rise=float(mean[j] - mean[i]),
+        peak_acc=float(curve[j]),
+        rise=rise,
         rise_low=stats["low"],
         rise_high=stats["high"],
         fall=fall,
@@ -383,6 +413,7 @@ def _curve_row(
         "rise": det.rise,
         "rise_low": det.rise_low,
         "rise_high": det.rise_high,
+        "sdd_threshold": det.threshold,
         "best_val_acc": None if val.isna().all() else float(val.max()),
     }
 
@@ -407,6 +438,8 @@ def curve_table(
         rec.update(_curve_row(group, stats[stats["curve"] == curve], min_rise, tolerance))
         records.append(rec)
     table = pd.DataFrame.from_records(records)
+    # Missing values as None before labelling groups: ``analyze`` labels them from this table.
+    table = table.astype(object).where(table.notna(), None)
     choice = choose_weight_decay(table, keys)
     table["lambda_group"] = _lambda_groups(table, keys)
     table["best_weight_decay"] = table["lambda_group"].map(
@@ -421,7 +454,9 @@ def curve_table(
 
 def _lambda_groups(table: pd.DataFrame, keys: Sequence[str]) -> list[str]:
     others = [k for k in keys if k != "weight_decay"]
-    return [_label(others, list(vals)) for vals in table[others].itertuples(False)]
+    return [
+        _label(others, [_hashable(v) for v in vals]) for vals in table[others].itertuples(False)
+    ]
 
 
 def choose_weight_decay(table: pd.DataFrame, keys: Sequence[str] | None = None) -> pd.DataFrame:
@@ -470,6 +505,9 @@ class Analysis:
     curves: pd.DataFrame
     lambdas: pd.DataFrame
     keys: list[str]
+    #: The minimum rise and compression tolerance these verdicts used (reports quote them).
+    min_rise: float = DEFAULT_MIN_RISE
+    tolerance: float = DEFAULT_TOLERANCE
 
 
 def analyze(
@@ -482,12 +520,14 @@ def analyze(
     keys = curve_keys(df)
     curves = curve_table(df, min_rise, tolerance)
     lambdas = choose_weight_decay(curves, keys) if "weight_decay" in df.columns else pd.DataFrame()
-    return Analysis(df, curve_stats(df), curves, lambdas, keys)
+    return Analysis(df, curve_stats(df), curves, lambdas, keys, min_rise, tolerance)
 
 
-def analyze_dir(out_dir: str | Path, min_rise: float = DEFAULT_MIN_RISE) -> Analysis:
+def analyze_dir(
+    out_dir: str | Path, min_rise: float = DEFAULT_MIN_RISE, tolerance: float = DEFAULT_TOLERANCE
+) -> Analysis:
     """``analyze`` of the results folder ``out_dir``."""
-    return analyze(load_results(out_dir), min_rise=min_rise)
+    return analyze(load_results(out_dir), min_rise=min_rise, tolerance=tolerance)
 
 
 def curves_json(result: Analysis) -> list[dict[str, Any]]:
@@ -522,10 +562,10 @@ def export_table(df: pd.DataFrame, path: str | Path) -> Path:
     if not path.parent.exists():
         raise UserError(f"cannot write {path}: folder {path.parent} does not exist")
     if suffix == ".csv":
-        out.to_csv(path, index=False)
+        atomic_write(path, lambda tmp: out.to_csv(tmp, index=False))
         return path
     try:
-        out.to_parquet(path, index=False)
+        atomic_write(path, lambda tmp: out.to_parquet(tmp, index=False))
     except ImportError:
         raise UserError(
             "Parquet export needs pyarrow: `pip install pyarrow`, or export to a .csv file"

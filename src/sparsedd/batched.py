@@ -24,8 +24,9 @@ from torch.func import functional_call
 
 from sparsedd.batches import channel_stats, epoch_batches, eval_batches
 from sparsedd.config import Config, to_dict
+from sparsedd.execution import mul_each_, resolve_precision
 from sparsedd.prune import Masks
-from sparsedd.train import EpochStats, lr_at, steps_per_epoch
+from sparsedd.train import EpochStats, lr_at, mask_gradients, steps_per_epoch
 
 # Keys that may differ between the runs of one batch.
 BATCHABLE_KEYS = frozenset({"weight_decay"})
@@ -62,6 +63,7 @@ class BatchedTrainer:
             raise ValueError("need one model, one set of masks and one config per run")
         self.models, self.cfg, self.device, self.finetune = list(models), cfgs[0], device, finetune
         self.k = len(models)
+        self.precision = resolve_precision(self.cfg.precision, device)
         self.base = models[0]
         self.names = [n for n, _ in self.base.named_parameters()]
         per_model = [dict(m.named_parameters()) for m in models]
@@ -106,12 +108,12 @@ class BatchedTrainer:
             for n in self.mask_names
         ]
         with torch.no_grad():
-            torch._foreach_mul_(self.masked, self._mask_values)
+            mul_each_(self.masked, self._mask_values)
 
     def autocast(self) -> AbstractContextManager:
         """bf16 autocast when the config asks for it, else a no-op context."""
         return torch.autocast(
-            self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"
+            self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"
         )
 
     def _factors(self, values: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -161,18 +163,21 @@ class BatchedTrainer:
             correct += (logits.argmax(2) == yb).sum(1)
             step += 1
         n = len(y)
+        # Per run: are all of its weights finite? (dimension 0 of a stacked tensor is the run)
+        finite = torch.stack(
+            [p.detach().isfinite().flatten(1).all(1) for p in self.params.values()]
+        )
+        ok = finite.all(0)
         return [
-            EpochStats(float(s) / n, float(c) / n)
-            for s, c in zip(loss_sum.cpu(), correct.cpu(), strict=True)
+            EpochStats(float(s) / n, float(c) / n, bool(f))
+            for s, c, f in zip(loss_sum.cpu(), correct.cpu(), ok.cpu(), strict=True)
         ]
 
     def _masked_step(self, lr: float) -> None:
         cfg = self.cfg
         params = list(self.params.values())
         with torch.no_grad():
-            grads = [p.grad for p in self.masked]
-            if all(g is not None for g in grads):
-                torch._foreach_mul_(grads, self._mask_values)
+            mask_gradients([p.grad for p in self.masked], self._mask_values)
             if self._any_decay:
                 if cfg.l2_mode == "coupled":
                     for p in params:
@@ -180,14 +185,14 @@ class BatchedTrainer:
                             p.grad.addcmul_(p, self._factors(self.lambdas, p))
                 elif cfg.optimizer == "adamw":  # AdamW decays before its update
                     factors = 1.0 - lr * self.lambdas
-                    torch._foreach_mul_(params, [self._factors(factors, p) for p in params])
+                    mul_each_(params, [self._factors(factors, p) for p in params])
         self.optimizer.step()
         with torch.no_grad():
             if cfg.optimizer == "sgd" and cfg.l2_mode == "decoupled":
                 factors = 1.0 - lr * self.lambdas
-                torch._foreach_mul_(params, [self._factors(factors, p) for p in params])
+                mul_each_(params, [self._factors(factors, p) for p in params])
             # Momentum and weight decay would revive pruned weights: zero them after every step.
-            torch._foreach_mul_(self.masked, self._mask_values)
+            mul_each_(self.masked, self._mask_values)
 
     @torch.no_grad()
     def predict(
@@ -285,7 +290,7 @@ def run_batched(
         e.note_other_versions()
     cfg, device = configs[0], exps[0].device
     splits = exps[0].splits.to(device)
-    done = [e.store.rounds_done(e.id) for e in exps]
+    done = [e.drop_stale_rounds() for e in exps]
     for k in range(cfg.rounds + 1):
         active = [i for i, e in enumerate(exps) if k not in done[i]]
         if len(active) == 1:

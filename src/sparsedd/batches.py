@@ -59,10 +59,11 @@ def epoch_batches(
         offsets = torch.randint(0, 2 * CROP_PADDING + 1, (n, 2), generator=g).to(x.device)
     for start in range(0, n, batch_size):
         idx = order[start : start + batch_size]
-        xb = x[idx].float() / 255.0
+        # index_select, not x[idx]: the same rows, ~40x faster on the CPU for a uint8 batch.
+        xb = x.index_select(0, idx).float() / 255.0
         if augment:  # pad with black pixels before standardizing, as torchvision does
-            xb = flip_crop(xb, flips[idx], offsets[idx])
-        yield (xb - mean) / std, y[idx]
+            xb = flip_crop(xb, flips.index_select(0, idx), offsets.index_select(0, idx))
+        yield (xb - mean) / std, y.index_select(0, idx)
 
 
 def eval_batches(

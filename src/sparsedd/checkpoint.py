@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,38 +11,22 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from sparsedd.errors import CheckpointError, StoreError
+from sparsedd import atomic
+from sparsedd.atomic import atomic_write
+from sparsedd.errors import CheckpointError
+
+OUT_FIX = "free space or choose a writable --out folder"
 
 
 def atomic_write_bytes(path: Path, write: Any) -> None:
     """Call ``write(tmp_path)`` then rename onto ``path``: readers see old or new, never half."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-    except OSError as err:
-        raise StoreError(
-            f"cannot write {path}: {err.strerror or err}; choose a writable --out folder"
-        ) from None
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except (OSError, SafetensorError) as err:  # safetensors reports a full disk as its own
-        Path(tmp).unlink(missing_ok=True)
-        reason = err.strerror if isinstance(err, OSError) and err.strerror else err
-        raise StoreError(
-            f"cannot write {path}: {reason}; free space or choose a writable --out folder"
-        ) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # safetensors reports a full disk as its own error
+    atomic_write(path, write, OUT_FIX, errors=(OSError, SafetensorError))
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write a text file atomically."""
-    atomic_write_bytes(path, lambda tmp: Path(tmp).write_text(text))
+    atomic.atomic_write_text(path, text, OUT_FIX)
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
@@ -60,13 +42,52 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         tensors = load_file(str(path))
         with safe_open(str(path), framework="pt") as f:
             meta = json.loads((f.metadata() or {}).get("sparsedd", "{}"))
-    except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as err:
+    except (SafetensorError, OSError, ValueError, RecursionError) as err:
         raise CheckpointError(
             f"checkpoint {path} is corrupt or truncated ({err}); delete it to recompute"
         ) from None
     if not isinstance(meta, dict):
         raise CheckpointError(f"checkpoint {path} has corrupt metadata; delete it to recompute")
     return tensors, meta
+
+
+def check_meta(
+    path: Path, meta: dict[str, Any], run_id: str, round_: int, epochs: int | None = None
+) -> None:
+    """Refuse a checkpoint that is not of run ``run_id``, round ``round_``.
+
+    With ``epochs`` (a progress file), its ``epoch`` must be a finished epoch of that round.
+    """
+    owner = meta.get("run_id")
+    if owner != run_id:
+        raise CheckpointError(
+            f"checkpoint {path} belongs to run {_short(owner)}, not {run_id}; "
+            f"it was copied from another run or damaged: delete it to recompute"
+        )
+    found = meta.get("round")
+    if type(found) is not int or found != round_:
+        raise CheckpointError(
+            f"checkpoint {path} is for round {_short(found)}, not round {round_}; "
+            f"delete it to recompute"
+        )
+    if epochs is None:
+        return
+    epoch, seconds = meta.get("epoch"), meta.get("seconds", 0.0)
+    if type(epoch) is not int or not 0 <= epoch < epochs:
+        raise CheckpointError(
+            f"checkpoint {path} records epoch {_short(epoch)}, not one of 0..{epochs - 1} "
+            f"of round {round_}; delete it to recompute"
+        )
+    if type(seconds) not in (int, float) or not 0 <= seconds < float("inf"):
+        raise CheckpointError(
+            f"checkpoint {path} records {_short(seconds)} seconds; delete it to recompute"
+        )
+
+
+def _short(value: Any) -> str:
+    """A metadata value for an error line: its repr, cut short (it may be huge or nested)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def model_state(model: nn.Module, masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -94,6 +115,7 @@ def restore(
     opt: torch.optim.Optimizer | None = None,
 ) -> None:
     """Load model weights, masks and (optionally) optimizer state saved by this module."""
+    _check_tensors(path, tensors, model, masks)
     weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
         model.load_state_dict(weights, strict=True)
@@ -136,3 +158,40 @@ def restore(
             raise CheckpointError(
                 f"checkpoint {path} has unusable optimizer state ({err}); delete it to recompute"
             ) from None
+
+
+def _check_tensors(
+    path: Path, tensors: dict[str, torch.Tensor], model: nn.Module, masks: dict[str, torch.Tensor]
+) -> None:
+    """Refuse unknown tensor names, wrong dtypes, non-boolean masks and non-finite weights."""
+    expected = {f"model.{k}": v for k, v in model.state_dict().items()}
+    expected.update({f"mask.{k}": v for k, v in masks.items()})
+    for key, value in tensors.items():
+        if key.startswith("opt."):
+            continue
+        want = expected.get(key)
+        if want is None:
+            if key.startswith("model."):
+                continue  # load_state_dict names the unexpected weight
+            raise CheckpointError(
+                f"checkpoint {path} holds an unknown tensor {key!r}; it belongs to another "
+                f"config: delete it or use its config"
+            )
+        dtype = torch.bool if key.startswith("mask.") else want.dtype
+        if value.dtype != dtype:
+            raise CheckpointError(
+                f"checkpoint {path} stores {key!r} as {value.dtype}, not {dtype}; "
+                f"delete it to recompute"
+            )
+        if value.is_floating_point() and not bool(value.isfinite().all()):
+            raise CheckpointError(
+                f"checkpoint {path} has non-finite values in {key!r} (a diverged or damaged "
+                f"run); delete it to recompute"
+            )
+
+
+def mask_sparsity(tensors: dict[str, torch.Tensor]) -> float:
+    """Fraction of prunable weights that the masks of a checkpoint remove."""
+    masks = [v for k, v in tensors.items() if k.startswith("mask.")]
+    total = sum(m.numel() for m in masks)
+    return 1.0 - sum(int(m.sum()) for m in masks) / total if total else 0.0

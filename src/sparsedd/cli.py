@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from sparsedd.errors import UserError
+from sparsedd.errors import Interrupted, UserError
 
 DEFAULT_OUT = "./sparsedd-runs"
 #: Columns of the `results` table after run_id and the config keys that name the runs.
@@ -105,7 +105,7 @@ def _preflight(configs: list[Any]) -> None:
     "--batch-lambdas/--no-batch-lambdas",
     default=None,
     help="train runs that differ only in weight_decay as one batched model sharing each batch "
-    "[default: on for CUDA; off on the CPU, where it measured no faster]",
+    "[default: off; it measured slower on the CPU, and bench/gpu_check.sh measures it on a GPU]",
 )
 @click.option(
     "--log",
@@ -154,6 +154,7 @@ def run(
         import_ray()  # fail in one line before anything is loaded or written
     cells = study_cells(preset, config_file, parse_grid_options(grid))
     labelled = sweep_configs(cells, assignments)
+    _note_ignored_keys([cfg for _, cfg in labelled], config_file, [*assignments, *grid])
     if backend == "local" and not dry_run:
         from sparsedd.train import check_device
 
@@ -196,6 +197,17 @@ def run(
             f"results in {out_dir}; next: sparsedd report {out_dir}",
             err=True,
         )
+
+
+def _note_ignored_keys(configs: list[Any], config_file: str | None, options: list[str]) -> None:
+    """Say once, on stderr, of each key the user set that a run does not read."""
+    from sparsedd.config import ignored_notes, load_yaml_file
+
+    given = [str(k) for k in load_yaml_file(config_file)] if config_file else []
+    given += [item.split("=", 1)[0].strip() for item in options]
+    notes = dict.fromkeys(note for cfg in configs for note in ignored_notes(cfg, given))
+    for note in notes:
+        click.echo(f"sparsedd: note: {note}", err=True)
 
 
 @cli.command()
@@ -379,8 +391,6 @@ for _command in (analyze, plot, report, export):
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the CLI; user errors become one line on stderr and exit status 2."""
-    from sparsedd.experiment import Interrupted
-
     try:
         code = cli.main(
             args=list(argv) if argv is not None else None,
@@ -400,7 +410,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             file=sys.stderr,
         )
         sys.exit(130)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt):  # Ctrl-C before a run could start
+        print("sparsedd: interrupted; re-run the same command to resume", file=sys.stderr)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
 

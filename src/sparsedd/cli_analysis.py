@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, TypeVar
 import click
 
 if TYPE_CHECKING:
+    import pandas as pd
     from matplotlib.figure import Figure
 
     from sparsedd.analysis import Analysis
@@ -32,9 +33,19 @@ _MIN_RISE = click.option(
 
 
 def _analysis(out_dir: str, min_rise: float) -> Analysis:
-    from sparsedd.analysis import analyze_dir
+    from sparsedd.analysis import analyze
 
-    return analyze_dir(out_dir, min_rise=min_rise)
+    return analyze(_load(out_dir), min_rise=min_rise)
+
+
+def _load(out_dir: str) -> pd.DataFrame:
+    """The rounds of ``out_dir``; notes on rounds left out (diverged runs) go to stderr."""
+    from sparsedd.analysis import load_results
+
+    rounds = load_results(out_dir)
+    for note in rounds.attrs.get("notes", []):
+        click.echo(f"note: {note}", err=True)
+    return rounds
 
 
 def _with_figure(result: Analysis, use: Callable[[Figure], T], layers: bool = False) -> T:
@@ -169,9 +180,9 @@ def export(
         return
     if round_ is not None or fmt is not None:
         raise UserError("--round and --format choose a model to export; give --run ID too")
-    from sparsedd.analysis import analyze, export_table, load_results
+    from sparsedd.analysis import analyze, export_table
 
-    rounds = load_results(out_dir)
+    rounds = _load(out_dir)
     if which in (None, "rounds"):
         table = rounds
     else:

@@ -116,9 +116,13 @@ class Config:
     # Execution
     seed: int = _f(0, "seed of initialization, batch order, augmentation and dropout", min=0)
     device: str = _f("auto", "device: auto (cuda when available), cpu, cuda or cuda:N")
-    precision: Literal["fp32", "bf16"] = _f("fp32", "fp32, or bf16 autocast")
+    precision: Literal["auto", "fp32", "bf16"] = _f(
+        "fp32", "fp32, bf16 autocast, or auto: bf16 where the device computes it natively"
+    )
     threads: int = _f(0, "CPU threads for torch (0: torch's default)", min=0, max=1024)
-    compile: bool = _f(False, "torch.compile the model once masks exist (GPU)")
+    compile: bool | None = _f(
+        False, "torch.compile the model (auto or null: where measured to pay, a CPU in bf16)"
+    )
     checkpoint_every: int = _f(1, "save resumable state every N epochs", min=1)
 
     @property
@@ -135,6 +139,31 @@ DEFAULTS = Config()
 NON_SEMANTIC = frozenset(
     {"data_dir", "download", "device", "threads", "checkpoint_every", "eval_batch_size", "compile"}
 )
+#: Keys outside the run id because they never change what earlier rounds compute: asking a
+#: recorded run for more rounds continues it, asking for fewer shows what it has.
+NOT_IN_RUN_ID = frozenset({"rounds"})
+#: Keys that only some models read (the ViT's sizes, dropouts and layout).
+MODEL_SPECIFIC_KEYS = frozenset(
+    {
+        "patch_size",
+        "dim",
+        "depth",
+        "heads",
+        "dim_head",
+        "mlp_dim",
+        "dropout",
+        "emb_dropout",
+        "vit_layout",
+    }
+)
+#: The model-specific keys each model reads. A model not listed is taken to read all of them,
+#: so that a new model can never share a run id with a differently built one.
+MODEL_KEYS: dict[str, frozenset[str]] = {
+    "vit": MODEL_SPECIFIC_KEYS,
+    "swin": frozenset(),
+    "resnet18": frozenset(),
+    "lenet": frozenset(),
+}
 
 
 def field_help(key: str) -> str:
@@ -175,7 +204,9 @@ def coerce(key: str, value: Any) -> Any:
     _check_key(key)
     base, choices, nullable = _type_parts(key)
     # "none" is text (augment=none) unless the key is nullable: then it, like null, means None.
-    if value is None or (nullable and isinstance(value, str) and value.lower() in ("null", "none")):
+    # A nullable switch (compile) reads "auto" as null: the run decides on its device.
+    nulls = ("null", "none", "auto") if base is bool else ("null", "none")
+    if value is None or (nullable and isinstance(value, str) and value.lower() in nulls):
         if nullable:
             return None
         raise ConfigError(f"config key {key!r} cannot be null; it takes a {base.__name__}")
@@ -184,7 +215,8 @@ def coerce(key: str, value: Any) -> Any:
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
             return value.lower() in ("true", "yes", "1")
-        raise ConfigError(f"config key {key!r} takes true or false, not {_show(value)}")
+        choices = "true, false or auto" if nullable else "true or false"
+        raise ConfigError(f"config key {key!r} takes {choices}, not {_show(value)}")
     if base is int:
         if isinstance(value, bool):
             raise ConfigError(f"config key {key!r} takes an integer, not {_show(value)}")
@@ -375,12 +407,39 @@ def from_dict(values: Mapping[str, Any]) -> Config:
     return validate(apply(DEFAULTS, values))
 
 
+def unused_keys(cfg: Config) -> frozenset[str]:
+    """Keys that ``cfg`` never reads: the sizes its model does not have, SGD's momentum for Adam."""
+    unused = MODEL_SPECIFIC_KEYS - MODEL_KEYS.get(cfg.model, MODEL_SPECIFIC_KEYS)
+    if cfg.optimizer != "sgd":
+        unused |= {"momentum"}
+    return unused
+
+
+def canonical(cfg: Config) -> Config:
+    """``cfg`` with its unused keys at their defaults: one config per computation."""
+    return dataclasses.replace(cfg, **{key: getattr(DEFAULTS, key) for key in unused_keys(cfg)})
+
+
+def ignored_notes(cfg: Config, given: Iterable[str]) -> list[str]:
+    """One line per key in ``given`` (keys the user set) that ``cfg`` does not read."""
+    unused = unused_keys(cfg)
+    return [
+        f"config key {key!r} is not used by model {cfg.model!r} with optimizer "
+        f"{cfg.optimizer!r}; it is ignored and does not change the run id"
+        for key in dict.fromkeys(given)
+        if key in unused
+    ]
+
+
 def normalized(cfg: Config) -> dict[str, Any]:
-    """The settings that define what a run computes and differ from the defaults."""
+    """The settings that define what a run computes and differ from the defaults.
+
+    Keys the config does not read and ``rounds`` (see NOT_IN_RUN_ID) are left out.
+    """
     return {
         key: value
-        for key, value in to_dict(cfg).items()
-        if key not in NON_SEMANTIC and value != getattr(DEFAULTS, key)
+        for key, value in to_dict(canonical(cfg)).items()
+        if key not in NON_SEMANTIC | NOT_IN_RUN_ID and value != getattr(DEFAULTS, key)
     }
 
 

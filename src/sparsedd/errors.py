@@ -23,3 +23,11 @@ class StoreError(UserError):
 
 class ResourceError(UserError):
     """The machine ran out of something (GPU memory, disk) that a setting can reduce."""
+
+
+class DivergedError(UserError):
+    """Training produced a non-finite loss or weight; a smaller learning rate usually helps."""
+
+
+class Interrupted(Exception):
+    """Raised between epochs after a stop was requested and progress was saved."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -15,9 +17,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparsedd import checkpoint as ckpt
-from sparsedd.config import Config, run_id, to_dict, to_yaml
+from sparsedd.atomic import temp_files
+from sparsedd.config import Config, canonical, run_id, to_dict, to_yaml
 from sparsedd.data import ImageData, Splits, load_dataset, make_splits
-from sparsedd.errors import CheckpointError, ConfigError, ResourceError
+from sparsedd.errors import (
+    CheckpointError,
+    ConfigError,
+    DivergedError,
+    Interrupted,
+    ResourceError,
+)
 from sparsedd.models import InputSpec, count_parameters, create_model
 from sparsedd.provenance import provenance
 from sparsedd.prune import (
@@ -62,10 +71,6 @@ class SilentReporter:
         """Ignore the event."""
 
 
-class Interrupted(Exception):
-    """Raised between epochs after a stop was requested and progress was saved."""
-
-
 @dataclass
 class StopFlag:
     """Set from a signal handler; the run stops at the next epoch boundary."""
@@ -106,7 +111,8 @@ class Experiment:
         ``data`` may pass the dataset already loaded (runs of a sweep share it); ``store``
         may replace the output folder's database (a Ray worker sends its rows to the driver).
         """
-        self.cfg = cfg
+        # Keys the run does not read are reset, so every run of one id records one config.
+        self.cfg = cfg = canonical(cfg)
         self.reporter = reporter or SilentReporter()
         self.stop = stop or StopFlag()
         self.id = run_id(cfg)
@@ -132,6 +138,7 @@ class Experiment:
         self.masks: Masks = full_masks(self.model)
         self.out_dir = Path(out_dir)
         self.folder = run_dir(self.out_dir, cfg)
+        check_path_encoding(self.out_dir)
         self.store = store if store is not None else ResultsStore(self.out_dir)
 
     # ------------------------------------------------------------ public
@@ -139,7 +146,7 @@ class Experiment:
     def run(self) -> list[dict[str, Any]]:
         """Train and prune every round not yet recorded; return all recorded rows of the run."""
         self.write_run_files()
-        done = self.store.rounds_done(self.id)
+        done = self.drop_stale_rounds()
         self.note_other_versions()
         splits = self.splits.to(self.device)
         for k in range(self.cfg.rounds + 1):
@@ -149,10 +156,47 @@ class Experiment:
 
     # ------------------------------------------------------------ rounds
 
+    def drop_stale_rounds(self) -> set[int]:
+        """Rounds recorded and still resumable; drops rows whose checkpoints were deleted.
+
+        The first round left to train starts from the checkpoint of the round before it (a
+        finished run keeps its last round's); when that file is gone (a run folder deleted by
+        hand), the rounds recorded after the last checkpoint still there are dropped and
+        recomputed, with one line saying so.
+        """
+        done = self.store.rounds_done(self.id)
+        todo = [k for k in range(self.cfg.rounds + 1) if k not in done]
+        needed = (todo[0] if todo else self.cfg.rounds + 1) - 1  # a finished run keeps its last
+        drop_rounds = getattr(self.store, "drop_rounds", None)  # not a Ray worker's ledger
+        if needed < 0 or round_file(self.folder, needed).exists() or drop_rounds is None:
+            return done
+        keep = needed
+        while keep >= 0 and not round_file(self.folder, keep).exists():
+            keep -= 1
+        drop_rounds(self.id, keep + 1)
+        (self.folder / PROGRESS_FILE).unlink(missing_ok=True)
+        note = getattr(self.reporter, "note", None)
+        if note is not None:
+            note(
+                self.id,
+                f"checkpoint {round_file(self.folder, needed)} is missing: dropped the "
+                f"recorded rounds {keep + 1}..{max(done)} of run {self.id} to recompute them",
+            )
+        return {r for r in done if r <= keep}
+
     def write_run_files(self) -> None:
-        """Create the run's folder with its config and noisy labels; register the run."""
+        """Create the run's folder with its config and noisy labels; register the run.
+
+        The recorded config's ``rounds`` is the most asked for so far: asking for more
+        continues the run, asking for fewer keeps every recorded round. Temporary files of
+        writes that were killed are removed first.
+        """
         self.folder.mkdir(parents=True, exist_ok=True)
-        ckpt.atomic_write_text(self.folder / "config.yaml", to_yaml(self.cfg))
+        for leftover in temp_files(self.folder):
+            leftover.unlink(missing_ok=True)
+        recorded = max(self.store.rounds_done(self.id), default=0)
+        cfg = dataclasses.replace(self.cfg, rounds=max(self.cfg.rounds, recorded))
+        ckpt.atomic_write_text(self.folder / "config.yaml", to_yaml(cfg))
         labels = self.folder / "labels.safetensors"
         if not labels.exists():
             s = self.splits
@@ -173,7 +217,7 @@ class Experiment:
                     "noise_seed": self.cfg.noise_seed,
                 },
             )
-        self.store.record_run(self.id, to_dict(self.cfg))
+        self.store.record_run(self.id, to_dict(cfg))
 
     def note_other_versions(self) -> None:
         """Say in one line when rounds still to run join rounds recorded by another version."""
@@ -207,12 +251,20 @@ class Experiment:
 
         train_round([self], [trainer], k, splits, first_epoch, seconds, train_epoch)
 
+    def check_finite(self, k: int, epoch: int, stats: EpochStats) -> None:
+        """Stop the run (recording nothing more) if epoch ``epoch`` of round ``k`` diverged."""
+        if stats.finite and math.isfinite(stats.loss):
+            return
+        raise DivergedError(diverged_message(self.cfg, self.id, k, f"epoch {epoch + 1}"))
+
     def finish_round(
         self, k: int, trainer: Trainer, splits: Splits, epochs: int, seconds: float
     ) -> None:
         """Evaluate the trained round ``k``, save its checkpoint, then record its row."""
         with out_of_memory_hint("eval_batch_size", self.cfg.eval_batch_size):
             row = self._evaluate(k, trainer, splits, epochs, seconds)
+        if not all(math.isfinite(row[f]) for f in ("test_loss", "test_acc") if row[f] is not None):
+            raise DivergedError(diverged_message(self.cfg, self.id, k, "evaluation"))
         ckpt.save_tensors(
             round_file(self.folder, k),
             ckpt.model_state(self.model, self.masks),
@@ -238,14 +290,14 @@ class Experiment:
         progress = self.folder / PROGRESS_FILE
         if progress.exists():
             tensors, meta = ckpt.load_tensors(progress)
-            if meta.get("run_id", self.id) != self.id:
-                raise CheckpointError(
-                    f"checkpoint {progress} belongs to run {meta.get('run_id')!r}, not "
-                    f"{self.id}; delete it to recompute"
-                )
-            if meta.get("round") == k:
+            saved = meta.get("round")
+            if not (type(saved) is int and saved < k and saved in self.store.rounds_done(self.id)):
+                # not a leftover of a finished round: it must be this round's
+                epochs = self.cfg.round0_epochs if k == 0 else self.cfg.epochs
+                ckpt.check_meta(progress, meta, self.id, k, epochs)
+                self._check_sparsity(progress, tensors, k)
                 ckpt.restore(progress, tensors, self.model, self.masks, trainer.optimizer)
-                return int(meta["epoch"]) + 1, float(meta.get("seconds", 0.0))
+                return meta["epoch"] + 1, float(meta.get("seconds", 0.0))
         if k == 0:
             self.model.load_state_dict(self.init_state)
             for m in self.masks.values():
@@ -257,12 +309,44 @@ class Experiment:
                 f"round {k - 1} is recorded but {previous} is missing; "
                 f"delete the run folder {self.folder} to recompute it"
             )
-        tensors, _ = ckpt.load_tensors(previous)
+        tensors, meta = ckpt.load_tensors(previous)
+        ckpt.check_meta(previous, meta, self.id, k - 1)
+        self._check_sparsity(previous, tensors, k - 1, exact=True)
         ckpt.restore(previous, tensors, self.model, self.masks)
         self._prune(k, trainer, splits)
         if self.cfg.retrain == "lottery":
             self.model.load_state_dict(self.init_state)
         return 0, 0.0
+
+    def _check_sparsity(
+        self, path: Path, tensors: dict[str, torch.Tensor], k: int, exact: bool = False
+    ) -> None:
+        """Refuse masks that disagree with the recorded rounds of this run.
+
+        A round checkpoint's masks give exactly the sparsity recorded for its round (``exact``);
+        a progress file of round k prunes at least as much as round k - 1 did (none in round 0).
+        """
+        recorded_sparsity = getattr(self.store, "round_sparsity", None)
+        if recorded_sparsity is None:  # a Ray worker's ledger knows rounds, not their rows
+            return
+        found = ckpt.mask_sparsity(tensors)
+        tolerance = 0.5 / max(1, count_total(self.masks))
+        if exact:
+            recorded = recorded_sparsity(self.id, k)
+            expected = found if recorded is None else recorded
+            ok = abs(found - expected) <= tolerance
+        elif k == 0:
+            expected, ok = 0.0, found <= tolerance
+        else:  # round k prunes rate of what round k - 1 kept (rounded per layer at most)
+            previous = recorded_sparsity(self.id, k - 1) or 0.0
+            expected = 1 - (1 - previous) * (1 - self.cfg.prune_rate)
+            slack = len(self.masks) * 2 * tolerance
+            ok = previous - tolerance <= found <= expected + slack
+        if not ok:
+            raise CheckpointError(
+                f"checkpoint {path} has masks of sparsity {found:.4%}, but round {k} of this run "
+                f"stands at {expected:.4%}; delete it to recompute"
+            )
 
     def _prune(self, k: int, trainer: Trainer, splits: Splits) -> None:
         cfg = self.cfg
@@ -337,6 +421,26 @@ class Experiment:
         }
 
 
+def check_path_encoding(out_dir: Path) -> None:
+    """Refuse an output folder whose name the checkpoint library cannot open (not UTF-8)."""
+    try:
+        str(out_dir.resolve()).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(
+            f"output folder {str(out_dir)!r} has a name that is not valid UTF-8, which "
+            f"checkpoints cannot be written to; choose a UTF-8 --out name"
+        ) from None
+
+
+def diverged_message(cfg: Config, run: str, k: int, where: str) -> str:
+    """One line saying where a run diverged and which key to lower."""
+    return (
+        f"run {run} diverged in round {k}, {where}: the training loss or a weight is not finite; "
+        f"nothing is recorded for round {k}; lower config key 'lr' (now {cfg.lr:g}), "
+        f"e.g. --set lr={cfg.lr / 10:g}"
+    )
+
+
 def epoch_inputs(splits: Splits, cfg: Config) -> dict[str, Any]:
     """The inputs of a trainer's ``train_epoch`` other than the epoch's seed and steps."""
     return dict(
@@ -377,6 +481,8 @@ def train_round(
                 first_step=epoch * per_epoch,
                 total_steps=epochs * per_epoch,
             )
+        for run, st in zip(runs, stats, strict=True):
+            run.check_finite(k, epoch, st)
         last = epoch == epochs - 1
         save = last or (epoch + 1) % cfg.checkpoint_every == 0 or stop.requested
         if save:

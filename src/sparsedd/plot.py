@@ -31,6 +31,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FixedLocator, NullLocator  # noqa: E402
 
 from sparsedd.analysis import Analysis  # noqa: E402
+from sparsedd.atomic import atomic_write  # noqa: E402
 from sparsedd.errors import UserError  # noqa: E402
 
 #: Okabe & Ito's colour-blind-safe palette (black last).
@@ -361,8 +362,9 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
         )
     if not path.parent.exists():
         raise UserError(f"cannot write {path}: folder {path.parent} does not exist")
+    fmt = path.suffix.lower()[1:]
     with matplotlib.rc_context(FONT_RC):
-        fig.savefig(path, dpi=150, bbox_inches="tight")
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight"))
     return path
 
 

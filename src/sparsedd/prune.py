@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from sparsedd.errors import ConfigError
+from sparsedd.errors import ConfigError, DivergedError
+from sparsedd.execution import mul_each_
 from sparsedd.registry import Registry
 
 Masks = dict[str, torch.Tensor]
@@ -113,6 +114,12 @@ def prune_round(
     for name, w in weights.items():
         grad = gradients[name].detach().float().cpu() if gradients is not None else None
         s = crit.score(w.detach().float().cpu(), grad, gen)
+        if not bool(s[masks[name].cpu()].isfinite().all()):
+            # NaN would rank as pruned (not finite) and empty the layer: never score it.
+            raise DivergedError(
+                f"layer {name} has non-finite weights, so it cannot be pruned: the run "
+                f"diverged; lower config key 'lr'"
+            )
         scores[name] = s.masked_fill(~masks[name].cpu(), float("-inf"))
     if scope == "global":
         kept = _keep_top(torch.cat([s.flatten() for s in scores.values()]), rate)
@@ -138,8 +145,7 @@ def _keep_top(scores: torch.Tensor, rate: float) -> torch.Tensor:
 @torch.no_grad()
 def apply_masks(params: list[torch.Tensor], masks: list[torch.Tensor]) -> None:
     """Zero the pruned entries of ``params`` in place (masks as 0/1 tensors of their dtype)."""
-    if params:
-        torch._foreach_mul_(params, masks)
+    mul_each_(params, masks)
 
 
 def count_remaining(masks: Masks) -> int:

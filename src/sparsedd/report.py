@@ -11,7 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from sparsedd.analysis import Analysis, config_keys
+from sparsedd.analysis import DEFAULT_TOLERANCE, Analysis, config_keys
+from sparsedd.atomic import atomic_write_text
 from sparsedd.errors import UserError
 from sparsedd.store import PROVENANCE_FIELDS
 
@@ -91,8 +92,28 @@ def text_table(rows: Sequence[dict[str, str]]) -> str:
     return "\n".join(lines)
 
 
-def verdict(curve: pd.Series | dict, keys: Sequence[str]) -> str:
-    """One sentence on whether a curve shows sparse double descent, with the evidence."""
+def amount(fraction: float) -> str:
+    """A tolerance (a fraction) in words: '1 point', '0.5 points'."""
+    value = 100 * float(fraction)
+    return f"{value:.3g} point{'' if value == 1 else 's'}"
+
+
+def verdict(
+    curve: pd.Series | dict, keys: Sequence[str], tolerance: float = DEFAULT_TOLERANCE
+) -> str:
+    """One sentence on whether a curve shows sparse double descent, with the evidence.
+
+    ``tolerance`` is the compression tolerance the analysis used (``Analysis.tolerance``); the
+    SDD threshold quoted is the curve's own ``sdd_threshold``.
+    """
+    within = f"within {amount(tolerance)} of dense up to {pct(curve['compressible_to'])} sparsity"
+    threshold = curve.get("sdd_threshold")
+    limit = (
+        ""
+        if threshold is None or threshold != threshold
+        else f" (threshold {amount(threshold)}: the larger of the minimum rise and the seed "
+        "spread at dip and peak)"
+    )
     name = ", ".join(f"{k} = {_key_cell(curve[k])}" for k in keys)
     seeds = f"{curve['n_seeds']} seed{'s' if curve['n_seeds'] != 1 else ''}"
     if curve["n_rounds"] < 3:
@@ -100,8 +121,7 @@ def verdict(curve: pd.Series | dict, keys: Sequence[str]) -> str:
     if curve["rise"] is None:
         return (
             f"{name}: no sparse double descent ({seeds}); test accuracy never falls and then "
-            f"recovers. It stays within 1 point of dense up to {pct(curve['compressible_to'])} "
-            "sparsity."
+            f"recovers. It stays {within}."
         )
     interval = (
         f", 95% CI [{points(curve['rise_low'])}, {points(curve['rise_high'])}] points"
@@ -113,35 +133,34 @@ def verdict(curve: pd.Series | dict, keys: Sequence[str]) -> str:
             f"{name}: sparse double descent detected ({seeds}). Test accuracy dips to "
             f"{pct(curve['dip_acc'])} at {pct(curve['dip_sparsity'])} sparsity and recovers to "
             f"{pct(curve['peak_acc'])} at {pct(curve['peak_sparsity'])}: a rise of "
-            f"{points(curve['rise'])} points{interval}."
+            f"{points(curve['rise'])} points{interval}{limit}."
         )
     return (
         f"{name}: no sparse double descent ({seeds}); the largest recovery after a dip is "
-        f"{points(curve['rise'])} points{interval}, within the seed spread or the minimum rise. "
-        f"Accuracy stays within 1 point of dense up to {pct(curve['compressible_to'])} sparsity."
+        f"{points(curve['rise'])} points{interval}, not above the threshold{limit}. "
+        f"Accuracy stays {within}."
     )
 
 
 def lambda_verdicts(result: Analysis) -> list[str]:
-    """Per λ group: the λ chosen on validation, and what it does to the dip and to compression."""
+    """Per λ group: which λ validation picks, and for each λ its SDD verdict and best accuracy."""
     out = []
     for _, g in result.lambdas.iterrows():
         members = result.curves[result.curves["lambda_group"] == g["lambda_group"]]
-        if g["best_weight_decay"] is None or g["best_weight_decay"] != g["best_weight_decay"]:
-            out.append(f"{g['lambda_group']}: no validation accuracy (set val_size > 0).")
-            continue
-        chosen = members[members["weight_decay"] == g["best_weight_decay"]].iloc[0]
-        others = members[members["weight_decay"] != g["best_weight_decay"]]
-        dips = ", ".join(
-            f"{o['weight_decay']:g}" for _, o in others.iterrows() if o["sdd_detected"]
+        members = members.sort_values("weight_decay", kind="stable")
+        each = "; ".join(
+            f"λ = {c['weight_decay']:g}: SDD {'detected' if c['sdd_detected'] else 'not detected'}"
+            f", best test accuracy {pct(c['best_acc'])} at {pct(c['best_sparsity'])} sparsity"
+            for _, c in members.iterrows()
         )
-        choice = "only λ run" if g["n_lambdas"] == 1 else f"λ* of {g['n_lambdas']}"
+        lam = g["best_weight_decay"]
+        if lam is None or lam != lam:
+            out.append(f"{g['lambda_group']}: {each}. No validation accuracy (set val_size > 0).")
+            continue
+        choice = "the only λ run" if g["n_lambdas"] == 1 else f"λ* of {g['n_lambdas']}"
         out.append(
-            f"{g['lambda_group']}: {choice} = {g['best_weight_decay']:g} "
-            f"(best validation accuracy {pct(g['best_val_acc'])}); at λ* SDD is "
-            f"{'detected' if chosen['sdd_detected'] else 'not detected'}, dense test accuracy "
-            f"{pct(chosen['dense_acc'])}, compressible to {pct(chosen['compressible_to'])}."
-            + (f" Other λ with SDD: {dips}." if dips else "")
+            f"{g['lambda_group']}: validation picks {choice} = {lam:g} (best validation "
+            f"accuracy {pct(g['best_val_acc'])}). {each}."
         )
     return out
 
@@ -286,8 +305,8 @@ def render_html(result: Analysis, figure_png: bytes, source: str) -> str:
     img = base64.b64encode(figure_png).decode("ascii")
     n_runs = result.rounds["run_id"].nunique()
     verdicts = "".join(
-        f'<li class="{"yes" if c["sdd_detected"] else "no"}">{html.escape(verdict(c, result.keys))}'
-        "</li>"
+        f'<li class="{"yes" if c["sdd_detected"] else "no"}">'
+        f"{html.escape(verdict(c, result.keys, result.tolerance))}</li>"
         for _, c in result.curves.iterrows()
     )
     lambdas = "".join(f"<li>{html.escape(v)}</li>" for v in lambda_verdicts(result))
@@ -307,13 +326,16 @@ def render_html(result: Analysis, figure_png: bytes, source: str) -> str:
 <h2>Figure</h2>
 <figure><img id="sdd-figure" alt="Test accuracy and memorization against sparsity"
  src="data:image/png;base64,{img}">
-<figcaption>Mean over seeds; bands ±1 s.d.; dashed lines: dense accuracy; ▼ dip and ▲ peak where
-SDD is detected. The x axis
-is logarithmic in the fraction of weights remaining and labelled in sparsity.</figcaption></figure>
+<figcaption>Mean over seeds; bands ±1 s.d.; dashed lines: dense accuracy; ▼ dip and ▲ peak
+(3-round means) where SDD is detected. The x axis is logarithmic in the fraction of weights
+remaining and labelled in sparsity.</figcaption></figure>
 <h2>Curves</h2>
 {html_table(display_rows(result), left=tuple(result.keys))}
-<p class="meta">Compressible to: highest sparsity whose mean test accuracy is within 1 point of
-the dense model. Rise: peak − dip in points, with a 95% t-interval over seeds.</p>
+<p class="meta">Compressible to: highest sparsity whose mean test accuracy is within
+{amount(result.tolerance)} of the dense model. Dip, peak and rise (peak − dip, in points, with a
+95% t-interval over seeds) are measured on each seed's accuracy averaged over 3 rounds, the curve
+the verdict is taken on: SDD when the rise and the fall into the dip both exceed the larger of the
+minimum rise ({amount(result.min_rise)}) and the seed spread at dip and peak.</p>
 <details><summary>Per-round statistics</summary>
 {html_table(_stats_rows(result), left=("curve",))}</details>
 <h2>Configs</h2>
@@ -331,5 +353,5 @@ def write_report(result: Analysis, figure_png: bytes, path: str | Path, source: 
         raise UserError(f"cannot write the report to {path.name!r}: use a .html file name")
     if not path.parent.exists():
         raise UserError(f"cannot write {path}: folder {path.parent} does not exist")
-    path.write_text(render_html(result, figure_png, source), encoding="utf-8")
+    atomic_write_text(path, render_html(result, figure_png, source))
     return path

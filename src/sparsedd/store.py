@@ -58,6 +58,54 @@ CREATE TABLE IF NOT EXISTS epochs (
     PRIMARY KEY (run_id, round, epoch));
 """
 
+# What each column must hold (SQLite does not enforce declared types): a damaged or hand-edited
+# database is refused when opened, with the table, column and row named.
+_INTEGER, _NUMBER = "typeof({c}) = 'integer'", "typeof({c}) IN ('integer', 'real')"
+_NUMBER_OR_NULL = "typeof({c}) IN ('integer', 'real', 'null')"
+_TEXT = "typeof({c}) = 'text'"
+_JSON_OBJECT = (  # CASE: json_type would fail on invalid JSON before AND could stop it
+    "typeof({c}) = 'text' AND CASE WHEN json_valid({c}) THEN json_type({c}) = 'object' ELSE 0 END"
+)
+_VALUE_RULES = {
+    "runs": {"run_id": _TEXT, "config": _JSON_OBJECT, "created": _NUMBER},
+    "rounds": {
+        "run_id": _TEXT,
+        "round": _INTEGER,
+        "sparsity": _NUMBER,
+        **{f: _NUMBER_OR_NULL for f in ROUND_FIELDS if f not in ("round", "sparsity")},
+        "params_remaining": _INTEGER,
+        "epochs": _INTEGER,
+        "seconds": _NUMBER,
+        "layer_density": _JSON_OBJECT,
+    },
+    "epochs": {
+        "run_id": _TEXT,
+        "round": _INTEGER,
+        "epoch": _INTEGER,
+        "train_loss": _NUMBER_OR_NULL,
+        "train_acc": _NUMBER_OR_NULL,
+    },
+}
+_RULE_WORDS = {
+    _INTEGER: "an integer",
+    _NUMBER: "a number",
+    _NUMBER_OR_NULL: "a number or NULL",
+    _TEXT: "text",
+    _JSON_OBJECT: "a JSON object",
+}
+
+
+def _schema_columns() -> dict[str, list[str]]:
+    """Columns of each table, as the schema this sparsedd writes defines them."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.executescript(_SCHEMA)
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return {t: [r[1] for r in conn.execute(f"PRAGMA table_info({t})")] for t in tables}
+    finally:
+        conn.close()
+
+
 # How long a statement waits for a database locked by another writer before giving up, and
 # how long each attempt lets SQLite's own busy handler wait (tests lower these).
 LOCK_TIMEOUT_S = 120.0
@@ -68,8 +116,15 @@ class ResultsStore:
     """One SQLite database per output folder; safe with many concurrent writers."""
 
     def __init__(self, out_dir: str | Path, create: bool = True) -> None:
+        """Open (``create``: or create) the database; ``create=False`` only reads it.
+
+        A database that is opened only to read is opened read-only, so that results on
+        read-only storage (or a copy without write permission) can be read.
+        """
         self.out_dir = Path(out_dir)
         self.path = self.out_dir / DB_NAME
+        self.read_only = not create
+        self._immutable = False
         if not self.path.exists():
             if not create:
                 raise StoreError(
@@ -89,7 +144,7 @@ class ResultsStore:
     def _connect(self) -> Iterator[sqlite3.Connection]:
         wait = max(0.0, min(BUSY_WAIT_S, LOCK_TIMEOUT_S))
         try:
-            conn = sqlite3.connect(self.path, timeout=wait, isolation_level=None)
+            conn = self._open(wait)
         except sqlite3.Error as err:
             raise StoreError(f"cannot open results database {self.path}: {err}") from None
         try:
@@ -97,6 +152,29 @@ class ResultsStore:
             yield conn
         finally:
             conn.close()
+
+    def _open(self, wait: float) -> sqlite3.Connection:
+        """A connection; a read-only one never creates, changes or leaves a file."""
+        if not self.read_only:
+            return sqlite3.connect(self.path, timeout=wait, isolation_level=None)
+        # Without a -wal file no writer is connected and every write is in the database file:
+        # read that file as it is. With one, read it as a WAL reader (it needs the -shm file);
+        # where that cannot be opened (read-only storage), again read the database file alone.
+        wal = Path(f"{self.path}-wal").exists()
+        immutable = self._immutable or not wal
+        uri = self.path.resolve().as_uri() + ("?immutable=1" if immutable else "?mode=ro")
+        conn = sqlite3.connect(uri, timeout=wait, isolation_level=None, uri=True)
+        if immutable:
+            return conn
+        try:
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        except sqlite3.DatabaseError as err:
+            conn.close()
+            if "unable to open" not in str(err):  # the statement itself will say what is wrong
+                return sqlite3.connect(uri, timeout=wait, isolation_level=None, uri=True)
+            self._immutable = True
+            return self._open(wait)
+        return conn
 
     def _execute(
         self, script: str, params: tuple = (), many: bool = False, write: bool = True
@@ -155,13 +233,14 @@ class ResultsStore:
                     f"away or choose another --out"
                 )
             schema = meta.get("schema")
-            if schema in UPGRADABLE_SCHEMAS and create:
-                self._upgrade()
-            elif schema != SCHEMA_VERSION and schema not in UPGRADABLE_SCHEMAS:
+            if schema != SCHEMA_VERSION and schema not in UPGRADABLE_SCHEMAS:
                 raise StoreError(
                     f"{self.path} has schema {meta.get('schema')}, this sparsedd "
                     f"reads {SCHEMA_VERSION}; upgrade sparsedd"
                 )
+            self._check_layout()  # before an upgrade writes to it
+            if schema in UPGRADABLE_SCHEMAS and create:
+                self._upgrade()
             if create:
                 # Fail now, before any run file is written, if another program holds the lock.
                 self._execute("SELECT 1", write=True)
@@ -195,12 +274,48 @@ class ResultsStore:
             if any(f not in self._round_columns() for f in PROVENANCE_FIELDS):
                 raise  # not just another writer upgrading it at the same time
 
+    def _damaged(self, problem: str) -> StoreError:
+        return StoreError(
+            f"results database {self.path} is damaged: {problem}; restore it from a copy, "
+            f"or move it away and re-run"
+        )
+
+    def _check_layout(self) -> None:
+        """Refuse a database whose tables, columns or values are not what sparsedd writes."""
+        for table, columns in _schema_columns().items():
+            found = [r[1] for r in self._execute(f"PRAGMA table_info({table})", write=False)]
+            if not found:
+                raise self._damaged(f"table {table!r} is missing")
+            extra = [c for c in found if c not in columns]
+            # a schema-1 database is read as it is: it lacks the provenance columns
+            missing = [c for c in columns if c not in found and c not in PROVENANCE_FIELDS]
+            if extra:
+                raise self._damaged(f"table {table!r} has an extra column {extra[0]!r}")
+            if missing:
+                raise self._damaged(f"table {table!r} has no column {missing[0]!r}")
+        for table, rules in _VALUE_RULES.items():
+            checks = [rule.format(c=column) for column, rule in rules.items()]
+            flags = ", ".join(f"NOT ({c})" for c in checks)
+            where = " OR ".join(f"NOT ({c})" for c in checks)
+            rows = self._execute(
+                f"SELECT rowid, {flags} FROM {table} WHERE {where} LIMIT 1", write=False
+            )
+            if rows:
+                bad = [col for col, flag in zip(rules, rows[0][1:], strict=True) if flag]
+                column = bad[0] if bad else next(iter(rules))
+                raise self._damaged(
+                    f"table {table!r} row {rows[0][0]} has a value in column {column!r} "
+                    f"that is not {_RULE_WORDS[rules[column]]}"
+                )
+
     # ------------------------------------------------------------ writing
 
     def record_run(self, run_id: str, config: dict[str, Any]) -> None:
-        """Register a run and its full config (once)."""
+        """Register a run and its full config (a later call updates the config, e.g. rounds)."""
         self._execute(
-            "INSERT OR IGNORE INTO runs VALUES (?, ?, ?)", (run_id, json.dumps(config), time.time())
+            "INSERT INTO runs VALUES (?, ?, ?) ON CONFLICT(run_id) DO UPDATE SET config = "
+            "excluded.config",
+            (run_id, json.dumps(config), time.time()),
         )
 
     def record_round(self, run_id: str, row: dict[str, Any]) -> None:
@@ -228,7 +343,21 @@ class ResultsStore:
             (run_id, round_, epoch, loss, acc),
         )
 
+    def drop_rounds(self, run_id: str, first: int) -> None:
+        """Forget rounds ``first``, ``first + 1``, … of a run and their epochs (to recompute)."""
+        for table in ("rounds", "epochs"):  # a kill in between leaves epochs to overwrite
+            self._execute(f"DELETE FROM {table} WHERE run_id = ? AND round >= ?", (run_id, first))
+
     # ------------------------------------------------------------ reading
+
+    def round_sparsity(self, run_id: str, round_: int) -> float | None:
+        """Recorded sparsity of one round of a run (None if not recorded)."""
+        rows = self._execute(
+            "SELECT sparsity FROM rounds WHERE run_id = ? AND round = ?",
+            (run_id, round_),
+            write=False,
+        )
+        return rows[0][0] if rows else None
 
     def rounds_done(self, run_id: str) -> set[int]:
         """Rounds of ``run_id`` already recorded."""

@@ -13,6 +13,7 @@ from torch import nn
 from sparsedd.batches import channel_stats, epoch_batches, eval_batches
 from sparsedd.config import Config
 from sparsedd.errors import ConfigError
+from sparsedd.execution import mul_each_, resolve_compile, resolve_precision
 from sparsedd.prune import Masks, apply_masks
 
 FINETUNE_LR_FACTOR = 0.01
@@ -48,9 +49,14 @@ def make_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
     params = list(model.parameters())
     coupled_wd = cfg.weight_decay if cfg.l2_mode == "coupled" else 0.0
     if cfg.optimizer == "adamw":
+        # On the CPU the fused kernel (one call per tensor) measured ~10% faster per demo step
+        # than the default per-tensor loop of small ops; elsewhere PyTorch's default stands.
+        fused = bool(params) and params[0].device.type == "cpu"
         if cfg.l2_mode == "decoupled":
-            return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=coupled_wd)
+            return torch.optim.AdamW(
+                params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None
+            )
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=coupled_wd, fused=fused or None)
     # SGD's own weight_decay is the coupled ℓ2 term; decoupled decay is applied by the step.
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=coupled_wd)
 
@@ -76,6 +82,14 @@ def lr_at(
     return cfg.lr
 
 
+@torch.no_grad()
+def mask_gradients(grads: list[torch.Tensor | None], masks: list[torch.Tensor]) -> None:
+    """Zero the pruned entries of every gradient present (a layer may have none this step)."""
+    present = [(g, m) for g, m in zip(grads, masks, strict=True) if g is not None]
+    if present:
+        mul_each_([g for g, _ in present], [m for _, m in present])
+
+
 def steps_per_epoch(n: int, batch_size: int) -> int:
     """Batches in one epoch over ``n`` samples (the last one may be short)."""
     return math.ceil(n / batch_size)
@@ -87,6 +101,7 @@ class EpochStats:
 
     loss: float
     acc: float
+    finite: bool = True  # every weight finite at the end of the epoch
 
 
 class Trainer:
@@ -106,7 +121,9 @@ class Trainer:
         self.masks = masks
         self.optimizer = make_optimizer(model, cfg)
         self.decoupled_sgd = cfg.optimizer == "sgd" and cfg.l2_mode == "decoupled"
-        self.forward = torch.compile(model) if cfg.compile else model
+        self.precision = resolve_precision(cfg.precision, device)
+        compiled = resolve_compile(cfg.compile, self.precision, device)
+        self.forward = torch.compile(model) if compiled else model
 
     def refresh_masks(self) -> None:
         """Re-read the mask values (after a restore) and zero the pruned weights."""
@@ -118,7 +135,7 @@ class Trainer:
     def autocast(self) -> AbstractContextManager:
         """bf16 autocast when the config asks for it, else a no-op context."""
         return torch.autocast(
-            self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"
+            self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"
         )
 
     def train_epoch(
@@ -152,17 +169,17 @@ class Trainer:
             loss_sum += loss.detach() * len(yb)
             correct += (logits.argmax(1) == yb).sum()
             step += 1
-        n = len(y)
-        return EpochStats(float(loss_sum) / n, float(correct) / n)
+        # One host sync per epoch: the loss, the accuracy and whether every weight is finite.
+        finite = torch.stack([p.detach().isfinite().all() for p in self.model.parameters()])
+        loss, hits, ok = torch.stack([loss_sum, correct.double(), finite.all().double()]).tolist()
+        return EpochStats(loss / len(y), hits / len(y), bool(ok))
 
     def _masked_step(self, lr: float) -> None:
-        grads = [p.grad for p in self.masked_params if p.grad is not None]
-        if len(grads) == len(self.masked_params):
-            torch._foreach_mul_(grads, self._mask_values)
+        mask_gradients([p.grad for p in self.masked_params], self._mask_values)
         self.optimizer.step()
         if self.decoupled_sgd and self.cfg.weight_decay:
             with torch.no_grad():
-                torch._foreach_mul_(list(self.model.parameters()), 1.0 - lr * self.cfg.weight_decay)
+                mul_each_(list(self.model.parameters()), 1.0 - lr * self.cfg.weight_decay)
         # Momentum and weight decay would revive pruned weights: zero them after every step.
         apply_masks(self.masked_params, self._mask_values)
 

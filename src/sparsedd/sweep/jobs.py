@@ -16,17 +16,14 @@ from sparsedd.sweep.placement import Slot, job_threads
 def group_jobs(configs: Sequence[Config], batch_lambdas: bool | None) -> list[list[Config]]:
     """Configs grouped into jobs: runs differing only in λ share one job when batched.
 
-    ``batch_lambdas`` None batches on CUDA only (on the CPU it measured no faster).
+    ``batch_lambdas`` None (the default) batches nothing: no measurement shows that it pays (on
+    the CPU it measured slower; bench/gpu_check.sh measures it on a GPU).
     """
     from sparsedd.batched import batch_key
-    from sparsedd.train import resolve_device
 
     groups: dict[Any, list[Config]] = {}
     for i, cfg in enumerate(configs):
-        use = batch_lambdas
-        if use is None:
-            use = resolve_device(cfg.device).type == "cuda"
-        groups.setdefault(batch_key(cfg) if use else i, []).append(cfg)
+        groups.setdefault(batch_key(cfg) if batch_lambdas else i, []).append(cfg)
     return list(groups.values())
 
 
@@ -46,13 +43,14 @@ def run_job(
     store: Any = None,
     stop: Any = None,
     labels: Mapping[str, str] | None = None,
+    signals: Sequence[signal.Signals] = (signal.SIGINT, signal.SIGTERM),
     logs: Sequence[str] = (),
     parent: str | None = None,
 ) -> None:
     """Run one job into ``out_dir``; rows go to ``store`` when given (else the folder's DB).
 
-    ``labels`` name runs by their grid values. SIGINT sets the stop flag: the job saves its
-    progress and raises ``Interrupted``.
+    ``labels`` name runs by their grid values. SIGINT and SIGTERM (what batch schedulers send
+    before killing) set the stop flag: the job saves its progress and raises ``Interrupted``.
     """
     from sparsedd.batched import run_batched
     from sparsedd.config import run_id
@@ -63,11 +61,10 @@ def run_job(
     labels = labels or {}
     stop = stop or StopFlag()
     in_main = threading.current_thread() is threading.main_thread()
-    previous = (
-        signal.signal(signal.SIGINT, lambda *_: setattr(stop, "requested", True))
-        if in_main
-        else None
-    )
+    previous = {
+        s: signal.signal(s, lambda *_: setattr(stop, "requested", True))
+        for s in (signals if in_main else ())
+    }
     try:
         console = ConsoleReporter(show_bars=not quiet and len(group) == 1)
         reporter = with_trackers(console, logs, out_dir, parent)  # run --log
@@ -85,5 +82,5 @@ def run_job(
             exp.run()
         reporter.finish()
     finally:
-        if in_main:
-            signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)

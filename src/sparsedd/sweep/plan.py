@@ -90,19 +90,22 @@ def sweep_configs(
     """
     from sparsedd.config import resolve_config
 
-    seen: set[str] = set()
-    out = []
+    out: dict[str, tuple[str, Config]] = {}
     for cell in cells:
         for combo in expand(cell.axes):
             extra = [f"{k}={_text(v)}" for k, v in combo.items()]
             cfg = resolve_config(cell.preset, cell.config_file, [*assignments, *extra], ("grid",))
             rid = run_id(cfg)
-            if rid in seen:
+            # One run id named twice (a grid over `rounds` or over a key the run does not
+            # read) is one run, trained for the most rounds asked.
+            if rid in out and cfg.rounds <= out[rid][1].rounds:
                 continue
-            seen.add(rid)
             prefix = [f"preset={cell.preset}"] if len(cells) > 1 else []
-            out.append((" ".join([*prefix, label_of(combo)]).strip(), cfg))
-    return out
+            out[rid] = (
+                out[rid][0] if rid in out else " ".join([*prefix, label_of(combo)]).strip(),
+                cfg,
+            )
+    return list(out.values())
 
 
 def _text(value: Any) -> str:
@@ -159,8 +162,16 @@ def plan(runs: Sequence[tuple[str, Config]], out_dir: str | Path) -> list[Planne
         if saved is not None and saved[0] not in rounds and saved[0] <= cfg.rounds:
             epochs += saved[1]
         n_recorded = len([k for k in rounds if k <= cfg.rounds])
+        if n_recorded == cfg.rounds + 1 and not _last_checkpoint_exists(out_dir, cfg, rid):
+            n_recorded -= 1  # its folder was deleted: the run drops its rows and recomputes
         planned.append(PlannedRun(cfg, rid, label, n_recorded, epochs, run_epochs(cfg)))
     return planned
+
+
+def _last_checkpoint_exists(out_dir: str | Path, cfg: Config, rid: str) -> bool:
+    from sparsedd.experiment import round_file
+
+    return round_file(Path(out_dir) / "runs" / rid, cfg.rounds).exists()
 
 
 def format_plan(planned: Sequence[PlannedRun]) -> str:

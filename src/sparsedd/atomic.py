@@ -1,0 +1,73 @@
+"""Atomic file writes: a temporary file beside the target, renamed over it when complete.
+
+Readers (and a later run) see the old file or the new one, never half of one: a kill or a full
+disk leaves the previous file intact and at worst a ``.NAME.*.tmp`` file, which the next run of
+the same run folder removes.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from sparsedd.errors import StoreError
+
+TMP_SUFFIX = ".tmp"
+DEFAULT_FIX = "free space or choose another output file"
+
+
+def temp_files(folder: Path) -> list[Path]:
+    """Temporary files that ``atomic_write`` left in ``folder`` (a write was killed)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob(f".*{TMP_SUFFIX}") if p.is_file())
+
+
+def _target(path: Path) -> Path:
+    """The file to replace: a symlink's target (the link stays), which must be a regular file."""
+    target = path.resolve() if path.is_symlink() else path
+    if target.exists() and not target.is_file():
+        raise StoreError(
+            f"cannot write {path}: {target} is not a regular file; choose another output file"
+        )
+    return target
+
+
+def atomic_write(
+    path: str | Path,
+    write: Callable[[str], object],
+    fix: str = DEFAULT_FIX,
+    errors: tuple[type[BaseException], ...] = (OSError,),
+) -> None:
+    """Call ``write(tmp_path)`` then rename onto ``path``: readers see old or new, never half.
+
+    ``errors`` are the exceptions of ``write`` that mean the disk refused the file (a full disk,
+    an unwritable folder); they become one StoreError line ending in ``fix``.
+    """
+    path = Path(path)
+    target = _target(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=TMP_SUFFIX)
+        os.close(fd)
+    except OSError as err:
+        raise StoreError(f"cannot write {path}: {err.strerror or err}; {fix}") from None
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except errors as err:
+        Path(tmp).unlink(missing_ok=True)
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else err
+        raise StoreError(f"cannot write {path}: {reason}; {fix}") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str, fix: str = DEFAULT_FIX) -> None:
+    """Write a UTF-8 text file atomically."""
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), fix)

@@ -1,0 +1,90 @@
+"""How a run executes on its device: ``precision=auto`` and ``compile=auto`` resolved.
+
+``auto`` picks a setting only where a measurement showed that it pays on that kind of device
+(README, "Speed"): bf16 autocast where the device computes bf16 natively, and torch.compile on a
+CPU running bf16 (the demo: about 2× the paper's pipeline, against 1.6× for eager bf16). On
+CUDA, compile stays off under ``auto`` until ``bench/gpu_check.sh`` has measured it there.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+from pathlib import Path
+
+import torch
+
+# x86 CPU flags (Linux /proc/cpuinfo) of native bf16 matrix products: AVX512-BF16 and AMX.
+NATIVE_BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as the kernel lists them (empty where /proc/cpuinfo is absent)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices natively (AVX512-BF16 or AMX)."""
+    return bool(cpu_flags() & NATIVE_BF16_CPU_FLAGS)
+
+
+def device_has_native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 natively (CUDA: Ampere or newer; CPU: by its flags)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    return device.type == "cpu" and cpu_has_native_bf16()
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``fp32`` or ``bf16``: ``auto`` becomes bf16 only where the device has it natively."""
+    if precision != "auto":
+        return precision
+    return "bf16" if device_has_native_bf16(device) else "fp32"
+
+
+def has_cpp_compiler() -> bool:
+    """Whether a C++ compiler is on PATH (torch.compile's CPU backend builds C++ kernels)."""
+    return any(shutil.which(name) for name in ("g++", "c++", "clang++"))
+
+
+def resolve_compile(compile: bool | None, precision: str, device: torch.device) -> bool:
+    """Whether to torch.compile: ``None`` (auto) only where measured to pay, a CPU in bf16."""
+    if compile is not None:
+        return compile
+    return device.type == "cpu" and precision == "bf16" and has_cpp_compiler()
+
+
+def mul_each_(tensors: list[torch.Tensor], factors: list[torch.Tensor] | float) -> None:
+    """``tensors[i] *= factors[i]`` (or a scalar) in place, for masks and weight decay.
+
+    On CUDA one multi-tensor kernel (``torch._foreach_mul_``) replaces a launch per tensor; on
+    the CPU the public per-tensor loop measured as fast (README, "Speed"), so it is used there.
+    """
+    if not tensors:
+        return
+    if tensors[0].is_cuda:
+        torch._foreach_mul_(tensors, factors)
+        return
+    if isinstance(factors, (int, float)):
+        for t in tensors:
+            t.mul_(factors)
+        return
+    for t, f in zip(tensors, factors, strict=True):
+        t.mul_(f)
+
+
+__all__ = [
+    "cpu_has_native_bf16",
+    "device_has_native_bf16",
+    "mul_each_",
+    "resolve_compile",
+    "resolve_precision",
+]
