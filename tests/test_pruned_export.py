@@ -14,6 +14,7 @@ from sparsedd import checkpoint as ckpt
 from sparsedd.config import from_dict, load_yaml_file
 from sparsedd.errors import CheckpointError
 from sparsedd.models import InputSpec, create_model
+from sparsedd.prune import full_masks
 from sparsedd.pruned_export import dense_state, sparse_tensors
 from tests.conftest import TINY_VIT
 
@@ -43,7 +44,7 @@ def _round_model(out: Path, run_id: str, k: int) -> torch.nn.Module:
     cfg = from_dict(load_yaml_file(folder / "config.yaml"))
     model = create_model(cfg, InputSpec(1, 8, 4))
     tensors, _ = ckpt.load_tensors(folder / f"round_{k:03d}.safetensors")
-    ckpt.restore(folder, tensors, model, {})
+    ckpt.restore(folder, tensors, model, full_masks(model))
     return model.eval()
 
 
