@@ -107,6 +107,14 @@ def _preflight(configs: list[Any]) -> None:
     help="train runs that differ only in weight_decay as one batched model sharing each batch "
     "[default: off; it measured slower on the CPU, and bench/gpu_check.sh measures it on a GPU]",
 )
+@click.option(
+    "--log",
+    "logs",
+    multiple=True,
+    type=click.Choice(["tensorboard", "mlflow"]),
+    help="also log metrics to TensorBoard (run folder) or MLflow (MLFLOW_TRACKING_URI) "
+    "(repeatable)",
+)
 def run(
     preset: str,
     config_file: str | None,
@@ -119,6 +127,7 @@ def run(
     backend: str,
     address: str | None,
     dry_run: bool,
+    logs: tuple[str, ...],
 ) -> None:
     """Train, then prune round after round, recording every sparsity (resumes if re-run).
 
@@ -132,9 +141,13 @@ def run(
     from sparsedd.sweep.plan import format_plan, parse_grid_options, plan, sweep_configs
     from sparsedd.sweep.status import write_sweep_file
     from sparsedd.sweep.study import study_cells
+    from sparsedd.trackers import check_installed, sweep_parent
 
     if address is not None and backend != "ray":
         raise UserError("--address is for --backend ray; add --backend ray or drop --address")
+    if logs and backend == "ray":
+        raise UserError("--log works with the local backend; drop --log or --backend ray")
+    check_installed(logs)
     if backend == "ray" and not dry_run:
         from sparsedd.sweep.ray_backend import import_ray
 
@@ -174,7 +187,10 @@ def run(
     else:
         from sparsedd.sweep.local import machine_slots, run_local
 
-        run_local(groups, out_dir, machine_slots(configs[0].device, jobs), quiet, labels)
+        slots = machine_slots(configs[0].device, jobs)
+        grid_values = {k: [str(v) for v in vs] for k, vs in parse_grid_options(grid).items()}
+        with sweep_parent(logs, out_dir, grid_values, len(configs)) as parent:
+            run_local(groups, out_dir, slots, quiet, labels, logs, parent)
     if len(planned) > 1:
         click.echo(
             f"grid done: {len(planned)} runs in {duration(time.monotonic() - started)}, "

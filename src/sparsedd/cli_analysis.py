@@ -1,4 +1,5 @@
-"""CLI commands on a results folder: analyze, plot, report, export (no training imports)."""
+"""CLI commands on a results folder: analyze, plot, report, export (training imports only
+to rebuild an exported model)."""
 
 from __future__ import annotations
 
@@ -139,25 +140,65 @@ def report(out_dir: str, output: str | None, min_rise: float) -> None:
     "--output",
     required=True,
     type=click.Path(dir_okay=False),
-    help="file to write: .parquet or .csv",
+    help="file to write: .parquet or .csv (a table), .safetensors (a model, with --run)",
 )
 @click.option(
     "--table",
     "which",
     type=click.Choice(["rounds", "stats", "curves"]),
-    default="rounds",
-    show_default=True,
-    help="rounds: every recorded round; stats: per curve and round over seeds; curves: verdicts",
+    default=None,
+    help="rounds: every recorded round; stats: per curve and round over seeds; curves: verdicts"
+    "  [default: rounds]",
 )
-def export(out_dir: str, output: str, which: str) -> None:
-    """Export a results table to Parquet or CSV (for notebooks and other tools)."""
+@click.option("--run", "run", help="export the pruned model of this run (id or unique prefix)")
+@click.option(
+    "--round", "round_", type=click.IntRange(0), help="round of --run  [default: its last]"
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["sparse", "dense"]),
+    default=None,
+    help="model file: surviving weights with their positions (CSR), or every weight  "
+    "[default: sparse]",
+)
+def export(
+    out_dir: str,
+    output: str,
+    which: str | None,
+    run: str | None,
+    round_: int | None,
+    fmt: str | None,
+) -> None:
+    """Export a results table (Parquet, CSV), or with --run a pruned model (safetensors)."""
+    from sparsedd.errors import UserError
+
+    if run is not None:
+        if which is not None:
+            raise UserError("--table exports a results table; leave it out with --run")
+        _export_model(out_dir, run, round_, output, fmt or "sparse")
+        return
+    if round_ is not None or fmt is not None:
+        raise UserError("--round and --format choose a model to export; give --run ID too")
     from sparsedd.analysis import analyze, export_table
 
     rounds = _load(out_dir)
-    if which == "rounds":
+    if which in (None, "rounds"):
         table = rounds
     else:
         result = analyze(rounds)
         table = result.stats if which == "stats" else result.curves
     path = export_table(table, output)
     click.echo(f"wrote {len(table)} rows to {path}")
+
+
+def _export_model(out_dir: str, run: str, round_: int | None, output: str, fmt: str) -> None:
+    """Write one run's pruned model and print its size beside the dense size."""
+    from sparsedd.pruned_export import export_pruned
+
+    s = export_pruned(out_dir, run, round_, output, fmt)
+    click.echo(
+        f"wrote {s.path}: run {s.run_id} round {s.round}, {s.kept:,} of {s.prunable:,} "
+        f"prunable weights kept ({s.kept / max(s.prunable, 1):.2%}); {s.format} "
+        f"{s.bytes:,} bytes, dense {s.dense_bytes:,} bytes ({s.bytes / s.dense_bytes:.2f}×)"
+    )

@@ -53,6 +53,9 @@ class Config:
     dataset: str = _f("fashion-mnist", "dataset name")
     data_dir: str = _f("~/.cache/sparsedd/data", "folder holding (or receiving) dataset files")
     download: bool = _f(True, "download a missing dataset where the network allows")
+    image_size: int = _f(
+        32, "side in pixels that imagefolder images are resized to", min=1, max=4096
+    )
     train_size: int | None = _f(None, "seeded subset of the training set (null: all)", min=1)
     val_size: int = _f(
         0, "training samples held out, with their noisy labels, as validation", min=0
@@ -276,6 +279,11 @@ def validate(cfg: Config) -> Config:
 
     for key, registry in (("model", MODELS), ("dataset", DATASETS), ("prune_criterion", CRITERIA)):
         registry.get(getattr(cfg, key))
+    if cfg.image_size != DEFAULTS.image_size and cfg.dataset != "imagefolder":
+        raise ConfigError(
+            f"config key 'image_size' resizes imagefolder data only; {cfg.dataset!r} images "
+            f"keep their size: leave image_size out"
+        )
     _check_noise_keys(cfg)
     if not DEVICE_PATTERN.fullmatch(cfg.device):
         raise ConfigError(

@@ -344,3 +344,6 @@ def _cifar_dataset(torchvision_class: str, name: str, classes: int) -> DatasetLo
 
 DATASETS.register("cifar10")(_cifar_dataset("CIFAR10", "cifar10", 10))
 DATASETS.register("cifar100")(_cifar_dataset("CIFAR100", "cifar100", 100))
+
+
+from sparsedd import imagefolder as _imagefolder  # noqa: E402,F401  registers "imagefolder"

@@ -268,11 +268,22 @@ class Experiment:
         ckpt.save_tensors(
             round_file(self.folder, k),
             ckpt.model_state(self.model, self.masks),
-            {"round": k, "run_id": self.id},
+            {"round": k, "run_id": self.id, "input": self.input_meta()},
         )
         self.store.record_round(self.id, row)
         (self.folder / PROGRESS_FILE).unlink(missing_ok=True)
         self.reporter.round_done(self.id, row)
+
+    def input_meta(self) -> dict[str, Any]:
+        """What the model takes: image shape, classes, and the input normalization."""
+        s = self.spec
+        return {
+            "channels": s.channels,
+            "image_size": s.image_size,
+            "num_classes": s.num_classes,
+            "mean": list(self.splits.mean),
+            "std": list(self.splits.std),
+        }
 
     def load_round_start(self, k: int, trainer: Trainer, splits: Splits) -> tuple[int, float]:
         """Restore the state a round starts from; return (first epoch to train, seconds spent)."""

@@ -256,3 +256,5 @@ def _lenet(cfg: Config, spec: InputSpec) -> nn.Module:
 
 
 from sparsedd import swin as _swin  # noqa: E402,F401  registers "swin"
+from sparsedd import timm_models as _timm_models  # noqa: E402,F401  registers "timm:NAME"
+from sparsedd import vgg as _vgg  # noqa: E402,F401  registers "vgg11", "vgg16"

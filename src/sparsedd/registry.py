@@ -18,6 +18,7 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._families: dict[str, tuple[T, Callable[[str], None]]] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator that registers its target under ``name``."""
@@ -30,17 +31,29 @@ class Registry(Generic[T]):
 
         return decorate
 
+    def register_family(self, prefix: str, item: T, check: Callable[[str], None]) -> None:
+        """Register ``item`` for every name ``prefix + rest``; ``check(rest)`` raises a
+        ConfigError for a ``rest`` that the family does not know (e.g. ``timm:NAME``)."""
+        self._families[prefix] = (item, check)
+
     def get(self, name: str) -> T:
         """The object registered as ``name``; a ConfigError naming the choices otherwise."""
+        for prefix, (item, check) in self._families.items():
+            if isinstance(name, str) and name.startswith(prefix):
+                check(name[len(prefix) :])
+                return item
         if name not in self._items:
             raise ConfigError(unknown_name_message(self.kind, name, self.names()))
         return self._items[name]
 
     def names(self, pattern: str = "*") -> list[str]:
         """Registered names matching a shell-style pattern, sorted."""
-        return sorted(n for n in self._items if fnmatch.fnmatch(n, pattern))
+        names = [*self._items, *(f"{prefix}NAME" for prefix in self._families)]
+        return sorted(n for n in names if fnmatch.fnmatch(n, pattern))
 
     def __contains__(self, name: object) -> bool:
+        if isinstance(name, str) and any(name.startswith(p) for p in self._families):
+            return True
         return name in self._items
 
 

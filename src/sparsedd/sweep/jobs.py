@@ -44,6 +44,8 @@ def run_job(
     stop: Any = None,
     labels: Mapping[str, str] | None = None,
     signals: Sequence[signal.Signals] = (signal.SIGINT, signal.SIGTERM),
+    logs: Sequence[str] = (),
+    parent: str | None = None,
 ) -> None:
     """Run one job into ``out_dir``; rows go to ``store`` when given (else the folder's DB).
 
@@ -54,6 +56,7 @@ def run_job(
     from sparsedd.config import run_id
     from sparsedd.experiment import Experiment, StopFlag, run_dir
     from sparsedd.progress import ConsoleReporter
+    from sparsedd.trackers import with_trackers
 
     labels = labels or {}
     stop = stop or StopFlag()
@@ -63,7 +66,8 @@ def run_job(
         for s in (signals if in_main else ())
     }
     try:
-        reporter = ConsoleReporter(show_bars=not quiet and len(group) == 1)
+        console = ConsoleReporter(show_bars=not quiet and len(group) == 1)
+        reporter = with_trackers(console, logs, out_dir, parent)  # run --log
         if len(group) > 1:
             for cfg in group:
                 rid = run_id(cfg)

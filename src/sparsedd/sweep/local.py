@@ -33,18 +33,21 @@ def run_local(
     slots: Sequence[Slot],
     quiet: bool = False,
     labels: Mapping[str, str] | None = None,
+    logs: Sequence[str] = (),
+    parent: str | None = None,
 ) -> None:
     """Run every job; with one slot in this process, else one process per slot.
 
     Ctrl-C or SIGTERM stops the whole sweep: running workers save their progress and exit,
     queued jobs never start, and this returns only when every worker has ended.
 
-    ``labels`` name runs by their grid values in the progress lines.
+    ``labels`` name runs by their grid values in the progress lines; ``logs`` names the
+    trackers (``run --log``) and ``parent`` a sweep's MLflow parent run.
     """
     labels = dict(labels or {})
     if len(slots) == 1 or len(jobs) == 1:
         for group in jobs:
-            run_job(place(group, slots[0]), out_dir, quiet, labels=labels)
+            run_job(place(group, slots[0]), out_dir, quiet, labels=labels, logs=logs, parent=parent)
         return
     pool = ProcessPoolExecutor(
         max_workers=len(slots), mp_context=get_context("spawn"), initializer=_init_worker
@@ -67,7 +70,7 @@ def run_local(
             while waiting and free and not stopped:
                 slot = free.pop(0)
                 group = place(waiting.pop(0), slot)
-                fut = pool.submit(_run_job_in_worker, group, str(out_dir), labels)
+                fut = pool.submit(_run_job_in_worker, group, str(out_dir), labels, logs, parent)
                 running[fut] = slot
             finished, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
             for fut in finished:
@@ -126,13 +129,28 @@ def _stop_when_parent_dies() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
 
 
-def _run_job_in_worker(group: list[Config], out_dir: str, labels: dict[str, str]) -> None:
+def _run_job_in_worker(
+    group: list[Config],
+    out_dir: str,
+    labels: dict[str, str],
+    logs: Sequence[str] = (),
+    parent: str | None = None,
+) -> None:
     """One job of a sweep, in a worker; a worker told to stop starts no further job."""
     if _WORKER_STOP.requested:
         raise Interrupted("the sweep was stopped before this run started")
     _WORKER["busy"] = True
     try:
-        run_job(group, out_dir, True, stop=_WORKER_STOP, labels=labels, signals=())
+        run_job(
+            group,
+            out_dir,
+            True,
+            stop=_WORKER_STOP,
+            labels=labels,
+            signals=(),
+            logs=logs,
+            parent=parent,
+        )
     finally:
         _WORKER["busy"] = False
         if _orphaned():  # no one will collect the result or send another job

@@ -1,0 +1,158 @@
+"""``dataset=imagefolder``: the user's own images in torchvision's ImageFolder layout.
+
+``data_dir`` holds ``train/`` and ``test/``, each with one sub-folder per class. Images are decoded
+once, converted to RGB, resized to ``image_size`` × ``image_size`` and cached as uint8 tensors in
+``data_dir/.sparsedd-cache-<size>px.safetensors``. The cache carries a manifest (every file's path,
+size, modification time and label) in its metadata: a folder whose files changed is decoded again.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sparsedd import checkpoint as ckpt
+from sparsedd.config import Config
+from sparsedd.data import DATASETS, ImageData, check_image_data
+from sparsedd.errors import DataError, UserError
+
+SPLITS = ("train", "test")
+# At most this many unreadable files are named; the count says how many more there are.
+NAMED_FAILURES = 5
+
+
+def cache_path(root: Path, image_size: int) -> Path:
+    """Where the decoded images of ``root`` at ``image_size`` are cached."""
+    return root / f".sparsedd-cache-{image_size}px.safetensors"
+
+
+def list_images(root: Path) -> tuple[list[str], dict[str, list[tuple[str, int]]]]:
+    """Class names (from ``train/``) and, per split, (relative path, label) of every image."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
+
+    layout = f"put one sub-folder per class in {root}/train and {root}/test"
+    for split in SPLITS:
+        if not (root / split).is_dir():
+            raise DataError(f"imagefolder data_dir {root} has no {split}/ folder; {layout}")
+    classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+    if not classes:
+        raise DataError(f"imagefolder {root}/train holds no class folders; {layout}")
+    extra = sorted({p.name for p in (root / "test").iterdir() if p.is_dir()} - set(classes))
+    if extra:
+        raise DataError(
+            f"imagefolder {root}/test has class folders that train/ lacks ({', '.join(extra)}); "
+            f"give both splits the same classes"
+        )
+    index = {c: i for i, c in enumerate(classes)}
+    files = {}
+    for split in SPLITS:
+        present = {c: i for c, i in index.items() if (root / split / c).is_dir()}
+        found = make_dataset(str(root / split), present, IMG_EXTENSIONS, allow_empty=True)
+        files[split] = [(str(Path(path).relative_to(root)), label) for path, label in found]
+        if not files[split]:
+            raise DataError(
+                f"imagefolder {root}/{split} holds no images ({', '.join(IMG_EXTENSIONS)}); "
+                f"{layout}"
+            )
+    return classes, files
+
+
+def build_manifest(
+    root: Path, image_size: int, classes: list[str], files: dict[str, list[tuple[str, int]]]
+) -> dict[str, Any]:
+    """What the cache was made from: size, classes, and each file's path, bytes, mtime, label."""
+    entries = {}
+    for split, items in files.items():
+        rows = []
+        for rel, label in items:
+            stat = (root / rel).stat()
+            rows.append([rel, stat.st_size, stat.st_mtime_ns, label])
+        entries[split] = rows
+    return {"image_size": image_size, "classes": classes, "files": entries}
+
+
+def decode_images(
+    root: Path, items: list[tuple[str, int]], image_size: int
+) -> tuple[torch.Tensor, list[str]]:
+    """The images as one uint8 NCHW tensor, and the paths of those that cannot be read."""
+    from PIL import Image
+
+    out = np.zeros((len(items), image_size, image_size, 3), dtype=np.uint8)
+    failed = []
+    for i, (rel, _) in enumerate(items):
+        try:
+            with Image.open(root / rel) as img:
+                rgb = img.convert("RGB").resize((image_size, image_size), Image.Resampling.BILINEAR)
+                out[i] = np.asarray(rgb)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            failed.append(rel)
+    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous(), failed
+
+
+def unreadable_message(root: Path, failed: list[str]) -> str:
+    """One line naming the images that cannot be read (the first few, then a count)."""
+    named = ", ".join(failed[:NAMED_FAILURES])
+    more = f" and {len(failed) - NAMED_FAILURES} more" if len(failed) > NAMED_FAILURES else ""
+    return f"{len(failed)} image(s) in {root} cannot be read: {named}{more}; repair or remove them"
+
+
+def load_imagefolder(cfg: Config) -> ImageData:
+    """The ImageFolder data in ``cfg.data_dir`` at ``cfg.image_size``, from the cache if fresh."""
+    root = Path(cfg.data_dir).expanduser()
+    classes, files = list_images(root)
+    manifest = build_manifest(root, cfg.image_size, classes, files)
+    cache = cache_path(root, cfg.image_size)
+    tensors = _read_cache(cache, manifest)
+    if tensors is None:
+        tensors, failed = {}, []
+        for split in SPLITS:
+            images, bad = decode_images(root, files[split], cfg.image_size)
+            tensors[f"{split}_x"] = images
+            tensors[f"{split}_y"] = torch.tensor([label for _, label in files[split]])
+            failed += bad
+        if failed:
+            raise DataError(unreadable_message(root, failed))
+        _write_cache(cache, tensors, manifest)
+    train = tensors["train_x"].float().div_(255)
+    mean = tuple(float(v) for v in train.mean(dim=(0, 2, 3)))
+    std = tuple(max(float(v), 1e-3) for v in train.std(dim=(0, 2, 3)))
+    data = ImageData(
+        tensors["train_x"],
+        tensors["train_y"].long(),
+        tensors["test_x"],
+        tensors["test_y"].long(),
+        len(classes),
+        mean,
+        std,
+    )
+    check_image_data(data, f"imagefolder images in {root}")
+    return data
+
+
+def _read_cache(path: Path, manifest: dict[str, Any]) -> dict[str, torch.Tensor] | None:
+    """The cached tensors if the cache exists, is readable and matches ``manifest``."""
+    if not path.is_file():
+        return None
+    try:
+        tensors, meta = ckpt.load_tensors(path)
+    except UserError:
+        return None  # a damaged cache is rebuilt
+    if meta.get("manifest") != json.loads(json.dumps(manifest)):
+        return None
+    return tensors
+
+
+def _write_cache(path: Path, tensors: dict[str, torch.Tensor], manifest: dict[str, Any]) -> None:
+    """Cache the decoded images; a read-only data folder only costs decoding again next time."""
+    try:
+        ckpt.save_tensors(path, tensors, {"manifest": manifest})
+    except UserError as err:
+        print(f"sparsedd: note: images not cached ({err})", file=sys.stderr)
+
+
+DATASETS.register("imagefolder")(load_imagefolder)
