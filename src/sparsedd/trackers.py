@@ -26,20 +26,12 @@ from typing import Any, Protocol
 import yaml
 
 from sparsedd.errors import UserError
+from sparsedd.store import ROUND_FIELDS
 
 TRACKERS = ("tensorboard", "mlflow")
 EXTRA_OF = {"tensorboard": ("tensorboard", "tensorboard"), "mlflow": ("mlflow", "mlflow")}
-ROUND_METRICS = (
-    "sparsity",
-    "params_remaining",
-    "test_acc",
-    "test_loss",
-    "train_acc",
-    "train_acc_clean",
-    "memorization",
-    "val_acc",
-    "seconds",
-)
+#: The per-round numbers a tracker receives: every recorded round field but its index and epochs.
+ROUND_METRICS = tuple(f for f in ROUND_FIELDS if f not in ("round", "epochs"))
 RUN_TAG = "sparsedd.run_id"
 SWEEP_TAG = "sparsedd.sweep"
 
