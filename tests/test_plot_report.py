@@ -106,7 +106,7 @@ def test_report_is_self_contained_and_escaped(result, tmp_path):
     assert not re.search(r'(src|href)="(https?:)?//', page)  # no network resources
     assert "<script" not in page
     assert "sparse double descent detected" in page and "no sparse double descent" in page
-    assert "λ* of 2 = 0" in page or "λ* of 2 = 0.01" in page
+    assert "λ* = 0 of {0, 0.01}" in page or "λ* = 0.01 of {0, 0.01}" in page
     with pytest.raises(UserError, match=".html"):
         write_report(result, png, tmp_path / "r.txt", "x")
 

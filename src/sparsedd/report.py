@@ -157,9 +157,12 @@ def lambda_verdicts(result: Analysis) -> list[str]:
         if lam is None or lam != lam:
             out.append(f"{g['lambda_group']}: {each}. No validation accuracy (set val_size > 0).")
             continue
-        choice = "the only λ run" if g["n_lambdas"] == 1 else f"λ* of {g['n_lambdas']}"
+        tried = ", ".join(f"{v:g}" for v in dict.fromkeys(members["weight_decay"]))
+        choice = (
+            f"the only λ run, {lam:g}" if g["n_lambdas"] == 1 else f"λ* = {lam:g} of {{{tried}}}"
+        )
         out.append(
-            f"{g['lambda_group']}: validation picks {choice} = {lam:g} (best validation "
+            f"{g['lambda_group']}: validation picks {choice} (best validation "
             f"accuracy {pct(g['best_val_acc'])}). {each}."
         )
     return out
