@@ -76,6 +76,19 @@ def assert_one_error_line(err: str, needles: list[str], allow_announce: bool = F
         assert needle in lines[0], (needle, lines[0])
 
 
+def assert_refused_unchanged(
+    root: Path, args: list[str], needles: list[str], capsys: pytest.CaptureFixture[str]
+) -> str:
+    """``sparsedd ARGS`` exits 2 with one error line naming every needle, and nothing under
+    ``root`` changes; returns stderr."""
+    before = snapshot(root)
+    code, _, err = run_cli(args, capsys)
+    assert code == 2, err
+    assert_one_error_line(err, needles)
+    assert snapshot(root) == before
+    return err
+
+
 def idx_bytes(array: np.ndarray, magic_type: int = 0x08) -> bytes:
     """An array in MNIST's IDX format."""
     header = struct.pack(">I", (magic_type << 8) | array.ndim)

@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from test_bad_input import (  # noqa: F401  (fixtures)
     TINY,
     assert_one_error_line,
+    assert_refused_unchanged,
     finished_results,
     partial_results,
     run_cli,
@@ -122,11 +123,9 @@ def test_tampered_progress_is_refused(
     shutil.copytree(partial_results, out)
     damage, needle = PROGRESS_CASES[name]
     damage(tiny_folder(out) / "progress.safetensors")
-    before = snapshot(tmp_path)
-    code, _, err = run_cli([*TINY, "--out", str(out)], capsys)
-    assert code == 2, err
-    assert_one_error_line(err, ["progress.safetensors", needle])
-    assert snapshot(tmp_path) == before
+    assert_refused_unchanged(
+        tmp_path, [*TINY, "--out", str(out)], ["progress.safetensors", needle], capsys
+    )
 
 
 ROUND_CASES = {
@@ -149,11 +148,9 @@ def test_tampered_round_checkpoint_is_refused(
     (tiny_folder(out) / "progress.safetensors").unlink()
     damage, needle = ROUND_CASES[name]
     damage(tiny_folder(out) / "round_000.safetensors")
-    before = snapshot(tmp_path)
-    code, _, err = run_cli([*TINY, "--out", str(out)], capsys)
-    assert code == 2, err
-    assert_one_error_line(err, ["round_000.safetensors", needle])
-    assert snapshot(tmp_path) == before
+    assert_refused_unchanged(
+        tmp_path, [*TINY, "--out", str(out)], ["round_000.safetensors", needle], capsys
+    )
 
 
 def test_round_checkpoint_copied_from_another_run_is_refused(

@@ -8,20 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_bad_input import run_cli
 
 from sparsedd import train
-from sparsedd.cli import main
 from sparsedd.errors import UserError
 from sparsedd.prune import prune_round
 
 TINY = ["run", "--preset", "tiny", "-q", "--set", "threads=1"]
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    return info.value.code, capsys.readouterr().err
 
 
 def table(out: Path, sql: str) -> list[tuple]:
@@ -43,7 +36,7 @@ def test_huge_learning_rate_stops_with_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "out"
-    code, err = run_cli(
+    code, _, err = run_cli(
         [*TINY, "--set", "optimizer=sgd", "--set", "lr=1e4", "--out", str(out)], capsys
     )
     assert code == 2, err
@@ -69,7 +62,7 @@ def test_divergence_in_a_later_round_keeps_the_earlier_ones(
 
     monkeypatch.setattr(train.Trainer, "train_epoch", poisoned)
     out = tmp_path / "out"
-    code, err = run_cli([*TINY, "--out", str(out)], capsys)
+    code, _, err = run_cli([*TINY, "--out", str(out)], capsys)
     assert code == 2, err
     assert_diverged_line(err, 1)
     assert table(out, "SELECT round FROM rounds") == [(0,)]
@@ -81,7 +74,7 @@ def test_batched_lambdas_stop_when_one_diverges(
 ) -> None:
     out = tmp_path / "out"
     args = [*TINY, "--set", "optimizer=sgd", "--set", "lr=1e4", "--grid", "weight_decay=0,0.1"]
-    code, err = run_cli([*args, "--batch-lambdas", "--out", str(out)], capsys)
+    code, _, err = run_cli([*args, "--batch-lambdas", "--out", str(out)], capsys)
     assert code == 2, err
     assert_diverged_line(err, 0)
     assert table(out, "SELECT COUNT(*) FROM rounds") == [(0,)]

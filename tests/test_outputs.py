@@ -10,9 +10,8 @@ from typing import Any
 import matplotlib.figure
 import pandas as pd
 import pytest
+from test_bad_input import run_cli
 from test_totality import BASE, curve, fill
-
-from sparsedd.cli import main
 
 PREVIOUS = b"the previous, complete file"
 OUTPUTS = {"plot": "sdd.png", "report": "report.html", "export": "rounds.csv"}
@@ -21,13 +20,6 @@ OUTPUTS = {"plot": "sdd.png", "report": "report.html", "export": "rounds.csv"}
 @pytest.fixture
 def results(tmp_path: Path) -> Path:
     return fill(tmp_path / "out", [("a", BASE, curve([0.5, 0.6, 0.55]))])
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    return info.value.code, capsys.readouterr().err
 
 
 def command(name: str, out: Path, target: Path | str) -> list[str]:
@@ -69,7 +61,7 @@ def test_full_disk_leaves_the_previous_file(
     target = results / OUTPUTS[name]
     target.write_bytes(PREVIOUS)
     monkeypatch.setattr(*WRITERS[name], _writer(OSError(errno.ENOSPC, "No space left")))
-    code, err = run_cli(command(name, results, target), capsys)
+    code, _, err = run_cli(command(name, results, target), capsys)
     assert code == 2, err
     assert_one_line(err, str(target), "No space left")
     assert target.read_bytes() == PREVIOUS
@@ -87,7 +79,7 @@ def test_interrupted_write_leaves_the_previous_file(
     target = results / OUTPUTS[name]
     target.write_bytes(PREVIOUS)
     monkeypatch.setattr(*WRITERS[name], _writer(KeyboardInterrupt()))
-    code, _ = run_cli(command(name, results, target), capsys)
+    code, _, _ = run_cli(command(name, results, target), capsys)
     assert code == 130
     assert target.read_bytes() == PREVIOUS
     assert sorted(p.name for p in results.iterdir()) == sorted(["results.sqlite", target.name])
@@ -97,7 +89,7 @@ def test_interrupted_write_leaves_the_previous_file(
 def test_output_under_proc_is_one_line(
     name: str, results: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, err = run_cli(command(name, results, f"/proc/sparsedd-{OUTPUTS[name]}"), capsys)
+    code, _, err = run_cli(command(name, results, f"/proc/sparsedd-{OUTPUTS[name]}"), capsys)
     assert code == 2, err
     assert_one_line(err, "/proc/sparsedd-")
 
@@ -108,7 +100,7 @@ def test_symlink_to_dev_full_is_one_line(
 ) -> None:
     link = results / OUTPUTS[name]
     link.symlink_to("/dev/full")
-    code, err = run_cli(command(name, results, link), capsys)
+    code, _, err = run_cli(command(name, results, link), capsys)
     assert code == 2, err
     assert_one_line(err, str(link), "/dev/full", "not a regular file")
     assert link.is_symlink()
@@ -123,6 +115,6 @@ def test_symlink_to_a_file_keeps_the_link(
     real.write_bytes(PREVIOUS)
     link = results / f"link-{OUTPUTS[name]}"
     link.symlink_to(real)
-    code, err = run_cli(command(name, results, link), capsys)
+    code, _, err = run_cli(command(name, results, link), capsys)
     assert code == 0, err
     assert link.is_symlink() and real.read_bytes() != PREVIOUS and real.stat().st_size > 0
