@@ -9,7 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from sparsedd.errors import NoResultsError
 from sparsedd.store import ResultsStore
+from sparsedd.sweep.plan import recorded_rounds
 
 WRITERS = 4
 ROUNDS = 30
@@ -89,3 +93,52 @@ def test_four_runs_into_one_folder(tmp_path: Path) -> None:
     assert len({(r["run_id"], r["round"]) for r in rows}) == len(rows) == WRITERS * 3
     assert len(store.epoch_rows()) == WRITERS * 3 * 2
     assert len(list((out / "runs").iterdir())) == WRITERS
+
+
+def _file_another_run_is_creating(out: Path, stage: str) -> None:
+    """The database as a reader finds it while another run is still creating it."""
+    out.mkdir()
+    conn = sqlite3.connect(out / "results.sqlite")  # creates an empty file
+    if stage == "wal-set":
+        conn.execute("PRAGMA journal_mode=WAL")
+    conn.close()
+
+
+@pytest.mark.parametrize("stage", ["empty-file", "wal-set"])
+def test_a_database_being_created_counts_as_no_results_yet(tmp_path: Path, stage: str) -> None:
+    """A run planning its work while another creates the database sees nothing recorded."""
+    out = tmp_path / "out"
+    _file_another_run_is_creating(out, stage)
+    assert recorded_rounds(out) == {}
+    with pytest.raises(NoResultsError, match="holds no results"):
+        ResultsStore(out, create=False)
+    ResultsStore(out).record_run("r", {"seed": 0})  # the creating run goes on unharmed
+    assert ResultsStore(out, create=False).runs() == {"r": {"seed": 0}}
+
+
+def test_a_reader_reads_again_before_calling_a_database_damaged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page a writer changed under a reader reads as damaged once; the next read is right."""
+    out = tmp_path / "out"
+    ResultsStore(out).record_run("r", {"seed": 0})
+    reader = ResultsStore(out, create=False)
+    opened = reader._open
+    failures = iter([True])
+
+    def open_torn_once(wait: float) -> sqlite3.Connection:
+        return _TornConnection() if next(failures, False) else opened(wait)
+
+    monkeypatch.setattr(reader, "_open", open_torn_once)
+    assert reader.runs() == {"r": {"seed": 0}}
+    assert next(failures, "used") == "used"
+
+
+class _TornConnection:
+    """A connection whose statements fail as a torn read does."""
+
+    def execute(self, *args: object) -> sqlite3.Cursor:
+        raise sqlite3.DatabaseError("database disk image is malformed")
+
+    def close(self) -> None:
+        pass

@@ -21,6 +21,10 @@ class StoreError(UserError):
     """A results database or output folder that cannot be used."""
 
 
+class NoResultsError(StoreError):
+    """An output folder with no results yet (no database, or one another run is creating)."""
+
+
 class ResourceError(UserError):
     """The machine ran out of something (GPU memory, disk) that a setting can reduce."""
 

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sparsedd.errors import StoreError
+from sparsedd.errors import NoResultsError, StoreError
 
 DB_NAME = "results.sqlite"
 APP_ID = "sparsedd"
@@ -110,6 +110,8 @@ def _schema_columns() -> dict[str, list[str]]:
 # how long each attempt lets SQLite's own busy handler wait (tests lower these).
 LOCK_TIMEOUT_S = 120.0
 BUSY_WAIT_S = 5.0
+# how often a reader reads a database that looks damaged before it says so
+READ_ATTEMPTS = 4
 
 
 class ResultsStore:
@@ -127,7 +129,7 @@ class ResultsStore:
         self._immutable = False
         if not self.path.exists():
             if not create:
-                raise StoreError(
+                raise NoResultsError(
                     f"no results in {self.out_dir} (no {DB_NAME}); "
                     f"run `sparsedd run --out {self.out_dir}` first"
                 )
@@ -206,6 +208,12 @@ class ResultsStore:
                     f"check free disk space and the permissions of the file and its folder"
                 ) from None
             except sqlite3.DatabaseError as err:
+                # A reader of a database with no -wal file reads the file as it is; a writer
+                # that connects meanwhile can change pages under it: read again before
+                # calling the database damaged.
+                if self.read_only and attempt < READ_ATTEMPTS:
+                    time.sleep(0.05 * attempt)
+                    continue
                 raise StoreError(
                     f"{self.path} is not a sparsedd results database ({err}); "
                     f"move it away or choose another --out"
@@ -246,7 +254,8 @@ class ResultsStore:
                 self._execute("SELECT 1", write=True)
             return
         if not create:
-            raise StoreError(f"{self.path} holds no results")
+            # also what a reader sees while another run is creating the database
+            raise NoResultsError(f"{self.path} holds no results")
         self._execute("PRAGMA journal_mode=WAL", write=False)
         # One transaction: a kill leaves either no tables or a complete, marked database.
         self._execute(

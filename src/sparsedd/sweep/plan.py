@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sparsedd.config import Config, run_id
-from sparsedd.errors import StoreError, UserError
+from sparsedd.errors import NoResultsError, UserError
 
 
 @dataclass(frozen=True)
@@ -123,9 +123,7 @@ def recorded_rounds(out_dir: str | Path) -> dict[str, set[int]]:
 
     try:
         store = ResultsStore(out_dir, create=False)
-    except StoreError:
-        if (Path(out_dir) / "results.sqlite").exists():
-            raise
+    except NoResultsError:  # none yet, or another run is creating the database right now
         return {}
     done: dict[str, set[int]] = {}
     for row in store.round_rows():
