@@ -174,3 +174,13 @@ def test_unused_key_is_noted_once_and_more_rounds_continue(finished, tmp_path) -
     assert trained == ["3", "3"]
     rows = json.loads(sparsedd("results", str(out), "--format", "json").stdout)
     assert len(rows) == 8 and {r["rounds"] for r in rows} == {3}
+
+
+def test_a_config_from_a_pipe_is_read_whole_by_every_step(tmp_path) -> None:
+    """`--config /dev/stdin` is read once: its grid and its keys both apply (not the preset's)."""
+    study = "epochs: 1\nrounds: 1\ngrid:\n  seed: [0, 1, 2]\n"
+    proc = sparsedd(
+        "run", "--preset", "tiny", "--config", "/dev/stdin", "--out", str(tmp_path / "o"),
+        "--dry-run", input=study,
+    )  # fmt: skip
+    assert "3 runs: 0 done, 0 partial, 3 new; 6 epochs left of 6" in proc.stdout + proc.stderr

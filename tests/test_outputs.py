@@ -4,6 +4,8 @@ the previous file intact and no temporary file; an unwritable output is one line
 from __future__ import annotations
 
 import errno
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -118,3 +120,22 @@ def test_symlink_to_a_file_keeps_the_link(
     code, _, err = run_cli(command(name, results, link), capsys)
     assert code == 0, err
     assert link.is_symlink() and real.read_bytes() != PREVIOUS and real.stat().st_size > 0
+
+
+@pytest.mark.parametrize("name", sorted(OUTPUTS))
+def test_outputs_get_a_normal_files_permissions(
+    name: str, results: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A new output is as readable as any file the umask allows; a replaced one keeps its mode."""
+    new, kept = results / f"new-{OUTPUTS[name]}", results / f"kept-{OUTPUTS[name]}"
+    kept.write_bytes(PREVIOUS)
+    kept.chmod(0o640)
+    old_umask = os.umask(0o022)
+    try:
+        for target in (new, kept):
+            code, _, err = run_cli(command(name, results, target), capsys)
+            assert code == 0, err
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(new.stat().st_mode) == 0o644
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o640 and kept.read_bytes() != PREVIOUS

@@ -8,6 +8,7 @@ the same run folder removes.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,15 @@ def _target(path: Path) -> Path:
     return target
 
 
+def _file_mode(target: Path) -> int:
+    """The permissions the written file gets: the replaced file's, else what the umask allows."""
+    if target.exists():
+        return stat.S_IMODE(target.stat().st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write(
     path: str | Path,
     write: Callable[[str], object],
@@ -50,8 +60,10 @@ def atomic_write(
     target = _target(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        mode = _file_mode(target)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=TMP_SUFFIX)
         os.close(fd)
+        os.chmod(tmp, mode)  # mkstemp makes it private (0600); give it a normal file's mode
     except OSError as err:
         raise StoreError(f"cannot write {path}: {err.strerror or err}; {fix}") from None
     try:

@@ -338,11 +338,25 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     return key, coerce(key, value)
 
 
+_PIPE_TEXTS: dict[str, str] = {}
+
+
+def _config_text(path: Path) -> str:
+    """A config file's text; a pipe (``--config /dev/stdin``, ``<(...)``) is read only once."""
+    if path.is_file() or not path.exists():
+        return path.read_text(encoding="utf-8")
+    # A pipe yields its text to the first read alone; a run reads its config more than once.
+    key = str(path)
+    if key not in _PIPE_TEXTS:
+        _PIPE_TEXTS[key] = path.read_text(encoding="utf-8")
+    return _PIPE_TEXTS[key]
+
+
 def load_yaml_file(path: str | Path) -> dict[str, Any]:
     """A config file's mapping; ConfigError if it is missing, unreadable or not a mapping."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _config_text(path)
     except OSError as err:
         raise ConfigError(f"cannot read config file {str(path)!r}: {err.strerror or err}") from None
     except UnicodeDecodeError:
