@@ -75,6 +75,12 @@ def test_run_batched_equals_separate_runs(tmp_path, model) -> None:
     for cfg in cfgs:
         Experiment(cfg, tmp_path / "separate").run()
     _assert_same_runs(tmp_path / "batched", tmp_path / "separate", cfgs)
+    # each round says how it was computed: in one model for the three λ, or alone
+    precision = cfgs[0].precision
+    assert {r["execution"] for c in cfgs for r in _rows(tmp_path / "batched", c)} == {
+        f"{precision}+batched(3)"
+    }
+    assert {r["execution"] for c in cfgs for r in _rows(tmp_path / "separate", c)} == {precision}
 
 
 def test_run_batched_resumes_and_skips_recorded_rounds(tmp_path) -> None:

@@ -71,6 +71,7 @@ def test_every_round_records_its_provenance(finished):
         assert row["torch_version"] == torch.__version__
         assert row["device_name"] == device_name(torch.device("cpu")) and row["device_name"]
         assert row["git_commit"] == git_commit()
+        assert row["execution"] == "fp32"  # the tiny config: precision=fp32, compile off
     # this test runs from a git checkout: the commit is known
     if (Path(sparsedd.__file__).parents[2] / ".git").exists():
         assert rows[0]["git_commit"] and len(rows[0]["git_commit"].split("+")[0]) == 40
@@ -138,3 +139,36 @@ def test_the_report_says_what_computed_the_rounds(finished):
     assert rows[0]["torch_version"] == torch.__version__
     page = render_html(result, b"", source="x")
     assert "Computed with" in page and rows[0]["device_name"] in page
+
+
+@pytest.mark.parametrize(
+    ("precision", "compile", "execution"),
+    [("bf16", False, "bf16"), ("fp32", True, "fp32+compile")],
+)
+def test_each_round_records_how_it_was_computed(tmp_path, precision, compile, execution):
+    """`execution` is what precision and compile resolved to, not the config's words."""
+    out = tmp_path / "out"
+    Experiment(tiny_config(rounds=1, epochs=1, precision=precision, compile=compile), out).run()
+    assert [r["execution"] for r in ResultsStore(out, create=False).round_rows()] == [execution] * 2
+
+
+def test_a_schema_2_database_gains_the_execution_column(finished, tmp_path):
+    """A database of the version before `execution`: read as it is, upgraded when resumed."""
+    import shutil
+
+    out = tmp_path / "v2"
+    shutil.copytree(finished, out)
+    conn = sqlite3.connect(out / DB_NAME)
+    conn.execute("ALTER TABLE rounds DROP COLUMN execution")
+    conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema'")
+    conn.execute("DELETE FROM rounds WHERE round = 2")
+    conn.commit()
+    conn.close()
+    rows = _results_json(out)
+    assert [r["execution"] for r in rows] == [None, None]
+    assert rows[0]["sparsedd_version"] == sparsedd.__version__
+    Experiment(tiny_config(rounds=2, epochs=1), out).run()
+    assert [r["execution"] for r in _results_json(out)] == [None, None, "fp32"]
+    conn = sqlite3.connect(out / DB_NAME)
+    assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0] == SCHEMA_VERSION
+    conn.close()

@@ -24,7 +24,7 @@ from torch.func import functional_call
 
 from sparsedd.batches import channel_stats, eval_batches
 from sparsedd.config import Config, to_dict
-from sparsedd.execution import mul_each_, resolve_precision
+from sparsedd.execution import describe_execution, mul_each_, resolve_precision
 from sparsedd.prune import Masks
 from sparsedd.train import EpochStats, masked_step, run_epoch
 
@@ -64,6 +64,7 @@ class BatchedTrainer:
         self.models, self.cfg, self.device, self.finetune = list(models), cfgs[0], device, finetune
         self.k = len(models)
         self.precision = resolve_precision(self.cfg.precision, device)
+        self.execution = describe_execution(self.precision, compiled=False, batched=self.k)
         self.base = models[0]
         self.names = [n for n, _ in self.base.named_parameters()]
         per_model = [dict(m.named_parameters()) for m in models]
@@ -320,7 +321,9 @@ def run_batched(
             bt.write_back()
             bt.store_optimizer_states([t.optimizer for t in trainers])
 
-        train_round(group, trainers, k, splits, first_epoch, seconds, train_epoch, sync)
+        train_round(
+            group, trainers, k, splits, first_epoch, seconds, train_epoch, sync, bt.execution
+        )
 
 
 __all__ = ["BATCHABLE_KEYS", "BatchedTrainer", "batch_key", "can_batch", "run_batched"]

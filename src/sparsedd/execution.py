@@ -62,6 +62,12 @@ def resolve_compile(compile: bool | None, precision: str, device: torch.device) 
     return device.type == "cpu" and precision == "bf16" and has_cpp_compiler()
 
 
+def describe_execution(precision: str, compiled: bool, batched: int = 1) -> str:
+    """How a round was computed, as recorded with it: ``bf16+compile``, ``fp32+batched(3)``."""
+    parts = [precision] + (["compile"] if compiled else [])
+    return "+".join(parts + ([f"batched({batched})"] if batched > 1 else []))
+
+
 def mul_each_(tensors: list[torch.Tensor], factors: list[torch.Tensor] | float) -> None:
     """``tensors[i] *= factors[i]`` (or a scalar) in place, for masks and weight decay.
 
@@ -83,6 +89,7 @@ def mul_each_(tensors: list[torch.Tensor], factors: list[torch.Tensor] | float) 
 
 __all__ = [
     "cpu_has_native_bf16",
+    "describe_execution",
     "device_has_native_bf16",
     "mul_each_",
     "resolve_compile",

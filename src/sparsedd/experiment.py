@@ -258,11 +258,18 @@ class Experiment:
         raise DivergedError(diverged_message(self.cfg, self.id, k, f"epoch {epoch + 1}"))
 
     def finish_round(
-        self, k: int, trainer: Trainer, splits: Splits, epochs: int, seconds: float
+        self,
+        k: int,
+        trainer: Trainer,
+        splits: Splits,
+        epochs: int,
+        seconds: float,
+        execution: str,
     ) -> None:
         """Evaluate the trained round ``k``, save its checkpoint, then record its row."""
         with out_of_memory_hint("eval_batch_size", self.cfg.eval_batch_size):
             row = self._evaluate(k, trainer, splits, epochs, seconds)
+        row["execution"] = execution
         if not all(math.isfinite(row[f]) for f in ("test_loss", "test_acc") if row[f] is not None):
             raise DivergedError(diverged_message(self.cfg, self.id, k, "evaluation"))
         ckpt.save_tensors(
@@ -461,12 +468,14 @@ def train_round(
     seconds: float,
     train_epoch: Callable[..., list[EpochStats]],
     sync: Callable[[], None] = lambda: None,
+    execution: str | None = None,
 ) -> None:
     """The one round loop of single and batched runs: epochs, their records, saves, the end.
 
     ``train_epoch(seed=, first_step=, total_steps=)`` trains every run one epoch and returns
     their stats; ``sync`` brings the runs' models and optimizers up to date before a save
-    (a batched model writes back into them).
+    (a batched model writes back into them). ``execution`` says how the epochs were computed
+    when not by the trainers themselves (a batched model); it is recorded with each round.
     """
     cfg, stop = runs[0].cfg, runs[0].stop
     epochs = cfg.round0_epochs if k == 0 else cfg.epochs
@@ -498,7 +507,7 @@ def train_round(
     elapsed = time.perf_counter() - started
     for run, trainer in zip(runs, trainers, strict=True):
         trainer.refresh_masks()
-        run.finish_round(k, trainer, splits, epochs, elapsed)
+        run.finish_round(k, trainer, splits, epochs, elapsed, execution or trainer.execution)
 
 
 @contextmanager

@@ -14,9 +14,9 @@ from sparsedd.errors import NoResultsError, StoreError
 
 DB_NAME = "results.sqlite"
 APP_ID = "sparsedd"
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 #: Older schemas this version reads as they are and upgrades when it writes to them.
-UPGRADABLE_SCHEMAS = ("1",)
+UPGRADABLE_SCHEMAS = ("1", "2")
 
 ROUND_FIELDS = (
     "round",
@@ -32,7 +32,7 @@ ROUND_FIELDS = (
     "seconds",
 )
 #: Where and with what each round was computed (schema 2; NULL in rounds recorded before).
-PROVENANCE_FIELDS = ("sparsedd_version", "git_commit", "torch_version", "device_name")
+PROVENANCE_FIELDS = ("sparsedd_version", "git_commit", "torch_version", "device_name", "execution")
 #: The columns of a round row as ``round_rows`` returns it (after the run's config keys): the
 #: round's own epoch count is ``round_epochs``, so that ``epochs`` stays the config's key.
 ROUND_COLUMNS = (
@@ -51,7 +51,7 @@ CREATE TABLE IF NOT EXISTS rounds (
     sparsity REAL, params_remaining INTEGER, test_acc REAL, test_loss REAL, train_acc REAL,
     train_acc_clean REAL, memorization REAL, val_acc REAL, epochs INTEGER, seconds REAL,
     layer_density TEXT, sparsedd_version TEXT, git_commit TEXT, torch_version TEXT,
-    device_name TEXT, PRIMARY KEY (run_id, round));
+    device_name TEXT, execution TEXT, PRIMARY KEY (run_id, round));
 CREATE TABLE IF NOT EXISTS epochs (
     run_id TEXT NOT NULL REFERENCES runs(run_id), round INTEGER NOT NULL,
     epoch INTEGER NOT NULL, train_loss REAL, train_acc REAL,
@@ -270,7 +270,7 @@ class ResultsStore:
         return [r[1] for r in self._execute("PRAGMA table_info(rounds)", write=False)]
 
     def _upgrade(self) -> None:
-        """Add the provenance columns of schema 2 to an older database (kept readable)."""
+        """Add the provenance columns an older database lacks (it stays readable as it was)."""
         missing = [f for f in PROVENANCE_FIELDS if f not in self._round_columns()]
         adds = "".join(f"ALTER TABLE rounds ADD COLUMN {f} TEXT; " for f in missing)
         try:
@@ -296,7 +296,7 @@ class ResultsStore:
             if not found:
                 raise self._damaged(f"table {table!r} is missing")
             extra = [c for c in found if c not in columns]
-            # a schema-1 database is read as it is: it lacks the provenance columns
+            # an older database is read as it is: it lacks some provenance columns
             missing = [c for c in columns if c not in found and c not in PROVENANCE_FIELDS]
             if extra:
                 raise self._damaged(f"table {table!r} has an extra column {extra[0]!r}")
@@ -390,7 +390,7 @@ class ResultsStore:
         """Every recorded round of every run: the run's config keys, then ROUND_COLUMNS.
 
         ``epochs`` is the config's key; the round's own epoch count is ``round_epochs``.
-        Provenance is None for rounds recorded before it was (schema 1).
+        A provenance field is None for rounds recorded before it was (older schemas).
         """
         configs = self.runs()
         present = set(self._round_columns())

@@ -15,7 +15,12 @@ from torch import nn
 from sparsedd.batches import channel_stats, epoch_batches, eval_batches
 from sparsedd.config import Config
 from sparsedd.errors import ConfigError
-from sparsedd.execution import mul_each_, resolve_compile, resolve_precision
+from sparsedd.execution import (
+    describe_execution,
+    mul_each_,
+    resolve_compile,
+    resolve_precision,
+)
 from sparsedd.prune import Masks, apply_masks
 
 FINETUNE_LR_FACTOR = 0.01
@@ -206,6 +211,7 @@ class Trainer:
         self.precision = resolve_precision(cfg.precision, device)
         compiled = resolve_compile(cfg.compile, self.precision, device)
         self.forward = torch.compile(model) if compiled else model
+        self.execution = describe_execution(self.precision, compiled)
 
     def refresh_masks(self) -> None:
         """Re-read the mask values (after a restore) and zero the pruned weights."""
