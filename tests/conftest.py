@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import signal
 from typing import Any
 
 import pytest
 
 from sparsedd.config import Config, validate
 from sparsedd.presets import preset_config
+
+# A shell starts background jobs with Ctrl-C ignored, and children inherit that: the processes
+# that tests interrupt with SIGINT would then ignore it. Give them the default disposition.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 TINY_VIT = dict(
     model="vit",
