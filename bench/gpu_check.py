@@ -50,9 +50,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import speed  # noqa: E402
 
-from sparsedd.batched import BatchedTrainer  # noqa: E402
 from sparsedd.config import resolve_config  # noqa: E402
-from sparsedd.experiment import Experiment  # noqa: E402
+from sparsedd.training.batched import BatchedTrainer  # noqa: E402
+from sparsedd.training.experiment import Experiment  # noqa: E402
 
 CIFAR_TRAIN_IMAGES = 50_000
 FIRST_LOSS_RTOL = 1e-3

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from sparsedd.config import Config
-from sparsedd.models import InputSpec
+from sparsedd.models.base import InputSpec
 
 
 class PilDataset(Dataset):

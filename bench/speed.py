@@ -42,10 +42,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import paper_pipeline as paper  # noqa: E402
 
 from sparsedd.config import Config, resolve_config  # noqa: E402
-from sparsedd.data import ImageData, load_dataset, make_splits  # noqa: E402
-from sparsedd.models import InputSpec, count_parameters, create_model  # noqa: E402
-from sparsedd.prune import full_masks, prunable_parameters, prune_round  # noqa: E402
-from sparsedd.train import Trainer, resolve_device  # noqa: E402
+from sparsedd.data.datasets import ImageData, load_dataset, make_splits  # noqa: E402
+from sparsedd.models.base import InputSpec, count_parameters, create_model  # noqa: E402
+from sparsedd.training.prune import full_masks, prunable_parameters, prune_round  # noqa: E402
+from sparsedd.training.trainer import Trainer, resolve_device  # noqa: E402
 
 # --quick on a non-demo preset times steps of this batch size (a step of 512 takes ~30 s on
 # 2 CPU cores); per image, the cost of the big ViT barely depends on the batch size.
@@ -407,7 +407,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     # Batched λ: K runs differing only in weight_decay as one model, against K separate runs.
     k = args.lambdas
     if k > 1 and (is_demo or not quick):
-        from sparsedd.batched import BatchedTrainer
+        from sparsedd.training.batched import BatchedTrainer
 
         lambdas = [cfg.weight_decay * (i + 1) if cfg.weight_decay else 0.01 * i for i in range(k)]
         cfgs = [dataclasses.replace(cfg, weight_decay=lam) for lam in lambdas]

@@ -13,10 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sparsedd import analysis as an
-from sparsedd.cli import main
+from sparsedd.analysis import tables as an
+from sparsedd.cli.main import main
 from sparsedd.errors import UserError
-from sparsedd.store import ResultsStore
+from sparsedd.store.results import ResultsStore
 
 JSON_FIELDS = {
     "n_seeds",
@@ -351,13 +351,13 @@ def test_export_parquet_and_csv_round_trip(tmp_path, store_dir, capsys, table):
 
 
 def test_cli_default_min_rise_matches_the_library():
-    from sparsedd import cli_analysis
+    from sparsedd.cli import analysis as cli_analysis
 
     assert cli_analysis.DEFAULT_MIN_RISE == an.DEFAULT_MIN_RISE
 
 
 def test_reports_quote_the_tolerances_the_analysis_used():
-    from sparsedd.report import lambda_verdicts, render_html, verdict
+    from sparsedd.analysis.report import lambda_verdicts, render_html, verdict
 
     result = an.analyze(sweep(), min_rise=0.03, tolerance=0.02)
     assert (result.min_rise, result.tolerance) == (0.03, 0.02)
@@ -385,7 +385,7 @@ def test_seeds_recorded_to_different_rounds_make_one_curve():
 
 
 def test_lambda_lines_name_every_lambda_when_a_key_is_missing_in_some_runs():
-    from sparsedd.report import lambda_verdicts
+    from sparsedd.analysis.report import lambda_verdicts
 
     old = an.synthetic_rounds("sdd", 0.05, weight_decay=0.0, seed=1)
     new = an.synthetic_rounds("flat", weight_decay=0.01, seed=2, init="torch")

@@ -26,10 +26,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from sparsedd import store as store_mod
-from sparsedd.cli import main
+from sparsedd.cli.main import main
 from sparsedd.config import resolve_config
-from sparsedd.experiment import Experiment, Interrupted, StopFlag, run_dir
+from sparsedd.store import results as store_mod
+from sparsedd.training.experiment import Experiment, Interrupted, StopFlag, run_dir
 
 TINY = ["run", "--preset", "tiny", "-q"]
 IDX_NAMES = (
@@ -525,7 +525,7 @@ def _garbage_db(out: Path) -> list[str]:
 
 
 def _newer_schema_db(out: Path) -> list[str]:
-    from sparsedd.store import ResultsStore
+    from sparsedd.store.results import ResultsStore
 
     ResultsStore(out)
     conn = sqlite3.connect(out / "results.sqlite")
@@ -610,7 +610,7 @@ def test_read_only_output_folder(tmp_path: Path, capsys: pytest.CaptureFixture[s
 def test_gpu_out_of_memory_names_the_batch_size(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sparsedd import models
+    from sparsedd.models import base as models
 
     def boom(self: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -628,7 +628,7 @@ def test_full_disk_gives_a_clear_error(tmp_path: Path) -> None:
         "import resource, signal, sys\n"
         "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
         "resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))\n"
-        "from sparsedd.cli import main\n"
+        "from sparsedd.cli.main import main\n"
         "main(sys.argv[1:])\n"
     )
     out = tmp_path / "out"
@@ -644,7 +644,7 @@ def test_full_disk_gives_a_clear_error(tmp_path: Path) -> None:
     # nothing half-written: no temporary files left, every checkpoint there is whole
     assert not list(out.rglob("*.tmp"))
     for path in out.rglob("*.safetensors"):
-        from sparsedd.checkpoint import load_tensors
+        from sparsedd.store.checkpoint import load_tensors
 
         load_tensors(path)
 
@@ -657,7 +657,7 @@ def test_cifar_with_wrong_checksums_is_never_unpickled(tmp_path: Path) -> None:
     marker = tmp_path / "UNPICKLED"
     write_evil_cifar(tmp_path / "data", marker)
     proc = subprocess.run(
-        [sys.executable, "-m", "sparsedd.cli", *TINY, "--out", str(tmp_path / "out")]
+        [sys.executable, "-m", "sparsedd", *TINY, "--out", str(tmp_path / "out")]
         + ["--set", "dataset=cifar10", "--set", "download=true"]
         + ["--set", f"data_dir={tmp_path / 'data'}"],
         capture_output=True,
@@ -696,7 +696,7 @@ SUBPROCESS_CASES = [
 def test_subprocess_prints_one_line_and_no_traceback(args: list[str], tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "sparsedd.cli", "run", "-q", "--out", str(out), *args],
+        [sys.executable, "-m", "sparsedd", "run", "-q", "--out", str(out), *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -713,7 +713,7 @@ def test_subprocess_corrupt_checkpoint(tmp_path: Path, partial_results: Path) ->
     _garbage(_progress(out))
     before = snapshot(tmp_path)
     proc = subprocess.run(
-        [sys.executable, "-m", "sparsedd.cli", *TINY, "--out", str(out)],
+        [sys.executable, "-m", "sparsedd", *TINY, "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=120,

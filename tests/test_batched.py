@@ -8,10 +8,13 @@ import math
 import pytest
 import torch
 
-from sparsedd import checkpoint as ckpt
-from sparsedd.batched import BatchedTrainer, can_batch, run_batched
 from sparsedd.config import Config, run_id, validate
-from sparsedd.experiment import (
+from sparsedd.models.base import InputSpec, create_model
+from sparsedd.presets import preset_config
+from sparsedd.store import checkpoint as ckpt
+from sparsedd.store.results import ResultsStore
+from sparsedd.training.batched import BatchedTrainer, can_batch, run_batched
+from sparsedd.training.experiment import (
     PROGRESS_FILE,
     Experiment,
     Interrupted,
@@ -20,11 +23,8 @@ from sparsedd.experiment import (
     round_file,
     run_dir,
 )
-from sparsedd.models import InputSpec, create_model
-from sparsedd.presets import preset_config
-from sparsedd.prune import full_masks
-from sparsedd.store import ResultsStore
-from sparsedd.train import Trainer
+from sparsedd.training.prune import full_masks
+from sparsedd.training.trainer import Trainer
 
 TINY_VIT = dict(
     model="vit", patch_size=4, dim=16, depth=1, heads=2, dim_head=8, mlp_dim=16,

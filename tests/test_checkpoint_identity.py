@@ -27,8 +27,8 @@ from test_bad_input import (  # noqa: F401  (fixtures)
 )
 
 from sparsedd.config import resolve_config
-from sparsedd.experiment import Experiment
-from sparsedd.store import ResultsStore
+from sparsedd.store.results import ResultsStore
+from sparsedd.training.experiment import Experiment
 
 
 def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from sparsedd.errors import NoResultsError
-from sparsedd.store import ResultsStore
+from sparsedd.store.results import ResultsStore
 from sparsedd.sweep.plan import recorded_rounds
 
 WRITERS = 4
@@ -80,7 +80,7 @@ def test_four_store_writers_lose_and_duplicate_nothing(tmp_path: Path) -> None:
 def test_four_runs_into_one_folder(tmp_path: Path) -> None:
     """Four `sparsedd run` processes (seeds 0-3) at once: every round of every run recorded."""
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "sparsedd.cli", "run", "--preset", "tiny", "-q", "--out", str(out)]
+    cmd = [sys.executable, "-m", "sparsedd", "run", "--preset", "tiny", "-q", "--out", str(out)]
     procs = [
         subprocess.Popen([*cmd, "--set", f"seed={s}"], stderr=subprocess.PIPE, text=True)
         for s in range(WRITERS)

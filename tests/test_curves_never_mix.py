@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sparsedd import analysis as an
-from sparsedd.cli import main
-from sparsedd.report import render_html
-from sparsedd.store import ResultsStore
+from sparsedd.analysis import tables as an
+from sparsedd.analysis.report import render_html
+from sparsedd.cli.main import main
+from sparsedd.store.results import ResultsStore
 
 
 def _py(value):

@@ -7,9 +7,9 @@ from conftest import tiny_config
 from datafiles import IDX_NAMES, patch_cifar10_checksums, write_cifar10, write_idx_dataset
 from torchvision import transforms
 
-from sparsedd import data as data_module
-from sparsedd.batches import CROP_PADDING, epoch_batches, flip_crop
-from sparsedd.data import load_dataset, make_splits
+from sparsedd.data import datasets as data_module
+from sparsedd.data.batches import CROP_PADDING, epoch_batches, flip_crop
+from sparsedd.data.datasets import load_dataset, make_splits
 from sparsedd.errors import DataError
 
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 from test_bad_input import run_cli
 
-from sparsedd import train
 from sparsedd.errors import UserError
-from sparsedd.prune import prune_round
+from sparsedd.training import trainer as train
+from sparsedd.training.prune import prune_round
 
 TINY = ["run", "--preset", "tiny", "-q", "--set", "threads=1"]
 

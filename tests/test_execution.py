@@ -7,14 +7,15 @@ import dataclasses
 import pytest
 import torch
 
-from sparsedd import cli, execution
+from sparsedd.cli import main as cli_main
 from sparsedd.config import parse_assignment, resolve_config
 from sparsedd.errors import ConfigError
-from sparsedd.models import InputSpec, create_model
+from sparsedd.models.base import InputSpec, create_model
 from sparsedd.presets import preset_config
-from sparsedd.prune import full_masks
 from sparsedd.sweep.jobs import group_jobs
-from sparsedd.train import Trainer
+from sparsedd.training import execution
+from sparsedd.training.prune import full_masks
+from sparsedd.training.trainer import Trainer
 
 CPU = torch.device("cpu")
 SMALL_VIT = dict(patch_size=4, dim=16, depth=1, heads=2, dim_head=8, mlp_dim=16)
@@ -104,5 +105,5 @@ def test_batched_lambdas_is_off_unless_asked() -> None:
     assert [len(g) for g in group_jobs(cfgs, None)] == [1, 1]  # the default, also on CUDA
     assert [len(g) for g in group_jobs(cfgs, False)] == [1, 1]
     assert [len(g) for g in group_jobs(cfgs, True)] == [2]
-    option = next(p for p in cli.cli.commands["run"].params if p.name == "batch_lambdas")
+    option = next(p for p in cli_main.cli.commands["run"].params if p.name == "batch_lambdas")
     assert not option.default

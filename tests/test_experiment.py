@@ -7,10 +7,10 @@ import torch
 import yaml
 from conftest import TINY_VIT, tiny_config
 
-from sparsedd.checkpoint import load_tensors
 from sparsedd.config import run_id
-from sparsedd.experiment import Experiment, Interrupted, StopFlag, round_file
-from sparsedd.store import ROUND_FIELDS, ResultsStore
+from sparsedd.store.checkpoint import load_tensors
+from sparsedd.store.results import ROUND_FIELDS, ResultsStore
+from sparsedd.training.experiment import Experiment, Interrupted, StopFlag, round_file
 
 VARYING = {"seconds"}
 

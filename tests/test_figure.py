@@ -12,10 +12,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sparsedd import analysis as an
-from sparsedd.cli import main
-from sparsedd.plot import close, plot_analysis, plot_layers, save_figure, sparsity_ticks
-from sparsedd.report import render_html, tradeoff_rows
+from sparsedd.analysis import tables as an
+from sparsedd.analysis.plot import close, plot_analysis, plot_layers, save_figure, sparsity_ticks
+from sparsedd.analysis.report import render_html, tradeoff_rows
+from sparsedd.cli.main import main
 
 # Where the figures are left for a person to look at.
 FIGURES = Path(os.environ.get("SPARSEDD_FIGURES", Path(tempfile.gettempdir()) / "sparsedd-figures"))

@@ -12,7 +12,7 @@ import torch
 from conftest import tiny_config
 from test_bad_input import assert_one_error_line, run_cli, snapshot
 
-from sparsedd.data import load_dataset, make_splits
+from sparsedd.data.datasets import load_dataset, make_splits
 from sparsedd.errors import ConfigError, DataError
 
 # The synthetic dataset of the `tiny` preset: 1,024 training images, 4 classes.

@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-import sparsedd.imagefolder as imagefolder
+import sparsedd.data.imagefolder as imagefolder
 from sparsedd.config import Config
-from sparsedd.data import load_dataset
+from sparsedd.data.datasets import load_dataset
 from sparsedd.errors import DataError
 
 COLOURS = {"cat": (250, 10, 10), "dog": (10, 250, 10), "emu": (10, 10, 250)}

@@ -23,11 +23,11 @@ from typing import Any
 import pytest
 from safetensors.torch import load_file
 
-from sparsedd.checkpoint import load_tensors
-from sparsedd.store import ResultsStore
+from sparsedd.store.checkpoint import load_tensors
+from sparsedd.store.results import ResultsStore
 
 SETS = ["rounds=4", "epochs=4", "dense_epochs=4", "checkpoint_every=1"]
-COMMAND = [sys.executable, "-m", "sparsedd.cli", "run", "--preset", "tiny", "-q"]
+COMMAND = [sys.executable, "-m", "sparsedd", "run", "--preset", "tiny", "-q"]
 COMMAND += [a for kv in SETS for a in ("--set", kv)]
 KILLS = 20
 SEED = 20240605
@@ -55,8 +55,9 @@ def finish(proc: subprocess.Popen[str]) -> tuple[int, str]:
 # milliseconds instead of the seconds that importing torch takes on a busy machine.
 _ZYGOTE = r"""
 import json, os, sys
-from sparsedd.cli import main
-import sparsedd.data, sparsedd.experiment, sparsedd.models, sparsedd.progress, sparsedd.train
+from sparsedd.cli.main import main
+import sparsedd.data.datasets, sparsedd.models.base
+import sparsedd.training.experiment, sparsedd.training.progress, sparsedd.training.trainer
 import torch._dynamo  # imported lazily by the first optimizer step: seconds on a busy machine
 for line in sys.stdin:
     cmd, arg = line.split(" ", 1)

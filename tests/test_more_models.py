@@ -11,10 +11,10 @@ from torch import nn
 
 from sparsedd.config import FIELDS, Config
 from sparsedd.errors import ConfigError
-from sparsedd.experiment import Experiment, round_file
-from sparsedd.models import MODELS, InputSpec, count_parameters, create_model
-from sparsedd.prune import prunable_parameters
-from sparsedd.timm_models import timm_available
+from sparsedd.models.base import MODELS, InputSpec, count_parameters, create_model
+from sparsedd.models.timm_models import timm_available
+from sparsedd.training.experiment import Experiment, round_file
+from sparsedd.training.prune import prunable_parameters
 from tests.conftest import tiny_config
 
 needs_timm = pytest.mark.skipif(
@@ -83,7 +83,7 @@ def test_vgg_refuses_images_too_small_for_four_pools() -> None:
 
 
 def test_timm_names_are_refused_with_the_install_hint_without_timm(monkeypatch) -> None:
-    import sparsedd.timm_models as tm
+    import sparsedd.models.timm_models as tm
 
     monkeypatch.setattr(tm, "timm_available", lambda: False)
     with pytest.raises(ConfigError, match=r"sparsedd\[timm\]"):
@@ -121,15 +121,15 @@ def test_timm_model_is_pruned_and_trained_like_ours(tmp_path) -> None:
     assert [r["round"] for r in rows] == [0, 1]
     assert rows[1]["sparsity"] == pytest.approx(0.2, abs=1e-4)
     assert "conv1.weight" in rows[1]["layer_density"] and "fc.weight" in rows[1]["layer_density"]
-    from sparsedd.checkpoint import load_tensors
+    from sparsedd.store.checkpoint import load_tensors
 
     exp = Experiment(cfg, tmp_path)
     tensors, _ = load_tensors(round_file(exp.folder, 1))
     mask = tensors["mask.conv1.weight"]
     assert not mask.all() and (tensors["model.conv1.weight"][~mask] == 0).all()
     # The exported pruned model (CSR conv weights) gives the trained round's logits.
-    from sparsedd.checkpoint import restore
-    from sparsedd.pruned_export import export_pruned, load_pruned
+    from sparsedd.store.checkpoint import restore
+    from sparsedd.training.pruned_export import export_pruned, load_pruned
 
     export_pruned(tmp_path, exp.id, 1, tmp_path / "m.safetensors")
     restore(exp.folder, tensors, exp.model, exp.masks)

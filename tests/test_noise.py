@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from sparsedd.noise import corrupt_labels
+from sparsedd.data.noise import corrupt_labels
 
 C = 10
 

@@ -19,7 +19,7 @@ import pytest
 import torch
 from torch import nn
 
-from sparsedd.models import InputSpec, count_parameters, create_model
+from sparsedd.models.base import InputSpec, count_parameters, create_model
 from sparsedd.presets import preset_config
 
 SMALL = dict(patch_size=4, dim=32, depth=2, heads=4, dim_head=8, mlp_dim=48)

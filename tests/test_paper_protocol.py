@@ -10,14 +10,20 @@ import torch
 from conftest import TINY_VIT, tiny_config
 from test_bad_input import assert_one_error_line, run_cli
 
-from sparsedd import data as data_mod
-from sparsedd.data import DATASET_SHAPES, IMAGENET_MEAN, IMAGENET_STD, load_dataset, make_splits
+from sparsedd.data import datasets as data_mod
+from sparsedd.data.datasets import (
+    DATASET_SHAPES,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    load_dataset,
+    make_splits,
+)
 from sparsedd.errors import ConfigError
-from sparsedd.experiment import Experiment
-from sparsedd.models import InputSpec, count_parameters, create_model
+from sparsedd.models.base import InputSpec, count_parameters, create_model
 from sparsedd.presets import preset_config, preset_names
-from sparsedd.prune import excluded_layers, prunable_parameters
-from sparsedd.train import lr_at
+from sparsedd.training.experiment import Experiment
+from sparsedd.training.prune import excluded_layers, prunable_parameters
+from sparsedd.training.trainer import lr_at
 
 # ---------------------------------------------------------------- schedules
 

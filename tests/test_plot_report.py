@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sparsedd import analysis as an
-from sparsedd.cli import main
+from sparsedd.analysis import tables as an
+from sparsedd.analysis.plot import close, figure_png, line_key, plot_analysis, save_figure
+from sparsedd.analysis.report import render_html, write_report
+from sparsedd.cli.main import main
 from sparsedd.errors import UserError
-from sparsedd.plot import close, figure_png, line_key, plot_analysis, save_figure
-from sparsedd.report import render_html, write_report
-from sparsedd.store import ResultsStore
+from sparsedd.store.results import ResultsStore
 
 # Where the browser test leaves its screenshot of the report, for a person to look at.
 SCREENSHOT = Path(

@@ -11,8 +11,8 @@ from pathlib import Path
 from conftest import tiny_config
 from rich.console import Console
 
-from sparsedd.progress import ConsoleReporter, duration
-from sparsedd.train import EpochStats
+from sparsedd.training.progress import ConsoleReporter, duration
+from sparsedd.training.trainer import EpochStats
 
 ROW = {
     "round": 1,

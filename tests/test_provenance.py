@@ -13,9 +13,9 @@ import torch
 from conftest import tiny_config
 
 import sparsedd
-from sparsedd.experiment import Experiment
 from sparsedd.provenance import device_name, git_commit
-from sparsedd.store import DB_NAME, PROVENANCE_FIELDS, SCHEMA_VERSION, ResultsStore
+from sparsedd.store.results import DB_NAME, PROVENANCE_FIELDS, SCHEMA_VERSION, ResultsStore
+from sparsedd.training.experiment import Experiment
 
 
 class Notes:
@@ -129,8 +129,8 @@ def test_resuming_rounds_of_another_version_says_so_once(finished, tmp_path):
 
 
 def test_the_report_says_what_computed_the_rounds(finished):
-    from sparsedd.analysis import analyze_dir
-    from sparsedd.report import provenance_rows, render_html
+    from sparsedd.analysis.report import provenance_rows, render_html
+    from sparsedd.analysis.tables import analyze_dir
 
     result = analyze_dir(finished)
     rows = provenance_rows(result)

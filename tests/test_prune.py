@@ -6,9 +6,9 @@ import pytest
 import torch
 from conftest import TINY_VIT, tiny_config
 
-from sparsedd.data import load_dataset, make_splits
-from sparsedd.models import InputSpec, create_model
-from sparsedd.prune import (
+from sparsedd.data.datasets import load_dataset, make_splits
+from sparsedd.models.base import InputSpec, create_model
+from sparsedd.training.prune import (
     count_remaining,
     count_total,
     full_masks,
@@ -17,7 +17,7 @@ from sparsedd.prune import (
     prune_round,
     sparsity,
 )
-from sparsedd.train import Trainer
+from sparsedd.training.trainer import Trainer
 
 
 def vit_model(seed: int = 0) -> torch.nn.Module:

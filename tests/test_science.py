@@ -8,10 +8,10 @@ import torch
 from conftest import tiny_config
 from torch import nn
 
-from sparsedd.checkpoint import load_tensors
-from sparsedd.experiment import Experiment, round_file
-from sparsedd.prune import full_masks, prunable_parameters, prune_round
-from sparsedd.train import FINETUNE_LR_FACTOR, Trainer
+from sparsedd.store.checkpoint import load_tensors
+from sparsedd.training.experiment import Experiment, round_file
+from sparsedd.training.prune import full_masks, prunable_parameters, prune_round
+from sparsedd.training.trainer import FINETUNE_LR_FACTOR, Trainer
 
 
 def test_lottery_rewinds_every_surviving_weight_to_its_initial_value(tmp_path) -> None:

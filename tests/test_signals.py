@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from sparsedd.store import ResultsStore
+from sparsedd.store.results import ResultsStore
 
 LONG = ["--set", "epochs=400", "--set", "dense_epochs=400", "--set", "threads=1"]
-RUN = [sys.executable, "-m", "sparsedd.cli", "run", "--preset", "tiny", "-q", *LONG]
+RUN = [sys.executable, "-m", "sparsedd", "run", "--preset", "tiny", "-q", *LONG]
 WAIT_S = 180
 
 
@@ -143,7 +143,7 @@ class SlowTorch:
             time.sleep(120)
         return None
 sys.meta_path.insert(0, SlowTorch())
-from sparsedd.cli import main
+from sparsedd.cli.main import main
 main(sys.argv[1:])
 """
 

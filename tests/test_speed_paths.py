@@ -10,10 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sparsedd.models import InputSpec, _math_attention, count_parameters, create_model
+from sparsedd.models.base import InputSpec, count_parameters, create_model
+from sparsedd.models.vit import _math_attention
 from sparsedd.presets import preset_config
-from sparsedd.prune import full_masks
-from sparsedd.train import Trainer
+from sparsedd.training.prune import full_masks
+from sparsedd.training.trainer import Trainer
 
 SMALL = dict(patch_size=4, dim=32, depth=2, heads=4, dim_head=8, mlp_dim=48)
 

@@ -19,7 +19,7 @@ from test_bad_input import (  # noqa: F401  (fixtures)
     snapshot,
 )
 
-from sparsedd.store import ResultsStore
+from sparsedd.store.results import ResultsStore
 
 READERS = {
     "results": lambda out, dest: ["results", str(out)],
@@ -76,8 +76,8 @@ def test_read_only_mount(tmp_path: Path, finished_results: Path) -> None:  # noq
     script = (
         f"mount --bind {out} {out} && mount -o remount,bind,ro {out} && "
         f"! touch {out}/probe 2>/dev/null && "
-        f"{sys.executable} -m sparsedd.cli results {out} && "
-        f"{sys.executable} -m sparsedd.cli analyze {out}"
+        f"{sys.executable} -m sparsedd results {out} && "
+        f"{sys.executable} -m sparsedd analyze {out}"
     )
     probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
     if probe.returncode != 0:

@@ -9,10 +9,9 @@ import time
 import pytest
 from conftest import tiny_config
 
-from sparsedd.cli import main
+from sparsedd.cli.main import main
 from sparsedd.config import resolve_config, run_id
 from sparsedd.errors import ConfigError, UserError
-from sparsedd.experiment import Experiment
 from sparsedd.sweep.jobs import place
 from sparsedd.sweep.placement import Slot, local_slots
 from sparsedd.sweep.plan import (
@@ -25,6 +24,7 @@ from sparsedd.sweep.plan import (
 )
 from sparsedd.sweep.status import sweep_status, write_sweep_file
 from sparsedd.sweep.study import study_cells
+from sparsedd.training.experiment import Experiment
 
 
 def cli(capsys, *args: str) -> tuple[int, str, str]:
@@ -224,7 +224,7 @@ def test_status_of_a_folder_without_results_is_one_line(capsys, tmp_path) -> Non
 def test_local_grid_records_every_run_once(capsys, tmp_path) -> None:
     args = ("run", "--preset", "tiny", "--grid", "seed=0,1", "--out", str(tmp_path), "-q")
     assert cli(capsys, *args)[0] == 0
-    from sparsedd.store import ResultsStore
+    from sparsedd.store.results import ResultsStore
 
     rows = ResultsStore(tmp_path).round_rows()
     assert len(rows) == 6

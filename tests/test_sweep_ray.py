@@ -14,7 +14,7 @@ import pytest
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'sparsedd[ray]')")
 
 from sparsedd.config import NON_SEMANTIC  # noqa: E402
-from sparsedd.store import ResultsStore  # noqa: E402
+from sparsedd.store.results import ResultsStore  # noqa: E402
 from sparsedd.sweep.jobs import group_jobs  # noqa: E402
 from sparsedd.sweep.local import run_local  # noqa: E402
 from sparsedd.sweep.placement import Slot  # noqa: E402

@@ -8,14 +8,14 @@ import pytest
 import torch
 from torch import nn
 
-from sparsedd import swin as swin_module
 from sparsedd.config import validate
 from sparsedd.errors import ConfigError
-from sparsedd.models import InputSpec, count_parameters, create_model
+from sparsedd.models import swin as swin_module
+from sparsedd.models.base import InputSpec, count_parameters, create_model
+from sparsedd.models.swin import Swin, shift_mask
 from sparsedd.presets import preset_config, preset_description
-from sparsedd.prune import full_masks, prunable_parameters, prune_round
-from sparsedd.swin import Swin, shift_mask
-from sparsedd.train import Trainer
+from sparsedd.training.prune import full_masks, prunable_parameters, prune_round
+from sparsedd.training.trainer import Trainer
 
 CIFAR10 = InputSpec(3, 32, 10)
 # berniwal's SwinTransformer(hidden_dim=96, layers=(2, 2, 6, 2), heads=(3, 6, 12, 24), channels=3,

@@ -19,9 +19,9 @@ from conftest import tiny_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sparsedd.cli import main
+from sparsedd.cli.main import main
 from sparsedd.config import to_dict
-from sparsedd.store import ResultsStore
+from sparsedd.store.results import ResultsStore
 
 BASE = to_dict(tiny_config())
 COMMANDS = ("analyze", "plot", "report", "export-rounds", "export-curves", "export-stats")

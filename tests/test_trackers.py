@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from sparsedd.trackers import epochs_before, round_scalars
+from sparsedd.sweep.trackers import epochs_before, round_scalars
 
 TINY = ["run", "--preset", "tiny", "-q", "--set", "rounds=2", "--set", "epochs=2"]
 
@@ -127,7 +127,7 @@ class NullConsole:
 
 
 def _reporter(tmp_path, *trackers):
-    from sparsedd.trackers import TrackingReporter
+    from sparsedd.sweep.trackers import TrackingReporter
 
     folder = tmp_path / "runs" / "r1"
     folder.mkdir(parents=True)
@@ -136,8 +136,8 @@ def _reporter(tmp_path, *trackers):
 
 
 def test_an_interrupted_run_is_closed_as_killed_and_epochs_have_run_wide_steps(tmp_path) -> None:
-    from sparsedd.experiment import Interrupted
-    from sparsedd.train import EpochStats
+    from sparsedd.training.experiment import Interrupted
+    from sparsedd.training.trainer import EpochStats
 
     tracker = RecordingTracker()
     reporter = _reporter(tmp_path, tracker)
@@ -150,7 +150,7 @@ def test_an_interrupted_run_is_closed_as_killed_and_epochs_have_run_wide_steps(t
 
 
 def test_a_failing_tracker_is_dropped_with_one_note_and_the_run_goes_on(tmp_path, capsys) -> None:
-    from sparsedd.train import EpochStats
+    from sparsedd.training.trainer import EpochStats
 
     good, bad = RecordingTracker(), RecordingTracker(fail_on="epoch")
     reporter = _reporter(tmp_path, bad, good)
@@ -165,7 +165,7 @@ def test_a_failing_tracker_is_dropped_with_one_note_and_the_run_goes_on(tmp_path
 
 
 def test_a_missing_tracker_package_is_named_with_its_extra(monkeypatch) -> None:
-    import sparsedd.trackers as trackers
+    import sparsedd.sweep.trackers as trackers
     from sparsedd.errors import UserError
 
     monkeypatch.setattr(trackers.importlib.util, "find_spec", lambda name: None)

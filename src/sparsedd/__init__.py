@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str) -> Any:
-    # load_pruned imports torch: only when asked for, so that `sparsedd --help` stays fast.
-    if name in ("load_pruned", "pruned_metadata"):
-        from sparsedd import pruned_export
+# The public API, by the module that defines each name (imported when first asked for, so
+# that `sparsedd --help` stays fast: load_pruned imports torch, analyze pandas).
+_API = {
+    "load_results": "sparsedd.analysis.tables",
+    "analyze": "sparsedd.analysis.tables",
+    "load_pruned": "sparsedd.training.pruned_export",
+    "pruned_metadata": "sparsedd.training.pruned_export",
+}
+__all__ = ["__version__", *_API]
 
-        return getattr(pruned_export, name)
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
     raise AttributeError(f"module 'sparsedd' has no attribute {name!r}")

@@ -1,5 +1,5 @@
 """`python -m sparsedd` runs the command line."""
 
-from sparsedd.cli import main
+from sparsedd.cli.main import main
 
 main()

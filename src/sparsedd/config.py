@@ -273,9 +273,9 @@ def validate(cfg: Config) -> Config:
     for key in FIELDS:
         _check_range(key, getattr(cfg, key))
     # Registries import torch; import them only when validating a whole config.
-    from sparsedd.data import DATASETS
-    from sparsedd.models import MODELS
-    from sparsedd.prune import CRITERIA
+    from sparsedd.data.datasets import DATASETS
+    from sparsedd.models.base import MODELS
+    from sparsedd.training.prune import CRITERIA
 
     for key, registry in (("model", MODELS), ("dataset", DATASETS), ("prune_criterion", CRITERIA)):
         registry.get(getattr(cfg, key))

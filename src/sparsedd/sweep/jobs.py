@@ -19,7 +19,7 @@ def group_jobs(configs: Sequence[Config], batch_lambdas: bool | None) -> list[li
     ``batch_lambdas`` None (the default) batches nothing: no measurement shows that it pays (on
     the CPU it measured slower; bench/gpu_check.sh measures it on a GPU).
     """
-    from sparsedd.batched import batch_key
+    from sparsedd.training.batched import batch_key
 
     groups: dict[Any, list[Config]] = {}
     for i, cfg in enumerate(configs):
@@ -52,11 +52,11 @@ def run_job(
     ``labels`` name runs by their grid values. SIGINT and SIGTERM (what batch schedulers send
     before killing) set the stop flag: the job saves its progress and raises ``Interrupted``.
     """
-    from sparsedd.batched import run_batched
     from sparsedd.config import run_id
-    from sparsedd.experiment import Experiment, StopFlag, run_dir
-    from sparsedd.progress import ConsoleReporter
-    from sparsedd.trackers import with_trackers
+    from sparsedd.sweep.trackers import with_trackers
+    from sparsedd.training.batched import run_batched
+    from sparsedd.training.experiment import Experiment, StopFlag, run_dir
+    from sparsedd.training.progress import ConsoleReporter
 
     labels = labels or {}
     stop = stop or StopFlag()

@@ -119,7 +119,7 @@ def run_epochs(cfg: Config) -> int:
 
 def recorded_rounds(out_dir: str | Path) -> dict[str, set[int]]:
     """Recorded rounds by run id (empty when the folder holds no results yet)."""
-    from sparsedd.store import ResultsStore
+    from sparsedd.store.results import ResultsStore
 
     try:
         store = ResultsStore(out_dir, create=False)
@@ -135,7 +135,7 @@ def saved_epoch(folder: Path) -> tuple[int, int] | None:
     """(round, epochs done in it) of a run's saved mid-round progress, if any."""
     from safetensors import safe_open
 
-    from sparsedd.experiment import PROGRESS_FILE
+    from sparsedd.training.experiment import PROGRESS_FILE
 
     path = folder / PROGRESS_FILE
     if not path.exists():
@@ -167,7 +167,7 @@ def plan(runs: Sequence[tuple[str, Config]], out_dir: str | Path) -> list[Planne
 
 
 def _last_checkpoint_exists(out_dir: str | Path, cfg: Config, rid: str) -> bool:
-    from sparsedd.experiment import round_file
+    from sparsedd.training.experiment import round_file
 
     return round_file(Path(out_dir) / "runs" / rid, cfg.rounds).exists()
 

@@ -136,8 +136,8 @@ def run_ray(
     poll_s: float = 0.2,
 ) -> None:
     """Run every job as a Ray task; record their rows here; Ctrl-C stops and keeps progress."""
-    from sparsedd.experiment import Interrupted
-    from sparsedd.store import ResultsStore
+    from sparsedd.store.results import ResultsStore
+    from sparsedd.training.experiment import Interrupted
 
     ray = import_ray()
     started_here = not ray.is_initialized()

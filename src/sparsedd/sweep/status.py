@@ -18,7 +18,7 @@ RUNNING_WINDOW_S = 300.0
 
 def write_sweep_file(out_dir: str | Path, planned: Sequence[PlannedRun]) -> Path:
     """Record a sweep's runs in ``out_dir/sweeps/`` so that `sparsedd status` knows them."""
-    from sparsedd.checkpoint import atomic_write_text
+    from sparsedd.store.checkpoint import atomic_write_text
 
     runs = {
         p.id: {"label": p.label, "rounds": p.cfg.rounds, "epochs_total": p.epochs_total}
@@ -60,7 +60,7 @@ class SweepStatus:
 
 def sweep_status(out_dir: str | Path, now: float | None = None) -> SweepStatus:
     """The status of every run of every sweep (and every recorded run) in ``out_dir``."""
-    from sparsedd.store import ResultsStore
+    from sparsedd.store.results import ResultsStore
 
     out_dir = Path(out_dir)
     now = time.time() if now is None else now

@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sparsedd.atomic import atomic_write
 from sparsedd.config import NON_SEMANTIC, NOT_IN_RUN_ID
 from sparsedd.errors import UserError
-from sparsedd.store import ROUND_COLUMNS as STORE_ROUND_COLUMNS
-from sparsedd.store import ResultsStore
+from sparsedd.store.atomic import atomic_write
+from sparsedd.store.results import ROUND_COLUMNS as STORE_ROUND_COLUMNS
+from sparsedd.store.results import ResultsStore
 
 #: Minimum rise (peak − dip, as a fraction) for SDD; also the compression tolerance.
 DEFAULT_MIN_RISE = 0.01

@@ -16,10 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparsedd import checkpoint as ckpt
-from sparsedd.atomic import temp_files
 from sparsedd.config import Config, canonical, run_id, to_dict, to_yaml
-from sparsedd.data import ImageData, Splits, load_dataset, make_splits
+from sparsedd.data.datasets import ImageData, Splits, load_dataset, make_splits
 from sparsedd.errors import (
     CheckpointError,
     ConfigError,
@@ -27,9 +25,12 @@ from sparsedd.errors import (
     Interrupted,
     ResourceError,
 )
-from sparsedd.models import InputSpec, count_parameters, create_model
+from sparsedd.models.base import InputSpec, count_parameters, create_model
 from sparsedd.provenance import provenance
-from sparsedd.prune import (
+from sparsedd.store import checkpoint as ckpt
+from sparsedd.store.atomic import temp_files
+from sparsedd.store.results import ResultsStore
+from sparsedd.training.prune import (
     CRITERIA,
     Masks,
     count_remaining,
@@ -40,8 +41,7 @@ from sparsedd.prune import (
     prunable_parameters,
     prune_round,
 )
-from sparsedd.store import ResultsStore
-from sparsedd.train import EpochStats, Trainer, check_device, steps_per_epoch
+from sparsedd.training.trainer import EpochStats, Trainer, check_device, steps_per_epoch
 
 PROGRESS_FILE = "progress.safetensors"
 

@@ -30,9 +30,9 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FixedLocator, NullLocator  # noqa: E402
 
-from sparsedd.analysis import Analysis  # noqa: E402
-from sparsedd.atomic import atomic_write  # noqa: E402
+from sparsedd.analysis.tables import Analysis  # noqa: E402
 from sparsedd.errors import UserError  # noqa: E402
+from sparsedd.store.atomic import atomic_write  # noqa: E402
 
 #: Okabe & Ito's colour-blind-safe palette (black last).
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")

@@ -40,7 +40,7 @@ def cli() -> None:
 
 def _preflight(configs: list[Any]) -> None:
     """Load each dataset once and check every config's split sizes before any run starts."""
-    from sparsedd.data import check_split_sizes, load_dataset
+    from sparsedd.data.datasets import check_split_sizes, load_dataset
 
     sizes: dict[tuple[str, str], int] = {}
     for cfg in configs:
@@ -136,12 +136,12 @@ def run(
     """
     import time
 
-    from sparsedd.progress import ConsoleReporter, duration
     from sparsedd.sweep.jobs import group_jobs
     from sparsedd.sweep.plan import format_plan, parse_grid_options, plan, sweep_configs
     from sparsedd.sweep.status import write_sweep_file
     from sparsedd.sweep.study import study_cells
-    from sparsedd.trackers import check_installed, sweep_parent
+    from sparsedd.sweep.trackers import check_installed, sweep_parent
+    from sparsedd.training.progress import ConsoleReporter, duration
 
     if address is not None and backend != "ray":
         raise UserError("--address is for --backend ray; add --backend ray or drop --address")
@@ -156,7 +156,7 @@ def run(
     labelled = sweep_configs(cells, assignments)
     _note_ignored_keys([cfg for _, cfg in labelled], config_file, [*assignments, *grid])
     if backend == "local" and not dry_run:
-        from sparsedd.train import check_device
+        from sparsedd.training.trainer import check_device
 
         for device in {cfg.device for _, cfg in labelled}:
             check_device(device)  # also for runs already done: the config is wrong here
@@ -164,7 +164,7 @@ def run(
     if dry_run:
         click.echo(format_plan(planned))
         return
-    from sparsedd.experiment import run_dir
+    from sparsedd.training.experiment import run_dir
 
     finished = ConsoleReporter(show_bars=False)
     for p in planned:
@@ -225,7 +225,7 @@ def status(out_dir: str) -> None:
 def table_columns(rows: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
     """(columns, config keys among them) of the `results` table: run_id, the config keys that
     name runs (TABLE_KEYS and every other key that differs between runs), seed, TABLE_COLUMNS."""
-    from sparsedd.analysis import differing_keys
+    from sparsedd.analysis.tables import differing_keys
 
     present = {k for row in rows for k in row}
     keys = [k for k in TABLE_KEYS if k in present]
@@ -288,8 +288,8 @@ def results(out_dir: str, fmt: str, epochs: bool) -> None:
 
     Rounds are sorted by config, then seed; they have the columns of `sparsedd export`.
     """
-    from sparsedd.analysis import order_rows
-    from sparsedd.store import ResultsStore
+    from sparsedd.analysis.tables import order_rows
+    from sparsedd.store.results import ResultsStore
 
     store = ResultsStore(out_dir, create=False)
     if epochs:
@@ -354,8 +354,9 @@ def _yaml(value: Any) -> str:
 
 def _model_size(cfg: Any) -> tuple[int, int]:
     """(parameters, prunable weights) of a config's model, from its dataset's known shape."""
-    from sparsedd.data import DATASET_SHAPES
-    from sparsedd.models import InputSpec, model_size
+    from sparsedd.data.datasets import DATASET_SHAPES
+    from sparsedd.models.base import InputSpec
+    from sparsedd.training.prune import model_size
 
     if cfg.dataset not in DATASET_SHAPES:
         raise UserError(
@@ -368,9 +369,9 @@ def _model_size(cfg: Any) -> tuple[int, int]:
 @cli.command()
 def models() -> None:
     """List the registered models, datasets and pruning criteria."""
-    from sparsedd.data import DATASETS
-    from sparsedd.models import MODELS
-    from sparsedd.prune import CRITERIA
+    from sparsedd.data.datasets import DATASETS
+    from sparsedd.models.base import MODELS
+    from sparsedd.training.prune import CRITERIA
 
     for label, registry in (
         ("models", MODELS),
@@ -380,7 +381,7 @@ def models() -> None:
         click.echo(f"{label}: {', '.join(registry.names())}")
 
 
-from sparsedd.cli_analysis import analyze, export, plot, report  # noqa: E402
+from sparsedd.cli.analysis import analyze, export, plot, report  # noqa: E402
 
 for _command in (analyze, plot, report, export):
     cli.add_command(_command)

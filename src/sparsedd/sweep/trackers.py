@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import yaml
 
 from sparsedd.errors import UserError
-from sparsedd.store import ROUND_FIELDS
+from sparsedd.store.results import ROUND_FIELDS
 
 TRACKERS = ("tensorboard", "mlflow")
 EXTRA_OF = {"tensorboard": ("tensorboard", "tensorboard"), "mlflow": ("mlflow", "mlflow")}
@@ -157,9 +157,9 @@ def finish_sweep_parent(out_dir: str | Path, parent: str, status: str) -> None:
 
 def _log_analysis(client: Any, mlflow_run: str, out_dir: Path, run: str | None) -> None:
     """Log the SDD figure and HTML report of ``run`` (or of the whole folder) as artifacts."""
-    from sparsedd.analysis import analyze, load_results
-    from sparsedd.plot import close, figure_png, plot_analysis
-    from sparsedd.report import write_report
+    from sparsedd.analysis.plot import close, figure_png, plot_analysis
+    from sparsedd.analysis.report import write_report
+    from sparsedd.analysis.tables import analyze, load_results
 
     rounds = load_results(out_dir)
     if run is not None:
@@ -323,7 +323,7 @@ def run_status(err: BaseException | None) -> str:
     """The MLflow status of a run that ended with ``err``."""
     if err is None:
         return "FINISHED"
-    from sparsedd.experiment import Interrupted
+    from sparsedd.training.experiment import Interrupted
 
     return "KILLED" if isinstance(err, (Interrupted, KeyboardInterrupt)) else "FAILED"
 

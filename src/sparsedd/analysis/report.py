@@ -11,10 +11,10 @@ from typing import Any
 
 import pandas as pd
 
-from sparsedd.analysis import DEFAULT_TOLERANCE, Analysis, config_keys
-from sparsedd.atomic import atomic_write_text
+from sparsedd.analysis.tables import DEFAULT_TOLERANCE, Analysis, config_keys
 from sparsedd.errors import UserError
-from sparsedd.store import PROVENANCE_FIELDS
+from sparsedd.store.atomic import atomic_write_text
+from sparsedd.store.results import PROVENANCE_FIELDS
 
 DISPLAY_COLUMNS = (
     "n_seeds",

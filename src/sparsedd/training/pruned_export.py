@@ -22,9 +22,9 @@ import torch
 from safetensors.torch import save
 from torch import nn
 
-from sparsedd import checkpoint as ckpt
 from sparsedd.config import from_dict, load_yaml_file, to_dict
 from sparsedd.errors import CheckpointError, StoreError, UserError
+from sparsedd.store import checkpoint as ckpt
 
 FORMATS = ("sparse", "dense")
 CSR_PARTS = ("crow_indices", "col_indices", "values")
@@ -78,7 +78,7 @@ def export_pruned(
     fmt: str = "sparse",
 ) -> ExportSummary:
     """Write the model of ``run`` after ``round_`` (default: the last) to ``output``."""
-    from sparsedd.experiment import round_file
+    from sparsedd.training.experiment import round_file
 
     output = Path(output)
     if output.suffix != ".safetensors":
@@ -129,7 +129,7 @@ def _input_of(meta: dict[str, Any], cfg: Any) -> dict[str, Any]:
     """What the model takes: from the round checkpoint, or (older runs) from the dataset."""
     if isinstance(meta.get("input"), dict):
         return meta["input"]
-    from sparsedd.data import load_dataset, normalization
+    from sparsedd.data.datasets import load_dataset, normalization
 
     data = load_dataset(cfg)
     mean, std = normalization(data, cfg)
@@ -199,7 +199,7 @@ def load_pruned(path: str | Path) -> nn.Module:
     """
     tensors, _ = ckpt.load_tensors(Path(path))
     meta = pruned_metadata(path)
-    from sparsedd.models import InputSpec, create_model
+    from sparsedd.models.base import InputSpec, create_model
 
     spec = InputSpec(**{k: meta["input"][k] for k in ("channels", "image_size", "num_classes")})
     with torch.random.fork_rng():  # building initializes weights: leave the caller's RNG alone

@@ -11,7 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from sparsedd.train import EpochStats
+from sparsedd.training.trainer import EpochStats
 
 
 def duration(seconds: float) -> str:

@@ -12,16 +12,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparsedd.batches import channel_stats, epoch_batches, eval_batches
 from sparsedd.config import Config
+from sparsedd.data.batches import channel_stats, epoch_batches, eval_batches
 from sparsedd.errors import ConfigError
-from sparsedd.execution import (
+from sparsedd.training.execution import (
     describe_execution,
     mul_each_,
     resolve_compile,
     resolve_precision,
 )
-from sparsedd.prune import Masks, apply_masks
+from sparsedd.training.prune import Masks, apply_masks
 
 FINETUNE_LR_FACTOR = 0.01
 

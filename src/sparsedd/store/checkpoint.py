@@ -11,9 +11,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from sparsedd import atomic
-from sparsedd.atomic import atomic_write
 from sparsedd.errors import CheckpointError
+from sparsedd.store import atomic
+from sparsedd.store.atomic import atomic_write
 
 OUT_FIX = "free space or choose a writable --out folder"
 

@@ -14,11 +14,11 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
-    from sparsedd.analysis import Analysis
+    from sparsedd.analysis.tables import Analysis
 
 T = TypeVar("T")
 
-# Same as sparsedd.analysis.DEFAULT_MIN_RISE (pinned by a test); analysis, pandas and
+# Same as sparsedd.analysis.tables.DEFAULT_MIN_RISE (pinned by a test); analysis, pandas and
 # matplotlib are imported only when a command runs, to keep `sparsedd --help` fast.
 DEFAULT_MIN_RISE = 0.01
 
@@ -33,14 +33,14 @@ _MIN_RISE = click.option(
 
 
 def _analysis(out_dir: str, min_rise: float) -> Analysis:
-    from sparsedd.analysis import analyze
+    from sparsedd.analysis.tables import analyze
 
     return analyze(_load(out_dir), min_rise=min_rise)
 
 
 def _load(out_dir: str) -> pd.DataFrame:
     """The rounds of ``out_dir``; notes on rounds left out (diverged runs) go to stderr."""
-    from sparsedd.analysis import load_results
+    from sparsedd.analysis.tables import load_results
 
     rounds = load_results(out_dir)
     for note in rounds.attrs.get("notes", []):
@@ -51,7 +51,7 @@ def _load(out_dir: str) -> pd.DataFrame:
 def _with_figure(result: Analysis, use: Callable[[Figure], T], layers: bool = False) -> T:
     """Draw the SDD figure (or, with ``layers``, the per-layer density figure) of ``result``,
     hand it to ``use``, and always close it."""
-    from sparsedd.plot import close, plot_analysis, plot_layers
+    from sparsedd.analysis.plot import close, plot_analysis, plot_layers
 
     fig = plot_layers(result) if layers else plot_analysis(result)
     try:
@@ -72,8 +72,8 @@ def _with_figure(result: Analysis, use: Callable[[Figure], T], layers: bool = Fa
 @_MIN_RISE
 def analyze(out_dir: str, fmt: str, min_rise: float) -> None:
     """Per curve (runs differing only in seed): SDD verdict, dip/peak, compression, λ*."""
-    from sparsedd.analysis import curves_json
-    from sparsedd.report import display_rows, lambda_verdicts, text_table
+    from sparsedd.analysis.report import display_rows, lambda_verdicts, text_table
+    from sparsedd.analysis.tables import curves_json
 
     result = _analysis(out_dir, min_rise)
     if fmt == "json":
@@ -104,7 +104,7 @@ def _default_path(out_dir: str, name: str) -> Path:
 @_MIN_RISE
 def plot(out_dir: str, output: str | None, layers: bool, min_rise: float) -> None:
     """Draw test accuracy and memorization against sparsity (one line per λ, seed bands)."""
-    from sparsedd.plot import save_figure
+    from sparsedd.analysis.plot import save_figure
 
     default = "layers.png" if layers else "sdd.png"
     path = Path(output) if output else _default_path(out_dir, default)
@@ -123,8 +123,8 @@ def plot(out_dir: str, output: str | None, layers: bool, min_rise: float) -> Non
 @_MIN_RISE
 def report(out_dir: str, output: str | None, min_rise: float) -> None:
     """Write one self-contained HTML page: verdicts, λ choice, figure, tables, configs."""
-    from sparsedd.plot import figure_png
-    from sparsedd.report import write_report
+    from sparsedd.analysis.plot import figure_png
+    from sparsedd.analysis.report import write_report
 
     path = Path(output) if output else _default_path(out_dir, "report.html")
     result = _analysis(out_dir, min_rise)
@@ -180,7 +180,7 @@ def export(
         return
     if round_ is not None or fmt is not None:
         raise UserError("--round and --format choose a model to export; give --run ID too")
-    from sparsedd.analysis import analyze, export_table
+    from sparsedd.analysis.tables import analyze, export_table
 
     rounds = _load(out_dir)
     if which in (None, "rounds"):
@@ -194,7 +194,7 @@ def export(
 
 def _export_model(out_dir: str, run: str, round_: int | None, output: str, fmt: str) -> None:
     """Write one run's pruned model and print its size beside the dense size."""
-    from sparsedd.pruned_export import export_pruned
+    from sparsedd.training.pruned_export import export_pruned
 
     s = export_pruned(out_dir, run, round_, output, fmt)
     click.echo(

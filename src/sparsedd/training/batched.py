@@ -22,11 +22,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from sparsedd.batches import channel_stats, eval_batches
 from sparsedd.config import Config, to_dict
-from sparsedd.execution import describe_execution, mul_each_, resolve_precision
-from sparsedd.prune import Masks
-from sparsedd.train import EpochStats, masked_step, run_epoch
+from sparsedd.data.batches import channel_stats, eval_batches
+from sparsedd.training.execution import describe_execution, mul_each_, resolve_precision
+from sparsedd.training.prune import Masks
+from sparsedd.training.trainer import EpochStats, masked_step, run_epoch
 
 # Keys that may differ between the runs of one batch.
 BATCHABLE_KEYS = frozenset({"weight_decay"})
@@ -276,9 +276,9 @@ def run_batched(
     different points (one run recorded further than another, or saved at different epochs)
     are run one run at a time.
     """
-    from sparsedd.data import load_dataset
-    from sparsedd.experiment import Experiment, StopFlag, epoch_inputs, train_round
-    from sparsedd.train import Trainer
+    from sparsedd.data.datasets import load_dataset
+    from sparsedd.training.experiment import Experiment, StopFlag, epoch_inputs, train_round
+    from sparsedd.training.trainer import Trainer
 
     configs = list(configs)
     if len(configs) > 1 and not can_batch(configs):

@@ -23,7 +23,7 @@ from torch import nn
 
 from sparsedd.config import Config
 from sparsedd.errors import ConfigError
-from sparsedd.models import MODELS, InputSpec
+from sparsedd.models.base import MODELS, InputSpec
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from sparsedd.config import Config
+from sparsedd.data.label_files import read_human_labels
+from sparsedd.data.noise import corrupt_labels
 from sparsedd.errors import ConfigError, DataError
-from sparsedd.label_files import read_human_labels
-from sparsedd.noise import corrupt_labels
 from sparsedd.registry import Registry
 
 SYSTEM_DATA_ROOT = Path("/usr/share/datasets")
@@ -344,6 +344,3 @@ def _cifar_dataset(torchvision_class: str, name: str, classes: int) -> DatasetLo
 
 DATASETS.register("cifar10")(_cifar_dataset("CIFAR10", "cifar10", 10))
 DATASETS.register("cifar100")(_cifar_dataset("CIFAR100", "cifar100", 100))
-
-
-from sparsedd import imagefolder as _imagefolder  # noqa: E402,F401  registers "imagefolder"

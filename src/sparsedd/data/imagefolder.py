@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from sparsedd import checkpoint as ckpt
 from sparsedd.config import Config
-from sparsedd.data import DATASETS, ImageData, check_image_data
+from sparsedd.data.datasets import DATASETS, ImageData, check_image_data
 from sparsedd.errors import DataError, UserError
+from sparsedd.store import checkpoint as ckpt
 
 SPLITS = ("train", "test")
 # At most this many unreadable files are named; the count says how many more there are.

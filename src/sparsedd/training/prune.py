@@ -9,9 +9,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from sparsedd.config import Config
 from sparsedd.errors import ConfigError, DivergedError
-from sparsedd.execution import mul_each_
+from sparsedd.models.base import InputSpec, count_parameters, create_model
 from sparsedd.registry import Registry
+from sparsedd.training.execution import mul_each_
 
 Masks = dict[str, torch.Tensor]
 PRUNABLE_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -83,6 +85,18 @@ def excluded_layers(model: nn.Module, patterns: str) -> set[str]:
             "config key 'prune_exclude' keeps every prunable layer dense; leave some to prune"
         )
     return excluded
+
+
+def model_size(cfg: Config, spec: InputSpec) -> tuple[int, int]:
+    """(parameters, prunable weights) of model ``cfg.model`` built for ``spec``.
+
+    Prunable weights are those of every Linear and Conv layer that ``prune_exclude`` does not
+    keep dense: the weights that pruning rounds remove 20% of at a time.
+    """
+    model = create_model(cfg, spec)
+    dense = excluded_layers(model, cfg.prune_exclude)
+    prunable = sum(p.numel() for n, p in prunable_parameters(model).items() if n not in dense)
+    return count_parameters(model), prunable
 
 
 def full_masks(model: nn.Module) -> Masks:

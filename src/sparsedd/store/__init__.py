@@ -1,0 +1,1 @@
+"""Storage: the SQLite results database, safetensors checkpoints and atomic file writes."""
