@@ -3,17 +3,25 @@ nothing, whether they write rows directly or run whole experiments side by side.
 
 from __future__ import annotations
 
+import fcntl
 import multiprocessing
+import os
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
+from conftest import tiny_config
+from test_provenance import Notes
 
-from sparsedd.errors import NoResultsError
+from sparsedd.errors import Interrupted, NoResultsError
 from sparsedd.store.results import ResultsStore
+from sparsedd.store.run_lock import LOCK_NAME, run_locks
 from sparsedd.sweep.plan import recorded_rounds
+from sparsedd.training.experiment import Experiment
 
 WRITERS = 4
 ROUNDS = 30
@@ -142,3 +150,74 @@ class _TornConnection:
 
     def close(self) -> None:
         pass
+
+
+# ------------------------------------------------------------ one process trains a run
+
+
+def _hold_lock(folder: Path) -> int:
+    """Take a run folder's lock as another process would (flock is per open file)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def test_a_run_another_process_trains_waits_for_it(tmp_path: Path) -> None:
+    """The run waits (saying so once) while its folder is locked, then trains in full."""
+    cfg = tiny_config(rounds=1, epochs=1)
+    exp = Experiment(cfg, tmp_path / "out", reporter=Notes())
+    fd = _hold_lock(exp.folder)
+    released: list[float] = []
+
+    def release() -> None:
+        time.sleep(1.0)
+        released.append(time.monotonic())
+        os.close(fd)
+
+    threading.Thread(target=release).start()
+    exp.run()
+    assert released, "the run trained while another process held its folder"
+    assert exp.reporter.notes == [
+        f"another process is training run {exp.id}; waiting for it to finish"
+    ]
+    assert [r["round"] for r in ResultsStore(tmp_path / "out").round_rows()] == [0, 1]
+
+
+def test_stop_while_waiting_for_a_run_stops_before_it(tmp_path: Path) -> None:
+    """Ctrl-C while another process holds the run: Interrupted, the run never entered."""
+    folder = tmp_path / "runs" / "r"
+    fd = _hold_lock(folder)
+    calls: list[Path] = []
+    try:
+        with (
+            pytest.raises(Interrupted, match="stopped while waiting"),
+            run_locks([folder], stopped=lambda: True, waiting=calls.append),
+        ):
+            raise AssertionError("entered a run whose lock another process holds")
+    finally:
+        os.close(fd)
+    assert calls == [folder]
+    with run_locks([folder, folder]):  # free now; a folder named twice is locked once
+        pass
+
+
+def test_two_processes_running_one_run_record_it_once(tmp_path: Path) -> None:
+    """Two `sparsedd run` of the same config at once: both succeed, every round recorded once,
+    the same rows as one run alone."""
+    cmd = [sys.executable, "-m", "sparsedd", "run", "--preset", "tiny", "-q"]
+    procs = [
+        subprocess.Popen([*cmd, "--out", str(tmp_path / "both")], stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    errors = [p.communicate(timeout=170)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    alone = subprocess.run([*cmd, "--out", str(tmp_path / "alone")], capture_output=True)
+    assert alone.returncode == 0
+    keep = ("run_id", "round", "sparsity", "test_acc", "train_acc", "memorization")
+    rows = [
+        [{k: r[k] for k in keep} for r in ResultsStore(tmp_path / name).round_rows()]
+        for name in ("both", "alone")
+    ]
+    assert rows[0] == rows[1] and len(rows[0]) == 3
+    assert len(ResultsStore(tmp_path / "both").epoch_rows()) == 6

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sparsedd.errors import NoResultsError, StoreError
 
@@ -112,6 +112,22 @@ LOCK_TIMEOUT_S = 120.0
 BUSY_WAIT_S = 5.0
 # how often a reader reads a database that looks damaged before it says so
 READ_ATTEMPTS = 4
+
+
+class RunStore(Protocol):
+    """What a run records into and reads back: the results database, or on a Ray worker the
+    ledger that carries its rows to the driver (``sweep.ray_backend.LedgerStore``)."""
+
+    def record_run(self, run_id: str, config: dict[str, Any]) -> None: ...
+    def record_round(self, run_id: str, row: dict[str, Any]) -> None: ...
+    def record_epoch(
+        self, run_id: str, round_: int, epoch: int, loss: float, acc: float
+    ) -> None: ...
+    def drop_rounds(self, run_id: str, first: int) -> None: ...
+    def rounds_done(self, run_id: str) -> set[int]: ...
+    def round_versions(self, run_id: str) -> dict[int, str | None]: ...
+    def round_sparsity(self, run_id: str, round_: int) -> float | None: ...
+    def round_rows(self) -> list[dict[str, Any]]: ...
 
 
 class ResultsStore:
@@ -367,6 +383,14 @@ class ResultsStore:
             write=False,
         )
         return rows[0][0] if rows else None
+
+    def recorded_rounds(self, run_id: str) -> dict[int, tuple[str | None, float]]:
+        """(sparsedd version, sparsity) of each recorded round of ``run_id``."""
+        versions = self.round_versions(run_id)
+        rows = self._execute(
+            "SELECT round, sparsity FROM rounds WHERE run_id = ?", (run_id,), write=False
+        )
+        return {k: (versions.get(k), sparsity) for k, sparsity in rows}
 
     def rounds_done(self, run_id: str) -> set[int]:
         """Rounds of ``run_id`` already recorded."""

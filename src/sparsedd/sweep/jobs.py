@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sparsedd.config import Config
+from sparsedd.store.results import RunStore
 from sparsedd.sweep.placement import Slot, job_threads
 
 
@@ -40,7 +41,7 @@ def run_job(
     group: Sequence[Config],
     out_dir: str | Path,
     quiet: bool = True,
-    store: Any = None,
+    store: RunStore | None = None,
     stop: Any = None,
     labels: Mapping[str, str] | None = None,
     signals: Sequence[signal.Signals] = (signal.SIGINT, signal.SIGTERM),

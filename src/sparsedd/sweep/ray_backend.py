@@ -38,28 +38,42 @@ def import_ray() -> Any:
 
 
 class Ledger:
-    """Ray actor between workers and driver: queues rows, knows which rounds were received."""
+    """Ray actor between workers and driver: queues rows, knows which rounds were received.
 
-    def __init__(self, versions: dict[str, dict[int, str | None]]) -> None:
-        self.versions = {rid: dict(rounds) for rid, rounds in versions.items()}
+    ``rounds`` holds, by run id and round, the (sparsedd version, sparsity) of every round
+    recorded before the sweep; rounds received since are added, rounds dropped removed.
+    """
+
+    def __init__(self, rounds: dict[str, dict[int, tuple[str | None, float]]]) -> None:
+        self.rounds = {rid: dict(by_round) for rid, by_round in rounds.items()}
         self.items: list[tuple] = []
 
     def put(self, item: tuple) -> None:
-        """Queue one row for the driver; a round already received is dropped."""
+        """Queue one row (or a drop) for the driver; a round already received is ignored."""
         if item[0] == "round":
-            rounds = self.versions.setdefault(item[1], {})
-            if item[2]["round"] in rounds:
+            received = self.rounds.setdefault(item[1], {})
+            row = item[2]
+            if row["round"] in received:
                 return
-            rounds[item[2]["round"]] = item[2].get("sparsedd_version")
+            received[row["round"]] = (row.get("sparsedd_version"), row["sparsity"])
+        elif item[0] == "drop":
+            received = self.rounds.get(item[1], {})
+            for k in [k for k in received if k >= item[2]]:
+                del received[k]
         self.items.append(item)
 
     def rounds_done(self, run_id: str) -> list[int]:
         """Rounds of ``run_id`` recorded or on their way to the driver."""
-        return sorted(self.versions.get(run_id, {}))
+        return sorted(self.rounds.get(run_id, {}))
 
     def round_versions(self, run_id: str) -> dict[int, str | None]:
         """The sparsedd version that recorded each round of ``run_id``."""
-        return dict(self.versions.get(run_id, {}))
+        return {k: version for k, (version, _) in self.rounds.get(run_id, {}).items()}
+
+    def round_sparsity(self, run_id: str, round_: int) -> float | None:
+        """The sparsity recorded for one round of ``run_id`` (None if not recorded)."""
+        entry = self.rounds.get(run_id, {}).get(round_)
+        return None if entry is None else entry[1]
 
     def take(self) -> list[tuple]:
         """Every queued row, emptying the queue."""
@@ -68,7 +82,7 @@ class Ledger:
 
 
 class LedgerStore:
-    """Stands in for the results store on a worker: rows go to the ledger, never to SQLite."""
+    """The RunStore of a run on a Ray worker: rows go to the ledger, never to SQLite."""
 
     def __init__(self, ledger: Any) -> None:
         self.ledger = ledger
@@ -101,6 +115,16 @@ class LedgerStore:
         import ray
 
         return ray.get(self.ledger.round_versions.remote(run_id))
+
+    def round_sparsity(self, run_id: str, round_: int) -> float | None:
+        """The sparsity of a round the driver has or will record (None if neither)."""
+        import ray
+
+        return ray.get(self.ledger.round_sparsity.remote(run_id, round_))
+
+    def drop_rounds(self, run_id: str, first: int) -> None:
+        """Have the driver forget rounds ``first``, ``first + 1``, … of a run (to recompute)."""
+        self._put(("drop", run_id, first))
 
     def round_rows(self) -> list[dict[str, Any]]:
         """Rows are read on the driver, not here."""
@@ -157,7 +181,7 @@ def run_ray(
     out_dir = Path(out_dir).resolve()
     store = ResultsStore(out_dir)
     ids = {run_id(cfg) for group in jobs for cfg in group}
-    ledger = ray.remote(num_cpus=0)(Ledger).remote({rid: store.round_versions(rid) for rid in ids})
+    ledger = ray.remote(num_cpus=0)(Ledger).remote({rid: store.recorded_rounds(rid) for rid in ids})
     task = ray.remote(max_retries=MAX_RETRIES)(train_job)
     gpus_in_cluster = ray.cluster_resources().get("GPU", 0)
     pending = []
@@ -203,5 +227,7 @@ def _record(store: Any, items: list[tuple]) -> None:
             store.record_run(run_id, rest[0])
         elif kind == "round":
             store.record_round(run_id, rest[0])
+        elif kind == "drop":
+            store.drop_rounds(run_id, rest[0])
         else:
             store.record_epoch(run_id, *rest)

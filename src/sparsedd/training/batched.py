@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -24,9 +25,14 @@ from torch.func import functional_call
 
 from sparsedd.config import Config, to_dict
 from sparsedd.data.batches import channel_stats, eval_batches
+from sparsedd.store.results import RunStore
+from sparsedd.store.run_lock import run_locks
 from sparsedd.training.execution import describe_execution, mul_each_, resolve_precision
 from sparsedd.training.prune import Masks
 from sparsedd.training.trainer import EpochStats, masked_step, run_epoch
+
+if TYPE_CHECKING:
+    from sparsedd.training.experiment import Experiment
 
 # Keys that may differ between the runs of one batch.
 BATCHABLE_KEYS = frozenset({"weight_decay"})
@@ -266,7 +272,7 @@ def run_batched(
     out_dir: str | Path,
     reporter=None,
     stop=None,
-    store=None,
+    store: RunStore | None = None,
 ) -> None:
     """Run configs that differ only in ``weight_decay`` as one batched model.
 
@@ -277,8 +283,7 @@ def run_batched(
     are run one run at a time.
     """
     from sparsedd.data.datasets import load_dataset
-    from sparsedd.training.experiment import Experiment, StopFlag, epoch_inputs, train_round
-    from sparsedd.training.trainer import Trainer
+    from sparsedd.training.experiment import Experiment, StopFlag
 
     configs = list(configs)
     if len(configs) > 1 and not can_batch(configs):
@@ -286,10 +291,24 @@ def run_batched(
     stop = stop or StopFlag()
     data = load_dataset(configs[0])  # the runs differ only in λ: one dataset serves all
     exps = [Experiment(c, out_dir, reporter, stop, data=data, store=store) for c in configs]
+    by_folder = {e.folder: e for e in exps}
+
+    def waiting(folder: Path) -> None:
+        by_folder[folder].note_waiting(folder)
+
+    with run_locks(list(by_folder), lambda: stop.requested, waiting):
+        _train_together(exps)
+
+
+def _train_together(exps: list[Experiment]) -> None:
+    """Every round of ``exps`` not yet recorded, one batched model where they stand alike."""
+    from sparsedd.training.experiment import epoch_inputs, train_round
+    from sparsedd.training.trainer import Trainer
+
     for e in exps:
         e.write_run_files()
         e.note_other_versions()
-    cfg, device = configs[0], exps[0].device
+    cfg, device = exps[0].cfg, exps[0].device
     splits = exps[0].splits.to(device)
     done = [e.drop_stale_rounds() for e in exps]
     for k in range(cfg.rounds + 1):

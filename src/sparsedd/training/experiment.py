@@ -29,7 +29,8 @@ from sparsedd.models.base import InputSpec, count_parameters, create_model
 from sparsedd.provenance import provenance
 from sparsedd.store import checkpoint as ckpt
 from sparsedd.store.atomic import temp_files
-from sparsedd.store.results import ResultsStore
+from sparsedd.store.results import ResultsStore, RunStore
+from sparsedd.store.run_lock import run_locks
 from sparsedd.training.prune import (
     CRITERIA,
     Masks,
@@ -104,7 +105,7 @@ class Experiment:
         reporter: Reporter | None = None,
         stop: StopFlag | None = None,
         data: ImageData | None = None,
-        store: ResultsStore | None = None,
+        store: RunStore | None = None,
     ) -> None:
         """Check everything that can fail on bad input; write nothing yet.
 
@@ -145,14 +146,21 @@ class Experiment:
 
     def run(self) -> list[dict[str, Any]]:
         """Train and prune every round not yet recorded; return all recorded rows of the run."""
-        self.write_run_files()
-        done = self.drop_stale_rounds()
-        self.note_other_versions()
-        splits = self.splits.to(self.device)
-        for k in range(self.cfg.rounds + 1):
-            if k not in done:
-                self.run_round(k, splits)
+        with run_locks([self.folder], lambda: self.stop.requested, self.note_waiting):
+            self.write_run_files()
+            done = self.drop_stale_rounds()
+            self.note_other_versions()
+            splits = self.splits.to(self.device)
+            for k in range(self.cfg.rounds + 1):
+                if k not in done:
+                    self.run_round(k, splits)
         return [r for r in self.store.round_rows() if r["run_id"] == self.id]
+
+    def note_waiting(self, folder: Path) -> None:
+        """Say that another process trains this run now (two sweeps share it): we wait."""
+        note = getattr(self.reporter, "note", None)
+        if note is not None:
+            note(self.id, f"another process is training run {self.id}; waiting for it to finish")
 
     # ------------------------------------------------------------ rounds
 
@@ -167,13 +175,12 @@ class Experiment:
         done = self.store.rounds_done(self.id)
         todo = [k for k in range(self.cfg.rounds + 1) if k not in done]
         needed = (todo[0] if todo else self.cfg.rounds + 1) - 1  # a finished run keeps its last
-        drop_rounds = getattr(self.store, "drop_rounds", None)  # not a Ray worker's ledger
-        if needed < 0 or round_file(self.folder, needed).exists() or drop_rounds is None:
+        if needed < 0 or round_file(self.folder, needed).exists():
             return done
         keep = needed
         while keep >= 0 and not round_file(self.folder, keep).exists():
             keep -= 1
-        drop_rounds(self.id, keep + 1)
+        self.store.drop_rounds(self.id, keep + 1)
         (self.folder / PROGRESS_FILE).unlink(missing_ok=True)
         note = getattr(self.reporter, "note", None)
         if note is not None:
@@ -333,9 +340,7 @@ class Experiment:
         A round checkpoint's masks give exactly the sparsity recorded for its round (``exact``);
         a progress file of round k prunes at least as much as round k - 1 did (none in round 0).
         """
-        recorded_sparsity = getattr(self.store, "round_sparsity", None)
-        if recorded_sparsity is None:  # a Ray worker's ledger knows rounds, not their rows
-            return
+        recorded_sparsity = self.store.round_sparsity
         found = ckpt.mask_sparsity(tensors)
         tolerance = 0.5 / max(1, count_total(self.masks))
         if exact:
