@@ -1,10 +1,13 @@
 """The Ray backend on a real local Ray cluster (2 CPUs): same rows as the local backend,
-a worker killed mid-run is retried and resumes, overlapping sweeps share one folder."""
+a worker killed mid-run is retried and resumes, overlapping sweeps share one folder, a run
+folder deleted by hand is recomputed."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -19,7 +22,7 @@ from sparsedd.sweep.jobs import group_jobs  # noqa: E402
 from sparsedd.sweep.local import run_local  # noqa: E402
 from sparsedd.sweep.placement import Slot  # noqa: E402
 from sparsedd.sweep.plan import Cell, sweep_configs  # noqa: E402
-from sparsedd.sweep.ray_backend import run_ray  # noqa: E402
+from sparsedd.sweep.ray_backend import Ledger, run_ray  # noqa: E402
 
 # λ × ε × seed, 2 × 2 × 2, on the tiny preset: 3 epochs a round, 2 pruning rounds.
 GRID = {"weight_decay": [0.0, 0.1], "noise": [0.1, 0.3], "seed": [0, 1]}
@@ -123,3 +126,33 @@ def test_two_overlapping_sweeps_share_one_folder(cluster, local_rows, tmp_path) 
     ids = {r["run_id"] for r in rows}
     assert len(ids) == 3 and rows == [r for r in local_rows if r["run_id"] in ids]
     assert epoch_count(tmp_path) == 3 * 3 * 3
+
+
+def test_the_ledger_knows_sparsity_and_forwards_drops() -> None:
+    """What a worker asks the ledger: the recorded rounds, their sparsity, and drops."""
+    ledger = Ledger({"r": {0: ("0.1.0", 0.0), 1: ("0.1.0", 0.2)}})
+    ledger.put(("round", "r", {"round": 2, "sparsity": 0.36, "sparsedd_version": "0.1.0"}))
+    ledger.put(("round", "r", {"round": 2, "sparsity": 0.36}))  # a retried task's copy
+    assert ledger.rounds_done("r") == [0, 1, 2] and ledger.round_sparsity("r", 2) == 0.36
+    ledger.put(("drop", "r", 1))
+    assert ledger.rounds_done("r") == [0] and ledger.round_sparsity("r", 1) is None
+    assert [item[0] for item in ledger.take()] == ["round", "drop"]
+
+
+def test_a_run_folder_deleted_by_hand_is_recomputed_on_ray(cluster, local_rows, tmp_path) -> None:
+    cfgs = configs(weight_decay=[0.0], noise=[0.1], seed=[0])
+    run_ray(group_jobs(cfgs, False), tmp_path)
+    folder = next((tmp_path / "runs").iterdir())
+    shutil.rmtree(folder)
+    # rows that only recomputing replaces: kept rows would keep this accuracy
+    conn = sqlite3.connect(tmp_path / "results.sqlite")
+    conn.execute("UPDATE rounds SET test_acc = 0.0")
+    conn.commit()
+    conn.close()
+    run_ray(group_jobs(cfgs, False), tmp_path)
+    assert sorted(p.name for p in folder.glob("round_*.safetensors")) == [
+        f"round_00{k}.safetensors" for k in range(3)
+    ]
+    rows = comparable(tmp_path)
+    assert rows == [r for r in local_rows if r["run_id"] == folder.name]
+    assert epoch_count(tmp_path) == 3 * 3
