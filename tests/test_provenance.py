@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -46,14 +47,15 @@ def _results_json(out: Path) -> list[dict]:
     return json.loads(proc.stdout)
 
 
-def _downgrade_to_schema_1(out: Path) -> None:
-    """Make the database what sparsedd wrote before provenance: no columns, schema 1."""
+def _edited_copy(finished: Path, out: Path, *statements: str) -> Path:
+    """A copy of a finished results folder with SQL statements run on its database."""
+    shutil.copytree(finished, out)
     conn = sqlite3.connect(out / DB_NAME)
-    for field in PROVENANCE_FIELDS:
-        conn.execute(f"ALTER TABLE rounds DROP COLUMN {field}")
-    conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
+    for statement in statements:
+        conn.execute(statement)
     conn.commit()
     conn.close()
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -78,11 +80,12 @@ def test_every_round_records_its_provenance(finished):
 
 
 def test_a_database_without_provenance_is_read_and_resumed(finished, tmp_path):
-    import shutil
-
-    out = tmp_path / "old"
-    shutil.copytree(finished, out)
-    _downgrade_to_schema_1(out)
+    out = _edited_copy(
+        finished,
+        tmp_path / "old",
+        *(f"ALTER TABLE rounds DROP COLUMN {field}" for field in PROVENANCE_FIELDS),
+        "UPDATE meta SET value = '1' WHERE key = 'schema'",
+    )
     # read as it is (a reader never changes it)
     rows = _results_json(out)
     assert len(rows) == 3 and all(r["sparsedd_version"] is None for r in rows)
@@ -108,15 +111,12 @@ def test_a_database_without_provenance_is_read_and_resumed(finished, tmp_path):
 
 
 def test_resuming_rounds_of_another_version_says_so_once(finished, tmp_path):
-    import shutil
-
-    out = tmp_path / "other"
-    shutil.copytree(finished, out)
-    conn = sqlite3.connect(out / DB_NAME)
-    conn.execute("UPDATE rounds SET sparsedd_version = '0.0.9'")
-    conn.execute("DELETE FROM rounds WHERE round = 2")
-    conn.commit()
-    conn.close()
+    out = _edited_copy(
+        finished,
+        tmp_path / "other",
+        "UPDATE rounds SET sparsedd_version = '0.0.9'",
+        "DELETE FROM rounds WHERE round = 2",
+    )
     reporter = Notes()
     Experiment(tiny_config(rounds=2, epochs=1), out, reporter=reporter).run()
     assert len(reporter.notes) == 1 and "sparsedd 0.0.9" in reporter.notes[0]
@@ -154,16 +154,13 @@ def test_each_round_records_how_it_was_computed(tmp_path, precision, compile, ex
 
 def test_a_schema_2_database_gains_the_execution_column(finished, tmp_path):
     """A database of the version before `execution`: read as it is, upgraded when resumed."""
-    import shutil
-
-    out = tmp_path / "v2"
-    shutil.copytree(finished, out)
-    conn = sqlite3.connect(out / DB_NAME)
-    conn.execute("ALTER TABLE rounds DROP COLUMN execution")
-    conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema'")
-    conn.execute("DELETE FROM rounds WHERE round = 2")
-    conn.commit()
-    conn.close()
+    out = _edited_copy(
+        finished,
+        tmp_path / "v2",
+        "ALTER TABLE rounds DROP COLUMN execution",
+        "UPDATE meta SET value = '2' WHERE key = 'schema'",
+        "DELETE FROM rounds WHERE round = 2",
+    )
     rows = _results_json(out)
     assert [r["execution"] for r in rows] == [None, None]
     assert rows[0]["sparsedd_version"] == sparsedd.__version__
