@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 
 import pytest
 from conftest import tiny_config
@@ -12,6 +11,7 @@ from conftest import tiny_config
 from sparsedd.cli.main import main
 from sparsedd.config import resolve_config, run_id
 from sparsedd.errors import ConfigError, UserError
+from sparsedd.store.run_lock import run_locks
 from sparsedd.sweep.jobs import place
 from sparsedd.sweep.placement import Slot, local_slots
 from sparsedd.sweep.plan import (
@@ -204,16 +204,19 @@ def test_status_counts_done_running_waiting_and_gives_an_eta(capsys, tmp_path) -
     exp.run_round(0, exp.splits)
     write_sweep_file(tmp_path, plan([(str(i), c) for i, c in enumerate(cfgs)], tmp_path))
     per_run = cfgs[0].epochs * (cfgs[0].rounds + 1)
-    now = sweep_status(tmp_path)
+    with run_locks([exp.folder]):  # as the process training run 1 holds it
+        now = sweep_status(tmp_path)
+        code, stdout, _ = cli(capsys, "status", str(tmp_path))
     assert (now.done, now.running, now.waiting) == (1, 1, 1)
     assert (now.rounds_done, now.rounds_total) == (4, 9)
     assert now.epochs_left == 2 * per_run - cfgs[0].epochs
     assert now.eta_s == pytest.approx(now.epochs_left * now.seconds_per_epoch)
-    later = sweep_status(tmp_path, now=time.time() + 3600)
-    assert (later.running, later.waiting) == (0, 2)
-    code, stdout, _ = cli(capsys, "status", str(tmp_path))
     assert code == 0
     assert stdout.startswith("runs: 1 done, 1 running, 1 waiting\nrounds: 4 of 9 done")
+    # stopped (lock released), however recently its files changed: waiting
+    later = sweep_status(tmp_path)
+    assert (later.running, later.waiting) == (0, 2)
+    assert not (tmp_path / "runs" / run_id(cfgs[2]) / ".lock").exists()  # status wrote nothing
 
 
 def test_status_of_a_folder_without_results_is_one_line(capsys, tmp_path) -> None:

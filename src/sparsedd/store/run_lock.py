@@ -55,6 +55,24 @@ def _locked(
         os.close(fd)  # releases the lock
 
 
+def is_running(folder: Path) -> bool:
+    """Whether a process holds the lock of run folder ``folder`` now (it is training the run).
+
+    Only reads: the lock file is opened read-only and never created.
+    """
+    try:
+        fd = os.open(folder / LOCK_NAME, os.O_RDONLY)
+    except OSError:
+        return False  # never locked: no process has trained the run here
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
 @contextmanager
 def run_locks(
     folders: Sequence[Path],

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sparsedd.store.run_lock import is_running
 from sparsedd.sweep.plan import PlannedRun, saved_epoch
 
 SWEEPS_DIR = "sweeps"
-# A run whose folder changed within this many seconds (or 3 epochs' time) counts as running.
-RUNNING_WINDOW_S = 300.0
 
 
 def write_sweep_file(out_dir: str | Path, planned: Sequence[PlannedRun]) -> Path:
@@ -58,12 +56,14 @@ class SweepStatus:
         return self.epochs_left * self.seconds_per_epoch / max(1, self.running)
 
 
-def sweep_status(out_dir: str | Path, now: float | None = None) -> SweepStatus:
-    """The status of every run of every sweep (and every recorded run) in ``out_dir``."""
+def sweep_status(out_dir: str | Path) -> SweepStatus:
+    """The status of every run of every sweep (and every recorded run) in ``out_dir``.
+
+    A run not done is running while a process holds its folder's lock, else waiting.
+    """
     from sparsedd.store.results import ResultsStore
 
     out_dir = Path(out_dir)
-    now = time.time() if now is None else now
     store = ResultsStore(out_dir, create=False)
     rows = store.round_rows()
     runs: dict[str, dict[str, Any]] = {}
@@ -81,7 +81,6 @@ def sweep_status(out_dir: str | Path, now: float | None = None) -> SweepStatus:
         recorded.setdefault(row["run_id"], []).append(row)
     pace = [r["seconds"] / r["epochs"] for r in rows if r.get("epochs") and r.get("seconds")]
     per_epoch = sum(pace) / len(pace) if pace else None
-    window = max(RUNNING_WINDOW_S, 3 * (per_epoch or 0))
     done = running = waiting = rounds_done = rounds_total = epochs_left = 0
     for rid, info in runs.items():
         mine = [r for r in recorded.get(rid, []) if r["round"] <= info["rounds"]]
@@ -94,19 +93,11 @@ def sweep_status(out_dir: str | Path, now: float | None = None) -> SweepStatus:
         epochs_left += max(0, info["epochs_total"] - trained)
         if len(mine) == info["rounds"] + 1:
             done += 1
-        elif _recently_changed(out_dir / "runs" / rid, now, window):
+        elif is_running(out_dir / "runs" / rid):
             running += 1
         else:
             waiting += 1
     return SweepStatus(done, running, waiting, rounds_done, rounds_total, epochs_left, per_epoch)
-
-
-def _recently_changed(folder: Path, now: float, window: float) -> bool:
-    try:
-        newest = max((p.stat().st_mtime for p in folder.iterdir()), default=0.0)
-    except OSError:
-        return False
-    return now - newest < window
 
 
 def format_status(status: SweepStatus) -> str:
