@@ -128,15 +128,34 @@ def test_two_overlapping_sweeps_share_one_folder(cluster, local_rows, tmp_path) 
     assert epoch_count(tmp_path) == 3 * 3 * 3
 
 
-def test_the_ledger_knows_sparsity_and_forwards_drops() -> None:
-    """What a worker asks the ledger: the recorded rounds, their sparsity, and drops."""
-    ledger = Ledger({"r": {0: ("0.1.0", 0.0), 1: ("0.1.0", 0.2)}})
-    ledger.put(("round", "r", {"round": 2, "sparsity": 0.36, "sparsedd_version": "0.1.0"}))
-    ledger.put(("round", "r", {"round": 2, "sparsity": 0.36}))  # a retried task's copy
+def _round(k: int, sparsity: float) -> dict:
+    return {
+        **dict.fromkeys(("test_acc", "test_loss", "train_acc", "train_acc_clean"), 0.5),
+        **{"round": k, "sparsity": sparsity, "params_remaining": 10, "memorization": 0.1},
+        **{"val_acc": None, "epochs": 1, "seconds": 0.1, "layer_density": {"w": 1.0}},
+        "sparsedd_version": "0.1.0",
+    }
+
+
+def test_the_ledger_knows_sparsity_and_forwards_drops(tmp_path) -> None:
+    """What a worker asks the ledger: every round recorded (also by another sweep after the
+    ledger started) or on its way, their sparsity, and drops until rounds come again."""
+    store = ResultsStore(tmp_path)
+    store.record_run("r", {})
+    store.record_round("r", _round(0, 0.0))
+    ledger = Ledger(str(tmp_path))
+    store.record_round("r", _round(1, 0.2))  # another sweep's driver, meanwhile
+    ledger.put(("round", "r", _round(2, 0.36)))
+    ledger.put(("round", "r", _round(2, 0.36)))  # a retried task's copy
+    ledger.put(("round", "r", _round(1, 0.2)))  # recorded already
     assert ledger.rounds_done("r") == [0, 1, 2] and ledger.round_sparsity("r", 2) == 0.36
+    assert ledger.round_versions("r") == dict.fromkeys((0, 1, 2), "0.1.0")
     ledger.put(("drop", "r", 1))
     assert ledger.rounds_done("r") == [0] and ledger.round_sparsity("r", 1) is None
-    assert [item[0] for item in ledger.take()] == ["round", "drop"]
+    ledger.put(("round", "r", _round(1, 0.2)))  # recomputed
+    assert ledger.rounds_done("r") == [0, 1]
+    assert [item[0] for item in ledger.take()] == ["round", "drop", "round"]
+    assert Ledger(str(tmp_path / "none")).rounds_done("r") == []
 
 
 def test_a_run_folder_deleted_by_hand_is_recomputed_on_ray(cluster, local_rows, tmp_path) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sparsedd.config import Config, run_id, to_dict
+from sparsedd.config import Config, to_dict
 from sparsedd.errors import UserError
 
 RAY_MISSING = (
@@ -38,41 +38,64 @@ def import_ray() -> Any:
 
 
 class Ledger:
-    """Ray actor between workers and driver: queues rows, knows which rounds were received.
+    """Ray actor between workers and driver: queues rows, knows which rounds are recorded.
 
-    ``rounds`` holds, by run id and round, the (sparsedd version, sparsity) of every round
-    recorded before the sweep; rounds received since are added, rounds dropped removed.
+    It runs on the driver's host and reads the results database there (read-only), so a worker
+    sees every round recorded so far, by this sweep or another one sharing the folder, plus
+    the rounds on their way to the driver; rounds a worker dropped (to recompute them) are
+    hidden until received again.
     """
 
-    def __init__(self, rounds: dict[str, dict[int, tuple[str | None, float]]]) -> None:
-        self.rounds = {rid: dict(by_round) for rid, by_round in rounds.items()}
+    def __init__(self, out_dir: str) -> None:
+        self.out_dir = out_dir
+        self.received: dict[str, dict[int, tuple[str | None, float]]] = {}
+        self.dropped: dict[str, int] = {}  # run id → first round dropped
         self.items: list[tuple] = []
+        self._store: Any = None
+
+    def _recorded(self, run_id: str) -> dict[int, tuple[str | None, float]]:
+        from sparsedd.errors import NoResultsError
+        from sparsedd.store.results import ResultsStore
+
+        if self._store is None:
+            try:
+                self._store = ResultsStore(self.out_dir, create=False)
+            except NoResultsError:
+                return {}
+        recorded = self._store.recorded_rounds(run_id)
+        first = self.dropped.get(run_id)
+        return {k: v for k, v in recorded.items() if first is None or k < first}
+
+    def _known(self, run_id: str) -> dict[int, tuple[str | None, float]]:
+        return {**self._recorded(run_id), **self.received.get(run_id, {})}
 
     def put(self, item: tuple) -> None:
-        """Queue one row (or a drop) for the driver; a round already received is ignored."""
+        """Queue one row (or a drop) for the driver; a round already known is ignored."""
         if item[0] == "round":
-            received = self.rounds.setdefault(item[1], {})
             row = item[2]
-            if row["round"] in received:
+            if row["round"] in self._known(item[1]):
                 return
-            received[row["round"]] = (row.get("sparsedd_version"), row["sparsity"])
+            entry = (row.get("sparsedd_version"), row["sparsity"])
+            self.received.setdefault(item[1], {})[row["round"]] = entry
         elif item[0] == "drop":
-            received = self.rounds.get(item[1], {})
-            for k in [k for k in received if k >= item[2]]:
+            run, first = item[1], item[2]
+            self.dropped[run] = min(first, self.dropped.get(run, first))
+            received = self.received.get(run, {})
+            for k in [k for k in received if k >= first]:
                 del received[k]
         self.items.append(item)
 
     def rounds_done(self, run_id: str) -> list[int]:
         """Rounds of ``run_id`` recorded or on their way to the driver."""
-        return sorted(self.rounds.get(run_id, {}))
+        return sorted(self._known(run_id))
 
     def round_versions(self, run_id: str) -> dict[int, str | None]:
         """The sparsedd version that recorded each round of ``run_id``."""
-        return {k: version for k, (version, _) in self.rounds.get(run_id, {}).items()}
+        return {k: version for k, (version, _) in self._known(run_id).items()}
 
     def round_sparsity(self, run_id: str, round_: int) -> float | None:
         """The sparsity recorded for one round of ``run_id`` (None if not recorded)."""
-        entry = self.rounds.get(run_id, {}).get(round_)
+        entry = self._known(run_id).get(round_)
         return None if entry is None else entry[1]
 
     def take(self) -> list[tuple]:
@@ -180,8 +203,7 @@ def run_ray(
             ) from None
     out_dir = Path(out_dir).resolve()
     store = ResultsStore(out_dir)
-    ids = {run_id(cfg) for group in jobs for cfg in group}
-    ledger = ray.remote(num_cpus=0)(Ledger).remote({rid: store.recorded_rounds(rid) for rid in ids})
+    ledger = _start_ledger(ray, out_dir)
     task = ray.remote(max_retries=MAX_RETRIES)(train_job)
     gpus_in_cluster = ray.cluster_resources().get("GPU", 0)
     pending = []
@@ -207,6 +229,14 @@ def run_ray(
         ray.kill(ledger)
         if started_here:
             ray.shutdown()
+
+
+def _start_ledger(ray: Any, out_dir: Path) -> Any:
+    """The ledger actor, on this (the driver's) host, where it can read the database."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    return ray.remote(num_cpus=0)(Ledger).options(scheduling_strategy=here).remote(str(out_dir))
 
 
 def _result(ray: Any, ref: Any) -> None:
