@@ -196,6 +196,15 @@ def test_ray_backend_without_ray_is_one_line(capsys, monkeypatch, tmp_path) -> N
     assert not (tmp_path / "o").exists()
 
 
+def test_mlflow_with_the_ray_backend_is_one_line(capsys, tmp_path) -> None:
+    out = tmp_path / "o"
+    code, _, err = cli(
+        capsys, "run", "--preset", "tiny", "--log", "mlflow", "--backend", "ray", "--out", str(out)
+    )
+    assert code == 2 and err.count("\n") == 1
+    assert "--log tensorboard with --backend ray" in err and not out.exists()
+
+
 def test_status_counts_done_running_waiting_and_gives_an_eta(capsys, tmp_path) -> None:
     cfgs = [tiny_config(weight_decay=w) for w in (0.0, 0.1, 0.2)]
     Experiment(cfgs[0], tmp_path).run()

@@ -175,3 +175,17 @@ def test_a_run_folder_deleted_by_hand_is_recomputed_on_ray(cluster, local_rows, 
     rows = comparable(tmp_path)
     assert rows == [r for r in local_rows if r["run_id"] == folder.name]
     assert epoch_count(tmp_path) == 3 * 3
+
+
+def test_tensorboard_logs_from_ray_workers(cluster, local_rows, tmp_path) -> None:
+    """--log tensorboard with the Ray backend: each run's event file holds its recorded rounds."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfgs = configs(weight_decay=[0.0], noise=[0.1], seed=[0])
+    run_ray(group_jobs(cfgs, False), tmp_path, logs=["tensorboard"])
+    rows = ResultsStore(tmp_path).round_rows()
+    events = EventAccumulator(str(tmp_path / "runs" / rows[0]["run_id"] / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == list(range(9))  # 3 rounds × 3
+    test_acc = [(e.step, e.value) for e in events.Scalars("round/test_acc")]
+    assert test_acc == [(r["round"], pytest.approx(r["test_acc"], rel=1e-6)) for r in rows]

@@ -145,8 +145,11 @@ def run(
 
     if address is not None and backend != "ray":
         raise UserError("--address is for --backend ray; add --backend ray or drop --address")
-    if logs and backend == "ray":
-        raise UserError("--log works with the local backend; drop --log or --backend ray")
+    if "mlflow" in logs and backend == "ray":
+        raise UserError(
+            "--log mlflow works with the local backend (every Ray worker would write MLflow's "
+            "store); use --log tensorboard with --backend ray"
+        )
     check_installed(logs)
     if backend == "ray" and not dry_run:
         from sparsedd.sweep.ray_backend import import_ray
@@ -183,7 +186,7 @@ def run(
     if backend == "ray":
         from sparsedd.sweep.ray_backend import run_ray
 
-        run_ray(groups, out_dir, address)
+        run_ray(groups, out_dir, address, logs=logs)
     else:
         from sparsedd.sweep.local import machine_slots, run_local
 

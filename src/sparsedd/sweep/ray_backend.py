@@ -154,12 +154,15 @@ class LedgerStore:
         return []
 
 
-def train_job(configs: list[dict[str, Any]], out_dir: str, ledger: Any) -> None:
-    """Body of a Ray task: run one job into the shared output folder."""
+def train_job(
+    configs: list[dict[str, Any]], out_dir: str, ledger: Any, logs: Sequence[str] = ()
+) -> None:
+    """Body of a Ray task: run one job into the shared output folder (``logs``: --log)."""
     from sparsedd.config import from_dict
     from sparsedd.sweep.jobs import run_job
 
-    run_job([from_dict(c) for c in configs], out_dir, quiet=True, store=LedgerStore(ledger))
+    runs = [from_dict(c) for c in configs]
+    run_job(runs, out_dir, quiet=True, store=LedgerStore(ledger), logs=logs)
 
 
 def task_resources(cfg: Config, cluster_gpus: float) -> tuple[float, int]:
@@ -181,8 +184,13 @@ def run_ray(
     out_dir: str | Path,
     address: str | None = None,
     poll_s: float = 0.2,
+    logs: Sequence[str] = (),
 ) -> None:
-    """Run every job as a Ray task; record their rows here; Ctrl-C stops and keeps progress."""
+    """Run every job as a Ray task; record their rows here; Ctrl-C stops and keeps progress.
+
+    ``logs`` names the trackers each task writes to (``tensorboard``: event files in the run
+    folders, on the shared storage).
+    """
     from sparsedd.store.results import ResultsStore
     from sparsedd.training.experiment import Interrupted
 
@@ -211,7 +219,9 @@ def run_ray(
         gpus, cpus = task_resources(group[0], gpus_in_cluster)
         configs = [_for_ray(c, gpus) for c in group]
         pending.append(
-            task.options(num_gpus=gpus, num_cpus=cpus).remote(configs, str(out_dir), ledger)
+            task.options(num_gpus=gpus, num_cpus=cpus).remote(
+                configs, str(out_dir), ledger, list(logs)
+            )
         )
     try:
         while pending:
