@@ -327,6 +327,10 @@ def test_cli_analyze_json_and_table(store_dir, capsys):
     assert "SDD" in out.splitlines()[0] and "λ choice" in out
     lines = out.splitlines()
     assert " yes " in lines[1] and " no " in lines[2]  # rows sorted by λ: 0 (dip), then 0.01
+    # a curve without SDD has no dip, peak or rise to show; the JSON keeps its largest valley
+    assert "%)" in lines[1].split(" yes ")[1] and "[" in lines[1]
+    assert lines[2].split(" no ")[1].split()[:3] == ["-", "-", "-"]
+    assert curves[1]["dip_acc"] is not None
 
 
 def test_cli_errors_are_one_line(tmp_path, store_dir, capsys):

@@ -53,10 +53,15 @@ def _key_cell(value: Any) -> str:
 
 
 def display_rows(result: Analysis) -> list[dict[str, str]]:
-    """The curve table as rows of strings: curve keys then DISPLAY_COLUMNS."""
+    """The curve table as rows of strings: curve keys then DISPLAY_COLUMNS.
+
+    A curve without SDD shows "-" for dip, peak and rise: its largest valley (often the final
+    collapse) is no dip; ``analyze --format json`` keeps it for those who want it.
+    """
     rows = []
     for _, c in result.curves.iterrows():
         row = {k: _key_cell(c[k]) for k in result.keys}
+        sdd = bool(c["sdd_detected"])
         interval = (
             f" [{points(c['rise_low'])}, {points(c['rise_high'])}]"
             if c["rise_low"] is not None
@@ -69,10 +74,10 @@ def display_rows(result: Analysis) -> list[dict[str, str]]:
                 "dense": pct(c["dense_acc"]),
                 "best (at sparsity)": _at(c["best_acc"], c["best_sparsity"]),
                 "compressible to": pct(c["compressible_to"]),
-                "SDD": "yes" if c["sdd_detected"] else "no",
-                "dip (at sparsity)": _at(c["dip_acc"], c["dip_sparsity"]),
-                "peak (at sparsity)": _at(c["peak_acc"], c["peak_sparsity"]),
-                "rise [95% CI]": f"{points(c['rise'])}{interval}",
+                "SDD": "yes" if sdd else "no",
+                "dip (at sparsity)": _at(c["dip_acc"], c["dip_sparsity"]) if sdd else "-",
+                "peak (at sparsity)": _at(c["peak_acc"], c["peak_sparsity"]) if sdd else "-",
+                "rise [95% CI]": f"{points(c['rise'])}{interval}" if sdd else "-",
                 "best val": pct(c["best_val_acc"]),
                 "λ* (val)": "-" if lam is None else f"{lam:g}",
             }
