@@ -353,6 +353,15 @@ def final_logit_gap(s: speed.Setup, batched: BatchedTrainer, singles: list) -> f
 # ---------------------------------------------------------------- output
 
 
+def _not_measured(entry: dict[str, Any]) -> str | None:
+    """Why a part was not measured (skipped for the time budget, or its error), else None."""
+    if "skipped" in entry:
+        return f"skipped ({entry['skipped']} budget)"
+    if "error" in entry:
+        return f"ERROR {entry['error']}"
+    return None
+
+
 def print_table(result: dict[str, Any]) -> None:
     """The short human-readable table."""
     c = result["curve"]
@@ -376,8 +385,8 @@ def print_table(result: dict[str, Any]) -> None:
         f"{'peak MB':>9}{'round h':>9}{'35 rounds h':>12}"
     )
     for r in result["vit"]:
-        if "skipped" in r or "error" in r:
-            why = f"skipped ({r['skipped']} budget)" if "skipped" in r else f"ERROR {r['error']}"
+        why = _not_measured(r)
+        if why:
             print(f"{r['path']:<22}{r['sparsity']:>9.0%}  {why}")
             continue
         ratio = f"{r['ratio']:.2f}x" if r["ratio"] else "-"
@@ -393,8 +402,8 @@ def print_table(result: dict[str, Any]) -> None:
             f"{r['mask_loop_us']:.0f} µs, torch._foreach_mul_ {r['mask_foreach_us']:.0f} µs"
         )
     for b in result["batched"]:
-        if "skipped" in b or "error" in b:
-            why = f"skipped ({b['skipped']} budget)" if "skipped" in b else f"ERROR {b['error']}"
+        why = _not_measured(b)
+        if why:
             print(f"batched λ at {b['sparsity']:.0%}: {why}")
             continue
         print(

@@ -112,45 +112,40 @@ PROGRESS_CASES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(PROGRESS_CASES))
-def test_tampered_progress_is_refused(
-    name: str,
-    tmp_path: Path,
-    partial_results: Path,  # noqa: F811
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    out = tmp_path / "out"
-    shutil.copytree(partial_results, out)
-    damage, needle = PROGRESS_CASES[name]
-    damage(tiny_folder(out) / "progress.safetensors")
-    assert_refused_unchanged(
-        tmp_path, [*TINY, "--out", str(out)], ["progress.safetensors", needle], capsys
-    )
-
-
 ROUND_CASES = {
     "round-other-round": (_meta(round=1), "round 1"),
     "round-no-run-id": (_meta(run_id=...), "belongs to run None"),
     "round-weight-inf": (_tensor("model.", lambda t: t.fill_(float("inf"))), "non-finite"),
     "round-mask-pruned": (_all_pruned, "sparsity 100"),
 }
+# Which file each case damages; with round_000 damaged, the progress file is removed so that
+# resuming has to start from round_000.
+CASES = {
+    **{name: ("progress.safetensors", case) for name, case in PROGRESS_CASES.items()},
+    **{name: ("round_000.safetensors", case) for name, case in ROUND_CASES.items()},
+}
 
 
-@pytest.mark.parametrize("name", sorted(ROUND_CASES))
-def test_tampered_round_checkpoint_is_refused(
+def _partial_copy(source: Path, out: Path, keep_progress: bool) -> Path:
+    """A copy of the partial results (its run folder returned), with or without progress."""
+    shutil.copytree(source, out)
+    if not keep_progress:
+        (tiny_folder(out) / "progress.safetensors").unlink()
+    return tiny_folder(out)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_tampered_checkpoint_is_refused(
     name: str,
     tmp_path: Path,
     partial_results: Path,  # noqa: F811
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    target, (damage, needle) = CASES[name]
     out = tmp_path / "out"
-    shutil.copytree(partial_results, out)
-    (tiny_folder(out) / "progress.safetensors").unlink()
-    damage, needle = ROUND_CASES[name]
-    damage(tiny_folder(out) / "round_000.safetensors")
-    assert_refused_unchanged(
-        tmp_path, [*TINY, "--out", str(out)], ["round_000.safetensors", needle], capsys
-    )
+    folder = _partial_copy(partial_results, out, keep_progress=target == "progress.safetensors")
+    damage(folder / target)
+    assert_refused_unchanged(tmp_path, [*TINY, "--out", str(out)], [target, needle], capsys)
 
 
 def test_round_checkpoint_copied_from_another_run_is_refused(
@@ -162,14 +157,10 @@ def test_round_checkpoint_copied_from_another_run_is_refused(
     other = Experiment(resolve_config("tiny", None, ["seed=1", "rounds=0"]), tmp_path / "other")
     other.run()
     out = tmp_path / "out"
-    shutil.copytree(partial_results, out)
-    (tiny_folder(out) / "progress.safetensors").unlink()
-    shutil.copy(other.folder / "round_000.safetensors", tiny_folder(out) / "round_000.safetensors")
-    before = snapshot(out)
-    code, _, err = run_cli([*TINY, "--out", str(out)], capsys)
-    assert code == 2, err
-    assert_one_error_line(err, ["round_000.safetensors", f"belongs to run '{other.id}'"])
-    assert snapshot(out) == before
+    folder = _partial_copy(partial_results, out, keep_progress=False)
+    shutil.copy(other.folder / "round_000.safetensors", folder / "round_000.safetensors")
+    needles = ["round_000.safetensors", f"belongs to run '{other.id}'"]
+    assert_refused_unchanged(out, [*TINY, "--out", str(out)], needles, capsys)
 
 
 # ---------------------------------------------------------------- dead ends
