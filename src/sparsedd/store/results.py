@@ -384,13 +384,14 @@ class ResultsStore:
         )
         return rows[0][0] if rows else None
 
-    def recorded_rounds(self, run_id: str) -> dict[int, tuple[str | None, float]]:
+    def round_versions_and_sparsity(self, run_id: str) -> dict[int, tuple[str | None, float]]:
         """(sparsedd version, sparsity) of each recorded round of ``run_id``."""
-        versions = self.round_versions(run_id)
         rows = self._execute(
-            "SELECT round, sparsity FROM rounds WHERE run_id = ?", (run_id,), write=False
+            f"SELECT round, {self._version_column()}, sparsity FROM rounds WHERE run_id = ?",
+            (run_id,),
+            write=False,
         )
-        return {k: (versions.get(k), sparsity) for k, sparsity in rows}
+        return {k: (version, sparsity) for k, version, sparsity in rows}
 
     def rounds_done(self, run_id: str) -> set[int]:
         """Rounds of ``run_id`` already recorded."""
@@ -399,11 +400,16 @@ class ResultsStore:
 
     def round_versions(self, run_id: str) -> dict[int, str | None]:
         """The sparsedd version that recorded each round of ``run_id`` (None: not recorded)."""
-        column = "sparsedd_version" if "sparsedd_version" in self._round_columns() else "NULL"
         rows = self._execute(
-            f"SELECT round, {column} FROM rounds WHERE run_id = ?", (run_id,), write=False
+            f"SELECT round, {self._version_column()} FROM rounds WHERE run_id = ?",
+            (run_id,),
+            write=False,
         )
         return dict(rows)
+
+    def _version_column(self) -> str:
+        """The rounds' version column, or NULL in a database from before provenance."""
+        return "sparsedd_version" if "sparsedd_version" in self._round_columns() else "NULL"
 
     def runs(self) -> dict[str, dict[str, Any]]:
         """Config of every run, by run id."""

@@ -62,7 +62,7 @@ class Ledger:
                 self._store = ResultsStore(self.out_dir, create=False)
             except NoResultsError:
                 return {}
-        recorded = self._store.recorded_rounds(run_id)
+        recorded = self._store.round_versions_and_sparsity(run_id)
         first = self.dropped.get(run_id)
         return {k: v for k, v in recorded.items() if first is None or k < first}
 
