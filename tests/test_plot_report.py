@@ -39,8 +39,13 @@ def result() -> an.Analysis:
     )
 
 
-def _markers(ax, marker: str) -> int:
-    return sum(1 for line in ax.get_lines() if line.get_marker() == marker)
+def _markers(ax, marker: str, filled: bool | None = None) -> int:
+    return sum(
+        1
+        for line in ax.get_lines()
+        if line.get_marker() == marker
+        and (filled is None or (line.get_markerfacecolor() != "white") == filled)
+    )
 
 
 def test_figure_axes_lines_and_sdd_markers(result):
@@ -55,15 +60,25 @@ def test_figure_axes_lines_and_sdd_markers(result):
         assert {"0", "50", "90", "98"} <= set(labels)  # up to 98.8% sparsity: no 99
         assert "Test accuracy (%)" in top.get_ylabel()
         assert "Memorization" in bottom.get_ylabel() and "Sparsity" in bottom.get_xlabel()
-        assert _markers(top, "v") == 1 and _markers(top, "^") == 1  # only the λ=0 curve
+        assert _markers(top, "v", filled=True) == 1 and _markers(top, "^", filled=True) == 1
+        assert result.curves.iloc[1]["verdict"] == "inconclusive"  # hollow markers, dashed
+        assert _markers(top, "v", filled=False) == 1
         legend = [t.get_text() for t in fig.legends[0].get_texts()]
         assert "λ = 0" in legend and "λ = 0.01" in legend
-        assert any("s.d." in t for t in legend)
-        # the dip marker sits on the λ=0 curve at the detected dip
+        assert any("95% interval" in t for t in legend) and "inconclusive" in legend
+        # the dip marker sits on the judged 3-round mean, drawn dotted, at the verdict's dip
         dip = next(line for line in top.get_lines() if line.get_marker() == "v")
         curve = result.curves.iloc[0]
         assert dip.get_xdata()[0] == pytest.approx(1 - curve["dip_sparsity"])
         assert dip.get_ydata()[0] == pytest.approx(100 * curve["dip_acc"])
+        judged = [line for line in top.get_lines() if line.get_gid() == "judged"]
+        assert len(judged) == 2  # one per curve
+        assert any(
+            np.any(np.isclose(j.get_xdata(), dip.get_xdata()[0]))
+            and np.any(np.isclose(j.get_ydata(), dip.get_ydata()[0]))
+            for j in judged
+        )
+        assert bottom.get_ylim()[0] == 0  # memorization starts at 0
     finally:
         close(fig)
 
@@ -105,8 +120,9 @@ def test_report_is_self_contained_and_escaped(result, tmp_path):
     assert re.search(r'<img id="sdd-figure"[^>]*src="data:image/png;base64,', page)
     assert not re.search(r'(src|href)="(https?:)?//', page)  # no network resources
     assert "<script" not in page
-    assert "sparse double descent detected" in page and "no sparse double descent" in page
-    assert "λ* = 0 of {0, 0.01}" in page or "λ* = 0.01 of {0, 0.01}" in page
+    assert "sparse double descent (3 seeds" in page and "inconclusive (3 seeds)" in page
+    # λ = 0 shows SDD: the default rule (avoid-sdd) chooses among the others, and says so
+    assert "λ* = 0.01 of {0.01} by best validation accuracy among λ without SDD" in page
     with pytest.raises(UserError, match=".html"):
         write_report(result, png, tmp_path / "r.txt", "x")
 

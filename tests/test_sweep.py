@@ -98,11 +98,16 @@ def test_dry_run_lists_every_run_and_writes_nothing(capsys, tmp_path) -> None:
 
 def test_quetu2023_study_spans_the_paper_grid() -> None:
     runs = sweep_configs(study_cells("quetu2023", None, {}))
-    assert len(runs) == 6 * 3 * 4 * 3
+    assert len(runs) == 6 * 3 * 4 * 3 + 4 * 3  # and ViT on CIFAR-100N: 4 λ × 3 seeds
     assert {(c.model, c.dataset) for _, c in runs} == {
         (m, d) for m in ("vit", "swin", "resnet18") for d in ("cifar10", "cifar100")
     }
-    assert {c.noise for _, c in runs} == {0.1, 0.2, 0.5}
+    assert {c.noise for _, c in runs if c.noise_kind != "human"} == {0.1, 0.2, 0.5}
+    human = [c for _, c in runs if c.noise_kind == "human"]
+    assert len(human) == 12 and {c.noise_file for c in human} == {"CIFAR-100_human.pt"}
+    # the study holds out validation data so that λ* can be chosen; the presets stay the paper's
+    assert {c.val_size for _, c in runs} == {5000}
+    assert resolve_config("vit-cifar10").val_size == 0
     # λ grids centre on each optimizer's default
     assert {c.weight_decay for _, c in runs if c.model == "resnet18"} == {0.0, 1e-5, 1e-4, 1e-3}
     assert {c.weight_decay for _, c in runs if c.model == "vit"} == {0.0, 0.003, 0.03, 0.3}

@@ -77,7 +77,12 @@ class Config:
     noise_label_set: str | None = _f(
         None, "which label set of a CIFAR-N .pt file (e.g. worse_label, noisy_label)"
     )
-    noise_seed: int = _f(0, "seed of the label noise and subsets", min=0)
+    noise_seed: int | None = _f(
+        None,
+        "seed of the label noise, subsets and validation split (null: the run's seed, a new "
+        "draw for each seed; a number pins one draw for every seed)",
+        min=0,
+    )
     # Optimization
     optimizer: Literal["adamw", "sgd"] = _f("adamw", "optimizer")
     lr: float = _f(1e-4, "peak learning rate", min_excl=0.0)
@@ -124,6 +129,11 @@ class Config:
         False, "torch.compile the model (auto or null: where measured to pay, a CPU in bf16)"
     )
     checkpoint_every: int = _f(1, "save resumable state every N epochs", min=1)
+
+    @property
+    def label_seed(self) -> int:
+        """The seed of the label noise, subsets and validation split (``noise_seed`` or seed)."""
+        return self.seed if self.noise_seed is None else self.noise_seed
 
     @property
     def round0_epochs(self) -> int:
@@ -445,16 +455,27 @@ def ignored_notes(cfg: Config, given: Iterable[str]) -> list[str]:
     ]
 
 
+#: The label seed runs drew with before noise was drawn per seed: a run whose label seed is this
+#: keeps the run id it had then (its labels are the same), any other names it.
+_FORMER_LABEL_SEED = 0
+
+
 def normalized(cfg: Config) -> dict[str, Any]:
     """The settings that define what a run computes and differ from the defaults.
 
     Keys the config does not read and ``rounds`` (see NOT_IN_RUN_ID) are left out.
+    ``noise_seed`` enters as the label seed the run draws with (``Config.label_seed``), so that
+    ``noise_seed: null`` and the same number pinned name the same run.
     """
-    return {
+    values = {
         key: value
         for key, value in to_dict(canonical(cfg)).items()
-        if key not in NON_SEMANTIC | NOT_IN_RUN_ID and value != getattr(DEFAULTS, key)
+        if key not in NON_SEMANTIC | NOT_IN_RUN_ID | {"noise_seed"}
+        and value != getattr(DEFAULTS, key)
     }
+    if cfg.label_seed != _FORMER_LABEL_SEED:
+        values["noise_seed"] = cfg.label_seed
+    return values
 
 
 def run_id(cfg: Config) -> str:

@@ -2,8 +2,11 @@
 
 The x axis shows the fraction of weights *remaining* on a log scale (reversed, so sparsity grows
 to the right), which spreads the high-sparsity end where SDD happens; ticks are labelled as
-sparsity in percent. Bands are ±1 standard deviation over seeds; a dashed line marks each
-curve's dense accuracy; a detected dip (▼) and peak (▲) are marked on the test-accuracy panel.
+sparsity in percent. Bands are each round's 95% interval (over seeds, never narrower than the test
+set's binomial noise; clipped to [0, 100]); a dash-dot line marks each curve's dense accuracy. The
+test-accuracy panel also draws, dotted, the 3-round mean the verdict is taken on, with the dip (▼)
+and peak (▲) on it: filled where the verdict is SDD, hollow where it is inconclusive (whose curve
+is drawn dashed).
 The title names the setting (model, dataset, ε). ``plot_layers`` draws, per curve, how much of
 each layer survives against the global sparsity. PDFs embed TrueType (Type 42) fonts, which
 journals and editors accept, not Type 3.
@@ -31,12 +34,16 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FixedLocator, NullLocator  # noqa: E402
 
 from sparsedd.analysis.tables import Analysis  # noqa: E402
+from sparsedd.analysis.verdict import smooth  # noqa: E402
 from sparsedd.errors import UserError  # noqa: E402
 from sparsedd.store.atomic import atomic_write  # noqa: E402
 
 #: Okabe & Ito's colour-blind-safe palette (black last).
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
-LINESTYLES = ("-", "-.", ":")  # "--" is the dense-accuracy line
+LINESTYLES = ("-", (0, (8, 2, 1, 2)), (0, (8, 2, 1, 2, 1, 2)))  # beside 8 colours
+INCONCLUSIVE_STYLE = (0, (5, 3))  # a curve whose verdict is inconclusive
+DENSE_STYLE = "-."
+SMOOTH_STYLE = (0, (1, 1.5))
 FORMATS = (".png", ".svg", ".pdf")
 #: Sparsity ticks (percent), most wanted first; a tick is kept when it does not crowd the others.
 SPARSITY_TICKS = (
@@ -115,34 +122,56 @@ def _line_label(key: str | None, value: Any, curve: str) -> str:
     return curve
 
 
-def _draw_metric(ax: Any, stats: pd.DataFrame, metric: str, color: str, style: str) -> bool:
+def _draw_metric(ax: Any, stats: pd.DataFrame, metric: str, color: str, style: Any) -> bool:
     mean = pd.to_numeric(stats[f"{metric}_mean"], errors="coerce").to_numpy() * 100
     if np.isnan(mean).all():
         return False
-    std = pd.to_numeric(stats[f"{metric}_std"], errors="coerce").fillna(0).to_numpy() * 100
     x = remaining(stats["sparsity"])
     ax.plot(x, mean, color=color, linestyle=style, marker="o", markersize=3, linewidth=1.6)
-    ax.fill_between(
-        x, np.clip(mean - std, 0, 100), np.clip(mean + std, 0, 100), color=color, alpha=0.18
-    )
+    low = pd.to_numeric(stats[f"{metric}_low"], errors="coerce").to_numpy() * 100
+    high = pd.to_numeric(stats[f"{metric}_high"], errors="coerce").to_numpy() * 100
+    ok = np.isfinite(low) & np.isfinite(high)
+    if ok.any():
+        ax.fill_between(x[ok], np.clip(low[ok], 0, 100), np.clip(high[ok], 0, 100), color=color,
+                        alpha=0.18, linewidth=0)  # fmt: skip
     return True
 
 
+def judged_curve(stats: pd.DataFrame, curve: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(sparsity, accuracy) of the 3-round mean the verdict was taken on: the seeds' mean test
+    accuracy before the collapse, smoothed as the verdict smooths it."""
+    sparsity = stats["sparsity"].to_numpy(dtype=float)
+    mean = pd.to_numeric(stats["test_acc_mean"], errors="coerce").to_numpy(dtype=float)
+    end = len(mean)
+    if np.isfinite(float(curve["collapse_sparsity"])):
+        end = int(np.argmin(np.abs(sparsity - float(curve["collapse_sparsity"]))))
+    return sparsity[:end], smooth(mean[:end])
+
+
 def _mark_dense(ax: Any, curve: pd.Series, color: str) -> None:
-    """A dashed line across the panel at the curve's dense (round 0) test accuracy."""
-    if curve["dense_acc"] is None or not np.isfinite(float(curve["dense_acc"])):
+    """A dash-dot line across the panel at the curve's dense (round 0) test accuracy."""
+    if not np.isfinite(float(curve["dense_acc"])):
         return
-    ax.axhline(float(curve["dense_acc"]) * 100, color=color, linestyle="--", linewidth=1.0,
-               alpha=0.8, zorder=1)  # fmt: skip
+    ax.axhline(float(curve["dense_acc"]) * 100, color=color, linestyle=DENSE_STYLE,
+               linewidth=0.9, alpha=0.7, zorder=1)  # fmt: skip
 
 
-def _mark_sdd(ax: Any, curve: pd.Series, color: str) -> None:
-    if not curve["sdd_detected"]:
+def _mark_sdd(ax: Any, stats: pd.DataFrame, curve: pd.Series, color: str, order: int) -> None:
+    """The judged 3-round mean, dotted, and on it the dip and peak of an SDD (filled) or an
+    inconclusive (hollow) verdict. Later curves get smaller markers, so none hides another."""
+    sparsity, judged = judged_curve(stats, curve)
+    if len(judged) >= 2:
+        ax.plot(remaining(sparsity), judged * 100, color=color, linestyle=SMOOTH_STYLE,
+                linewidth=1.2, alpha=0.9, zorder=3, gid="judged")  # fmt: skip
+    if curve["verdict"] == "no SDD" or not np.isfinite(float(curve["dip_acc"])):
         return
+    size = max(6, 12 - 2 * order)
+    face = color if curve["verdict"] == "SDD" else "white"
     for kind, marker in (("dip", "v"), ("peak", "^")):
         x = remaining(curve[f"{kind}_sparsity"])
-        ax.plot(x, curve[f"{kind}_acc"] * 100, marker=marker, markersize=11, color=color,
-                markeredgecolor="black", linestyle="none", zorder=5)  # fmt: skip
+        ax.plot(x, curve[f"{kind}_acc"] * 100, marker=marker, markersize=size, color=color,
+                markerfacecolor=face, markeredgecolor="black", markeredgewidth=1.0,
+                alpha=0.9, linestyle="none", zorder=5 + order, gid=kind)  # fmt: skip
 
 
 def _panel_title(keys: Sequence[str], curve: pd.Series) -> str:
@@ -198,16 +227,19 @@ def plot_analysis(result: Analysis, title: str | None = None) -> Figure:
         for i, (_, curve) in enumerate(group.iterrows()):
             color = colors[curve[line] if line else curve["curve"]]
             style = LINESTYLES[(i // len(PALETTE)) % len(LINESTYLES)]
+            if curve["verdict"] == "inconclusive":
+                style = INCONCLUSIVE_STYLE
             stats = result.stats[result.stats["curve"] == curve["curve"]].sort_values("round")
             _draw_metric(top, stats, "test_acc", color, style)
             _draw_metric(bottom, stats, "memorization", color, style)
             _mark_dense(top, curve, color)
-            _mark_sdd(top, curve, color)
+            _mark_sdd(top, stats, curve, color, i)
         top.set_title(_panel_title(pkeys, group.iloc[0]), fontsize=10)
         for ax in (top, bottom):
             _format_sparsity_axis(ax, max_sparsity)
         top.set_ylabel("Test accuracy (%)")
         bottom.set_ylabel("Memorization of noisy labels (%)")
+        bottom.set_ylim(0, max(5.0, bottom.get_ylim()[1]))
         bottom.set_xlabel("Sparsity (%; log scale of weights remaining)")
     _legend(fig, curves, line, colors)
     default = "Test accuracy and memorization across pruning rounds"
@@ -228,23 +260,33 @@ def _legend(fig: Figure, curves: pd.DataFrame, line: str | None, colors: dict) -
         for v, c in colors.items()
     ]
     seeds = int(pd.to_numeric(curves["n_seeds"]).max())
-    band = f"±1 s.d. over {seeds} seeds" if seeds > 1 else "one seed: no band"
+    band = f"95% interval over {seeds} seeds" if seeds > 1 else "95% interval (test set)"
     handles += [
         Patch(color="grey", alpha=0.3, label=band),
-        Line2D([], [], color="grey", linestyle="--", linewidth=1.0, label="dense accuracy"),
-    ]
-    if curves["sdd_detected"].astype(bool).any():  # markers only where something is marked
+        Line2D([], [], color="grey", linestyle=DENSE_STYLE, linewidth=0.9, label="dense accuracy"),
+        Line2D([], [], color="grey", linestyle=SMOOTH_STYLE, linewidth=1.2,
+               label="3-round mean (judged)"),
+    ]  # fmt: skip
+    verdicts = set(curves["verdict"])
+    if "inconclusive" in verdicts:
+        handles.append(
+            Line2D([], [], color="grey", linestyle=INCONCLUSIVE_STYLE, label="inconclusive")
+        )
+    if "SDD" in verdicts:
         handles += [_marker_handle("v", "SDD dip"), _marker_handle("^", "SDD peak")]
+    if "inconclusive" in verdicts:
+        handles.append(_marker_handle("v", "dip, inconclusive", face="white"))
     fig.legend(handles=handles, loc="outside right center", fontsize=9, frameon=False)
 
 
-def _marker_handle(marker: str, label: str) -> Line2D:
+def _marker_handle(marker: str, label: str, face: str = "grey") -> Line2D:
     """A legend entry for the dip or peak marker."""
     return Line2D(
         [],
         [],
         marker=marker,
         color="grey",
+        markerfacecolor=face,
         markeredgecolor="black",
         linestyle="none",
         markersize=9,

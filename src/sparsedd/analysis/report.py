@@ -21,52 +21,62 @@ DISPLAY_COLUMNS = (
     "dense",
     "best (at sparsity)",
     "compressible to",
-    "SDD",
+    "verdict",
     "dip (at sparsity)",
     "peak (at sparsity)",
-    "rise [95% CI]",
+    "rise [90% bounds]",
     "best val",
-    "λ* (val)",
+    "λ*",
 )
+
+
+def missing(value: Any) -> bool:
+    """Whether a table value is missing (None or NaN)."""
+    return value is None or (isinstance(value, float) and value != value)
 
 
 def pct(value: Any, digits: int = 1) -> str:
     """A fraction as a percentage string ('-' for missing)."""
-    if value is None or (isinstance(value, float) and value != value):
+    if missing(value):
         return "-"
     return f"{100 * float(value):.{digits}f}%"
 
 
 def points(value: Any) -> str:
     """A difference of fractions as signed percentage points ('-' for missing)."""
-    if value is None or (isinstance(value, float) and value != value):
+    if missing(value):
         return "-"
     return f"{100 * float(value):+.1f}"
 
 
 def _at(acc: Any, sparsity: Any) -> str:
-    return "-" if acc is None else f"{pct(acc)} ({pct(sparsity)})"
+    return "-" if missing(acc) else f"{pct(acc)} ({pct(sparsity)})"
 
 
 def _key_cell(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def verdict_cell(curve: pd.Series | dict) -> str:
+    """The verdict as the tables show it: one seed's verdict is marked indicative."""
+    word = str(curve["verdict"])
+    return f"{word} (1 seed)" if curve["n_seeds"] == 1 and word != "inconclusive" else word
+
+
+def _bounds(curve: pd.Series | dict, name: str) -> str:
+    return f"[{points(curve[f'{name}_low'])}, {points(curve[f'{name}_high'])}]"
+
+
 def display_rows(result: Analysis) -> list[dict[str, str]]:
     """The curve table as rows of strings: curve keys then DISPLAY_COLUMNS.
 
-    A curve without SDD shows "-" for dip, peak and rise: its largest valley (often the final
-    collapse) is no dip; ``analyze --format json`` keeps it for those who want it.
+    A curve judged ``no SDD`` shows "-" for dip, peak and rise: its largest valley is no dip;
+    ``analyze --format json`` keeps it for those who want it.
     """
     rows = []
     for _, c in result.curves.iterrows():
         row = {k: _key_cell(c[k]) for k in result.keys}
-        sdd = bool(c["sdd_detected"])
-        interval = (
-            f" [{points(c['rise_low'])}, {points(c['rise_high'])}]"
-            if c["rise_low"] is not None
-            else ""
-        )
+        valley = c["verdict"] != "no SDD"
         lam = c.get("best_weight_decay")
         row.update(
             {
@@ -74,16 +84,29 @@ def display_rows(result: Analysis) -> list[dict[str, str]]:
                 "dense": pct(c["dense_acc"]),
                 "best (at sparsity)": _at(c["best_acc"], c["best_sparsity"]),
                 "compressible to": pct(c["compressible_to"]),
-                "SDD": "yes" if sdd else "no",
-                "dip (at sparsity)": _at(c["dip_acc"], c["dip_sparsity"]) if sdd else "-",
-                "peak (at sparsity)": _at(c["peak_acc"], c["peak_sparsity"]) if sdd else "-",
-                "rise [95% CI]": f"{points(c['rise'])}{interval}" if sdd else "-",
+                "verdict": verdict_cell(c),
+                "dip (at sparsity)": _at(c["dip_acc"], c["dip_sparsity"]) if valley else "-",
+                "peak (at sparsity)": _at(c["peak_acc"], c["peak_sparsity"]) if valley else "-",
+                "rise [90% bounds]": (
+                    f"{points(c['rise'])} {_bounds(c, 'rise')}"
+                    if valley and not missing(c["rise"])
+                    else "-"
+                ),
                 "best val": pct(c["best_val_acc"]),
-                "λ* (val)": "-" if lam is None else f"{lam:g}",
+                "λ*": "-" if missing(lam) else f"{lam:g}",
             }
         )
         rows.append(row)
     return rows
+
+
+def verdict_notes(result: Analysis) -> list[str]:
+    """One line per curve whose verdict needs a word: indicative (one seed) or inconclusive."""
+    out = []
+    for _, c in result.curves.iterrows():
+        if c["verdict"] == "inconclusive" or c["n_seeds"] == 1:
+            out.append(f"{c['curve']}: {c['verdict']}, {c['verdict_note']}")
+    return out
 
 
 def text_table(rows: Sequence[dict[str, str]]) -> str:
@@ -108,81 +131,66 @@ def verdict(
 ) -> str:
     """One sentence on whether a curve shows sparse double descent, with the evidence.
 
-    ``tolerance`` is the compression tolerance the analysis used (``Analysis.tolerance``); the
-    SDD threshold quoted is the curve's own ``sdd_threshold``.
+    ``tolerance`` is the compression tolerance the analysis used (``Analysis.tolerance``).
     """
     within = f"within {amount(tolerance)} of dense up to {pct(curve['compressible_to'])} sparsity"
-    threshold = curve.get("sdd_threshold")
-    limit = (
-        ""
-        if threshold is None or threshold != threshold
-        else f" (threshold {amount(threshold)}: the larger of the minimum rise and the seed "
-        "spread at dip and peak)"
-    )
     name = ", ".join(f"{k} = {_key_cell(curve[k])}" for k in keys)
     seeds = f"{curve['n_seeds']} seed{'s' if curve['n_seeds'] != 1 else ''}"
-    if curve["n_rounds"] < 3:
-        return f"{name}: too few rounds to judge ({curve['n_rounds']} of at least 3; {seeds})."
-    if curve["rise"] is None:
-        return (
-            f"{name}: no sparse double descent ({seeds}); test accuracy never falls and then "
-            f"recovers. It stays {within}."
-        )
-    interval = (
-        f", 95% CI [{points(curve['rise_low'])}, {points(curve['rise_high'])}] points"
-        if curve["rise_low"] is not None
-        else ""
+    evidence = (
+        f"fall {points(curve['fall'])} {_bounds(curve, 'fall')}, rise {points(curve['rise'])} "
+        f"{_bounds(curve, 'rise')} points (90% bounds, noise {points(curve['noise_sd'])[1:]} "
+        f"points per seed and round)"
     )
-    if curve["sdd_detected"]:
-        return (
-            f"{name}: sparse double descent detected ({seeds}). Test accuracy dips to "
-            f"{pct(curve['dip_acc'])} at {pct(curve['dip_sparsity'])} sparsity and recovers to "
-            f"{pct(curve['peak_acc'])} at {pct(curve['peak_sparsity'])}: a rise of "
-            f"{points(curve['rise'])} points{interval}{limit}."
-        )
-    return (
-        f"{name}: no sparse double descent ({seeds}); the largest recovery after a dip is "
-        f"{points(curve['rise'])} points{interval}, not above the threshold{limit}. "
-        f"Accuracy stays {within}."
+    valley = (
+        f"test accuracy dips to {pct(curve['dip_acc'])} at {pct(curve['dip_sparsity'])} "
+        f"sparsity and recovers to {pct(curve['peak_acc'])} at {pct(curve['peak_sparsity'])}"
     )
+    note = curve["verdict_note"]
+    if curve["verdict"] == "SDD":
+        return f"{name}: sparse double descent ({seeds}; {note}): {valley}; {evidence}."
+    if curve["verdict"] == "inconclusive":
+        shown = f"{valley}; {evidence}" if not missing(curve["rise"]) else "no valley measured"
+        return f"{name}: inconclusive ({seeds}): {shown}; {note}. Accuracy stays {within}."
+    shown = "" if missing(curve["rise_high"]) else f"; {evidence}"
+    return f"{name}: no sparse double descent ({seeds}; {note}){shown}. Accuracy stays {within}."
 
 
 def lambda_verdicts(result: Analysis) -> list[str]:
-    """Per λ group: which λ validation picks, and for each λ its SDD verdict and best accuracy."""
+    """Per λ group: which λ the rule picks and why, and for each λ its verdict and accuracy."""
     out = []
     for _, g in result.lambdas.iterrows():
         members = result.curves[result.curves["lambda_group"] == g["lambda_group"]]
         members = members.sort_values("weight_decay", kind="stable")
         each = "; ".join(
-            f"λ = {c['weight_decay']:g}: SDD {'detected' if c['sdd_detected'] else 'not detected'}"
-            f", best test accuracy {pct(c['best_acc'])} at {pct(c['best_sparsity'])} sparsity"
+            f"λ = {c['weight_decay']:g}: {verdict_cell(c)}, best test accuracy "
+            f"{pct(c['best_acc'])} at {pct(c['best_sparsity'])} sparsity"
             for _, c in members.iterrows()
         )
         lam = g["best_weight_decay"]
-        if lam is None or lam != lam:
-            out.append(f"{g['lambda_group']}: {each}. No validation accuracy (set val_size > 0).")
+        note = f" ({g['note']})" if g["note"] else ""
+        if missing(lam):
+            out.append(f"{g['lambda_group']}: no λ chosen{note}. {each}.")
             continue
-        tried = ", ".join(f"{v:g}" for v in dict.fromkeys(members["weight_decay"]))
-        choice = (
-            f"the only λ run, {lam:g}" if g["n_lambdas"] == 1 else f"λ* = {lam:g} of {{{tried}}}"
-        )
+        among = ", ".join(f"{v:g}" for v in g["lambdas"])
         out.append(
-            f"{g['lambda_group']}: validation picks {choice} (best validation "
-            f"accuracy {pct(g['best_val_acc'])}). {each}."
+            f"{g['lambda_group']}: λ* = {lam:g} of {{{among}}} by {g['rule']}{note} "
+            f"(validation accuracy {pct(g['best_val_acc'])}). {each}."
         )
     return out
 
 
 #: How λ* is chosen, as the report states it.
 LAMBDA_RULE = (
-    "λ* is the λ with the highest validation accuracy (mean over seeds, best round); "
-    "ties go to the smaller λ; test accuracy is never used"
+    "λ* is chosen on validation accuracy (mean over seeds), never test accuracy; ties go to "
+    "the smaller λ. Rules: avoid-sdd (default: best validation among λ without SDD), "
+    "best-val (best validation overall), at-sparsity (best validation at a target sparsity)"
 )
 
 
 def tradeoff_rows(result: Analysis) -> list[tuple[str, list[dict[str, str]]]]:
-    """Per setting (curves that differ only in λ): one row per λ, smallest first, with dense and
-    best accuracy, compressibility, the SDD verdict and its rise, validation accuracy, λ* marked.
+    """Per setting (curves that differ only in λ): one row per λ, smallest first: its verdict,
+    best validation accuracy and the test accuracy at that round, dense and best accuracy, and
+    the sparsity it holds to within the tolerance; λ* marked.
     """
     if "weight_decay" not in result.curves.columns or "lambda_group" not in result.curves:
         return []
@@ -194,17 +202,17 @@ def tradeoff_rows(result: Analysis) -> list[tuple[str, list[dict[str, str]]]]:
         star = chosen.get(group)
         rows = []
         for _, c in members.iterrows():
-            rise = "" if c["rise"] is None else f" ({points(c['rise'])})"
             rows.append(
                 {
                     "λ": f"{c['weight_decay']:g}",
-                    "λ*": "λ*" if star is not None and c["weight_decay"] == star else "",
+                    "λ*": "λ*" if not missing(star) and c["weight_decay"] == star else "",
                     "n_seeds": str(c["n_seeds"]),
+                    "verdict": verdict_cell(c),
+                    "best val (at sparsity)": _at(c["best_val_acc"], c["best_val_sparsity"]),
+                    "test there": pct(c["test_at_best_val"]),
                     "dense": pct(c["dense_acc"]),
                     "best (at sparsity)": _at(c["best_acc"], c["best_sparsity"]),
-                    "compressible to": pct(c["compressible_to"]),
-                    "SDD (rise)": ("yes" if c["sdd_detected"] else "no") + rise,
-                    "best val": pct(c["best_val_acc"]),
+                    f"holds to (±{amount(result.tolerance)})": pct(c["compressible_to"]),
                 }
             )
         out.append((str(group), rows))
@@ -217,9 +225,22 @@ def _tradeoff_html(result: Analysis) -> str:
         for setting, rows in tradeoff_rows(result)
     )
     return (
-        tables
-        + f'<p class="meta">{html.escape(LAMBDA_RULE)}. SDD (rise): whether sparse double descent '
-        "is detected, with the rise from dip to peak in points.</p>"
+        tables + f'<p class="meta">{html.escape(LAMBDA_RULE)}. "Holds to": the highest '
+        f"sparsity whose mean test accuracy is within {amount(result.tolerance)} of dense.</p>"
+    )
+
+
+def noise_draw_line(result: Analysis) -> str:
+    """How the label noise was drawn across seeds, as the report says it."""
+    if "noise_seed" not in result.rounds.columns:
+        return "Label noise: one draw for every seed (results recorded before per-seed draws)."
+    pinned = result.rounds["noise_seed"].dropna().unique()
+    if len(pinned) == 0:
+        return "Label noise: drawn anew for each seed, so seed intervals include the draw."
+    seeds = ", ".join(str(int(v)) for v in sorted(pinned))
+    return (
+        f"Label noise: pinned, one draw (noise_seed = {seeds}) shared by every seed; seed "
+        "intervals leave out the variance of the draw."
     )
 
 
@@ -328,22 +349,27 @@ def render_html(result: Analysis, figure_png: bytes, source: str) -> str:
 <p class="meta">Results folder <code>{html.escape(source)}</code>: {n_runs} runs,
 {len(result.curves)} curves (runs differing only in seed are averaged), generated {stamp}.</p>
 <h2>Verdicts</h2><ul id="verdicts">{verdicts}</ul>
+<p class="meta">{html.escape(noise_draw_line(result))}</p>
 <h2>Choice of λ (on validation accuracy, never test)</h2><ul id="lambdas">{lambdas}</ul>
 <h2>Trade-off across λ</h2>
 {_tradeoff_html(result)}
 <h2>Figure</h2>
 <figure><img id="sdd-figure" alt="Test accuracy and memorization against sparsity"
  src="data:image/png;base64,{img}">
-<figcaption>Mean over seeds; bands ±1 s.d.; dashed lines: dense accuracy; ▼ dip and ▲ peak
-(3-round means) where SDD is detected. The x axis is logarithmic in the fraction of weights
+<figcaption>Mean over seeds; bands: 95% intervals per round; dotted: the 3-round mean the
+verdict is taken on; ▼ dip and ▲ peak on it where the verdict is SDD (hollow: inconclusive);
+an inconclusive curve is drawn dashed. The x axis is logarithmic in the fraction of weights
 remaining and labelled in sparsity.</figcaption></figure>
 <h2>Curves</h2>
 {html_table(display_rows(result), left=tuple(result.keys))}
 <p class="meta">Compressible to: highest sparsity whose mean test accuracy is within
-{amount(result.tolerance)} of the dense model. Dip, peak and rise (peak − dip, in points, with a
-95% t-interval over seeds) are measured on each seed's accuracy averaged over 3 rounds, the curve
-the verdict is taken on: SDD when the rise and the fall into the dip both exceed the larger of the
-minimum rise ({amount(result.min_rise)}) and the seed spread at dip and peak.</p>
+{amount(result.tolerance)} of the dense model. Dip, peak, fall and rise are measured on the seeds'
+mean accuracy averaged over 3 rounds, before the final collapse. The lower bounds subtract the
+depth that noise alone finds in a flat curve of the same length (95th percentile, calibrated by
+simulation); the upper bounds add 1.645 standard errors. SDD: both lower bounds above the minimum
+rise ({amount(result.min_rise)}); no SDD: no valley, or an upper bound below it; otherwise
+inconclusive. The noise per seed and round combines the seeds' spread and the test set's binomial
+noise.</p>
 <details><summary>Per-round statistics</summary>
 {html_table(_stats_rows(result), left=("curve",))}</details>
 <h2>Configs</h2>

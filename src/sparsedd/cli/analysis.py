@@ -18,9 +18,11 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-# Same as sparsedd.analysis.tables.DEFAULT_MIN_RISE (pinned by a test); analysis, pandas and
-# matplotlib are imported only when a command runs, to keep `sparsedd --help` fast.
-DEFAULT_MIN_RISE = 0.01
+# Same as sparsedd.analysis.tables.DEFAULT_MIN_RISE and lambdas.LAMBDA_RULES (pinned by a test);
+# analysis, pandas and matplotlib are imported only when a command runs, to keep `sparsedd
+# --help` fast.
+DEFAULT_MIN_RISE = 0.005
+LAMBDA_RULES = ("avoid-sdd", "best-val", "at-sparsity")
 
 _DIR = click.argument("out_dir", default="./sparsedd-runs", type=click.Path(file_okay=False))
 _MIN_RISE = click.option(
@@ -28,14 +30,38 @@ _MIN_RISE = click.option(
     default=DEFAULT_MIN_RISE,
     show_default=True,
     type=click.FloatRange(0, 1),
-    help="smallest rise (peak − dip, as a fraction) that counts as SDD",
+    help="smallest fall and rise (as fractions) that count as SDD: SDD when both lower bounds "
+    "exceed it, no SDD when an upper bound is below it",
+)
+_LAMBDA_RULE = click.option(
+    "--lambda-rule",
+    type=click.Choice(LAMBDA_RULES),
+    default=LAMBDA_RULES[0],
+    show_default=True,
+    help="how λ* is chosen on validation accuracy: avoid-sdd (best among λ without SDD), "
+    "best-val (best overall, even with SDD), at-sparsity (best at --target-sparsity)",
+)
+_TARGET = click.option(
+    "--target-sparsity",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=None,
+    help="sparsity (a fraction, e.g. 0.9) at which --lambda-rule at-sparsity compares λ",
 )
 
 
-def _analysis(out_dir: str, min_rise: float) -> Analysis:
+def _options(fn: Callable[..., None]) -> Callable[..., None]:
+    """The analysis options every command on a results folder takes."""
+    return _MIN_RISE(_LAMBDA_RULE(_TARGET(fn)))
+
+
+def _analysis(
+    out_dir: str, min_rise: float, lambda_rule: str = "avoid-sdd", target: float | None = None
+) -> Analysis:
     from sparsedd.analysis.tables import analyze
 
-    return analyze(_load(out_dir), min_rise=min_rise)
+    return analyze(
+        _load(out_dir), min_rise=min_rise, lambda_rule=lambda_rule, target_sparsity=target
+    )
 
 
 def _load(out_dir: str) -> pd.DataFrame:
@@ -48,12 +74,14 @@ def _load(out_dir: str) -> pd.DataFrame:
     return rounds
 
 
-def _with_figure(result: Analysis, use: Callable[[Figure], T], layers: bool = False) -> T:
+def _with_figure(
+    result: Analysis, use: Callable[[Figure], T], layers: bool = False, title: str | None = None
+) -> T:
     """Draw the SDD figure (or, with ``layers``, the per-layer density figure) of ``result``,
     hand it to ``use``, and always close it."""
     from sparsedd.analysis.plot import close, plot_analysis, plot_layers
 
-    fig = plot_layers(result) if layers else plot_analysis(result)
+    fig = plot_layers(result, title) if layers else plot_analysis(result, title)
     try:
         return use(fig)
     finally:
@@ -69,17 +97,21 @@ def _with_figure(result: Analysis, use: Callable[[Figure], T], layers: bool = Fa
     default="table",
     show_default=True,
 )
-@_MIN_RISE
-def analyze(out_dir: str, fmt: str, min_rise: float) -> None:
+@_options
+def analyze(
+    out_dir: str, fmt: str, min_rise: float, lambda_rule: str, target_sparsity: float | None
+) -> None:
     """Per curve (runs differing only in seed): SDD verdict, dip/peak, compression, λ*."""
-    from sparsedd.analysis.report import display_rows, lambda_verdicts, text_table
+    from sparsedd.analysis.report import display_rows, lambda_verdicts, text_table, verdict_notes
     from sparsedd.analysis.tables import curves_json
 
-    result = _analysis(out_dir, min_rise)
+    result = _analysis(out_dir, min_rise, lambda_rule, target_sparsity)
     if fmt == "json":
         click.echo(json.dumps(curves_json(result), indent=1))
         return
     click.echo(text_table(display_rows(result)))
+    for line in verdict_notes(result):
+        click.echo(f"verdict   {line}")
     for line in lambda_verdicts(result):
         click.echo(f"λ choice  {line}")
 
@@ -101,14 +133,24 @@ def _default_path(out_dir: str, name: str) -> Path:
     is_flag=True,
     help="draw each layer's remaining weights against sparsity instead (one panel per curve)",
 )
-@_MIN_RISE
-def plot(out_dir: str, output: str | None, layers: bool, min_rise: float) -> None:
+@click.option("--title", default=None, help="the figure's title  [default: the setting]")
+@_options
+def plot(
+    out_dir: str,
+    output: str | None,
+    layers: bool,
+    title: str | None,
+    min_rise: float,
+    lambda_rule: str,
+    target_sparsity: float | None,
+) -> None:
     """Draw test accuracy and memorization against sparsity (one line per λ, seed bands)."""
     from sparsedd.analysis.plot import save_figure
 
     default = "layers.png" if layers else "sdd.png"
     path = Path(output) if output else _default_path(out_dir, default)
-    _with_figure(_analysis(out_dir, min_rise), lambda fig: save_figure(fig, path), layers)
+    result = _analysis(out_dir, min_rise, lambda_rule, target_sparsity)
+    _with_figure(result, lambda fig: save_figure(fig, path), layers, title)
     click.echo(f"wrote {path}")
 
 
@@ -120,14 +162,20 @@ def plot(out_dir: str, output: str | None, layers: bool, min_rise: float) -> Non
     type=click.Path(dir_okay=False),
     help="HTML file  [default: OUT_DIR/report.html]",
 )
-@_MIN_RISE
-def report(out_dir: str, output: str | None, min_rise: float) -> None:
+@_options
+def report(
+    out_dir: str,
+    output: str | None,
+    min_rise: float,
+    lambda_rule: str,
+    target_sparsity: float | None,
+) -> None:
     """Write one self-contained HTML page: verdicts, λ choice, figure, tables, configs."""
     from sparsedd.analysis.plot import figure_png
     from sparsedd.analysis.report import write_report
 
     path = Path(output) if output else _default_path(out_dir, "report.html")
-    result = _analysis(out_dir, min_rise)
+    result = _analysis(out_dir, min_rise, lambda_rule, target_sparsity)
     png = _with_figure(result, figure_png)
     write_report(result, png, path, source=str(out_dir))
     click.echo(f"wrote {path}")

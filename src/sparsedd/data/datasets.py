@@ -96,7 +96,7 @@ def make_splits(data: ImageData, cfg: Config) -> Splits:
     n = len(data.train_y)
     size = check_split_sizes(cfg, n)
     mean, std = normalization(data, cfg)
-    g = torch.Generator().manual_seed(cfg.noise_seed)
+    g = torch.Generator().manual_seed(cfg.label_seed)
     pool = torch.randperm(n, generator=g)[:size]
     clean = data.train_y[pool]
     if cfg.noise_kind == "human":
@@ -107,7 +107,7 @@ def make_splits(data: ImageData, cfg: Config) -> Splits:
         is_noisy = noisy != clean
     else:
         noisy, is_noisy = corrupt_labels(
-            clean, cfg.noise, cfg.noise_kind, data.num_classes, seed=cfg.noise_seed + 1
+            clean, cfg.noise, cfg.noise_kind, data.num_classes, seed=cfg.label_seed + 1
         )
     v = cfg.val_size
     return Splits(

@@ -14,9 +14,9 @@ from sparsedd.errors import NoResultsError, StoreError
 
 DB_NAME = "results.sqlite"
 APP_ID = "sparsedd"
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 #: Older schemas this version reads as they are and upgrades when it writes to them.
-UPGRADABLE_SCHEMAS = ("1", "2")
+UPGRADABLE_SCHEMAS = ("1", "2", "3")
 
 ROUND_FIELDS = (
     "round",
@@ -33,12 +33,18 @@ ROUND_FIELDS = (
 )
 #: Where and with what each round was computed (schema 2; NULL in rounds recorded before).
 PROVENANCE_FIELDS = ("sparsedd_version", "git_commit", "torch_version", "device_name", "execution")
+#: Added in schema 4: how many test images the round's accuracy is over (the verdict's binomial
+#: noise); NULL in rounds recorded before.
+EVAL_FIELDS = ("n_test",)
+#: Columns an older database may lack; upgrading adds them (with their SQL types).
+ADDED_COLUMNS = {**dict.fromkeys(PROVENANCE_FIELDS, "TEXT"), "n_test": "INTEGER"}
 #: The columns of a round row as ``round_rows`` returns it (after the run's config keys): the
 #: round's own epoch count is ``round_epochs``, so that ``epochs`` stays the config's key.
 ROUND_COLUMNS = (
     "run_id",
     *("round_epochs" if f == "epochs" else f for f in ROUND_FIELDS),
     *PROVENANCE_FIELDS,
+    *EVAL_FIELDS,
     "layer_density",
 )
 
@@ -51,7 +57,7 @@ CREATE TABLE IF NOT EXISTS rounds (
     sparsity REAL, params_remaining INTEGER, test_acc REAL, test_loss REAL, train_acc REAL,
     train_acc_clean REAL, memorization REAL, val_acc REAL, epochs INTEGER, seconds REAL,
     layer_density TEXT, sparsedd_version TEXT, git_commit TEXT, torch_version TEXT,
-    device_name TEXT, execution TEXT, PRIMARY KEY (run_id, round));
+    device_name TEXT, execution TEXT, n_test INTEGER, PRIMARY KEY (run_id, round));
 CREATE TABLE IF NOT EXISTS epochs (
     run_id TEXT NOT NULL REFERENCES runs(run_id), round INTEGER NOT NULL,
     epoch INTEGER NOT NULL, train_loss REAL, train_acc REAL,
@@ -62,6 +68,7 @@ CREATE TABLE IF NOT EXISTS epochs (
 # database is refused when opened, with the table, column and row named.
 _INTEGER, _NUMBER = "typeof({c}) = 'integer'", "typeof({c}) IN ('integer', 'real')"
 _NUMBER_OR_NULL = "typeof({c}) IN ('integer', 'real', 'null')"
+_INTEGER_OR_NULL = "typeof({c}) IN ('integer', 'null')"
 _TEXT = "typeof({c}) = 'text'"
 _JSON_OBJECT = (  # CASE: json_type would fail on invalid JSON before AND could stop it
     "typeof({c}) = 'text' AND CASE WHEN json_valid({c}) THEN json_type({c}) = 'object' ELSE 0 END"
@@ -77,6 +84,7 @@ _VALUE_RULES = {
         "epochs": _INTEGER,
         "seconds": _NUMBER,
         "layer_density": _JSON_OBJECT,
+        "n_test": _INTEGER_OR_NULL,
     },
     "epochs": {
         "run_id": _TEXT,
@@ -90,6 +98,7 @@ _RULE_WORDS = {
     _INTEGER: "an integer",
     _NUMBER: "a number",
     _NUMBER_OR_NULL: "a number or NULL",
+    _INTEGER_OR_NULL: "an integer or NULL",
     _TEXT: "text",
     _JSON_OBJECT: "a JSON object",
 }
@@ -286,9 +295,9 @@ class ResultsStore:
         return [r[1] for r in self._execute("PRAGMA table_info(rounds)", write=False)]
 
     def _upgrade(self) -> None:
-        """Add the provenance columns an older database lacks (it stays readable as it was)."""
-        missing = [f for f in PROVENANCE_FIELDS if f not in self._round_columns()]
-        adds = "".join(f"ALTER TABLE rounds ADD COLUMN {f} TEXT; " for f in missing)
+        """Add the columns an older database lacks (it stays readable as it was)."""
+        missing = [f for f in ADDED_COLUMNS if f not in self._round_columns()]
+        adds = "".join(f"ALTER TABLE rounds ADD COLUMN {f} {ADDED_COLUMNS[f]}; " for f in missing)
         try:
             self._execute(
                 f"BEGIN IMMEDIATE; {adds}"
@@ -296,7 +305,7 @@ class ResultsStore:
                 many=True,
             )
         except StoreError:
-            if any(f not in self._round_columns() for f in PROVENANCE_FIELDS):
+            if any(f not in self._round_columns() for f in ADDED_COLUMNS):
                 raise  # not just another writer upgrading it at the same time
 
     def _damaged(self, problem: str) -> StoreError:
@@ -312,13 +321,15 @@ class ResultsStore:
             if not found:
                 raise self._damaged(f"table {table!r} is missing")
             extra = [c for c in found if c not in columns]
-            # an older database is read as it is: it lacks some provenance columns
-            missing = [c for c in columns if c not in found and c not in PROVENANCE_FIELDS]
+            # an older database is read as it is: it lacks the columns added since
+            missing = [c for c in columns if c not in found and c not in ADDED_COLUMNS]
             if extra:
                 raise self._damaged(f"table {table!r} has an extra column {extra[0]!r}")
             if missing:
                 raise self._damaged(f"table {table!r} has no column {missing[0]!r}")
-        for table, rules in _VALUE_RULES.items():
+        for table, all_rules in _VALUE_RULES.items():
+            present = {r[1] for r in self._execute(f"PRAGMA table_info({table})", write=False)}
+            rules = {c: rule for c, rule in all_rules.items() if c in present}
             checks = [rule.format(c=column) for column, rule in rules.items()]
             flags = ", ".join(f"NOT ({c})" for c in checks)
             where = " OR ".join(f"NOT ({c})" for c in checks)
@@ -348,12 +359,12 @@ class ResultsStore:
 
         ``row`` holds ROUND_FIELDS, ``layer_density`` and, where known, PROVENANCE_FIELDS.
         """
-        cols = ("run_id", *ROUND_FIELDS, "layer_density", *PROVENANCE_FIELDS)
+        cols = ("run_id", *ROUND_FIELDS, "layer_density", *PROVENANCE_FIELDS, *EVAL_FIELDS)
         values = (
             run_id,
             *(row[f] for f in ROUND_FIELDS),
             json.dumps(row["layer_density"]),
-            *(row.get(f) for f in PROVENANCE_FIELDS),
+            *(row.get(f) for f in (*PROVENANCE_FIELDS, *EVAL_FIELDS)),
         )
         self._execute(
             f"INSERT OR REPLACE INTO rounds ({', '.join(cols)}) "
@@ -424,7 +435,7 @@ class ResultsStore:
         """
         configs = self.runs()
         present = set(self._round_columns())
-        cols = ("run_id", *ROUND_FIELDS, "layer_density", *PROVENANCE_FIELDS)
+        cols = ("run_id", *ROUND_FIELDS, "layer_density", *PROVENANCE_FIELDS, *EVAL_FIELDS)
         select = ", ".join(c if c in present else f"NULL AS {c}" for c in cols)
         rows = self._execute(f"SELECT {select} FROM rounds ORDER BY run_id, round", write=False)
         out = []

@@ -19,27 +19,47 @@ _PAPER_PRESETS = {
     "swin": VIT_LAMBDAS,
     "resnet18": RESNET_LAMBDAS,
 }
+#: What the studies change from the paper's presets: 5,000 of the 50,000 training images (with
+#: their noisy labels) are held out as validation data, so that λ* can be chosen without the
+#: test set. The presets themselves stay exactly the paper's (val_size 0).
+STUDY_VAL_SIZE = 5000
+_WHAT = "the paper's models, data and ε, with our λ grid, 3 seeds and 5,000 validation images"
 
 
 def _paper_cell(model: str, dataset: str) -> Cell:
-    axes = {"noise": NOISES, "weight_decay": _PAPER_PRESETS[model], "seed": SEEDS}
+    axes = {
+        "noise": NOISES,
+        "weight_decay": _PAPER_PRESETS[model],
+        "seed": SEEDS,
+        "val_size": [STUDY_VAL_SIZE],
+    }
     return Cell(f"{model}-{dataset}", axes)
+
+
+def _cifar100n_cell() -> Cell:
+    """ViT on CIFAR-100N: human label noise (the file sets every label), so no ε axis."""
+    axes = {"weight_decay": VIT_LAMBDAS, "seed": SEEDS, "val_size": [STUDY_VAL_SIZE]}
+    return Cell("vit-cifar100n", axes)
 
 
 def _studies() -> dict[str, tuple[str, list[Cell]]]:
     cells = {(m, d): _paper_cell(m, d) for m in _PAPER_PRESETS for d in ("cifar10", "cifar100")}
     studies = {
         "quetu2023": (
-            "Quétu et al.'s whole study: ViT, Swin-T, ResNet-18 × CIFAR-10/100 × ε 10/20/50% "
-            "× 4 λ × 3 seeds",
-            list(cells.values()),
+            "Quétu et al.'s study: ViT, Swin-T, ResNet-18 × CIFAR-10/100 × ε 10/20/50%, and ViT on "
+            f"CIFAR-100N; {_WHAT}",
+            [*cells.values(), _cifar100n_cell()],
         )
     }
     for (m, d), cell in cells.items():
         studies[f"quetu2023-{m}-{d}"] = (
-            f"slice of quetu2023: {m} on {d} × ε 10/20/50% × 4 λ × 3 seeds",
+            f"slice of quetu2023: {m} on {d} × ε 10/20/50%; {_WHAT}",
             [cell],
         )
+    studies["quetu2023-vit-cifar100n"] = (
+        f"slice of quetu2023: vit on CIFAR-100N (human labels); {_WHAT}",
+        [_cifar100n_cell()],
+    )
     return studies
 
 

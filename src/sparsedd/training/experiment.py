@@ -221,7 +221,7 @@ class Experiment:
                 {
                     "noise": self.cfg.noise,
                     "noise_kind": self.cfg.noise_kind,
-                    "noise_seed": self.cfg.noise_seed,
+                    "noise_seed": self.cfg.label_seed,
                 },
             )
         self.store.record_run(self.id, to_dict(cfg))
@@ -428,6 +428,7 @@ class Experiment:
             ),
             "epochs": epochs,
             "seconds": seconds,
+            "n_test": len(s.test_y),
             "layer_density": layer_density(self.masks),
             **provenance(self.device),
         }

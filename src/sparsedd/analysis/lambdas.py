@@ -1,0 +1,123 @@
+"""Choosing λ (``weight_decay``) among curves that differ only in λ, by a stated rule.
+
+Every rule reads validation accuracy only (never test accuracy); ties go to the smaller λ.
+- ``avoid-sdd`` (default): the best validation accuracy among the λ whose verdict is ``no SDD``;
+  where none is, among the ``inconclusive`` ones (said so); none where every λ shows SDD.
+- ``best-val``: the best validation accuracy overall, even on a curve with SDD (said so).
+- ``at-sparsity``: the best validation accuracy at a target sparsity (the recorded round
+  closest to it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from sparsedd.analysis.load import ALWAYS_KEYS, hashable, label
+from sparsedd.analysis.verdict import INCONCLUSIVE, NO_SDD, SDD
+from sparsedd.errors import UserError
+
+LAMBDA_RULES = ("avoid-sdd", "best-val", "at-sparsity")
+DEFAULT_LAMBDA_RULE = "avoid-sdd"
+RULE_WORDS = {
+    "avoid-sdd": "best validation accuracy among λ without SDD",
+    "best-val": "best validation accuracy over all λ",
+    "at-sparsity": "best validation accuracy at sparsity {target}",
+}
+
+
+def lambda_groups(table: pd.DataFrame, keys: Sequence[str]) -> list[str]:
+    """Per curve of ``table``, the label of its curve keys other than ``weight_decay``."""
+    others = [k for k in keys if k != "weight_decay"]
+    return [label(others, [hashable(v) for v in vals]) for vals in table[others].itertuples(False)]
+
+
+def val_at_sparsity(stats: pd.DataFrame, curve: str, target: float) -> float:
+    """Mean validation accuracy of ``curve`` at its recorded round closest to ``target``."""
+    rows = stats[stats["curve"] == curve]
+    if rows.empty:
+        return float("nan")
+    nearest = rows.iloc[int(np.argmin(np.abs(rows["sparsity"].to_numpy() - target)))]
+    return float(pd.to_numeric(nearest["val_acc_mean"], errors="coerce"))
+
+
+def _candidates(members: pd.DataFrame, rule: str) -> tuple[pd.DataFrame, str]:
+    """The curves ``rule`` may choose among, and a note when that is not what it asks for."""
+    verdicts = members.get("verdict", pd.Series([NO_SDD] * len(members), index=members.index))
+    if rule != "avoid-sdd":
+        return members, ""
+    for wanted, note in (
+        (NO_SDD, ""),
+        (INCONCLUSIVE, "no λ was shown free of SDD: chosen among inconclusive curves"),
+    ):
+        pick = members[verdicts == wanted]
+        if not pick.empty:
+            return pick, note
+    return members.iloc[0:0], "every λ shows SDD: none chosen"
+
+
+def choose_weight_decay(
+    table: pd.DataFrame,
+    keys: Sequence[str] | None = None,
+    rule: str = DEFAULT_LAMBDA_RULE,
+    target_sparsity: float | None = None,
+    stats: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Per group of curves that differ only in ``weight_decay``: λ* chosen by ``rule``.
+
+    ``table`` is a curve table (with ``weight_decay``, ``verdict`` and ``best_val_acc``);
+    ``at-sparsity`` also needs ``target_sparsity`` and the per-round ``stats``. Returns columns
+    lambda_group, n_lambdas, lambdas (those the rule chose among), best_weight_decay (NaN when
+    none), best_val_acc, rule, note (what the reader must know about the choice).
+    """
+    if rule not in LAMBDA_RULES:
+        raise UserError(f"unknown λ rule {rule!r}; choose one of: {', '.join(LAMBDA_RULES)}")
+    if rule == "at-sparsity" and (target_sparsity is None or stats is None):
+        raise UserError("the at-sparsity λ rule needs a target sparsity (--target-sparsity)")
+    keys = list(keys) if keys is not None else [k for k in table.columns if k in ALWAYS_KEYS]
+    if "weight_decay" not in table.columns:
+        raise UserError("the results have no weight_decay key; cannot choose λ")
+    groups = lambda_groups(table, keys)
+    records = []
+    for group in dict.fromkeys(groups):
+        members = table[[g == group for g in groups]]
+        pool, note = _candidates(members, rule)
+        if rule == "at-sparsity":
+            val = pool["curve"].map(lambda c: val_at_sparsity(stats, c, target_sparsity))
+        else:
+            val = pd.to_numeric(pool["best_val_acc"], errors="coerce")
+        best = float("nan")
+        if val.notna().any():
+            order = pool.assign(_v=val).sort_values(
+                ["_v", "weight_decay"], ascending=[False, True], kind="stable"
+            )
+            best = float(order.iloc[0]["weight_decay"])
+            if rule == "best-val" and order.iloc[0].get("verdict") == SDD:
+                note = "the chosen λ shows SDD (rule best-val); --lambda-rule avoid-sdd avoids it"
+        elif not pool.empty:
+            note = "no validation accuracy (set val_size > 0)"
+        records.append(
+            {
+                "lambda_group": group,
+                "n_lambdas": int(members["weight_decay"].nunique()),
+                "lambdas": sorted(float(v) for v in pool["weight_decay"]),
+                "best_weight_decay": best,
+                "best_val_acc": float(val.max()) if val.notna().any() else float("nan"),
+                "rule": RULE_WORDS[rule].format(target=f"{target_sparsity or 0:.2%}"),
+                "note": note,
+            }
+        )
+    return pd.DataFrame.from_records(
+        records,
+        columns=[
+            "lambda_group",
+            "n_lambdas",
+            "lambdas",
+            "best_weight_decay",
+            "best_val_acc",
+            "rule",
+            "note",
+        ],
+    )

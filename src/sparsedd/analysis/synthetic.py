@@ -1,0 +1,126 @@
+"""Synthetic curves of known shape, for tests, the docs and the verdict's calibration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sparsedd.analysis.load import rows_to_frame
+
+SHAPES = ("sdd", "flat", "gain", "decline")
+
+
+def clean_curve(shape: str, depth: float, rounds: int, rate: float = 0.2) -> np.ndarray:
+    """Noise-free test accuracy of ``shape`` over rounds 0..``rounds`` (pruning ``rate``).
+
+    Shapes over u = −log10(1 − sparsity): ``sdd`` a dip of ``depth`` around u = 0.6 and full
+    recovery; ``flat`` no dip; ``gain`` a monotone rise of ``depth`` (pruning helps, no dip);
+    ``decline`` a steady fall of ``depth``. All start at 80% and end in a collapse near u = 2.
+    """
+    if shape not in SHAPES:
+        raise ValueError(f"unknown shape {shape!r}; choose from {SHAPES}")
+    u = -np.log10((1 - rate) ** np.arange(rounds + 1))
+    collapse = 0.6 / (1 + np.exp(-(u - 2.0) / 0.08))
+    bend = {
+        "sdd": -depth * np.exp(-(((u - 0.6) / 0.25) ** 2)),
+        "flat": 0 * u,
+        "gain": depth * np.minimum(u / 1.5, 1.0),
+        "decline": -depth * np.minimum(u / 1.5, 1.0),
+    }[shape]
+    return 0.80 + bend - collapse
+
+
+def synthetic_rounds(
+    shape: str = "sdd",
+    depth: float = 0.04,
+    noise_sd: float = 0.005,
+    n_seeds: int = 3,
+    rounds: int = 25,
+    seed: int = 0,
+    n_test: int | None = None,
+    **config: Any,
+) -> pd.DataFrame:
+    """A rounds DataFrame of one synthetic curve with known shape (``clean_curve``).
+
+    Each seed adds independent Gaussian noise of ``noise_sd`` to every round; with ``n_test``
+    its accuracy is then that of a binomial draw of ``n_test`` test images (recorded as the
+    ``n_test`` column). ``config`` keys become columns.
+    """
+    rng = np.random.default_rng(seed)
+    clean = clean_curve(shape, depth, rounds)
+    sparsity = 1 - 0.8 ** np.arange(rounds + 1)
+    u = -np.log10(1 - sparsity)
+    memo = 0.9 / (1 + np.exp((u - 0.9) / 0.15))
+    base = {"model": "synthetic", "dataset": "synthetic", "noise": 0.2, "weight_decay": 0.0}
+    rows = []
+    for s in range(n_seeds):
+        acc = np.clip(clean + rng.normal(0, noise_sd, len(u)), 0, 1)
+        if n_test:
+            acc = rng.binomial(n_test, acc) / n_test
+        for k in range(rounds + 1):
+            rows.append(
+                {
+                    **base,
+                    **config,
+                    "seed": s,
+                    "run_id": f"{shape}-{seed}-{config}-{s}",
+                    "round": k,
+                    "sparsity": float(sparsity[k]),
+                    "test_acc": float(acc[k]),
+                    "n_test": n_test,
+                    "memorization": float(np.clip(memo[k] + rng.normal(0, noise_sd), 0, 1)),
+                    "val_acc": float(np.clip(acc[k] + rng.normal(0, noise_sd), 0, 1)),
+                }
+            )
+    return rows_to_frame(rows)
+
+
+def simulate_curves(
+    shape: str,
+    depth: float,
+    noise: float,
+    n_seeds: int,
+    n_test: int,
+    rng: np.random.Generator,
+    n_val: int | None = None,
+    rounds: int = 34,
+    seed_offset: float = 0.01,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(test, validation) accuracy, each (seeds × rounds+1), of ``clean_curve(shape, depth)``
+    as a study measures it (validation None without ``n_val``).
+
+    ``noise`` is the per-round noise of one seed's test accuracy (its standard deviation), made
+    of the test set's binomial noise √(p(1−p)/n), which every seed shares (one test set), and
+    the seed's own training noise, which makes up the rest (none when the binomial part alone
+    exceeds ``noise``). Each seed also sits ``seed_offset`` (s.d.) above or below the others all
+    along. A seed's validation accuracy has the same training noise and level, and the binomial
+    noise of its own ``n_val`` held-out images (drawn per seed). Accuracies are multiples of 1/n.
+    """
+    clean = clean_curve(shape, depth, rounds)
+    binomial = np.sqrt(clean * (1 - clean) / n_test)
+    own = np.sqrt(np.clip(noise**2 - binomial**2, 0, None))
+    model = (
+        clean
+        + rng.normal(0, seed_offset, (n_seeds, 1))
+        + rng.normal(0, 1, (n_seeds, len(clean))) * own
+    )
+    test = np.round(np.clip(model + rng.normal(0, 1, clean.shape) * binomial, 0, 1) * n_test)
+    if n_val is None:
+        return test / n_test, None
+    val_noise = rng.normal(0, 1, model.shape) * np.sqrt(clean * (1 - clean) / n_val)
+    return test / n_test, np.round(np.clip(model + val_noise, 0, 1) * n_val) / n_val
+
+
+def simulate_accuracy(
+    shape: str,
+    depth: float,
+    noise: float,
+    n_seeds: int,
+    n_test: int,
+    rng: np.random.Generator,
+    rounds: int = 34,
+) -> np.ndarray:
+    """The test accuracy of ``simulate_curves`` (no validation data)."""
+    return simulate_curves(shape, depth, noise, n_seeds, n_test, rng, rounds=rounds)[0]
