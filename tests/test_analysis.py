@@ -333,3 +333,74 @@ def test_lambda_lines_name_every_lambda_when_a_key_is_missing_in_some_runs():
     lines = lambda_verdicts(result)
     assert len(lines) == len(result.curves) == 2
     assert all("SDD" in line and "λ = " in line for line in lines)
+
+
+# ---------------------------------------------------------------- λ rules
+
+
+def _sdd_and_flat_with_val(sdd_val: float, flat_val: float) -> pd.DataFrame:
+    """λ = 0 with a clear dip, λ = 0.01 without; their validation accuracy set by hand."""
+    sdd = an.synthetic_rounds("sdd", 0.05, 0.002, 3, weight_decay=0.0, seed=1, n_test=10_000)
+    flat = an.synthetic_rounds("decline", 0.03, 0.002, 3, weight_decay=0.01, seed=2)
+    flat["n_test"] = 10_000
+    sdd["val_acc"], flat["val_acc"] = sdd_val, flat_val
+    return pd.concat([sdd, flat])
+
+
+def test_lambda_star_avoids_a_curve_with_sdd_and_says_which_rule_chose():
+    df = _sdd_and_flat_with_val(0.9, 0.7)  # the SDD curve validates best
+    default = an.analyze(df)
+    assert list(default.curves["verdict"]) == ["SDD", "no SDD"]
+    (row,) = default.lambdas.to_dict("records")
+    assert row["best_weight_decay"] == 0.01 and row["lambdas"] == [0.01]
+    assert "without SDD" in row["rule"]
+    best = an.analyze(df, lambda_rule="best-val").lambdas.iloc[0]
+    assert best["best_weight_decay"] == 0.0 and "shows SDD" in best["note"]
+
+
+def test_lambda_star_at_a_target_sparsity_compares_validation_there():
+    df = _sdd_and_flat_with_val(0.7, 0.7)
+    df.loc[(df["weight_decay"] == 0.0) & (df["round"] == 10), "val_acc"] = 0.95
+    target = float(df[df["round"] == 10]["sparsity"].iloc[0])
+    chosen = an.analyze(df, lambda_rule="at-sparsity", target_sparsity=target).lambdas.iloc[0]
+    assert chosen["best_weight_decay"] == 0.0 and f"{target:.2%}" in chosen["rule"]
+    with pytest.raises(UserError, match="target sparsity"):
+        an.analyze(df, lambda_rule="at-sparsity")
+
+
+def test_no_lambda_is_chosen_when_every_curve_shows_sdd():
+    frames = [
+        an.synthetic_rounds("sdd", 0.05, 0.002, 3, weight_decay=w, seed=s, n_test=10_000)
+        for s, w in enumerate((0.0, 0.1))
+    ]
+    (row,) = an.analyze(pd.concat(frames)).lambdas.to_dict("records")
+    assert math.isnan(row["best_weight_decay"]) and "every λ shows SDD" in row["note"]
+
+
+def test_cli_lambda_rule_and_title(tmp_path, capsys, monkeypatch):
+    from sparsedd.analysis import plot as plot_module
+
+    titles = []
+    save = plot_module.save_figure
+    monkeypatch.setattr(
+        plot_module,
+        "save_figure",
+        lambda fig, path: titles.append(fig.get_suptitle()) or save(fig, path),
+    )
+    out = write_store(_sdd_and_flat_with_val(0.9, 0.7), tmp_path / "r")
+    code, text, _ = run_cli(["analyze", str(out), "--lambda-rule", "best-val"], capsys)
+    assert code == 0 and "best validation accuracy over all λ" in text
+    code, text, _ = run_cli(["analyze", str(out)], capsys)
+    assert code == 0 and "without SDD" in text
+    figure = tmp_path / "f.png"
+    code, _, _ = run_cli(["plot", str(out), "-o", str(figure), "--title", "My title"], capsys)
+    assert code == 0 and figure.stat().st_size > 0 and titles == ["My title"]
+
+
+def test_the_report_says_how_label_noise_was_drawn():
+    from sparsedd.analysis.report import noise_draw_line
+
+    per_seed = an.analyze(an.synthetic_rounds("flat", noise_seed=None))
+    assert "drawn anew for each seed" in noise_draw_line(per_seed)
+    pinned = an.analyze(an.synthetic_rounds("flat", noise_seed=3))
+    assert "pinned" in noise_draw_line(pinned) and "noise_seed = 3" in noise_draw_line(pinned)

@@ -187,3 +187,15 @@ def test_the_vit_reads_its_sizes() -> None:
     for key, value in (("dim", 32), ("depth", 3), ("patch_size", 4), ("dropout", 0.3)):
         assert run_id(dataclasses.replace(cfg, **{key: value})) != run_id(cfg), key
     assert ignored_notes(dataclasses.replace(cfg, dim=32), ["dim"]) == []
+
+
+def test_label_noise_is_drawn_per_seed_unless_pinned() -> None:
+    seed0, seed1 = Config(), dataclasses.replace(Config(), seed=1)
+    assert (seed0.label_seed, seed1.label_seed) == (0, 1)  # noise_seed null: the run's seed
+    pinned = dataclasses.replace(seed1, noise_seed=0)
+    assert pinned.label_seed == 0
+    # seed 0 draws as every run drew before per-seed draws: its run id is the one it had
+    assert run_id(seed0) == "44136fa355b3678a" == run_id(dataclasses.replace(seed0, noise_seed=0))
+    # a seed drawing its own labels is a different run from one sharing seed 0's draw
+    assert run_id(seed1) != run_id(pinned)
+    assert run_id(seed1) == run_id(dataclasses.replace(seed1, noise_seed=1))

@@ -72,6 +72,15 @@ def test_splits_are_seeded_subsets_with_noisy_validation() -> None:
     assert not torch.equal(s.pool_indices, other.pool_indices)
 
 
+def test_each_seed_draws_its_own_noisy_labels_by_default() -> None:
+    base = {"train_size": 500, "val_size": 100, "noise": 0.2}
+    data = load_dataset(tiny_config(**base))
+    first, second = (make_splits(data, tiny_config(**base, seed=s)) for s in (0, 1))
+    assert not torch.equal(first.train_is_noisy, second.train_is_noisy)
+    pinned = [make_splits(data, tiny_config(**base, seed=s, noise_seed=7)) for s in (0, 1)]
+    assert torch.equal(pinned[0].train_y, pinned[1].train_y)  # one draw for every seed
+
+
 def test_batch_flip_crop_equals_torchvision_per_sample() -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.rand(6, 3, 32, 32, generator=g)

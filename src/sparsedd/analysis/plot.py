@@ -122,19 +122,28 @@ def _line_label(key: str | None, value: Any, curve: str) -> str:
     return curve
 
 
-def _draw_metric(ax: Any, stats: pd.DataFrame, metric: str, color: str, style: Any) -> bool:
-    mean = pd.to_numeric(stats[f"{metric}_mean"], errors="coerce").to_numpy() * 100
+def _draw_metric(
+    ax: Any, stats: pd.DataFrame, metric: str, color: str, style: Any, scale: float = 100
+) -> bool:
+    """The metric's mean over seeds and its 95% band, clipped to [0, ``scale``]."""
+    mean = pd.to_numeric(stats[f"{metric}_mean"], errors="coerce").to_numpy() * scale
     if np.isnan(mean).all():
         return False
     x = remaining(stats["sparsity"])
     ax.plot(x, mean, color=color, linestyle=style, marker="o", markersize=3, linewidth=1.6)
-    low = pd.to_numeric(stats[f"{metric}_low"], errors="coerce").to_numpy() * 100
-    high = pd.to_numeric(stats[f"{metric}_high"], errors="coerce").to_numpy() * 100
+    low = pd.to_numeric(stats[f"{metric}_low"], errors="coerce").to_numpy() * scale
+    high = pd.to_numeric(stats[f"{metric}_high"], errors="coerce").to_numpy() * scale
     ok = np.isfinite(low) & np.isfinite(high)
     if ok.any():
-        ax.fill_between(x[ok], np.clip(low[ok], 0, 100), np.clip(high[ok], 0, 100), color=color,
-                        alpha=0.18, linewidth=0)  # fmt: skip
+        ax.fill_between(x[ok], np.clip(low[ok], 0, scale), np.clip(high[ok], 0, scale),
+                        color=color, alpha=0.18, linewidth=0)  # fmt: skip
     return True
+
+
+def has_entropy(result: Analysis) -> bool:
+    """Whether any round of ``result`` recorded the activation-state entropy."""
+    column = result.stats.get("activation_entropy_mean")
+    return column is not None and pd.to_numeric(column, errors="coerce").notna().any()
 
 
 def judged_curve(stats: pd.DataFrame, curve: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -207,15 +216,22 @@ def setting_title(result: Analysis) -> str:
     return setting
 
 
-def plot_analysis(result: Analysis, title: str | None = None) -> Figure:
-    """The figure of an analysis: per panel group, test accuracy (top) and memorization (bottom)."""
+def plot_analysis(result: Analysis, title: str | None = None, entropy: bool = False) -> Figure:
+    """The figure of an analysis: per panel group, test accuracy (top) and memorization (below);
+    with ``entropy``, the activation-state entropy (bits) in a third row."""
+    if entropy and not has_entropy(result):
+        raise UserError(
+            "these results hold no activation entropy (rounds recorded before sparsedd "
+            "recorded it); leave out --entropy, or re-run into a new --out"
+        )
     line, pkeys = line_key(result), panel_keys(result)
     curves = result.curves
     groups = [g for _, g in curves.groupby(pkeys, sort=True, dropna=False)] if pkeys else [curves]
+    rows = 3 if entropy else 2
     fig, axes = plt.subplots(
-        2,
+        rows,
         len(groups),
-        figsize=(5.2 * len(groups), 7.5),
+        figsize=(5.2 * len(groups), 3.75 * rows),
         squeeze=False,
         sharex="col",
         layout="constrained",
@@ -223,7 +239,7 @@ def plot_analysis(result: Analysis, title: str | None = None) -> Figure:
     max_sparsity = float(result.stats["sparsity"].max())
     colors = {v: PALETTE[i % len(PALETTE)] for i, v in enumerate(_line_values(curves, line))}
     for col, group in enumerate(groups):
-        top, bottom = axes[0][col], axes[1][col]
+        top, memo = axes[0][col], axes[1][col]
         for i, (_, curve) in enumerate(group.iterrows()):
             color = colors[curve[line] if line else curve["curve"]]
             style = LINESTYLES[(i // len(PALETTE)) % len(LINESTYLES)]
@@ -231,16 +247,21 @@ def plot_analysis(result: Analysis, title: str | None = None) -> Figure:
                 style = INCONCLUSIVE_STYLE
             stats = result.stats[result.stats["curve"] == curve["curve"]].sort_values("round")
             _draw_metric(top, stats, "test_acc", color, style)
-            _draw_metric(bottom, stats, "memorization", color, style)
+            _draw_metric(memo, stats, "memorization", color, style)
+            if entropy:
+                _draw_metric(axes[2][col], stats, "activation_entropy", color, style, scale=1)
             _mark_dense(top, curve, color)
             _mark_sdd(top, stats, curve, color, i)
         top.set_title(_panel_title(pkeys, group.iloc[0]), fontsize=10)
-        for ax in (top, bottom):
+        for ax in (axes[r][col] for r in range(rows)):
             _format_sparsity_axis(ax, max_sparsity)
         top.set_ylabel("Test accuracy (%)")
-        bottom.set_ylabel("Memorization of noisy labels (%)")
-        bottom.set_ylim(0, max(5.0, bottom.get_ylim()[1]))
-        bottom.set_xlabel("Sparsity (%; log scale of weights remaining)")
+        memo.set_ylabel("Memorization of noisy labels (%)")
+        memo.set_ylim(0, max(5.0, memo.get_ylim()[1]))
+        if entropy:
+            axes[2][col].set_ylabel("Activation entropy (bits)")
+            axes[2][col].set_ylim(0, 1)
+        axes[rows - 1][col].set_xlabel("Sparsity (%; log scale of weights remaining)")
     _legend(fig, curves, line, colors)
     default = "Test accuracy and memorization across pruning rounds"
     setting = textwrap.fill(setting_title(result), _TITLE_WIDTH + 12)
@@ -274,7 +295,8 @@ def _legend(fig: Figure, curves: pd.DataFrame, line: str | None, colors: dict) -
         )
     if "SDD" in verdicts:
         handles += [_marker_handle("v", "SDD dip"), _marker_handle("^", "SDD peak")]
-    if "inconclusive" in verdicts:
+    inconclusive_dips = curves[(curves["verdict"] == "inconclusive") & curves["dip_acc"].notna()]
+    if not inconclusive_dips.empty:
         handles.append(_marker_handle("v", "dip, inconclusive", face="white"))
     fig.legend(handles=handles, loc="outside right center", fontsize=9, frameon=False)
 

@@ -310,6 +310,10 @@ def provenance_rows(result: Analysis) -> list[dict[str, Any]]:
     return [{**dict(zip(cols, k, strict=True)), "rounds": n} for k, n in counts.items()]
 
 
+def _bits(value: Any) -> str:
+    return "-" if missing(value) else f"{float(value):.3f}"
+
+
 def _stats_rows(result: Analysis) -> list[dict[str, Any]]:
     rows = []
     for _, s in result.stats.iterrows():
@@ -323,6 +327,7 @@ def _stats_rows(result: Analysis) -> list[dict[str, Any]]:
                 "± s.d.": points(s["test_acc_std"]).lstrip("+"),
                 "95% CI": f"{pct(s['test_acc_low'], 2)} – {pct(s['test_acc_high'], 2)}",
                 "memorization": pct(s["memorization_mean"]),
+                "entropy (bits)": _bits(s.get("activation_entropy_mean")),
                 "val acc": pct(s["val_acc_mean"]),
             }
         )
@@ -356,7 +361,9 @@ def render_html(result: Analysis, figure_png: bytes, source: str) -> str:
 <h2>Figure</h2>
 <figure><img id="sdd-figure" alt="Test accuracy and memorization against sparsity"
  src="data:image/png;base64,{img}">
-<figcaption>Mean over seeds; bands: 95% intervals per round; dotted: the 3-round mean the
+<figcaption>Mean over seeds; bands: 95% intervals per round; where recorded, a third row shows
+the activation-state entropy (bits: the mean over ReLU/GELU units of the entropy of their on/off
+state over 512 training images, a signal that needs no labels); dotted: the 3-round mean the
 verdict is taken on; ▼ dip and ▲ peak on it where the verdict is SDD (hollow: inconclusive);
 an inconclusive curve is drawn dashed. The x axis is logarithmic in the fraction of weights
 remaining and labelled in sparsity.</figcaption></figure>

@@ -11,8 +11,9 @@ import pandas as pd
 
 from sparsedd.analysis.load import add_curve_column
 
-#: Metrics summarised per round over seeds.
-METRICS = ("test_acc", "memorization", "val_acc")
+#: Metrics summarised per round over seeds; all lie in [0, 1] (entropy of a binary state, in
+#: bits, too), where their intervals are clipped.
+METRICS = ("test_acc", "memorization", "val_acc", "activation_entropy")
 
 # Two-sided 97.5% quantiles of Student's t for 1..30 degrees of freedom.
 _T975 = (

@@ -75,13 +75,17 @@ def _load(out_dir: str) -> pd.DataFrame:
 
 
 def _with_figure(
-    result: Analysis, use: Callable[[Figure], T], layers: bool = False, title: str | None = None
+    result: Analysis,
+    use: Callable[[Figure], T],
+    layers: bool = False,
+    title: str | None = None,
+    entropy: bool = False,
 ) -> T:
-    """Draw the SDD figure (or, with ``layers``, the per-layer density figure) of ``result``,
-    hand it to ``use``, and always close it."""
+    """Draw the SDD figure (with ``entropy``, its entropy row; with ``layers``, the per-layer
+    density figure instead) of ``result``, hand it to ``use``, and always close it."""
     from sparsedd.analysis.plot import close, plot_analysis, plot_layers
 
-    fig = plot_layers(result, title) if layers else plot_analysis(result, title)
+    fig = plot_layers(result, title) if layers else plot_analysis(result, title, entropy)
     try:
         return use(fig)
     finally:
@@ -134,12 +138,18 @@ def _default_path(out_dir: str, name: str) -> Path:
     help="draw each layer's remaining weights against sparsity instead (one panel per curve)",
 )
 @click.option("--title", default=None, help="the figure's title  [default: the setting]")
+@click.option(
+    "--entropy",
+    is_flag=True,
+    help="add a row: each round's activation-state entropy (bits), a label-free signal",
+)
 @_options
 def plot(
     out_dir: str,
     output: str | None,
     layers: bool,
     title: str | None,
+    entropy: bool,
     min_rise: float,
     lambda_rule: str,
     target_sparsity: float | None,
@@ -150,7 +160,7 @@ def plot(
     default = "layers.png" if layers else "sdd.png"
     path = Path(output) if output else _default_path(out_dir, default)
     result = _analysis(out_dir, min_rise, lambda_rule, target_sparsity)
-    _with_figure(result, lambda fig: save_figure(fig, path), layers, title)
+    _with_figure(result, lambda fig: save_figure(fig, path), layers, title, entropy)
     click.echo(f"wrote {path}")
 
 
@@ -171,12 +181,12 @@ def report(
     target_sparsity: float | None,
 ) -> None:
     """Write one self-contained HTML page: verdicts, λ choice, figure, tables, configs."""
-    from sparsedd.analysis.plot import figure_png
+    from sparsedd.analysis.plot import figure_png, has_entropy
     from sparsedd.analysis.report import write_report
 
     path = Path(output) if output else _default_path(out_dir, "report.html")
     result = _analysis(out_dir, min_rise, lambda_rule, target_sparsity)
-    png = _with_figure(result, figure_png)
+    png = _with_figure(result, figure_png, entropy=has_entropy(result))
     write_report(result, png, path, source=str(out_dir))
     click.echo(f"wrote {path}")
 

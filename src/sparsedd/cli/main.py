@@ -20,6 +20,7 @@ TABLE_COLUMNS = (
     "sparsity",
     "test_acc",
     "memorization",
+    "activation_entropy",
     "val_acc",
     "train_acc",
     "round_epochs",

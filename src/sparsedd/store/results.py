@@ -33,11 +33,15 @@ ROUND_FIELDS = (
 )
 #: Where and with what each round was computed (schema 2; NULL in rounds recorded before).
 PROVENANCE_FIELDS = ("sparsedd_version", "git_commit", "torch_version", "device_name", "execution")
-#: Added in schema 4: how many test images the round's accuracy is over (the verdict's binomial
-#: noise); NULL in rounds recorded before.
-EVAL_FIELDS = ("n_test",)
+#: Added in schema 4 (NULL in rounds recorded before): how many test images the round's accuracy
+#: is over (the verdict's binomial noise), and the activation-state entropy of its model.
+EVAL_FIELDS = ("n_test", "activation_entropy")
 #: Columns an older database may lack; upgrading adds them (with their SQL types).
-ADDED_COLUMNS = {**dict.fromkeys(PROVENANCE_FIELDS, "TEXT"), "n_test": "INTEGER"}
+ADDED_COLUMNS = {
+    **dict.fromkeys(PROVENANCE_FIELDS, "TEXT"),
+    "n_test": "INTEGER",
+    "activation_entropy": "REAL",
+}
 #: The columns of a round row as ``round_rows`` returns it (after the run's config keys): the
 #: round's own epoch count is ``round_epochs``, so that ``epochs`` stays the config's key.
 ROUND_COLUMNS = (
@@ -57,7 +61,8 @@ CREATE TABLE IF NOT EXISTS rounds (
     sparsity REAL, params_remaining INTEGER, test_acc REAL, test_loss REAL, train_acc REAL,
     train_acc_clean REAL, memorization REAL, val_acc REAL, epochs INTEGER, seconds REAL,
     layer_density TEXT, sparsedd_version TEXT, git_commit TEXT, torch_version TEXT,
-    device_name TEXT, execution TEXT, n_test INTEGER, PRIMARY KEY (run_id, round));
+    device_name TEXT, execution TEXT, n_test INTEGER, activation_entropy REAL,
+    PRIMARY KEY (run_id, round));
 CREATE TABLE IF NOT EXISTS epochs (
     run_id TEXT NOT NULL REFERENCES runs(run_id), round INTEGER NOT NULL,
     epoch INTEGER NOT NULL, train_loss REAL, train_acc REAL,
@@ -85,6 +90,7 @@ _VALUE_RULES = {
         "seconds": _NUMBER,
         "layer_density": _JSON_OBJECT,
         "n_test": _INTEGER_OR_NULL,
+        "activation_entropy": _NUMBER_OR_NULL,
     },
     "epochs": {
         "run_id": _TEXT,

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparsedd.config import Config, canonical, run_id, to_dict, to_yaml
+from sparsedd.data.batches import channel_stats, normalize
 from sparsedd.data.datasets import ImageData, Splits, load_dataset, make_splits
 from sparsedd.errors import (
     CheckpointError,
@@ -31,6 +32,7 @@ from sparsedd.store import checkpoint as ckpt
 from sparsedd.store.atomic import temp_files
 from sparsedd.store.results import ResultsStore, RunStore
 from sparsedd.store.run_lock import run_locks
+from sparsedd.training.entropy import ENTROPY_SAMPLE, activation_entropy
 from sparsedd.training.prune import (
     CRITERIA,
     Masks,
@@ -404,6 +406,10 @@ class Experiment:
             {"round": k, "epoch": epoch, "seconds": seconds, "run_id": self.id},
         )
 
+    def _activation_entropy(self, s: Splits) -> float | None:
+        """The round's activation-state entropy on a fixed sample of training images."""
+        return activation_entropy(self.model, _entropy_sample(s, self.device))
+
     def _evaluate(
         self, k: int, trainer: Trainer, splits: Splits, epochs: int, seconds: float
     ) -> dict[str, Any]:
@@ -429,9 +435,16 @@ class Experiment:
             "epochs": epochs,
             "seconds": seconds,
             "n_test": len(s.test_y),
+            "activation_entropy": self._activation_entropy(s),
             "layer_density": layer_density(self.masks),
             **provenance(self.device),
         }
+
+
+def _entropy_sample(s: Splits, device: torch.device) -> torch.Tensor:
+    """The first ENTROPY_SAMPLE training images of the run's split, normalized."""
+    x = s.train_x[:ENTROPY_SAMPLE]
+    return normalize(x, channel_stats(s.mean, device), channel_stats(s.std, device))
 
 
 def check_path_encoding(out_dir: Path) -> None:
