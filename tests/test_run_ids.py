@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sparsedd.config import run_id, validate
+from sparsedd.components import run_id, validate
 from sparsedd.presets import preset_config, preset_names
 
 # Measured from the code before components declared the keys they read (issue 18).

@@ -9,7 +9,7 @@ import pytest
 from conftest import tiny_config
 
 from sparsedd.cli.main import main
-from sparsedd.config import resolve_config, run_id
+from sparsedd.components import resolve_config, run_id
 from sparsedd.errors import ConfigError, UserError
 from sparsedd.store.run_lock import run_locks
 from sparsedd.sweep.jobs import place

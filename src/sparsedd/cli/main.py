@@ -204,7 +204,8 @@ def run(
 
 def _note_ignored_keys(configs: list[Any], config_file: str | None, options: list[str]) -> None:
     """Say once, on stderr, of each key the user set that a run does not read."""
-    from sparsedd.config import ignored_notes, load_yaml_file
+    from sparsedd.components import ignored_notes
+    from sparsedd.config import load_yaml_file
 
     given = [str(k) for k in load_yaml_file(config_file)] if config_file else []
     given += [item.split("=", 1)[0].strip() for item in options]
@@ -319,7 +320,8 @@ def results(out_dir: str, fmt: str, epochs: bool) -> None:
 )
 def presets(name: str | None, fmt: str, parameters: bool) -> None:
     """List the presets, or print preset NAME as a fully resolved config."""
-    from sparsedd.config import to_dict, to_yaml, validate
+    from sparsedd.components import validate
+    from sparsedd.config import to_dict, to_yaml
     from sparsedd.presets import preset_config, preset_description, preset_names
 
     if name is None:
@@ -357,16 +359,18 @@ def _yaml(value: Any) -> str:
 
 def _model_size(cfg: Any) -> tuple[int, int]:
     """(parameters, prunable weights) of a config's model, from its dataset's known shape."""
-    from sparsedd.data.datasets import DATASET_SHAPES
+    from sparsedd.data.datasets import DATASETS, dataset_shape
     from sparsedd.models.base import InputSpec
     from sparsedd.training.prune import model_size
 
-    if cfg.dataset not in DATASET_SHAPES:
+    shape = dataset_shape(cfg.dataset)
+    if shape is None:
+        known = [name for name in DATASETS.names() if dataset_shape(name) is not None]
         raise UserError(
             f"the image shape of dataset {cfg.dataset!r} is known only from its files; "
-            f"--parameters works for: {', '.join(DATASET_SHAPES)}"
+            f"--parameters works for: {', '.join(known)}"
         )
-    return model_size(cfg, InputSpec(*DATASET_SHAPES[cfg.dataset]))
+    return model_size(cfg, InputSpec(*shape))
 
 
 @cli.command()

@@ -15,7 +15,7 @@ from torch import nn
 
 from sparsedd.config import Config
 from sparsedd.errors import ConfigError
-from sparsedd.models.base import MODELS, InputSpec
+from sparsedd.models.base import MODELS, InputSpec, ModelNeeds
 
 PLANS: dict[str, list[int | str]] = {
     "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512],
@@ -78,4 +78,4 @@ def _builder(name: str):
 
 
 for _name in PLANS:
-    MODELS.register(_name)(_builder(_name))
+    MODELS.register(_name, ModelNeeds(output="fc"))(_builder(_name))

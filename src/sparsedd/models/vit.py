@@ -8,7 +8,7 @@ from torch import nn
 
 from sparsedd.config import Config
 from sparsedd.errors import ConfigError
-from sparsedd.models.base import MODELS, InputSpec
+from sparsedd.models.base import MODELS, InputSpec, ModelNeeds
 
 
 class Attention(nn.Module):
@@ -119,6 +119,22 @@ class ViT(nn.Module):
         return self.head(x[:, 0])
 
 
-@MODELS.register("vit")
+#: The config keys a ViT reads besides the common ones: its sizes, dropouts and layout.
+VIT_KEYS = frozenset(
+    {
+        "patch_size",
+        "dim",
+        "depth",
+        "heads",
+        "dim_head",
+        "mlp_dim",
+        "dropout",
+        "emb_dropout",
+        "vit_layout",
+    }
+)
+
+
+@MODELS.register("vit", ModelNeeds(keys=VIT_KEYS, output="head.1"))
 def _vit(cfg: Config, spec: InputSpec) -> nn.Module:
     return ViT(cfg, spec)

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sparsedd.config import Config, run_id
+from sparsedd.components import run_id
+from sparsedd.config import Config
 from sparsedd.errors import NoResultsError, UserError
 
 
@@ -88,7 +89,7 @@ def sweep_configs(
 
     ``assignments`` (``--set``) apply to every run; grid values win over them.
     """
-    from sparsedd.config import resolve_config
+    from sparsedd.components import resolve_config
 
     out: dict[str, tuple[str, Config]] = {}
     for cell in cells:

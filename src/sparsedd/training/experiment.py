@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparsedd.config import Config, canonical, run_id, to_dict, to_yaml
+from sparsedd.components import canonical, run_id
+from sparsedd.config import Config, to_dict, to_yaml
 from sparsedd.data.datasets import ImageData, Splits, load_dataset, make_splits
 from sparsedd.errors import (
     CheckpointError,

@@ -11,7 +11,7 @@ from torch import nn
 
 from sparsedd.config import Config
 from sparsedd.errors import ConfigError, DivergedError
-from sparsedd.models.base import InputSpec, count_parameters, create_model
+from sparsedd.models.base import InputSpec, count_parameters, create_model, layer_roles
 from sparsedd.registry import Registry
 from sparsedd.training.execution import mul_each_
 
@@ -35,13 +35,17 @@ CRITERIA.register("gradient")(Criterion(lambda w, g, gen: (w * g).abs(), needs_g
 
 
 def prunable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
-    """Weights of every Linear and Conv layer, by parameter name.
+    """Weights of the Linear and Conv layers the model declares prunable, by parameter name
+    (every one for a model built by hand; see ``ModelNeeds.prunable``).
 
     Biases, norms, position embeddings and CLS tokens are never returned, so never pruned.
     """
+    patterns = layer_roles(model).prunable
     found = {}
     for module_name, module in model.named_modules():
-        if isinstance(module, PRUNABLE_MODULES):
+        if isinstance(module, PRUNABLE_MODULES) and any(
+            fnmatch.fnmatchcase(module_name, p) for p in patterns
+        ):
             found[f"{module_name}.weight" if module_name else "weight"] = module.weight
     return found
 
@@ -55,16 +59,19 @@ def excluded_layers(model: nn.Module, patterns: str) -> set[str]:
 
     ``patterns`` is comma-separated; each is matched (shell-style) against a layer's module
     name and its weight's name (``fc`` and ``fc.weight`` both name ``fc.weight``), and
-    ``output`` names the last prunable layer, the one producing the logits. A pattern that
-    matches nothing, or patterns that leave nothing to prune, are a ConfigError.
+    ``output`` names the layer producing the logits, as the model declares it (the last
+    prunable layer when it declares none). A pattern that matches nothing, or patterns that
+    leave nothing to prune, are a ConfigError.
     """
     names = list(prunable_parameters(model))
+    output = layer_roles(model).output
     excluded: set[str] = set()
     for pattern in (p.strip() for p in patterns.split(",")):
         if not pattern:
             continue
         if pattern == OUTPUT_LAYER:
-            hits = names[-1:]
+            hits = [f"{output}.weight"] if output is not None else names[-1:]
+            hits = [n for n in hits if n in names]
         else:
             hits = [
                 n
