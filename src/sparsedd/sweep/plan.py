@@ -33,6 +33,7 @@ class PlannedRun:
     rounds_recorded: int
     epochs_done: int
     epochs_total: int
+    seconds_per_epoch: float | None = None
 
     @property
     def state(self) -> str:
@@ -47,6 +48,13 @@ class PlannedRun:
     def epochs_left(self) -> int:
         """Epochs still to train."""
         return self.epochs_total - self.epochs_done
+
+    @property
+    def seconds_left(self) -> float | None:
+        """Time still to train at the recorded pace (None: no comparable round recorded)."""
+        if self.seconds_per_epoch is None:
+            return None
+        return self.epochs_left * self.seconds_per_epoch
 
 
 def parse_grid_options(items: Sequence[str]) -> dict[str, list[str]]:
@@ -118,18 +126,44 @@ def run_epochs(cfg: Config) -> int:
     return cfg.round0_epochs + cfg.rounds * cfg.epochs
 
 
-def recorded_rounds(out_dir: str | Path) -> dict[str, set[int]]:
-    """Recorded rounds by run id (empty when the folder holds no results yet)."""
+def recorded_rows(out_dir: str | Path) -> list[dict[str, Any]]:
+    """Every recorded round row of ``out_dir`` (empty when it holds no results yet)."""
     from sparsedd.store.results import ResultsStore
 
     try:
         store = ResultsStore(out_dir, create=False)
     except NoResultsError:  # none yet, or another run is creating the database right now
-        return {}
+        return []
+    return store.round_rows()
+
+
+def recorded_rounds(out_dir: str | Path) -> dict[str, set[int]]:
+    """Recorded rounds by run id (empty when the folder holds no results yet)."""
+    return _rounds_by_run(recorded_rows(out_dir))
+
+
+def _rounds_by_run(rows: Sequence[Mapping[str, Any]]) -> dict[str, set[int]]:
     done: dict[str, set[int]] = {}
-    for row in store.round_rows():
+    for row in rows:
         done.setdefault(row["run_id"], set()).add(row["round"])
     return done
+
+
+def seconds_per_epoch(rows: Sequence[Mapping[str, Any]]) -> float | None:
+    """Recorded training pace: seconds over epochs of ``rows`` (None: none timed)."""
+    timed = [r for r in rows if r.get("round_epochs") and r.get("seconds") is not None]
+    epochs = sum(r["round_epochs"] for r in timed)
+    return sum(r["seconds"] for r in timed) / epochs if epochs else None
+
+
+def _pace(cfg: Config, rid: str, rows: Sequence[Mapping[str, Any]]) -> float | None:
+    """A run's pace: its own recorded rounds, else those of runs of the same model, dataset
+    and batch size in the folder; None when neither exists."""
+    own = seconds_per_epoch([r for r in rows if r["run_id"] == rid])
+    if own is not None:
+        return own
+    alike = ("model", "dataset", "batch_size")
+    return seconds_per_epoch([r for r in rows if all(r.get(k) == getattr(cfg, k) for k in alike)])
 
 
 def saved_epoch(folder: Path) -> tuple[int, int] | None:
@@ -151,7 +185,8 @@ def saved_epoch(folder: Path) -> tuple[int, int] | None:
 
 def plan(runs: Sequence[tuple[str, Config]], out_dir: str | Path) -> list[PlannedRun]:
     """Each run with what is recorded of it in ``out_dir`` and what it costs in epochs."""
-    done = recorded_rounds(out_dir)
+    rows = recorded_rows(out_dir)
+    done = _rounds_by_run(rows)
     planned = []
     for label, cfg in runs:
         rid = run_id(cfg)
@@ -163,7 +198,8 @@ def plan(runs: Sequence[tuple[str, Config]], out_dir: str | Path) -> list[Planne
         n_recorded = len([k for k in rounds if k <= cfg.rounds])
         if n_recorded == cfg.rounds + 1 and not _last_checkpoint_exists(out_dir, cfg, rid):
             n_recorded -= 1  # its folder was deleted: the run drops its rows and recomputes
-        planned.append(PlannedRun(cfg, rid, label, n_recorded, epochs, run_epochs(cfg)))
+        pace = _pace(cfg, rid, rows)
+        planned.append(PlannedRun(cfg, rid, label, n_recorded, epochs, run_epochs(cfg), pace))
     return planned
 
 
@@ -174,8 +210,14 @@ def _last_checkpoint_exists(out_dir: str | Path, cfg: Config, rid: str) -> bool:
 
 
 def format_plan(planned: Sequence[PlannedRun]) -> str:
-    """One line per run (id, state, epochs left, label) and a closing total."""
-    lines = [f"{p.id}  {p.state:<22} {p.epochs_left:>7} epochs  {p.label}" for p in planned]
+    """One line per run (id, state, epochs and time left, label), a total, and the time left
+    at the pace recorded in the folder (for runs alike when a run has no round of its own)."""
+    from sparsedd.training.progress import duration
+
+    lines = [
+        f"{p.id}  {p.state:<22} {p.epochs_left:>7} epochs  {_time(p.seconds_left):>8}  {p.label}"
+        for p in planned
+    ]
     states = [p.state.split(" ")[0] for p in planned]
     total = sum(p.epochs_left for p in planned)
     lines.append(
@@ -183,4 +225,25 @@ def format_plan(planned: Sequence[PlannedRun]) -> str:
         f"{states.count('new')} new; {total} epochs left of "
         f"{sum(p.epochs_total for p in planned)}"
     )
+    left = [p for p in planned if p.epochs_left]
+    unknown = [p for p in left if p.seconds_left is None]
+    if not left:
+        lines.append("time left: none")
+    elif len(unknown) == len(left):
+        lines.append(
+            "time left: unknown (no round of these runs, or of runs of the same model, dataset "
+            "and batch size, is recorded here yet)"
+        )
+    else:
+        known = sum(p.seconds_left or 0.0 for p in left)
+        rest = f", plus {len(unknown)} runs with no comparable recorded round" if unknown else ""
+        lines.append(
+            f"time left: about {duration(known)} one run at a time, at the recorded pace{rest}"
+        )
     return "\n".join(lines)
+
+
+def _time(seconds: float | None) -> str:
+    from sparsedd.training.progress import duration
+
+    return "?" if seconds is None else duration(seconds)
