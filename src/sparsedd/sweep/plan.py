@@ -11,7 +11,7 @@ from typing import Any
 
 from sparsedd.components import run_id
 from sparsedd.config import Config
-from sparsedd.errors import NoResultsError, UserError
+from sparsedd.errors import ConfigError, NoResultsError, UserError
 
 
 @dataclass(frozen=True)
@@ -100,21 +100,45 @@ def sweep_configs(
     from sparsedd.components import resolve_config
 
     out: dict[str, tuple[str, Config]] = {}
+    errors: dict[str, list[str]] = {}
+    tried = 0
     for cell in cells:
         for combo in expand(cell.axes):
             extra = [f"{k}={_text(v)}" for k, v in combo.items()]
-            cfg = resolve_config(cell.preset, cell.config_file, [*assignments, *extra], ("grid",))
+            prefix = [f"preset={cell.preset}"] if len(cells) > 1 else []
+            tried += 1
+            try:
+                cfg = resolve_config(
+                    cell.preset, cell.config_file, [*assignments, *extra], ("grid",)
+                )
+            except ConfigError as err:  # gather every run's errors: all are reported at once
+                errors.setdefault(str(err), []).append(" ".join([*prefix, label_of(combo)]))
+                continue
             rid = run_id(cfg)
             # One run id named twice (a grid over `rounds` or over a key the run does not
             # read) is one run, trained for the most rounds asked.
             if rid in out and cfg.rounds <= out[rid][1].rounds:
                 continue
-            prefix = [f"preset={cell.preset}"] if len(cells) > 1 else []
             out[rid] = (
                 out[rid][0] if rid in out else " ".join([*prefix, label_of(combo)]).strip(),
                 cfg,
             )
+    if errors:
+        raise ConfigError(all_errors(errors, tried))
     return list(out.values())
+
+
+def all_errors(errors: dict[str, list[str]], runs: int) -> str:
+    """Config errors of a sweep's runs as one message: an error of every run reads as itself;
+    otherwise each error is prefixed by the runs (grid labels) that have it."""
+    failing = sum(len(labels) for labels in errors.values())
+    if len(errors) == 1 and failing == runs:
+        return next(iter(errors))
+    parts = [
+        f"[{', '.join(label or 'the run' for label in labels)}] {message}"
+        for message, labels in errors.items()
+    ]
+    return f"{failing} of {runs} runs have config errors: " + "; ".join(parts)
 
 
 def _text(value: Any) -> str:
