@@ -169,3 +169,15 @@ def test_the_config_module_imports_no_component() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = ast.literal_eval(out.stdout)
     assert loaded == ["sparsedd.config", "sparsedd.errors"], loaded
+
+
+def test_a_model_checks_its_input_shape_when_the_config_is_validated() -> None:
+    """The dataset declares its shape, the model what it takes: refused before any data load."""
+    with pytest.raises(ConfigError, match="needs images of at least 16×16 pixels"):
+        tiny_config(model="vgg11")  # synthetic images are 8×8
+    with pytest.raises(ConfigError, match=r"'patch_size' \(3\) must divide the image size \(8\)"):
+        tiny_config(**{**TINY_VIT, "patch_size": 3})
+    with pytest.raises(ConfigError, match="multiple of 32"):
+        tiny_config(model="swin", dataset="mnist")
+    # imagefolder's shape is known only from its files: checked when the model is built
+    assert validate(dataclasses.replace(tiny_config(), model="vgg11", dataset="imagefolder"))

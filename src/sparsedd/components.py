@@ -32,7 +32,7 @@ from sparsedd.config import (
 from sparsedd.data.datasets import DATASETS
 from sparsedd.data.noise import NOISE_KINDS
 from sparsedd.errors import ConfigError
-from sparsedd.models.base import MODELS, model_needs
+from sparsedd.models.base import MODELS, InputSpec, model_needs
 from sparsedd.presets import preset_config
 from sparsedd.registry import Needs, Registry
 from sparsedd.training.prune import CRITERIA
@@ -53,13 +53,17 @@ def validate(cfg: Config) -> Config:
     """Check ranges, names, the keys each chosen component reads and cross-field rules; return
     ``cfg`` unchanged, or raise one ConfigError that lists every problem found."""
     errors = field_errors(cfg)
+    known = True
     for kind_key, registry in KINDS.items():
         try:
             needs = registry.needs(getattr(cfg, kind_key))
         except ConfigError as err:
             errors.append(str(err))
+            known = False
             continue
         errors += _needs_errors(cfg, kind_key, registry, needs)
+    if known:
+        errors += _input_errors(cfg)
     if errors:
         raise ConfigError("; ".join(dict.fromkeys(errors)))
     return cfg
@@ -84,6 +88,18 @@ def _needs_errors(cfg: Config, kind_key: str, registry: Registry[Any], needs: Ne
                 f"(now {name}); set {key}={default} (its default) or {kind_key}={readers[0]}"
             )
     return errors
+
+
+def _input_errors(cfg: Config) -> list[str]:
+    """The model's input check, on the dataset's declared shape (when it declares one)."""
+    check, shape = model_needs(cfg.model).input_check, DATASETS.needs(cfg.dataset).shape
+    if check is None or shape is None:
+        return []
+    try:
+        check(cfg, InputSpec(*shape))
+    except ConfigError as err:
+        return [str(err)]
+    return []
 
 
 def resolve_config(

@@ -34,10 +34,13 @@ class ModelNeeds(Needs):
     ``prunable``: shell-style patterns of the module names whose Linear or Conv weights pruning
     may remove (``*``: every one). ``output``: the module name of the layer producing the
     logits (what ``prune_exclude=output`` keeps dense); None: the last prunable layer.
+    ``input_check``: raises a ConfigError for an input shape the model cannot take; it runs
+    when a config is validated (for datasets of known shape) and before every build.
     """
 
     prunable: tuple[str, ...] = ("*",)
     output: str | None = None
+    input_check: Callable[[Config, InputSpec], None] | None = None
 
 
 #: Attribute under which ``create_model`` leaves a built model's ``ModelNeeds``.
@@ -58,9 +61,12 @@ def model_needs(name: str) -> ModelNeeds:
 def create_model(cfg: Config, spec: InputSpec) -> nn.Module:
     """A freshly initialized model ``cfg.model`` for inputs described by ``spec``, carrying
     its declaration (see ``layer_roles``)."""
-    model = MODELS.get(cfg.model)(cfg, spec)
+    builder, needs = MODELS.get(cfg.model), model_needs(cfg.model)
+    if needs.input_check is not None:
+        needs.input_check(cfg, spec)
+    model = builder(cfg, spec)
     initialize(model, cfg.init)
-    setattr(model, ROLES_ATTRIBUTE, model_needs(cfg.model))
+    setattr(model, ROLES_ATTRIBUTE, needs)
     return model
 
 

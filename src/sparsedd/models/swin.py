@@ -215,7 +215,11 @@ class Swin(nn.Module):
         return self.head(x.mean(dim=(1, 2)))
 
 
-@MODELS.register("swin", ModelNeeds(output="head.1"))
+def _check_input(cfg: Config, spec: InputSpec) -> None:
+    check_image_size(spec.image_size, SWIN_T_CIFAR)
+
+
+@MODELS.register("swin", ModelNeeds(output="head.1", input_check=_check_input))
 def _swin(cfg: Config, spec: InputSpec) -> nn.Module:
     """The paper's Swin-T; its sizes are fixed (no config key sets them)."""
     return Swin(spec)
