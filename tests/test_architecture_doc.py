@@ -12,11 +12,11 @@ from conftest import tiny_config
 from test_bad_input import run_cli
 
 from sparsedd.components import run_id
+from sparsedd.criteria import CRITERIA
 from sparsedd.data.datasets import DATASETS
 from sparsedd.models.base import MODELS
 from sparsedd.store.results import ResultsStore
 from sparsedd.sweep.backends import BACKENDS
-from sparsedd.training.prune import CRITERIA
 
 DOC = (Path(__file__).parent.parent / "docs" / "architecture.md").read_text()
 BLOCKS = [part.split("```", 1)[0] for part in DOC.split("```python\n")[1:]]

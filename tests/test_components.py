@@ -17,12 +17,13 @@ from torch import nn
 
 from sparsedd.components import ignored_notes, run_id, validate
 from sparsedd.config import Config
+from sparsedd.criteria import CRITERIA, Criterion
 from sparsedd.data.datasets import DATASETS, ImageData, dataset_shape
 from sparsedd.errors import ConfigError
 from sparsedd.models.base import MODELS, InputSpec, ModelNeeds, create_model
 from sparsedd.registry import Needs
 from sparsedd.store.results import ResultsStore
-from sparsedd.training.prune import CRITERIA, Criterion, excluded_layers, prunable_parameters
+from sparsedd.training.prune import excluded_layers, prunable_parameters
 
 
 class TwoHeads(nn.Module):

@@ -29,13 +29,13 @@ from sparsedd.config import (
     parse_assignment,
     to_dict,
 )
+from sparsedd.criteria import CRITERIA
 from sparsedd.data.datasets import DATASETS
 from sparsedd.data.noise import NOISE_KINDS
 from sparsedd.errors import ConfigError
 from sparsedd.models.base import MODELS, InputSpec, model_needs
 from sparsedd.presets import preset_config
 from sparsedd.registry import Needs, Registry
-from sparsedd.training.prune import CRITERIA
 
 #: The config key that names each kind of component, and its registry.
 KINDS: dict[str, Registry[Any]] = {

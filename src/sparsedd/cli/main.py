@@ -315,9 +315,9 @@ def _model_size(cfg: Any) -> tuple[int, int]:
 @cli.command()
 def models() -> None:
     """List the registered models, datasets and pruning criteria."""
+    from sparsedd.criteria import CRITERIA
     from sparsedd.data.datasets import DATASETS
     from sparsedd.models.base import MODELS
-    from sparsedd.training.prune import CRITERIA
 
     for label, registry in (
         ("models", MODELS),

@@ -1,37 +1,21 @@
-"""Pruning masks: which weights are prunable, scoring criteria, and one pruning round."""
+"""Pruning masks: which weights are prunable, which are kept dense, and one pruning round
+(scoring by a criterion of ``sparsedd.criteria``)."""
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from sparsedd.config import Config
+from sparsedd.criteria import CRITERIA
 from sparsedd.errors import ConfigError, DivergedError
 from sparsedd.models.base import InputSpec, count_parameters, create_model, layer_roles
-from sparsedd.registry import Registry
 from sparsedd.training.execution import mul_each_
 
 Masks = dict[str, torch.Tensor]
 PRUNABLE_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-
-
-@dataclass(frozen=True)
-class Criterion:
-    """Scores weights: the lowest-scored surviving weights are pruned first."""
-
-    score: Callable[[torch.Tensor, torch.Tensor | None, torch.Generator], torch.Tensor]
-    needs_gradients: bool = False
-
-
-CRITERIA: Registry[Criterion] = Registry("pruning criterion")
-CRITERIA.register("magnitude")(Criterion(lambda w, g, gen: w.abs()))
-CRITERIA.register("random")(Criterion(lambda w, g, gen: torch.rand(w.shape, generator=gen)))
-# He et al.'s gradient criterion: first-order estimate of the loss change |w · ∂L/∂w|.
-CRITERIA.register("gradient")(Criterion(lambda w, g, gen: (w * g).abs(), needs_gradients=True))
 
 
 def prunable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
