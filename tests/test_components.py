@@ -182,3 +182,11 @@ def test_a_model_checks_its_input_shape_when_the_config_is_validated() -> None:
         tiny_config(model="swin", dataset="mnist")
     # imagefolder's shape is known only from its files: checked when the model is built
     assert validate(dataclasses.replace(tiny_config(), model="vgg11", dataset="imagefolder"))
+
+
+def test_models_lists_components_and_the_keys_they_read(registered, capsys) -> None:
+    code, out, _ = run_cli(["models"], capsys)
+    assert code == 0
+    assert "  test-two-heads reads: dim\n" in out and "  lenet reads: no model-specific key" in out
+    assert "test-blobs" in out.split("datasets: ")[1].splitlines()[0]
+    assert "sweep backends: local, ray" in out

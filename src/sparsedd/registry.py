@@ -86,10 +86,14 @@ class Registry(Generic[T]):
             raise ConfigError(unknown_name_message(self.kind, name, self.names()))
         return self._items[name], self._needs[name]
 
+    def declarations(self) -> dict[str, Needs]:
+        """What every registered name declares (a family as ``prefix + "NAME"``), sorted."""
+        found = {**self._needs, **{f"{p}NAME": n for p, (_, _, n) in self._families.items()}}
+        return dict(sorted(found.items()))
+
     def declared_keys(self) -> frozenset[str]:
         """Every key that some registered component of this kind declares it reads."""
-        every = [*self._needs.values(), *(n for _, _, n in self._families.values())]
-        return frozenset().union(*(n.keys for n in every))
+        return frozenset().union(*(n.keys for n in self.declarations().values()))
 
     def names(self, pattern: str = "*") -> list[str]:
         """Registered names matching a shell-style pattern, sorted."""

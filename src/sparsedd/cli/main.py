@@ -314,17 +314,24 @@ def _model_size(cfg: Any) -> tuple[int, int]:
 
 @cli.command()
 def models() -> None:
-    """List the registered models, datasets and pruning criteria."""
+    """List the registered models, datasets, noise kinds, pruning criteria and sweep backends,
+    with the model-specific config keys each model reads."""
     from sparsedd.criteria import CRITERIA
     from sparsedd.data.datasets import DATASETS
+    from sparsedd.data.noise import NOISE_KINDS
     from sparsedd.models.base import MODELS
+    from sparsedd.sweep.backends import BACKENDS
 
     for label, registry in (
         ("models", MODELS),
         ("datasets", DATASETS),
+        ("noise kinds", NOISE_KINDS),
         ("pruning criteria", CRITERIA),
+        ("sweep backends", BACKENDS),
     ):
         click.echo(f"{label}: {', '.join(registry.names())}")
+    for name, needs in MODELS.declarations().items():
+        click.echo(f"  {name} reads: {', '.join(sorted(needs.keys)) or 'no model-specific key'}")
 
 
 from sparsedd.cli.analysis import analyze, export, plot, report  # noqa: E402
