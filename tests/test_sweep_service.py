@@ -59,6 +59,9 @@ def test_a_backend_from_a_test_module_runs_a_sweep(backend, tmp_path, capsys) ->
 
 
 def test_run_sweep_is_callable_without_the_cli(backend, tmp_path) -> None:
+    import sparsedd
+
+    assert sparsedd.run_sweep is run_sweep and sparsedd.SweepRequest is SweepRequest
     request = SweepRequest(str(tmp_path), preset="tiny", grid=("seed=0,1",), backend="test-inline")
     planned = run_sweep(request).planned
     assert [p.state for p in planned] == ["new", "new"]  # as planned before training
