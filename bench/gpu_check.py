@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import speed  # noqa: E402
 
-from sparsedd.config import resolve_config  # noqa: E402
+from sparsedd.components import resolve_config  # noqa: E402
 from sparsedd.training.batched import BatchedTrainer  # noqa: E402
 from sparsedd.training.experiment import Experiment  # noqa: E402
 

@@ -41,7 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import paper_pipeline as paper  # noqa: E402
 
-from sparsedd.config import Config, resolve_config  # noqa: E402
+from sparsedd.components import resolve_config  # noqa: E402
+from sparsedd.config import Config  # noqa: E402
 from sparsedd.data.datasets import ImageData, load_dataset, make_splits  # noqa: E402
 from sparsedd.models.base import InputSpec, count_parameters, create_model  # noqa: E402
 from sparsedd.training.prune import full_masks, prunable_parameters, prune_round  # noqa: E402

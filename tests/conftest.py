@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from sparsedd.config import Config, validate
+from sparsedd.components import validate
+from sparsedd.config import Config
 from sparsedd.presets import preset_config
 
 # A shell starts background jobs with Ctrl-C ignored, and children inherit that: the processes

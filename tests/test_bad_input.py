@@ -27,7 +27,7 @@ import torch
 from safetensors.torch import save_file
 
 from sparsedd.cli.main import main
-from sparsedd.config import resolve_config
+from sparsedd.components import resolve_config
 from sparsedd.store import results as store_mod
 from sparsedd.training.experiment import Experiment, Interrupted, StopFlag, run_dir
 

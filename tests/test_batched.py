@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 
-from sparsedd.config import Config, run_id, validate
+from sparsedd.components import run_id, validate
+from sparsedd.config import Config
 from sparsedd.models.base import InputSpec, create_model
 from sparsedd.presets import preset_config
 from sparsedd.store import checkpoint as ckpt

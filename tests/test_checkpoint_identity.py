@@ -26,7 +26,7 @@ from test_bad_input import (  # noqa: F401  (fixtures)
     tiny_folder,
 )
 
-from sparsedd.config import resolve_config
+from sparsedd.components import resolve_config
 from sparsedd.store.results import ResultsStore
 from sparsedd.training.experiment import Experiment
 

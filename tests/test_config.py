@@ -4,16 +4,8 @@ import dataclasses
 
 import pytest
 
-from sparsedd.config import (
-    DEFAULTS,
-    Config,
-    ignored_notes,
-    normalized,
-    parse_assignment,
-    resolve_config,
-    run_id,
-    to_dict,
-)
+from sparsedd.components import ignored_notes, normalized, resolve_config, run_id
+from sparsedd.config import DEFAULTS, Config, parse_assignment, to_dict
 from sparsedd.errors import ConfigError
 from sparsedd.presets import preset_config, preset_names
 

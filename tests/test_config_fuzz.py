@@ -13,6 +13,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sparsedd.components import validate
 from sparsedd.config import (
     DEFAULTS,
     FIELDS,
@@ -22,7 +23,6 @@ from sparsedd.config import (
     load_yaml_file,
     parse_assignment,
     to_dict,
-    validate,
 )
 from sparsedd.errors import ConfigError
 

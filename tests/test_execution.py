@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from sparsedd.cli import main as cli_main
-from sparsedd.config import parse_assignment, resolve_config
+from sparsedd.components import resolve_config
+from sparsedd.config import parse_assignment
 from sparsedd.errors import ConfigError
 from sparsedd.models.base import InputSpec, create_model
 from sparsedd.presets import preset_config

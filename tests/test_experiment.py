@@ -7,7 +7,7 @@ import torch
 import yaml
 from conftest import TINY_VIT, tiny_config
 
-from sparsedd.config import run_id
+from sparsedd.components import run_id
 from sparsedd.store.checkpoint import load_tensors
 from sparsedd.store.results import ROUND_FIELDS, ResultsStore
 from sparsedd.training.experiment import Experiment, Interrupted, StopFlag, round_file

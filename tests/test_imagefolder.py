@@ -116,9 +116,9 @@ def test_cli_runs_on_an_image_folder_and_reports_bad_images_in_one_line(tmp_path
 
 
 def test_image_size_is_refused_for_datasets_it_does_not_resize() -> None:
-    from sparsedd.config import validate
+    from sparsedd.components import validate
     from sparsedd.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="resizes imagefolder data only"):
+    with pytest.raises(ConfigError, match="read only with dataset=imagefolder"):
         validate(Config(dataset="synthetic", image_size=64))
     assert validate(Config(dataset="imagefolder", image_size=64)).image_size == 64

@@ -12,9 +12,9 @@ from test_bad_input import assert_one_error_line, run_cli
 
 from sparsedd.data import datasets as data_mod
 from sparsedd.data.datasets import (
-    DATASET_SHAPES,
     IMAGENET_MEAN,
     IMAGENET_STD,
+    dataset_shape,
     load_dataset,
     make_splits,
 )
@@ -198,7 +198,7 @@ def test_parameters_reads_no_data_and_matches_the_built_model(name, capsys, monk
     assert code == 0, err
     cfg = preset_config(name)
     torch.manual_seed(0)
-    model = create_model(cfg, InputSpec(*DATASET_SHAPES[cfg.dataset]))
+    model = create_model(cfg, InputSpec(*dataset_shape(cfg.dataset)))
     dense = excluded_layers(model, cfg.prune_exclude)
     prunable = sum(p.numel() for n, p in prunable_parameters(model).items() if n not in dense)
     assert out.splitlines() == [f"parameters {count_parameters(model)}", f"prunable {prunable}"]
@@ -216,4 +216,4 @@ def test_parameters_of_the_paper_vit_and_he_lenet(capsys) -> None:
 
 def test_known_dataset_shapes_are_the_loaded_ones() -> None:
     data = load_dataset(tiny_config())
-    assert DATASET_SHAPES["synthetic"] == (data.channels, data.image_size, data.num_classes)
+    assert dataset_shape("synthetic") == (data.channels, data.image_size, data.num_classes)

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import sparsedd
-from sparsedd.config import from_dict, load_yaml_file
+from sparsedd.components import from_dict
+from sparsedd.config import load_yaml_file
 from sparsedd.errors import CheckpointError
 from sparsedd.models.base import InputSpec, create_model
 from sparsedd.store import checkpoint as ckpt

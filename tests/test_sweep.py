@@ -9,8 +9,9 @@ import pytest
 from conftest import tiny_config
 
 from sparsedd.cli.main import main
-from sparsedd.config import resolve_config, run_id
+from sparsedd.components import resolve_config, run_id
 from sparsedd.errors import ConfigError, UserError
+from sparsedd.store.results import ResultsStore
 from sparsedd.store.run_lock import run_locks
 from sparsedd.sweep.jobs import place
 from sparsedd.sweep.placement import Slot, local_slots
@@ -20,6 +21,7 @@ from sparsedd.sweep.plan import (
     format_plan,
     parse_grid_options,
     plan,
+    seconds_per_epoch,
     sweep_configs,
 )
 from sparsedd.sweep.status import sweep_status, write_sweep_file
@@ -74,10 +76,28 @@ def test_plan_says_done_partial_and_new_with_epochs_left(tmp_path) -> None:
     assert [p.epochs_left for p in planned] == [0, per_run - done_cfg.epochs, per_run]
     text = format_plan(planned)
     assert run_id(new_cfg) in text
-    assert text.splitlines()[-1] == (
+    assert text.splitlines()[-2] == (
         f"3 runs: 1 done, 1 partial, 1 new; {2 * per_run - done_cfg.epochs} epochs left "
         f"of {3 * per_run}"
     )
+    # time left: each run's own recorded pace, else that of runs alike (the new run)
+    rows = ResultsStore(tmp_path).round_rows()
+    own = [r for r in rows if r["run_id"] == planned[1].id]
+    assert planned[1].seconds_per_epoch == pytest.approx(
+        sum(r["seconds"] for r in own) / sum(r["round_epochs"] for r in own)
+    )
+    assert planned[2].seconds_per_epoch == pytest.approx(seconds_per_epoch(rows))
+    assert planned[2].seconds_left == pytest.approx(per_run * seconds_per_epoch(rows))
+    assert planned[0].seconds_left == 0
+    assert text.splitlines()[-1].startswith("time left: about ")
+
+
+def test_plan_time_is_unknown_without_comparable_rounds(tmp_path) -> None:
+    Experiment(tiny_config(), tmp_path).run()
+    other = tiny_config(batch_size=32)  # another batch size: another pace
+    (planned,) = plan([("x", other)], tmp_path)
+    assert planned.seconds_left is None
+    assert format_plan([planned]).splitlines()[-1].startswith("time left: unknown")
 
 
 def test_dry_run_lists_every_run_and_writes_nothing(capsys, tmp_path) -> None:
@@ -88,8 +108,9 @@ def test_dry_run_lists_every_run_and_writes_nothing(capsys, tmp_path) -> None:
     )  # fmt: skip
     assert code == 0
     lines = stdout.splitlines()
-    assert len(lines) == 5 and all(" new " in line for line in lines[:4])
-    assert lines[-1] == "4 runs: 0 done, 0 partial, 4 new; 24 epochs left of 24"
+    assert len(lines) == 6 and all(" new " in line for line in lines[:4])
+    assert lines[-2] == "4 runs: 0 done, 0 partial, 4 new; 24 epochs left of 24"
+    assert lines[-1].startswith("time left: unknown (no round")
     assert not out.exists()
 
 
@@ -246,5 +267,6 @@ def test_local_grid_records_every_run_once(capsys, tmp_path) -> None:
     rows = ResultsStore(tmp_path).round_rows()
     assert len(rows) == 6
     code, stdout, _ = cli(capsys, "run", *args[1:], "--dry-run")
-    assert stdout.splitlines()[-1] == "2 runs: 2 done, 0 partial, 0 new; 0 epochs left of 12"
+    assert stdout.splitlines()[-2] == "2 runs: 2 done, 0 partial, 0 new; 0 epochs left of 12"
+    assert stdout.splitlines()[-1] == "time left: none"
     assert json.loads((next((tmp_path / "sweeps").glob("*.json"))).read_text())

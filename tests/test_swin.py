@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from sparsedd.config import validate
+from sparsedd.components import validate
 from sparsedd.errors import ConfigError
 from sparsedd.models import swin as swin_module
 from sparsedd.models.base import InputSpec, count_parameters, create_model

@@ -15,6 +15,8 @@ _API = {
     "analyze": "sparsedd.analysis.tables",
     "load_pruned": "sparsedd.training.pruned_export",
     "pruned_metadata": "sparsedd.training.pruned_export",
+    "run_sweep": "sparsedd.sweep.service",
+    "SweepRequest": "sparsedd.sweep.backends",
 }
 __all__ = ["__version__", *_API]
 

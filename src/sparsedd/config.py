@@ -1,16 +1,18 @@
-"""The typed, flat run config: fields, parsing, validation, precedence and the run hash."""
+"""The typed, flat run config: fields, parsing, ranges and YAML files.
+
+This module knows no component: name checks, the keys each component reads, presets and the
+run id live in ``sparsedd.components``, which sits above both.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
-import json
 import math
 import re
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -152,33 +154,6 @@ NON_SEMANTIC = frozenset(
 #: Keys outside the run id because they never change what earlier rounds compute: asking a
 #: recorded run for more rounds continues it, asking for fewer shows what it has.
 NOT_IN_RUN_ID = frozenset({"rounds"})
-#: Keys that only some models read (the ViT's sizes, dropouts and layout).
-MODEL_SPECIFIC_KEYS = frozenset(
-    {
-        "patch_size",
-        "dim",
-        "depth",
-        "heads",
-        "dim_head",
-        "mlp_dim",
-        "dropout",
-        "emb_dropout",
-        "vit_layout",
-    }
-)
-#: The model-specific keys each model reads. A model not listed is taken to read all of them,
-#: so that a new model can never share a run id with a differently built one.
-MODEL_KEYS: dict[str, frozenset[str]] = {
-    "vit": MODEL_SPECIFIC_KEYS,
-    "swin": frozenset(),
-    "resnet18": frozenset(),
-    "lenet": frozenset(),
-}
-
-
-def field_help(key: str) -> str:
-    """The help text of one config key."""
-    return FIELDS[key].metadata["help"]
 
 
 def _show(value: Any) -> str:
@@ -263,7 +238,8 @@ def coerce(key: str, value: Any) -> Any:
 INT_MAX = 2**63 - 2
 
 
-def _check_range(key: str, value: Any) -> None:
+def check_range(key: str, value: Any) -> None:
+    """ConfigError if ``value`` is outside the range that config key ``key`` allows."""
     if value is None:
         return
     meta = FIELDS[key].metadata
@@ -278,55 +254,29 @@ def _check_range(key: str, value: Any) -> None:
         raise ConfigError(f"config key {key!r} must be < {meta['max_excl']}, not {_show(value)}")
 
 
-def validate(cfg: Config) -> Config:
-    """Check ranges, names and cross-field rules; return ``cfg`` unchanged or raise."""
-    for key in FIELDS:
-        _check_range(key, getattr(cfg, key))
-    # Registries import torch; import them only when validating a whole config.
-    from sparsedd.data.datasets import DATASETS
-    from sparsedd.models.base import MODELS
-    from sparsedd.training.prune import CRITERIA
+def field_errors(cfg: Config) -> list[str]:
+    """Every problem of ``cfg`` that the config alone shows: ranges and cross-field rules.
 
-    for key, registry in (("model", MODELS), ("dataset", DATASETS), ("prune_criterion", CRITERIA)):
-        registry.get(getattr(cfg, key))
-    if cfg.image_size != DEFAULTS.image_size and cfg.dataset != "imagefolder":
-        raise ConfigError(
-            f"config key 'image_size' resizes imagefolder data only; {cfg.dataset!r} images "
-            f"keep their size: leave image_size out"
-        )
-    _check_noise_keys(cfg)
+    Names (model, dataset, …) and the keys each component reads are checked where the
+    components are known: ``sparsedd.components.validate``.
+    """
+    errors = []
+    for key in FIELDS:
+        try:
+            check_range(key, getattr(cfg, key))
+        except ConfigError as err:
+            errors.append(str(err))
     if not DEVICE_PATTERN.fullmatch(cfg.device):
-        raise ConfigError(
+        errors.append(
             f"config key 'device' takes auto, cpu, cuda or cuda:N (N a GPU index), "
             f"not {_show(cfg.device)}"
         )
     if cfg.train_size is not None and cfg.val_size >= cfg.train_size:
-        raise ConfigError(
+        errors.append(
             f"config key 'val_size' ({cfg.val_size}) must be smaller than 'train_size' "
             f"({cfg.train_size}) to leave training data"
         )
-    return cfg
-
-
-def _check_noise_keys(cfg: Config) -> None:
-    """Human label noise reads every label from a file; the other kinds use no file."""
-    if cfg.noise_kind == "human":
-        if not cfg.noise_file:
-            raise ConfigError(
-                "noise_kind=human needs config key 'noise_file' (a CIFAR-N .pt, .npy or text "
-                "file of training labels)"
-            )
-        if cfg.noise:
-            raise ConfigError(
-                f"noise_kind=human takes every label from noise_file; set noise=0 (now {cfg.noise})"
-            )
-        return
-    for key in ("noise_file", "noise_label_set"):
-        if getattr(cfg, key) is not None:
-            raise ConfigError(
-                f"config key {key!r} is read only with noise_kind=human (now "
-                f"{cfg.noise_kind}); set noise_kind=human or {key}=null"
-            )
+    return errors
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
@@ -394,94 +344,9 @@ def apply(cfg: Config, overrides: Mapping[str, Any]) -> Config:
     return dataclasses.replace(cfg, **values)
 
 
-def resolve_config(
-    preset: str = "demo",
-    config_file: str | Path | None = None,
-    assignments: Iterable[str] = (),
-    skip_keys: Iterable[str] = (),
-) -> Config:
-    """The config from preset < YAML file < ``--set`` assignments, validated.
-
-    ``skip_keys`` are file keys read by someone else (a study's ``grid``).
-    """
-    from sparsedd.presets import preset_config
-
-    cfg = preset_config(preset)
-    if config_file is not None:
-        values = load_yaml_file(config_file)
-        for key in skip_keys:
-            values.pop(key, None)
-        try:
-            cfg = apply(cfg, values)
-            for key in values:
-                _check_range(str(key), getattr(cfg, str(key)))
-        except ConfigError as err:
-            raise ConfigError(f"config file {str(config_file)!r}: {err}") from None
-    cfg = apply(cfg, dict(parse_assignment(a) for a in assignments))
-    return validate(cfg)
-
-
 def to_dict(cfg: Config) -> dict[str, Any]:
     """All keys of ``cfg`` as a plain dict, in field order."""
     return dataclasses.asdict(cfg)
-
-
-def from_dict(values: Mapping[str, Any]) -> Config:
-    """A validated Config from a mapping of keys (missing keys take defaults)."""
-    return validate(apply(DEFAULTS, values))
-
-
-def unused_keys(cfg: Config) -> frozenset[str]:
-    """Keys that ``cfg`` never reads: the sizes its model does not have, SGD's momentum for Adam."""
-    unused = MODEL_SPECIFIC_KEYS - MODEL_KEYS.get(cfg.model, MODEL_SPECIFIC_KEYS)
-    if cfg.optimizer != "sgd":
-        unused |= {"momentum"}
-    return unused
-
-
-def canonical(cfg: Config) -> Config:
-    """``cfg`` with its unused keys at their defaults: one config per computation."""
-    return dataclasses.replace(cfg, **{key: getattr(DEFAULTS, key) for key in unused_keys(cfg)})
-
-
-def ignored_notes(cfg: Config, given: Iterable[str]) -> list[str]:
-    """One line per key in ``given`` (keys the user set) that ``cfg`` does not read."""
-    unused = unused_keys(cfg)
-    return [
-        f"config key {key!r} is not used by model {cfg.model!r} with optimizer "
-        f"{cfg.optimizer!r}; it is ignored and does not change the run id"
-        for key in dict.fromkeys(given)
-        if key in unused
-    ]
-
-
-#: The label seed runs drew with before noise was drawn per seed: a run whose label seed is this
-#: keeps the run id it had then (its labels are the same), any other names it.
-_FORMER_LABEL_SEED = 0
-
-
-def normalized(cfg: Config) -> dict[str, Any]:
-    """The settings that define what a run computes and differ from the defaults.
-
-    Keys the config does not read and ``rounds`` (see NOT_IN_RUN_ID) are left out.
-    ``noise_seed`` enters as the label seed the run draws with (``Config.label_seed``), so that
-    ``noise_seed: null`` and the same number pinned name the same run.
-    """
-    values = {
-        key: value
-        for key, value in to_dict(canonical(cfg)).items()
-        if key not in NON_SEMANTIC | NOT_IN_RUN_ID | {"noise_seed"}
-        and value != getattr(DEFAULTS, key)
-    }
-    if cfg.label_seed != _FORMER_LABEL_SEED:
-        values["noise_seed"] = cfg.label_seed
-    return values
-
-
-def run_id(cfg: Config) -> str:
-    """A stable short hash naming the run: same experiment, same id."""
-    blob = json.dumps(normalized(cfg), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def to_yaml(cfg: Config) -> str:

@@ -1,4 +1,4 @@
-"""Named configs: the CPU demo and the seed paper's protocols (see shared DESIGN.md)."""
+"""Named configs: the CPU demo and the seed paper's protocols (see docs/architecture.md)."""
 
 from __future__ import annotations
 

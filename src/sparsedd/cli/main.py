@@ -39,18 +39,6 @@ def cli() -> None:
 # ---------------------------------------------------------------- run
 
 
-def _preflight(configs: list[Any]) -> None:
-    """Load each dataset once and check every config's split sizes before any run starts."""
-    from sparsedd.data.datasets import check_split_sizes, load_dataset
-
-    sizes: dict[tuple[str, str], int] = {}
-    for cfg in configs:
-        key = (cfg.dataset, cfg.data_dir)
-        if key not in sizes:
-            sizes[key] = len(load_dataset(cfg).train_y)
-        check_split_sizes(cfg, sizes[key])
-
-
 @cli.command()
 @click.option("--preset", "-p", default="demo", show_default=True, help="preset to start from")
 @click.option(
@@ -90,17 +78,22 @@ def _preflight(configs: list[Any]) -> None:
 )
 @click.option(
     "--backend",
-    type=click.Choice(["local", "ray"]),
     default="local",
     show_default=True,
-    help="local: this machine; ray: a Ray cluster (pip install 'sparsedd[ray]')",
+    help="where runs execute: local (this machine), ray (a Ray cluster; pip install "
+    "'sparsedd[ray]') or another registered backend",
 )
 @click.option(
     "--address",
     default=None,
     help="Ray cluster address (e.g. HEAD:6379 or auto); default: a local Ray instance",
 )
-@click.option("--dry-run", is_flag=True, help="list every run, its state and its cost; run none")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="list every run, its state, its epochs and time left (at the pace of recorded "
+    "rounds); run none",
+)
 @click.option("--quiet", "-q", is_flag=True, help="no progress bars, only summary lines")
 @click.option(
     "--batch-lambdas/--no-batch-lambdas",
@@ -135,83 +128,30 @@ def run(
     PRESET may be a study (a preset with grid axes, e.g. quetu2023); a --config YAML file
     may hold a `grid:` mapping of keys to lists of values.
     """
-    import time
+    from sparsedd.sweep.backends import SweepRequest
+    from sparsedd.sweep.plan import format_plan
+    from sparsedd.sweep.service import describe, run_sweep
 
-    from sparsedd.sweep.jobs import group_jobs
-    from sparsedd.sweep.plan import format_plan, parse_grid_options, plan, sweep_configs
-    from sparsedd.sweep.status import write_sweep_file
-    from sparsedd.sweep.study import study_cells
-    from sparsedd.sweep.trackers import check_installed, sweep_parent
-    from sparsedd.training.progress import ConsoleReporter, duration
-
-    if address is not None and backend != "ray":
-        raise UserError("--address is for --backend ray; add --backend ray or drop --address")
-    if "mlflow" in logs and backend == "ray":
-        raise UserError(
-            "--log mlflow works with the local backend (every Ray worker would write MLflow's "
-            "store); use --log tensorboard with --backend ray"
-        )
-    check_installed(logs)
-    if backend == "ray" and not dry_run:
-        from sparsedd.sweep.ray_backend import import_ray
-
-        import_ray()  # fail in one line before anything is loaded or written
-    cells = study_cells(preset, config_file, parse_grid_options(grid))
-    labelled = sweep_configs(cells, assignments)
-    _note_ignored_keys([cfg for _, cfg in labelled], config_file, [*assignments, *grid])
-    if backend == "local" and not dry_run:
-        from sparsedd.training.trainer import check_device
-
-        for device in {cfg.device for _, cfg in labelled}:
-            check_device(device)  # also for runs already done: the config is wrong here
-    planned = plan(labelled, out_dir)
+    request = SweepRequest(
+        preset=preset,
+        config_file=config_file,
+        assignments=assignments,
+        grid=grid,
+        out_dir=out_dir,
+        backend=backend,
+        jobs=jobs,
+        address=address,
+        batch_lambdas=batch_lambdas,
+        logs=logs,
+        quiet=quiet,
+        dry_run=dry_run,
+    )
+    outcome = run_sweep(request, note=lambda line: click.echo(f"sparsedd: note: {line}", err=True))
     if dry_run:
-        click.echo(format_plan(planned))
-        return
-    from sparsedd.training.experiment import run_dir
-
-    finished = ConsoleReporter(show_bars=False)
-    for p in planned:
-        if p.state == "done":
-            finished.start(p.id, run_dir(out_dir, p.cfg), p.cfg, p.label)
-    finished.finish()
-    configs = [p.cfg for p in planned if p.state != "done"]
-    if not configs:
-        return
-    if len(configs) > 1:
-        _preflight(configs)  # a grid fails on its last config's data before its first run
-        write_sweep_file(out_dir, planned)
-    labels = {p.id: p.label for p in planned}
-    groups = group_jobs(configs, batch_lambdas)
-    started = time.monotonic()
-    if backend == "ray":
-        from sparsedd.sweep.ray_backend import run_ray
-
-        run_ray(groups, out_dir, address, logs=logs)
-    else:
-        from sparsedd.sweep.local import machine_slots, run_local
-
-        slots = machine_slots(configs[0].device, jobs)
-        grid_values = {k: [str(v) for v in vs] for k, vs in parse_grid_options(grid).items()}
-        with sweep_parent(logs, out_dir, grid_values, len(configs)) as parent:
-            run_local(groups, out_dir, slots, quiet, labels, logs, parent)
-    if len(planned) > 1:
-        click.echo(
-            f"grid done: {len(planned)} runs in {duration(time.monotonic() - started)}, "
-            f"results in {out_dir}; next: sparsedd report {out_dir}",
-            err=True,
-        )
-
-
-def _note_ignored_keys(configs: list[Any], config_file: str | None, options: list[str]) -> None:
-    """Say once, on stderr, of each key the user set that a run does not read."""
-    from sparsedd.config import ignored_notes, load_yaml_file
-
-    given = [str(k) for k in load_yaml_file(config_file)] if config_file else []
-    given += [item.split("=", 1)[0].strip() for item in options]
-    notes = dict.fromkeys(note for cfg in configs for note in ignored_notes(cfg, given))
-    for note in notes:
-        click.echo(f"sparsedd: note: {note}", err=True)
+        click.echo(format_plan(outcome.planned))
+    closing = describe(outcome, request)
+    if closing:
+        click.echo(closing, err=True)
 
 
 @cli.command()
@@ -320,7 +260,8 @@ def results(out_dir: str, fmt: str, epochs: bool) -> None:
 )
 def presets(name: str | None, fmt: str, parameters: bool) -> None:
     """List the presets, or print preset NAME as a fully resolved config."""
-    from sparsedd.config import to_dict, to_yaml, validate
+    from sparsedd.components import validate
+    from sparsedd.config import to_dict, to_yaml
     from sparsedd.presets import preset_config, preset_description, preset_names
 
     if name is None:
@@ -358,31 +299,40 @@ def _yaml(value: Any) -> str:
 
 def _model_size(cfg: Any) -> tuple[int, int]:
     """(parameters, prunable weights) of a config's model, from its dataset's known shape."""
-    from sparsedd.data.datasets import DATASET_SHAPES
+    from sparsedd.data.datasets import DATASETS, dataset_shape
     from sparsedd.models.base import InputSpec
     from sparsedd.training.prune import model_size
 
-    if cfg.dataset not in DATASET_SHAPES:
+    shape = dataset_shape(cfg.dataset)
+    if shape is None:
+        known = [name for name in DATASETS.names() if dataset_shape(name) is not None]
         raise UserError(
             f"the image shape of dataset {cfg.dataset!r} is known only from its files; "
-            f"--parameters works for: {', '.join(DATASET_SHAPES)}"
+            f"--parameters works for: {', '.join(known)}"
         )
-    return model_size(cfg, InputSpec(*DATASET_SHAPES[cfg.dataset]))
+    return model_size(cfg, InputSpec(*shape))
 
 
 @cli.command()
 def models() -> None:
-    """List the registered models, datasets and pruning criteria."""
+    """List the registered models, datasets, noise kinds, pruning criteria and sweep backends,
+    with the model-specific config keys each model reads."""
+    from sparsedd.criteria import CRITERIA
     from sparsedd.data.datasets import DATASETS
+    from sparsedd.data.noise import NOISE_KINDS
     from sparsedd.models.base import MODELS
-    from sparsedd.training.prune import CRITERIA
+    from sparsedd.sweep.backends import BACKENDS
 
     for label, registry in (
         ("models", MODELS),
         ("datasets", DATASETS),
+        ("noise kinds", NOISE_KINDS),
         ("pruning criteria", CRITERIA),
+        ("sweep backends", BACKENDS),
     ):
         click.echo(f"{label}: {', '.join(registry.names())}")
+    for name, needs in MODELS.declarations().items():
+        click.echo(f"  {name} reads: {', '.join(sorted(needs.keys)) or 'no model-specific key'}")
 
 
 from sparsedd.cli.analysis import analyze, export, plot, report  # noqa: E402

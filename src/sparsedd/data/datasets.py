@@ -18,19 +18,11 @@ from sparsedd.config import Config
 from sparsedd.data.label_files import read_human_labels
 from sparsedd.data.noise import corrupt_labels
 from sparsedd.errors import ConfigError, DataError
-from sparsedd.registry import Registry
+from sparsedd.registry import Needs, Registry
 
 SYSTEM_DATA_ROOT = Path("/usr/share/datasets")
 # torchvision's ImageNet statistics, which the seed paper's main.py uses for CIFAR too.
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-# (channels, image size, classes) of the built-in datasets, known without reading their files.
-DATASET_SHAPES: dict[str, tuple[int, int, int]] = {
-    "synthetic": (1, 8, 4),
-    "fashion-mnist": (1, 28, 10),
-    "mnist": (1, 28, 10),
-    "cifar10": (3, 32, 10),
-    "cifar100": (3, 32, 100),
-}
 
 
 @dataclass(frozen=True)
@@ -84,6 +76,14 @@ class Splits:
 
 DatasetLoader = Callable[[Config], ImageData]
 DATASETS: Registry[DatasetLoader] = Registry("dataset")
+#: Datasets read from files under config key ``data_dir``.
+FILES_IN_DATA_DIR = "data_dir"
+
+
+def dataset_shape(name: str) -> tuple[int, int, int] | None:
+    """(channels, image size, classes) that dataset ``name`` declares, known without reading
+    its files; None for a dataset whose files alone tell (imagefolder)."""
+    return DATASETS.needs(name).shape
 
 
 def load_dataset(cfg: Config) -> ImageData:
@@ -174,7 +174,7 @@ def check_split_sizes(cfg: Config, n: int) -> int:
 # ---------------------------------------------------------------- generated data (tests)
 
 
-@DATASETS.register("synthetic")
+@DATASETS.register("synthetic", Needs(shape=(1, 8, 4)))
 def _synthetic(cfg: Config) -> ImageData:
     """Four classes of noisy 8×8 templates; fixed, so every run sees the same images."""
     g = torch.Generator().manual_seed(20231)
@@ -294,8 +294,12 @@ def _missing_message(name: str, places: list[Path]) -> str:
     )
 
 
-DATASETS.register("fashion-mnist")(_idx_dataset("FashionMNIST", "fashion-mnist", 0.286, 0.353))
-DATASETS.register("mnist")(_idx_dataset("MNIST", "mnist", 0.1307, 0.3081))
+DATASETS.register("fashion-mnist", Needs(shape=(1, 28, 10), file_key=FILES_IN_DATA_DIR))(
+    _idx_dataset("FashionMNIST", "fashion-mnist", 0.286, 0.353)
+)
+DATASETS.register("mnist", Needs(shape=(1, 28, 10), file_key=FILES_IN_DATA_DIR))(
+    _idx_dataset("MNIST", "mnist", 0.1307, 0.3081)
+)
 
 
 # ---------------------------------------------------------------- CIFAR (pickled batches)
@@ -342,5 +346,9 @@ def _cifar_dataset(torchvision_class: str, name: str, classes: int) -> DatasetLo
     return load
 
 
-DATASETS.register("cifar10")(_cifar_dataset("CIFAR10", "cifar10", 10))
-DATASETS.register("cifar100")(_cifar_dataset("CIFAR100", "cifar100", 100))
+DATASETS.register("cifar10", Needs(shape=(3, 32, 10), file_key=FILES_IN_DATA_DIR))(
+    _cifar_dataset("CIFAR10", "cifar10", 10)
+)
+DATASETS.register("cifar100", Needs(shape=(3, 32, 100), file_key=FILES_IN_DATA_DIR))(
+    _cifar_dataset("CIFAR100", "cifar100", 100)
+)

@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 from sparsedd.config import Config
-from sparsedd.data.datasets import DATASETS, ImageData, check_image_data
+from sparsedd.data.datasets import DATASETS, FILES_IN_DATA_DIR, ImageData, check_image_data
 from sparsedd.errors import DataError, UserError
+from sparsedd.registry import Needs
 from sparsedd.store import checkpoint as ckpt
 
 SPLITS = ("train", "test")
@@ -155,4 +156,7 @@ def _write_cache(path: Path, tensors: dict[str, torch.Tensor], manifest: dict[st
         print(f"sparsedd: note: images not cached ({err})", file=sys.stderr)
 
 
-DATASETS.register("imagefolder")(load_imagefolder)
+# Its shape is known only from its files; it reads image_size (the side images are resized to).
+DATASETS.register("imagefolder", Needs(keys=frozenset({"image_size"}), file_key=FILES_IN_DATA_DIR))(
+    load_imagefolder
+)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from sparsedd.registry import Registry
+from sparsedd.registry import Needs, Registry
 
-NOISE_KINDS: Registry = Registry("noise kind")
+#: Drawn kinds read the rate ``noise``; human noise reads its labels from ``noise_file``.
+DRAWN = Needs(keys=frozenset({"noise"}))
+NOISE_KINDS: Registry = Registry("noise kind", default_needs=DRAWN)
 
 
 @NOISE_KINDS.register("symmetric")
@@ -24,6 +26,15 @@ def _random(labels: torch.Tensor, num_classes: int, g: torch.Generator) -> torch
 @NOISE_KINDS.register("pairflip")
 def _pairflip(labels: torch.Tensor, num_classes: int, g: torch.Generator) -> torch.Tensor:
     return (labels + 1) % num_classes
+
+
+@NOISE_KINDS.register(
+    "human",
+    Needs(keys=frozenset({"noise_file", "noise_label_set"}), file_key="noise_file"),
+)
+def _human(labels: torch.Tensor, num_classes: int, g: torch.Generator) -> torch.Tensor:
+    # Human labels are read whole from noise_file (data/label_files.py), never drawn.
+    raise ValueError("noise_kind=human reads its labels from noise_file; nothing is drawn")
 
 
 def corrupt_labels(

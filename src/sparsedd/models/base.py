@@ -1,7 +1,9 @@
 """The model registry: models by name, built for a dataset's input shape and initialized.
 
 Each family registers itself in its own module (``vit``, ``resnet``, ``lenet``, ``swin``,
-``vgg``, ``timm_models``); importing ``sparsedd.models`` imports them all.
+``vgg``, ``timm_models``) with a ``ModelNeeds``: the config keys it reads, which layers are
+prunable and which one produces the logits (as open_lth's models declare theirs). Importing
+``sparsedd.models`` imports them all.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import torch
 from torch import nn
 
 from sparsedd.config import Config
-from sparsedd.registry import Registry
+from sparsedd.registry import Needs, Registry
 
 
 @dataclass(frozen=True)
@@ -25,15 +27,54 @@ class InputSpec:
     num_classes: int
 
 
+@dataclass(frozen=True)
+class ModelNeeds(Needs):
+    """A model's declaration: ``Needs`` plus its layers' roles.
+
+    ``prunable``: shell-style patterns of the module names whose Linear or Conv weights pruning
+    may remove (``*``: every one). ``output``: the module name of the layer producing the
+    logits (what ``prune_exclude=output`` keeps dense); None: the last prunable layer.
+    ``input_check``: raises a ConfigError for an input shape the model cannot take; it runs
+    when a config is validated (for datasets of known shape) and before every build.
+    """
+
+    prunable: tuple[str, ...] = ("*",)
+    output: str | None = None
+    input_check: Callable[[Config, InputSpec], None] | None = None
+
+
+#: Attribute under which ``create_model`` leaves a built model's ``ModelNeeds``.
+ROLES_ATTRIBUTE = "sparsedd_roles"
+
 ModelBuilder = Callable[[Config, InputSpec], nn.Module]
-MODELS: Registry[ModelBuilder] = Registry("model")
+MODELS: Registry[ModelBuilder] = Registry("model", default_needs=ModelNeeds())
+
+
+def model_needs(name: str) -> ModelNeeds:
+    """What model ``name`` declares (a plain ``Needs`` is read as every layer prunable)."""
+    needs = MODELS.needs(name)
+    if isinstance(needs, ModelNeeds):
+        return needs
+    return ModelNeeds(keys=needs.keys, shape=needs.shape, file_key=needs.file_key)
 
 
 def create_model(cfg: Config, spec: InputSpec) -> nn.Module:
-    """A freshly initialized model ``cfg.model`` for inputs described by ``spec``."""
-    model = MODELS.get(cfg.model)(cfg, spec)
+    """A freshly initialized model ``cfg.model`` for inputs described by ``spec``, carrying
+    its declaration (see ``layer_roles``)."""
+    builder, needs = MODELS.get(cfg.model), model_needs(cfg.model)
+    if needs.input_check is not None:
+        needs.input_check(cfg, spec)
+    model = builder(cfg, spec)
     initialize(model, cfg.init)
+    setattr(model, ROLES_ATTRIBUTE, needs)
     return model
+
+
+def layer_roles(model: nn.Module) -> ModelNeeds:
+    """The declaration a model was built with (its prunable patterns and output layer);
+    every Linear and Conv layer prunable, the last one the output, for a model built by hand."""
+    roles = getattr(model, ROLES_ATTRIBUTE, None)
+    return roles if isinstance(roles, ModelNeeds) else ModelNeeds()
 
 
 @torch.no_grad()

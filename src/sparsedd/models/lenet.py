@@ -5,10 +5,10 @@ from __future__ import annotations
 from torch import nn
 
 from sparsedd.config import Config
-from sparsedd.models.base import MODELS, InputSpec
+from sparsedd.models.base import MODELS, InputSpec, ModelNeeds
 
 
-@MODELS.register("lenet")
+@MODELS.register("lenet", ModelNeeds(output="5"))
 def _lenet(cfg: Config, spec: InputSpec) -> nn.Module:
     """LeNet-300-100: a fully connected network with hidden widths 300 and 100."""
     return nn.Sequential(

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparsedd.config import Config
-from sparsedd.models.base import MODELS, InputSpec
+from sparsedd.models.base import MODELS, InputSpec, ModelNeeds
 
 
 class BasicBlock(nn.Module):
@@ -50,6 +50,6 @@ class ResNet18(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
-@MODELS.register("resnet18")
+@MODELS.register("resnet18", ModelNeeds(output="fc"))
 def _resnet18(cfg: Config, spec: InputSpec) -> nn.Module:
     return ResNet18(spec)

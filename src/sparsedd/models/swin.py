@@ -23,7 +23,7 @@ from torch import nn
 
 from sparsedd.config import Config
 from sparsedd.errors import ConfigError
-from sparsedd.models.base import MODELS, InputSpec
+from sparsedd.models.base import MODELS, InputSpec, ModelNeeds
 
 
 @dataclass(frozen=True)
@@ -215,7 +215,11 @@ class Swin(nn.Module):
         return self.head(x.mean(dim=(1, 2)))
 
 
-@MODELS.register("swin")
+def _check_input(cfg: Config, spec: InputSpec) -> None:
+    check_image_size(spec.image_size, SWIN_T_CIFAR)
+
+
+@MODELS.register("swin", ModelNeeds(output="head.1", input_check=_check_input))
 def _swin(cfg: Config, spec: InputSpec) -> nn.Module:
     """The paper's Swin-T; its sizes are fixed (no config key sets them)."""
     return Swin(spec)

@@ -11,7 +11,7 @@ from torch import nn
 
 from sparsedd.config import Config
 from sparsedd.errors import ConfigError
-from sparsedd.models.base import MODELS, InputSpec
+from sparsedd.models.base import MODELS, InputSpec, ModelNeeds
 
 PREFIX = "timm:"
 INSTALL_HINT = "pip install 'sparsedd[timm]'"
@@ -101,4 +101,8 @@ def _refusal(label: str, spec: InputSpec, err: object) -> str:
     )
 
 
-MODELS.register_family(PREFIX, build_timm_model, check_timm_name)
+# timm models take the image size and patch_size; their classifier's name varies (None: the
+# last prunable layer produces the logits).
+MODELS.register_family(
+    PREFIX, build_timm_model, check_timm_name, ModelNeeds(keys=frozenset({"patch_size"}))
+)

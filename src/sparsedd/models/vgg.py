@@ -15,7 +15,7 @@ from torch import nn
 
 from sparsedd.config import Config
 from sparsedd.errors import ConfigError
-from sparsedd.models.base import MODELS, InputSpec
+from sparsedd.models.base import MODELS, InputSpec, ModelNeeds
 
 PLANS: dict[str, list[int | str]] = {
     "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512],
@@ -63,14 +63,18 @@ def _init(module: nn.Module) -> None:
         module.bias.zero_()
 
 
+def check_input(cfg: Config, spec: InputSpec) -> None:
+    """ConfigError for images too small to survive four 2×2 max-pools."""
+    if spec.image_size < MIN_IMAGE_SIZE:
+        raise ConfigError(
+            f"model {cfg.model!r} needs images of at least {MIN_IMAGE_SIZE}×{MIN_IMAGE_SIZE} "
+            f"pixels (four 2×2 max-pools), not {spec.image_size}×{spec.image_size}; "
+            f"choose another model or dataset"
+        )
+
+
 def _builder(name: str):
     def build(cfg: Config, spec: InputSpec) -> nn.Module:
-        if spec.image_size < MIN_IMAGE_SIZE:
-            raise ConfigError(
-                f"model {name!r} needs images of at least {MIN_IMAGE_SIZE}×{MIN_IMAGE_SIZE} "
-                f"pixels (four 2×2 max-pools), not {spec.image_size}×{spec.image_size}; "
-                f"choose another model or dataset"
-            )
         return VGG(PLANS[name], spec)
 
     build.__doc__ = f"{name.upper()} in the CIFAR layout of He et al."
@@ -78,4 +82,4 @@ def _builder(name: str):
 
 
 for _name in PLANS:
-    MODELS.register(_name)(_builder(_name))
+    MODELS.register(_name, ModelNeeds(output="fc", input_check=check_input))(_builder(_name))

@@ -8,7 +8,16 @@ from torch import nn
 
 from sparsedd.config import Config
 from sparsedd.errors import ConfigError
-from sparsedd.models.base import MODELS, InputSpec
+from sparsedd.models.base import MODELS, InputSpec, ModelNeeds
+
+
+def check_patches(cfg: Config, spec: InputSpec) -> None:
+    """ConfigError unless ``patch_size`` divides the image size."""
+    if spec.image_size % cfg.patch_size:
+        raise ConfigError(
+            f"config key 'patch_size' ({cfg.patch_size}) must divide the image size "
+            f"({spec.image_size})"
+        )
 
 
 class Attention(nn.Module):
@@ -79,12 +88,8 @@ class ViT(nn.Module):
 
     def __init__(self, cfg: Config, spec: InputSpec) -> None:
         super().__init__()
-        p = cfg.patch_size
-        if spec.image_size % p:
-            raise ConfigError(
-                f"config key 'patch_size' ({p}) must divide the image size ({spec.image_size})"
-            )
-        self.patch = p
+        check_patches(cfg, spec)
+        p = self.patch = cfg.patch_size
         patch_dim = spec.channels * p * p
         num_patches = (spec.image_size // p) ** 2
         modern = cfg.vit_layout == "modern"
@@ -119,6 +124,22 @@ class ViT(nn.Module):
         return self.head(x[:, 0])
 
 
-@MODELS.register("vit")
+#: The config keys a ViT reads besides the common ones: its sizes, dropouts and layout.
+VIT_KEYS = frozenset(
+    {
+        "patch_size",
+        "dim",
+        "depth",
+        "heads",
+        "dim_head",
+        "mlp_dim",
+        "dropout",
+        "emb_dropout",
+        "vit_layout",
+    }
+)
+
+
+@MODELS.register("vit", ModelNeeds(keys=VIT_KEYS, output="head.1", input_check=check_patches))
 def _vit(cfg: Config, spec: InputSpec) -> nn.Module:
     return ViT(cfg, spec)

@@ -12,7 +12,6 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from sparsedd.errors import CheckpointError
-from sparsedd.store import atomic
 from sparsedd.store.atomic import atomic_write
 
 OUT_FIX = "free space or choose a writable --out folder"
@@ -22,11 +21,6 @@ def atomic_write_bytes(path: Path, write: Any) -> None:
     """Call ``write(tmp_path)`` then rename onto ``path``: readers see old or new, never half."""
     # safetensors reports a full disk as its own error
     atomic_write(path, write, OUT_FIX, errors=(OSError, SafetensorError))
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a text file atomically."""
-    atomic.atomic_write_text(path, text, OUT_FIX)
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:

@@ -53,7 +53,7 @@ def run_job(
     ``labels`` name runs by their grid values. SIGINT and SIGTERM (what batch schedulers send
     before killing) set the stop flag: the job saves its progress and raises ``Interrupted``.
     """
-    from sparsedd.config import run_id
+    from sparsedd.components import run_id
     from sparsedd.sweep.trackers import with_trackers
     from sparsedd.training.batched import run_batched
     from sparsedd.training.experiment import Experiment, StopFlag, run_dir

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sparsedd.config import Config, run_id
-from sparsedd.errors import NoResultsError, UserError
+from sparsedd.components import run_id
+from sparsedd.config import Config
+from sparsedd.errors import ConfigError, NoResultsError, UserError
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class PlannedRun:
     rounds_recorded: int
     epochs_done: int
     epochs_total: int
+    seconds_per_epoch: float | None = None
 
     @property
     def state(self) -> str:
@@ -46,6 +48,13 @@ class PlannedRun:
     def epochs_left(self) -> int:
         """Epochs still to train."""
         return self.epochs_total - self.epochs_done
+
+    @property
+    def seconds_left(self) -> float | None:
+        """Time still to train at the recorded pace (None: no comparable round recorded)."""
+        if self.seconds_per_epoch is None:
+            return None
+        return self.epochs_left * self.seconds_per_epoch
 
 
 def parse_grid_options(items: Sequence[str]) -> dict[str, list[str]]:
@@ -88,24 +97,48 @@ def sweep_configs(
 
     ``assignments`` (``--set``) apply to every run; grid values win over them.
     """
-    from sparsedd.config import resolve_config
+    from sparsedd.components import resolve_config
 
     out: dict[str, tuple[str, Config]] = {}
+    errors: dict[str, list[str]] = {}
+    tried = 0
     for cell in cells:
         for combo in expand(cell.axes):
             extra = [f"{k}={_text(v)}" for k, v in combo.items()]
-            cfg = resolve_config(cell.preset, cell.config_file, [*assignments, *extra], ("grid",))
+            prefix = [f"preset={cell.preset}"] if len(cells) > 1 else []
+            tried += 1
+            try:
+                cfg = resolve_config(
+                    cell.preset, cell.config_file, [*assignments, *extra], ("grid",)
+                )
+            except ConfigError as err:  # gather every run's errors: all are reported at once
+                errors.setdefault(str(err), []).append(" ".join([*prefix, label_of(combo)]))
+                continue
             rid = run_id(cfg)
             # One run id named twice (a grid over `rounds` or over a key the run does not
             # read) is one run, trained for the most rounds asked.
             if rid in out and cfg.rounds <= out[rid][1].rounds:
                 continue
-            prefix = [f"preset={cell.preset}"] if len(cells) > 1 else []
             out[rid] = (
                 out[rid][0] if rid in out else " ".join([*prefix, label_of(combo)]).strip(),
                 cfg,
             )
+    if errors:
+        raise ConfigError(all_errors(errors, tried))
     return list(out.values())
+
+
+def all_errors(errors: dict[str, list[str]], runs: int) -> str:
+    """Config errors of a sweep's runs as one message: an error of every run reads as itself;
+    otherwise each error is prefixed by the runs (grid labels) that have it."""
+    failing = sum(len(labels) for labels in errors.values())
+    if len(errors) == 1 and failing == runs:
+        return next(iter(errors))
+    parts = [
+        f"[{', '.join(label or 'the run' for label in labels)}] {message}"
+        for message, labels in errors.items()
+    ]
+    return f"{failing} of {runs} runs have config errors: " + "; ".join(parts)
 
 
 def _text(value: Any) -> str:
@@ -117,18 +150,44 @@ def run_epochs(cfg: Config) -> int:
     return cfg.round0_epochs + cfg.rounds * cfg.epochs
 
 
-def recorded_rounds(out_dir: str | Path) -> dict[str, set[int]]:
-    """Recorded rounds by run id (empty when the folder holds no results yet)."""
+def recorded_rows(out_dir: str | Path) -> list[dict[str, Any]]:
+    """Every recorded round row of ``out_dir`` (empty when it holds no results yet)."""
     from sparsedd.store.results import ResultsStore
 
     try:
         store = ResultsStore(out_dir, create=False)
     except NoResultsError:  # none yet, or another run is creating the database right now
-        return {}
+        return []
+    return store.round_rows()
+
+
+def recorded_rounds(out_dir: str | Path) -> dict[str, set[int]]:
+    """Recorded rounds by run id (empty when the folder holds no results yet)."""
+    return _rounds_by_run(recorded_rows(out_dir))
+
+
+def _rounds_by_run(rows: Sequence[Mapping[str, Any]]) -> dict[str, set[int]]:
     done: dict[str, set[int]] = {}
-    for row in store.round_rows():
+    for row in rows:
         done.setdefault(row["run_id"], set()).add(row["round"])
     return done
+
+
+def seconds_per_epoch(rows: Sequence[Mapping[str, Any]]) -> float | None:
+    """Recorded training pace: seconds over epochs of ``rows`` (None: none timed)."""
+    timed = [r for r in rows if r.get("round_epochs") and r.get("seconds") is not None]
+    epochs = sum(r["round_epochs"] for r in timed)
+    return sum(r["seconds"] for r in timed) / epochs if epochs else None
+
+
+def _pace(cfg: Config, rid: str, rows: Sequence[Mapping[str, Any]]) -> float | None:
+    """A run's pace: its own recorded rounds, else those of runs of the same model, dataset
+    and batch size in the folder; None when neither exists."""
+    own = seconds_per_epoch([r for r in rows if r["run_id"] == rid])
+    if own is not None:
+        return own
+    alike = ("model", "dataset", "batch_size")
+    return seconds_per_epoch([r for r in rows if all(r.get(k) == getattr(cfg, k) for k in alike)])
 
 
 def saved_epoch(folder: Path) -> tuple[int, int] | None:
@@ -150,7 +209,8 @@ def saved_epoch(folder: Path) -> tuple[int, int] | None:
 
 def plan(runs: Sequence[tuple[str, Config]], out_dir: str | Path) -> list[PlannedRun]:
     """Each run with what is recorded of it in ``out_dir`` and what it costs in epochs."""
-    done = recorded_rounds(out_dir)
+    rows = recorded_rows(out_dir)
+    done = _rounds_by_run(rows)
     planned = []
     for label, cfg in runs:
         rid = run_id(cfg)
@@ -162,7 +222,8 @@ def plan(runs: Sequence[tuple[str, Config]], out_dir: str | Path) -> list[Planne
         n_recorded = len([k for k in rounds if k <= cfg.rounds])
         if n_recorded == cfg.rounds + 1 and not _last_checkpoint_exists(out_dir, cfg, rid):
             n_recorded -= 1  # its folder was deleted: the run drops its rows and recomputes
-        planned.append(PlannedRun(cfg, rid, label, n_recorded, epochs, run_epochs(cfg)))
+        pace = _pace(cfg, rid, rows)
+        planned.append(PlannedRun(cfg, rid, label, n_recorded, epochs, run_epochs(cfg), pace))
     return planned
 
 
@@ -173,8 +234,14 @@ def _last_checkpoint_exists(out_dir: str | Path, cfg: Config, rid: str) -> bool:
 
 
 def format_plan(planned: Sequence[PlannedRun]) -> str:
-    """One line per run (id, state, epochs left, label) and a closing total."""
-    lines = [f"{p.id}  {p.state:<22} {p.epochs_left:>7} epochs  {p.label}" for p in planned]
+    """One line per run (id, state, epochs and time left, label), a total, and the time left
+    at the pace recorded in the folder (for runs alike when a run has no round of its own)."""
+    from sparsedd.training.progress import duration
+
+    lines = [
+        f"{p.id}  {p.state:<22} {p.epochs_left:>7} epochs  {_time(p.seconds_left):>8}  {p.label}"
+        for p in planned
+    ]
     states = [p.state.split(" ")[0] for p in planned]
     total = sum(p.epochs_left for p in planned)
     lines.append(
@@ -182,4 +249,25 @@ def format_plan(planned: Sequence[PlannedRun]) -> str:
         f"{states.count('new')} new; {total} epochs left of "
         f"{sum(p.epochs_total for p in planned)}"
     )
+    left = [p for p in planned if p.epochs_left]
+    unknown = [p for p in left if p.seconds_left is None]
+    if not left:
+        lines.append("time left: none")
+    elif len(unknown) == len(left):
+        lines.append(
+            "time left: unknown (no round of these runs, or of runs of the same model, dataset "
+            "and batch size, is recorded here yet)"
+        )
+    else:
+        known = sum(p.seconds_left or 0.0 for p in left)
+        rest = f", plus {len(unknown)} runs with no comparable recorded round" if unknown else ""
+        lines.append(
+            f"time left: about {duration(known)} one run at a time, at the recorded pace{rest}"
+        )
     return "\n".join(lines)
+
+
+def _time(seconds: float | None) -> str:
+    from sparsedd.training.progress import duration
+
+    return "?" if seconds is None else duration(seconds)

@@ -158,7 +158,7 @@ def train_job(
     configs: list[dict[str, Any]], out_dir: str, ledger: Any, logs: Sequence[str] = ()
 ) -> None:
     """Body of a Ray task: run one job into the shared output folder (``logs``: --log)."""
-    from sparsedd.config import from_dict
+    from sparsedd.components import from_dict
     from sparsedd.sweep.jobs import run_job
 
     runs = [from_dict(c) for c in configs]

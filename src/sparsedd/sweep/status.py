@@ -9,14 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from sparsedd.store.run_lock import is_running
-from sparsedd.sweep.plan import PlannedRun, saved_epoch
+from sparsedd.sweep.plan import PlannedRun, saved_epoch, seconds_per_epoch
 
 SWEEPS_DIR = "sweeps"
 
 
 def write_sweep_file(out_dir: str | Path, planned: Sequence[PlannedRun]) -> Path:
     """Record a sweep's runs in ``out_dir/sweeps/`` so that `sparsedd status` knows them."""
-    from sparsedd.store.checkpoint import atomic_write_text
+    from sparsedd.store.atomic import atomic_write_text
+    from sparsedd.store.checkpoint import OUT_FIX
 
     runs = {
         p.id: {"label": p.label, "rounds": p.cfg.rounds, "epochs_total": p.epochs_total}
@@ -26,7 +27,7 @@ def write_sweep_file(out_dir: str | Path, planned: Sequence[PlannedRun]) -> Path
     folder = Path(out_dir) / SWEEPS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.json"
-    atomic_write_text(path, json.dumps(runs, indent=1))
+    atomic_write_text(path, json.dumps(runs, indent=1), OUT_FIX)
     return path
 
 
@@ -79,14 +80,13 @@ def sweep_status(out_dir: str | Path) -> SweepStatus:
     recorded: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         recorded.setdefault(row["run_id"], []).append(row)
-    pace = [r["seconds"] / r["epochs"] for r in rows if r.get("epochs") and r.get("seconds")]
-    per_epoch = sum(pace) / len(pace) if pace else None
+    per_epoch = seconds_per_epoch(rows)
     done = running = waiting = rounds_done = rounds_total = epochs_left = 0
     for rid, info in runs.items():
         mine = [r for r in recorded.get(rid, []) if r["round"] <= info["rounds"]]
         rounds_done += len(mine)
         rounds_total += info["rounds"] + 1
-        trained = sum(r["epochs"] or 0 for r in mine)
+        trained = sum(r["round_epochs"] or 0 for r in mine)
         saved = saved_epoch(out_dir / "runs" / rid)
         if saved is not None and saved[0] not in {r["round"] for r in mine}:
             trained += saved[1]
@@ -102,8 +102,10 @@ def sweep_status(out_dir: str | Path) -> SweepStatus:
 
 def format_status(status: SweepStatus) -> str:
     """The status as a few readable lines."""
+    from sparsedd.training.progress import duration
+
     eta = status.eta_s
-    eta_text = "unknown (no round recorded yet)" if eta is None else _duration(eta)
+    eta_text = "unknown (no round recorded yet)" if eta is None else duration(eta)
     return "\n".join(
         [
             f"runs: {status.done} done, {status.running} running, {status.waiting} waiting",
@@ -112,9 +114,3 @@ def format_status(status: SweepStatus) -> str:
             f"ETA: {eta_text}",
         ]
     )
-
-
-def _duration(seconds: float) -> str:
-    minutes, s = divmod(int(round(seconds)), 60)
-    hours, m = divmod(minutes, 60)
-    return f"{hours}h{m:02d}m" if hours else f"{m}m{s:02d}s"

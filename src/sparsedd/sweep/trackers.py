@@ -28,7 +28,6 @@ import yaml
 from sparsedd.errors import UserError
 from sparsedd.store.results import ROUND_FIELDS
 
-TRACKERS = ("tensorboard", "mlflow")
 EXTRA_OF = {"tensorboard": ("tensorboard", "tensorboard"), "mlflow": ("mlflow", "mlflow")}
 #: The per-round numbers a tracker receives: every recorded round field but its index and epochs.
 ROUND_METRICS = tuple(f for f in ROUND_FIELDS if f not in ("round", "epochs"))

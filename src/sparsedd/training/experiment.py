@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparsedd.config import Config, canonical, run_id, to_dict, to_yaml
+from sparsedd.components import canonical, run_id
+from sparsedd.config import Config, to_dict, to_yaml
 from sparsedd.data.batches import channel_stats, normalize
 from sparsedd.data.datasets import ImageData, Splits, load_dataset, make_splits
 from sparsedd.errors import (
@@ -29,7 +30,7 @@ from sparsedd.errors import (
 from sparsedd.models.base import InputSpec, count_parameters, create_model
 from sparsedd.provenance import provenance
 from sparsedd.store import checkpoint as ckpt
-from sparsedd.store.atomic import temp_files
+from sparsedd.store.atomic import atomic_write_text, temp_files
 from sparsedd.store.results import ResultsStore, RunStore
 from sparsedd.store.run_lock import run_locks
 from sparsedd.training.entropy import ENTROPY_SAMPLE, activation_entropy
@@ -205,7 +206,7 @@ class Experiment:
             leftover.unlink(missing_ok=True)
         recorded = max(self.store.rounds_done(self.id), default=0)
         cfg = dataclasses.replace(self.cfg, rounds=max(self.cfg.rounds, recorded))
-        ckpt.atomic_write_text(self.folder / "config.yaml", to_yaml(cfg))
+        atomic_write_text(self.folder / "config.yaml", to_yaml(cfg), ckpt.OUT_FIX)
         labels = self.folder / "labels.safetensors"
         if not labels.exists():
             s = self.splits

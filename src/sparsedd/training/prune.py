@@ -1,47 +1,35 @@
-"""Pruning masks: which weights are prunable, scoring criteria, and one pruning round."""
+"""Pruning masks: which weights are prunable, which are kept dense, and one pruning round
+(scoring by a criterion of ``sparsedd.criteria``)."""
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from sparsedd.config import Config
+from sparsedd.criteria import CRITERIA
 from sparsedd.errors import ConfigError, DivergedError
-from sparsedd.models.base import InputSpec, count_parameters, create_model
-from sparsedd.registry import Registry
+from sparsedd.models.base import InputSpec, count_parameters, create_model, layer_roles
 from sparsedd.training.execution import mul_each_
 
 Masks = dict[str, torch.Tensor]
 PRUNABLE_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
-@dataclass(frozen=True)
-class Criterion:
-    """Scores weights: the lowest-scored surviving weights are pruned first."""
-
-    score: Callable[[torch.Tensor, torch.Tensor | None, torch.Generator], torch.Tensor]
-    needs_gradients: bool = False
-
-
-CRITERIA: Registry[Criterion] = Registry("pruning criterion")
-CRITERIA.register("magnitude")(Criterion(lambda w, g, gen: w.abs()))
-CRITERIA.register("random")(Criterion(lambda w, g, gen: torch.rand(w.shape, generator=gen)))
-# He et al.'s gradient criterion: first-order estimate of the loss change |w · ∂L/∂w|.
-CRITERIA.register("gradient")(Criterion(lambda w, g, gen: (w * g).abs(), needs_gradients=True))
-
-
 def prunable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
-    """Weights of every Linear and Conv layer, by parameter name.
+    """Weights of the Linear and Conv layers the model declares prunable, by parameter name
+    (every one for a model built by hand; see ``ModelNeeds.prunable``).
 
     Biases, norms, position embeddings and CLS tokens are never returned, so never pruned.
     """
+    patterns = layer_roles(model).prunable
     found = {}
     for module_name, module in model.named_modules():
-        if isinstance(module, PRUNABLE_MODULES):
+        if isinstance(module, PRUNABLE_MODULES) and any(
+            fnmatch.fnmatchcase(module_name, p) for p in patterns
+        ):
             found[f"{module_name}.weight" if module_name else "weight"] = module.weight
     return found
 
@@ -55,16 +43,19 @@ def excluded_layers(model: nn.Module, patterns: str) -> set[str]:
 
     ``patterns`` is comma-separated; each is matched (shell-style) against a layer's module
     name and its weight's name (``fc`` and ``fc.weight`` both name ``fc.weight``), and
-    ``output`` names the last prunable layer, the one producing the logits. A pattern that
-    matches nothing, or patterns that leave nothing to prune, are a ConfigError.
+    ``output`` names the layer producing the logits, as the model declares it (the last
+    prunable layer when it declares none). A pattern that matches nothing, or patterns that
+    leave nothing to prune, are a ConfigError.
     """
     names = list(prunable_parameters(model))
+    output = layer_roles(model).output
     excluded: set[str] = set()
     for pattern in (p.strip() for p in patterns.split(",")):
         if not pattern:
             continue
         if pattern == OUTPUT_LAYER:
-            hits = names[-1:]
+            hits = [f"{output}.weight"] if output is not None else names[-1:]
+            hits = [n for n in hits if n in names]
         else:
             hits = [
                 n

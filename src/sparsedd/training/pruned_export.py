@@ -22,7 +22,8 @@ import torch
 from safetensors.torch import save
 from torch import nn
 
-from sparsedd.config import from_dict, load_yaml_file, to_dict
+from sparsedd.components import from_dict
+from sparsedd.config import load_yaml_file, to_dict
 from sparsedd.errors import CheckpointError, StoreError, UserError
 from sparsedd.store import checkpoint as ckpt
 
