@@ -278,7 +278,8 @@ class ResultsStore:
                     f"reads {SCHEMA_VERSION}; upgrade sparsedd"
                 )
             self._check_layout()  # before an upgrade writes to it
-            if schema in UPGRADABLE_SCHEMAS and create:
+            lacking = any(c not in self._round_columns() for c in ADDED_COLUMNS)
+            if create and (schema in UPGRADABLE_SCHEMAS or lacking):
                 self._upgrade()
             if create:
                 # Fail now, before any run file is written, if another program holds the lock.
