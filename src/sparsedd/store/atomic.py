@@ -109,6 +109,7 @@ def atomic_write(
         raise StoreError(f"cannot write {path}: {err.strerror or err}; {fix}") from None
     try:
         write(tmp)
+        os.chmod(tmp, mode)  # a writer that recreated the file (safetensors does) made it 0600
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, target)
