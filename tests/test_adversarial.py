@@ -281,6 +281,31 @@ def test_empty_recorded_config_gives_a_table_or_one_line(
         assert_one_error_line(err, [needle])
 
 
+SECOND_RUN_WITH_EMPTY_CONFIG = """
+INSERT INTO runs SELECT 'emptied', '{}', created FROM runs;
+CREATE TEMP TABLE copied AS SELECT * FROM rounds;
+UPDATE copied SET run_id = 'emptied';
+INSERT INTO rounds SELECT * FROM copied;
+"""
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_one_run_of_two_with_an_empty_config_gives_one_line(
+    tmp_path,
+    capsys,
+    finished_results,  # noqa: F811
+    command,
+) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(finished_results, out)
+    conn = sqlite3.connect(out / "results.sqlite")
+    conn.executescript(SECOND_RUN_WITH_EMPTY_CONFIG)
+    conn.close()
+    args = [a.format(tmp=tmp_path) for a in COMMANDS[command]]
+    needles = ["damaged", "run 'emptied' has no 'model'", "the other runs' configs have"]
+    assert_refused_unchanged(tmp_path, [args[0], str(out), *args[1:]], needles, capsys)
+
+
 # ---------------------------------------------------------------- exports and reports
 
 

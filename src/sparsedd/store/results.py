@@ -96,6 +96,20 @@ _RULE_WORDS = {
 
 
 _SCALARS = (str, int, float, bool, type(None))
+#: Config keys that every sparsedd version has recorded for every run: where some runs of a
+#: database hold one, all must (the analysis compares runs by them).
+CORE_CONFIG_KEYS = (
+    "model",
+    "dataset",
+    "noise",
+    "weight_decay",
+    "lr",
+    "batch_size",
+    "epochs",
+    "rounds",
+    "prune_rate",
+    "seed",
+)
 
 
 def config_problem(config: dict[str, Any]) -> str | None:
@@ -110,12 +124,11 @@ def config_problem(config: dict[str, Any]) -> str | None:
         if key not in FIELDS:
             continue  # a key of another sparsedd version: shown as it is
         try:
-            fits = coerce(key, value) == value and not (
-                isinstance(value, str) and not isinstance(coerce(key, value), str)
-            )
+            coerced = coerce(key, value)
         except ConfigError:
-            fits = False
-        if not fits:
+            coerced = _NOT_JSON
+        # as recorded: "0.1" is not the number 0.1, nor "true" a switch
+        if coerced != value or isinstance(value, str) != isinstance(coerced, str):
             return f"has {_short(value)} as config key {key!r}"
     return None
 
@@ -482,6 +495,13 @@ class ResultsStore:
             if problem is not None:
                 raise self._damaged(f"the recorded config of run {_short(rid)} {problem}")
             configs[rid] = config
+        for key in CORE_CONFIG_KEYS:
+            lacking = [rid for rid, config in configs.items() if key not in config]
+            if lacking and len(lacking) < len(configs):
+                raise self._damaged(
+                    f"the recorded config of run {_short(lacking[0])} has no {key!r}, which "
+                    f"the other runs' configs have"
+                )
         return configs
 
     def round_rows(self) -> list[dict[str, Any]]:
