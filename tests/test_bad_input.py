@@ -50,6 +50,9 @@ def snapshot(root: Path) -> dict[str, str]:
         return out
     for path in sorted(root.rglob("*")):
         rel = str(path.relative_to(root))
+        if path.is_symlink():  # it may dangle or loop: its target names it
+            out[rel] = f"link to {os.readlink(path)}"
+            continue
         out[rel] = "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
     return out
 

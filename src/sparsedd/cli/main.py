@@ -346,6 +346,9 @@ for _command in (analyze, plot, report, export):
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the CLI; user errors become one line on stderr and exit status 2."""
+    from sparsedd.cli import restore_ctrl_c
+
+    restore_ctrl_c()
     try:
         code = cli.main(
             args=list(argv) if argv is not None else None,
@@ -366,7 +369,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         sys.exit(130)
     except (click.exceptions.Abort, KeyboardInterrupt):  # Ctrl-C before a run could start
-        print("sparsedd: interrupted; re-run the same command to resume", file=sys.stderr)
+        from sparsedd.cli import INTERRUPTED
+
+        print(INTERRUPTED, file=sys.stderr)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
 

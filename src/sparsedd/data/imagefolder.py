@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,9 @@ from sparsedd.registry import Needs
 from sparsedd.store import checkpoint as ckpt
 
 SPLITS = ("train", "test")
+#: The most pixels an image may have (its header says how many before it is decoded): an
+#: 8,000 × 8,000 photo passes; larger ones would take seconds and gigabytes each to decode.
+MAX_PIXELS = 64_000_000
 # At most this many unreadable files are named; the count says how many more there are.
 NAMED_FAILURES = 5
 
@@ -43,6 +47,11 @@ def list_images(root: Path) -> tuple[list[str], dict[str, list[tuple[str, int]]]
     classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
     if not classes:
         raise DataError(f"imagefolder {root}/train holds no class folders; {layout}")
+    if len(classes) < 2:
+        raise DataError(
+            f"imagefolder {root}/train holds one class folder ({classes[0]}); a classifier "
+            f"needs at least two: {layout}"
+        )
     extra = sorted({p.name for p in (root / "test").iterdir() if p.is_dir()} - set(classes))
     if extra:
         raise DataError(
@@ -67,13 +76,19 @@ def build_manifest(
     root: Path, image_size: int, classes: list[str], files: dict[str, list[tuple[str, int]]]
 ) -> dict[str, Any]:
     """What the cache was made from: size, classes, and each file's path, bytes, mtime, label."""
-    entries = {}
+    entries, failed = {}, []
     for split, items in files.items():
         rows = []
         for rel, label in items:
-            stat = (root / rel).stat()
+            try:
+                stat = (root / rel).stat()
+            except OSError:  # a dangling symlink, a file removed meanwhile
+                failed.append(rel)
+                continue
             rows.append([rel, stat.st_size, stat.st_mtime_ns, label])
         entries[split] = rows
+    if failed:
+        raise DataError(unreadable_message(root, failed))
     return {"image_size": image_size, "classes": classes, "files": entries}
 
 
@@ -84,22 +99,44 @@ def decode_images(
     from PIL import Image
 
     out = np.zeros((len(items), image_size, image_size, 3), dtype=np.uint8)
-    failed = []
+    failed, too_large = [], []
     for i, (rel, _) in enumerate(items):
         try:
-            with Image.open(root / rel) as img:
-                rgb = img.convert("RGB").resize((image_size, image_size), Image.Resampling.BILINEAR)
-                out[i] = np.asarray(rgb)
+            with warnings.catch_warnings():
+                # PIL warns (two raw lines) of images between its limits; ours is lower
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(root / rel) as img:  # reads the header only
+                    width, height = img.size
+                    if width * height > MAX_PIXELS:
+                        too_large.append(f"{rel} ({width}×{height})")
+                        continue
+                    rgb = img.convert("RGB").resize(
+                        (image_size, image_size), Image.Resampling.BILINEAR
+                    )
+                    out[i] = np.asarray(rgb)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
             failed.append(rel)
+    if too_large:
+        raise DataError(
+            f"{len(too_large)} image(s) in {root} have more than {MAX_PIXELS:,} pixels: "
+            f"{_named(too_large)}; shrink them (or remove them): they would take gigabytes "
+            f"to decode"
+        )
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous(), failed
 
 
 def unreadable_message(root: Path, failed: list[str]) -> str:
     """One line naming the images that cannot be read (the first few, then a count)."""
-    named = ", ".join(failed[:NAMED_FAILURES])
-    more = f" and {len(failed) - NAMED_FAILURES} more" if len(failed) > NAMED_FAILURES else ""
-    return f"{len(failed)} image(s) in {root} cannot be read: {named}{more}; repair or remove them"
+    return (
+        f"{len(failed)} image(s) in {root} cannot be read: {_named(failed)}; repair or remove them"
+    )
+
+
+def _named(items: list[str]) -> str:
+    """The first few of ``items``, then how many more there are."""
+    named = ", ".join(items[:NAMED_FAILURES])
+    more = f" and {len(items) - NAMED_FAILURES} more" if len(items) > NAMED_FAILURES else ""
+    return f"{named}{more}"
 
 
 def load_imagefolder(cfg: Config) -> ImageData:

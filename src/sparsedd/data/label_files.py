@@ -19,6 +19,13 @@ import torch
 from sparsedd.errors import ConfigError, DataError
 
 TEXT_SUFFIXES = (".txt",)
+#: The most bytes a label file may hold per training image (a .pt of CIFAR-100N holds four
+#: label sets, two as pickled lists, in about 40 bytes an image), beyond a fixed allowance: a
+#: file larger than that is not a label file of this dataset and is refused before it is read.
+BYTES_PER_IMAGE = 256
+BYTES_ALLOWANCE = 1 << 20
+#: The widest label a text file may hold: a class id, not a number in the billions.
+MAX_LABEL_DIGITS = 9
 
 
 def resolve_label_file(name: str, data_dir: str) -> Path:
@@ -47,7 +54,8 @@ def read_human_labels(
             f"noise_file {name!r} not found{where}; give the path of a CIFAR-N .pt, .npy or "
             f"text label file"
         )
-    labels, clean = _read(path, label_set)
+    _check_file_size(path, n_train)
+    labels, clean = _read(path, label_set, n_train)
     if labels.ndim != 1 or len(labels) != n_train:
         held = f"{len(labels)} labels" if labels.ndim == 1 else f"shape {tuple(labels.shape)}"
         raise DataError(
@@ -69,7 +77,21 @@ def read_human_labels(
     return labels
 
 
-def _read(path: Path, label_set: str | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _check_file_size(path: Path, n_train: int) -> None:
+    """Refuse a file far larger than labels of ``n_train`` images can take, before reading it."""
+    size = path.stat().st_size
+    limit = BYTES_ALLOWANCE + BYTES_PER_IMAGE * n_train
+    if size > limit:
+        raise DataError(
+            f"noise_file {str(path)!r} holds {size:,} bytes, more than the labels of "
+            f"{n_train:,} training images can take ({limit:,}); give the label file made "
+            f"for this dataset"
+        )
+
+
+def _read(
+    path: Path, label_set: str | None, n_train: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(labels, the file's clean labels where it has them)."""
     suffix = path.suffix.lower()
     if suffix in (".pt", ".pth"):
@@ -86,6 +108,7 @@ def _read(path: Path, label_set: str | None) -> tuple[torch.Tensor, torch.Tensor
             f"{str(path)!r} holds one set; set noise_label_set=null"
         )
     if suffix == ".npy":
+        _check_npy_header(path, n_train)
         try:
             array = np.load(path, allow_pickle=False)
         except (ValueError, OSError, EOFError) as err:
@@ -100,6 +123,41 @@ def _read(path: Path, label_set: str | None) -> tuple[torch.Tensor, torch.Tensor
         f"noise_file {str(path)!r} has an unknown suffix; use .pt (CIFAR-N), .npy or .txt "
         f"(one label a line)"
     )
+
+
+def _check_npy_header(path: Path, n_train: int) -> None:
+    """Refuse a .npy file whose header promises other than ``n_train`` integer labels, from
+    the header alone (a header may promise 2^40 labels; reading them would allocate 8 TiB)."""
+    fix = "save the labels with numpy.save as a 1-D integer array"
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read_header(f)
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as err:
+        detail = " ".join(str(err).split())[:120]
+        raise DataError(
+            f"noise_file {str(path)!r} is not a plain NumPy array file ({detail}); {fix}"
+        ) from None
+    if dtype.hasobject:
+        raise DataError(
+            f"noise_file {str(path)!r} is not a plain NumPy array file (it holds Python "
+            f"objects); {fix}"
+        )
+    if dtype.kind not in "iu":
+        raise DataError(
+            f"noise_file {str(path)!r} does not hold integer class labels ({dtype}); {fix}"
+        )
+    if len(shape) != 1 or shape[0] != n_train:
+        held = f"{shape[0]} labels" if len(shape) == 1 else f"shape {shape}"
+        raise DataError(
+            f"noise_file {str(path)!r} holds {held}, but the training set has {n_train} "
+            f"images; give the file made for this dataset"
+        )
 
 
 def _numpy_globals() -> list:
@@ -182,6 +240,12 @@ def _as_labels(value: object, path: Path) -> torch.Tensor:
         raise DataError(
             f"noise_file {str(path)!r} does not hold integer class labels; give a label file"
         )
+    low, high = int(array.min()), int(array.max())  # Python ints: uint64 stays unsigned
+    if low < 0 or high >= 2**31:
+        raise DataError(
+            f"noise_file {str(path)!r} holds labels {low}..{high}, not class ids; give the "
+            f"file made for this dataset"
+        )
     return torch.from_numpy(array.astype(np.int64).reshape(array.shape))
 
 
@@ -190,6 +254,12 @@ def _read_text(path: Path) -> torch.Tensor:
         lines = path.read_text(encoding="utf-8").split()
     except (OSError, UnicodeDecodeError) as err:
         raise DataError(f"noise_file {str(path)!r} cannot be read as text ({err})") from None
+    wide = next((t for t in lines if len(t.lstrip("+-")) > MAX_LABEL_DIGITS), None)
+    if wide is not None:
+        raise DataError(
+            f"noise_file {str(path)!r} holds {_cut(wide)}, not a class label; give one integer "
+            f"label a line"
+        )
     try:
         values = [int(token) for token in lines]
     except ValueError:
@@ -201,3 +271,8 @@ def _read_text(path: Path) -> torch.Tensor:
     if not values:
         raise DataError(f"noise_file {str(path)!r} is empty; give one integer label a line")
     return torch.tensor(values, dtype=torch.int64)
+
+
+def _cut(token: str) -> str:
+    """A token for an error line, cut short."""
+    return repr(token) if len(token) <= 20 else repr(token[:17] + "...")

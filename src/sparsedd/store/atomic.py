@@ -1,13 +1,17 @@
 """Atomic file writes: a temporary file beside the target, renamed over it when complete.
 
 Readers (and a later run) see the old file or the new one, never half of one: a kill or a full
-disk leaves the previous file intact and at worst a ``.NAME.*.tmp`` file, which the next run of
-the same run folder removes.
+disk leaves the previous file intact and at worst a ``.NAME.HOST-PID.*.tmp`` file. The next
+write of the same file removes those whose writer (a process of this host) is gone; the next
+run of the same run folder removes every one in it.
 """
 
 from __future__ import annotations
 
+import glob
 import os
+import re
+import socket
 import stat
 import tempfile
 from collections.abc import Callable
@@ -24,6 +28,41 @@ def temp_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.glob(f".*{TMP_SUFFIX}") if p.is_file())
+
+
+def _owner_tag() -> str:
+    """``HOST-PID`` of this process, as it appears in its temporary files' names."""
+    host = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname()) or "host"
+    return f"{host}-{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, owned by someone else
+        return True
+    return True
+
+
+def remove_orphans(target: Path) -> None:
+    """Remove the temporary files of ``target`` that a killed writer of this host left.
+
+    Only files named by a process of this host that no longer runs are removed: a writer on
+    another host (shared storage) or one still writing keeps its file.
+    """
+    host = _owner_tag().rsplit("-", 1)[0]
+    name = re.escape(f".{target.name}.{host}-")
+    pattern = re.compile(name + r"(\d+)\..*" + re.escape(TMP_SUFFIX))
+    try:
+        candidates = list(target.parent.glob(f".{glob.escape(target.name)}.*{TMP_SUFFIX}"))
+    except OSError:
+        return
+    for path in candidates:
+        found = pattern.fullmatch(path.name)
+        if found and int(found.group(1)) != os.getpid() and not _pid_alive(int(found.group(1))):
+            path.unlink(missing_ok=True)
 
 
 def _target(path: Path) -> Path:
@@ -61,13 +100,16 @@ def atomic_write(
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         mode = _file_mode(target)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=TMP_SUFFIX)
+        remove_orphans(target)
+        prefix = f".{target.name}.{_owner_tag()}."
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=prefix, suffix=TMP_SUFFIX)
         os.close(fd)
         os.chmod(tmp, mode)  # mkstemp makes it private (0600); give it a normal file's mode
     except OSError as err:
         raise StoreError(f"cannot write {path}: {err.strerror or err}; {fix}") from None
     try:
         write(tmp)
+        os.chmod(tmp, mode)  # a writer that recreated the file (safetensors does) made it 0600
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, target)

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from sparsedd.errors import NoResultsError, StoreError
+from sparsedd.errors import ConfigError, NoResultsError, StoreError
 
 DB_NAME = "results.sqlite"
 APP_ID = "sparsedd"
@@ -108,6 +108,70 @@ _RULE_WORDS = {
     _TEXT: "text",
     _JSON_OBJECT: "a JSON object",
 }
+
+
+_SCALARS = (str, int, float, bool, type(None))
+#: Config keys that every sparsedd version has recorded for every run: where some runs of a
+#: database hold one, all must (the analysis compares runs by them).
+CORE_CONFIG_KEYS = (
+    "model",
+    "dataset",
+    "noise",
+    "weight_decay",
+    "lr",
+    "batch_size",
+    "epochs",
+    "rounds",
+    "prune_rate",
+    "seed",
+)
+
+
+def config_problem(config: dict[str, Any]) -> str | None:
+    """What is wrong with a run's recorded config (None: nothing): a value of the wrong type
+    for its key, or a nested value (none of sparsedd's keys holds one). Keys may be missing:
+    a config recorded by another version, or through the Python API, lacks some."""
+    from sparsedd.config import FIELDS, coerce
+
+    for key, value in config.items():
+        if not isinstance(value, _SCALARS):
+            return f"has a {type(value).__name__} as config key {_short(key)}"
+        if key not in FIELDS:
+            continue  # a key of another sparsedd version: shown as it is
+        try:
+            coerced = coerce(key, value)
+        except ConfigError:
+            coerced = _NOT_JSON
+        # as recorded: "0.1" is not the number 0.1, nor "true" a switch
+        if coerced != value or isinstance(value, str) != isinstance(coerced, str):
+            return f"has {_short(value)} as config key {key!r}"
+    return None
+
+
+def _density_problem(density: Any) -> str | None:
+    """What is wrong with a round's recorded layer densities (None: nothing)."""
+    if not isinstance(density, dict):
+        return "layer densities that are not a mapping"
+    for name, value in density.items():
+        if type(value) not in (int, float) or not 0.0 <= value <= 1.0:
+            return f"layer density {_short(value)} for layer {_short(name)}"
+    return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _json(text: str) -> Any:
+    """Parsed JSON, or a marker object for text that is not (or nests too deep to parse)."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return _NOT_JSON
+
+
+_NOT_JSON = object()
 
 
 def _schema_columns() -> dict[str, list[str]]:
@@ -265,6 +329,12 @@ class ResultsStore:
                 f"or choose another --out"
             )
         if "meta" in tables:
+            meta_columns = [r[1] for r in self._execute("PRAGMA table_info(meta)", write=False)]
+            if meta_columns[:2] != ["key", "value"]:  # another program's meta table
+                raise StoreError(
+                    f"{self.path} is not a sparsedd results database (its meta table is "
+                    f"another program's); move it away or choose another --out"
+                )
             meta = dict(self._execute("SELECT key, value FROM meta", write=False))
             if meta.get("app") != APP_ID:
                 raise StoreError(
@@ -432,7 +502,25 @@ class ResultsStore:
     def runs(self) -> dict[str, dict[str, Any]]:
         """Config of every run, by run id."""
         rows = self._execute("SELECT run_id, config FROM runs ORDER BY created", write=False)
-        return {rid: json.loads(cfg) for rid, cfg in rows}
+        configs = {}
+        for rid, text in rows:
+            config = _json(text)
+            problem = (
+                config_problem(config)
+                if isinstance(config, dict)
+                else "is not a JSON object it can read (invalid, or nested too deep)"
+            )
+            if problem is not None:
+                raise self._damaged(f"the recorded config of run {_short(rid)} {problem}")
+            configs[rid] = config
+        for key in CORE_CONFIG_KEYS:
+            lacking = [rid for rid, config in configs.items() if key not in config]
+            if lacking and len(lacking) < len(configs):
+                raise self._damaged(
+                    f"the recorded config of run {_short(lacking[0])} has no {key!r}, which "
+                    f"the other runs' configs have"
+                )
+        return configs
 
     def round_rows(self) -> list[dict[str, Any]]:
         """Every recorded round of every run: the run's config keys, then ROUND_COLUMNS.
@@ -449,7 +537,16 @@ class ResultsStore:
         for values in rows:
             rec = dict(zip(cols, values, strict=True))
             rec["round_epochs"] = rec.pop("epochs")
-            rec["layer_density"] = json.loads(rec["layer_density"])
+            if rec["run_id"] not in configs:  # every run is registered before its rounds
+                raise self._damaged(
+                    f"round {rec['round']} is of run {_short(rec['run_id'])}, which has no "
+                    f"recorded config"
+                )
+            rec["layer_density"] = density = _json(rec["layer_density"])
+            problem = _density_problem(density)
+            if problem is not None:
+                where = f"round {rec['round']} of run {_short(rec['run_id'])}"
+                raise self._damaged(f"{where} records {problem}")
             out.append({**configs.get(rec["run_id"], {}), **{c: rec[c] for c in ROUND_COLUMNS}})
         return out
 

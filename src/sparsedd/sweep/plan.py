@@ -72,9 +72,14 @@ def parse_grid_options(items: Sequence[str]) -> dict[str, list[str]]:
                 f"list every value in one --grid {name}=V1,V2,..."
             )
         seen[name] = item
-        axis = [v for v in values.split(",") if v != ""]
-        if not axis:
+        axis = values.split(",")
+        if not values.strip():
             raise UserError(f"--grid {item!r} lists no values; give KEY=V1,V2,...")
+        if any(not v.strip() for v in axis):  # `seed=0,,1` is a typo, not two values
+            raise UserError(
+                f"--grid {item!r} has an empty value between commas; give KEY=V1,V2,... "
+                f"with a value between every two commas"
+            )
         axes[name] = axis
     return axes
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sparsedd.errors import StoreError
 from sparsedd.store.run_lock import is_running
 from sparsedd.sweep.plan import PlannedRun, saved_epoch, seconds_per_epoch
 
@@ -68,15 +69,23 @@ def sweep_status(out_dir: str | Path) -> SweepStatus:
     store = ResultsStore(out_dir, create=False)
     rows = store.round_rows()
     runs: dict[str, dict[str, Any]] = {}
-    for rid, cfg in store.runs().items():
+    for rid, cfg in store.runs().items():  # their values have the config's types
+        missing = [k for k in ("epochs", "rounds") if cfg.get(k) is None]
+        if missing:
+            raise StoreError(
+                f"results database {store.path} is damaged: the recorded config of run {rid} "
+                f"has no {missing[0]!r}; restore it from a copy, or move it away and re-run"
+            )
         dense = cfg.get("dense_epochs") or cfg["epochs"]
         total = dense + cfg["rounds"] * cfg["epochs"]
         runs[rid] = {"rounds": cfg["rounds"], "epochs_total": total}
     for path in sorted((out_dir / SWEEPS_DIR).glob("*.json")):
         try:
-            runs.update({k: v for k, v in json.loads(path.read_text()).items() if k not in runs})
-        except (OSError, ValueError, AttributeError):
+            planned = json.loads(path.read_text())
+        except (OSError, ValueError, RecursionError):
             continue  # a damaged sweep file only hides runs not yet started
+        if isinstance(planned, dict):
+            runs.update({k: v for k, v in planned.items() if k not in runs and _plan_entry(v)})
     recorded: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         recorded.setdefault(row["run_id"], []).append(row)
@@ -113,4 +122,14 @@ def format_status(status: SweepStatus) -> str:
             f"{status.epochs_left} epochs left",
             f"ETA: {eta_text}",
         ]
+    )
+
+
+def _plan_entry(value: Any) -> bool:
+    """Whether a sweep file's entry for a run is what ``write_sweep_file`` writes."""
+    return (
+        isinstance(value, dict)
+        and type(value.get("rounds")) is int
+        and value["rounds"] >= 0
+        and type(value.get("epochs_total")) is int
     )

@@ -33,6 +33,11 @@ from sparsedd.store import checkpoint as ckpt
 from sparsedd.store.atomic import atomic_write_text, temp_files
 from sparsedd.store.results import ResultsStore, RunStore
 from sparsedd.store.run_lock import run_locks
+from sparsedd.training.data_identity import (
+    check_data_identity,
+    data_identity,
+    write_data_identity,
+)
 from sparsedd.training.entropy import ENTROPY_SAMPLE, activation_entropy
 from sparsedd.training.prune import (
     CRITERIA,
@@ -127,6 +132,7 @@ class Experiment:
         data = data if data is not None else load_dataset(cfg)
         self.spec = InputSpec(data.channels, data.image_size, data.num_classes)
         self.splits: Splits = make_splits(data, cfg)
+        self.data_identity = data_identity(cfg, data, self.splits)
         torch.manual_seed(cfg.seed)
         try:
             self.model: nn.Module = create_model(cfg, self.spec)
@@ -195,12 +201,14 @@ class Experiment:
         return {r for r in done if r <= keep}
 
     def write_run_files(self) -> None:
-        """Create the run's folder with its config and noisy labels; register the run.
+        """Create the run's folder with its config, noisy labels and data identity (refusing
+        to resume on other data); register the run.
 
         The recorded config's ``rounds`` is the most asked for so far: asking for more
         continues the run, asking for fewer keeps every recorded round. Temporary files of
         writes that were killed are removed first.
         """
+        check_data_identity(self.folder, self.id, self.data_identity)
         self.folder.mkdir(parents=True, exist_ok=True)
         for leftover in temp_files(self.folder):
             leftover.unlink(missing_ok=True)
@@ -227,6 +235,7 @@ class Experiment:
                     "noise_seed": self.cfg.label_seed,
                 },
             )
+        write_data_identity(self.folder, self.data_identity)
         self.store.record_run(self.id, to_dict(cfg))
 
     def note_other_versions(self) -> None:
@@ -452,6 +461,12 @@ def check_path_encoding(out_dir: Path) -> None:
     """Refuse an output folder whose name the checkpoint library cannot open (not UTF-8)."""
     try:
         str(out_dir.resolve()).encode("utf-8")
+    except (RuntimeError, OSError) as err:  # a symlink loop (RuntimeError before Python 3.13)
+        reason = "symlinks that loop" if "loop" in str(err).lower() else str(err)
+        raise ConfigError(
+            f"output folder {str(out_dir)!r} cannot be used: its path runs through {reason}; "
+            f"choose another --out"
+        ) from None
     except UnicodeEncodeError:
         raise ConfigError(
             f"output folder {str(out_dir)!r} has a name that is not valid UTF-8, which "

@@ -151,9 +151,13 @@ class ConsoleReporter:
         self._announce(run)
         plan = self._plan(run)
         if first_epoch > 0:
+            where = (
+                f"at epoch {first_epoch + 1} of {epochs} ({first_epoch} already trained)"
+                if first_epoch < epochs  # else a kill came after training, before the record
+                else f"after its {epochs} trained epoch(s): evaluating and recording it"
+            )
             self.console.print(
-                f"{plan.label} resuming round {round_}{self._of(run)} at epoch "
-                f"{first_epoch + 1} of {epochs} ({first_epoch} already trained)",
+                f"{plan.label} resuming round {round_}{self._of(run)} {where}",
                 soft_wrap=True,
                 highlight=False,
             )

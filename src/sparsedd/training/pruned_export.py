@@ -54,9 +54,10 @@ def find_run_folder(out_dir: str | Path, run: str) -> Path:
     matches = [i for i in ids if i.startswith(run)] if run else []
     if len(matches) != 1:
         what = "matches several runs" if matches else "is not a run"
+        listed = matches or ids  # an ambiguous prefix lists the runs it matches
         raise StoreError(
-            f"{run!r} {what} in {out_dir}; give one of: {', '.join(ids[:8])}"
-            + (" …" if len(ids) > 8 else "")
+            f"{run!r} {what} in {out_dir}; give one of: {', '.join(listed[:8])}"
+            + (" …" if len(listed) > 8 else "")
         )
     return runs / matches[0]
 
