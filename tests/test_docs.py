@@ -1,5 +1,7 @@
-"""The README documents every config key and every preset, and its Python example runs."""
+"""The README and the docs pages: every config key, preset and study documented, the README's
+Python example runs, the README stays short and its links lead to files that exist."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -7,17 +9,22 @@ from test_totality import BASE, curve, fill
 
 from sparsedd.config import FIELDS
 from sparsedd.presets import preset_names
+from sparsedd.sweep.study import study_names
 
-README = (Path(__file__).parent.parent / "README.md").read_text()
+ROOT = Path(__file__).parent.parent
+README = (ROOT / "README.md").read_text()
+#: The page that holds the presets table and the config keys table.
+STUDIES_PAGE = (ROOT / "docs" / "studies.md").read_text()
 
 
-def test_readme_lists_every_config_key() -> None:
-    missing = [key for key in FIELDS if f"| `{key}` |" not in README]
+def test_docs_list_every_config_key() -> None:
+    missing = [key for key in FIELDS if f"| `{key}` |" not in STUDIES_PAGE]
     assert not missing
 
 
-def test_readme_lists_every_preset() -> None:
-    assert not [name for name in preset_names() if f"`{name}`" not in README]
+def test_docs_list_every_preset_and_study() -> None:
+    names = [*preset_names(), *study_names()]
+    assert not [name for name in names if f"`{name}`" not in STUDIES_PAGE]
 
 
 def test_readme_python_api_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -28,3 +35,16 @@ def test_readme_python_api_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     scope: dict = {}
     exec(snippet, scope)
     assert len(scope["rounds"]) == 4 and len(scope["result"].curves) == 1
+
+
+def test_readme_is_short() -> None:
+    assert len(README.splitlines()) <= 200
+
+
+def test_readme_links_lead_to_files_that_exist() -> None:
+    """Relative links and images in the README (the docs pages' own links are checked by
+    `mkdocs build --strict`, which CI runs)."""
+    targets = re.findall(r"\]\(([^)\s]+)\)", README)
+    local = [t.split("#", 1)[0] for t in targets if not re.match(r"[a-z]+:", t)]
+    assert local, "the README links to no docs page"
+    assert not [t for t in local if not (ROOT / t).is_file()]

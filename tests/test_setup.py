@@ -156,6 +156,7 @@ def test_readme_commands_and_ci_use_the_venv():
         "bash scripts/setup.sh --test",
         ".venv/bin/ruff check .",
         ".venv/bin/ruff format --check .",
+        '.venv/bin/mkdocs build --strict -d "$(mktemp -d)"',
         ".venv/bin/python -m pytest",
     ]
     assert ".venv/" in (ROOT / ".gitignore").read_text().splitlines()
