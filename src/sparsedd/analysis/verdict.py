@@ -2,9 +2,10 @@
 
 The test, step by step (the docs' "The verdict" page argues each choice):
 
-1. **Collapse.** The final collapse starts at the first round after which the seeds' mean
-   accuracy stays below ``dense − max(½ (dense − lowest), COLLAPSE_MIN_DROP)`` to the end.
-   Rounds from there on are left out: wiggles inside the collapse are not a double descent.
+1. **Collapse.** A curve's final collapse starts at the first round after which its accuracy
+   stays more than COLLAPSE_MIN_DROP (10 points) below its dense accuracy to the end. Rounds
+   from the first collapse of the seeds' mean or of any one seed on are left out: wiggles inside
+   the collapse, or a mean that mixes a broken seed with working ones, are no double descent.
 2. **Noise.** Two parts. The seeds' own noise σ (training order, initialisation, the label
    draw) is estimated from the residuals of a two-way (seed + round) fit, so that a seed sitting
    above another all along (its level) does not count: each seed's own fall and rise are what
@@ -107,18 +108,30 @@ def _smoothing_matrix(length: int) -> np.ndarray:
     return w
 
 
-def collapse_round(mean: np.ndarray) -> int | None:
-    """First round of the final collapse of a mean curve (None when it never collapses).
+def collapse_round(values: np.ndarray) -> int | None:
+    """First round of the final collapse of one curve (None when it never collapses).
 
-    The collapse starts where accuracy falls below ``dense − max(½ (dense − lowest),
-    COLLAPSE_MIN_DROP)`` and never comes back above it.
+    The collapse starts where accuracy falls more than COLLAPSE_MIN_DROP below the dense
+    accuracy and never comes back within it: a dip that recovers is no collapse, a partial
+    recovery that stays far below dense (a model breaking down) is part of it.
     """
-    mean = np.asarray(mean, dtype=float)
-    dense, lowest = mean[0], float(np.nanmin(mean))
-    level = dense - max(0.5 * (dense - lowest), COLLAPSE_MIN_DROP)
-    above = np.flatnonzero(~(mean < level))  # NaN counts as not below
+    values = np.asarray(values, dtype=float)
+    level = values[0] - COLLAPSE_MIN_DROP
+    above = np.flatnonzero(~(values < level))  # NaN counts as not below
     start = int(above[-1]) + 1 if above.size else 0
-    return start if start < len(mean) else None
+    return start if start < len(values) else None
+
+
+def first_collapse(acc: np.ndarray) -> int | None:
+    """The first round at which the seeds' mean or any one seed has collapsed (None: never).
+
+    Past it the mean mixes a broken model with working ones: no valley there counts."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(acc, axis=0)
+    starts = [collapse_round(row) for row in (mean, *acc) if np.isfinite(row[0])]
+    found = [k for k in starts if k is not None]
+    return min(found) if found else None
 
 
 def best_valley(curve: np.ndarray) -> tuple[int, int, int, float, float] | None:
@@ -278,7 +291,7 @@ def sdd_verdict(
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nanmean(acc, axis=0)
-    collapse = collapse_round(mean)
+    collapse = first_collapse(acc)
     region = acc[:, : collapse if collapse is not None else acc.shape[1]]
     at = _Rounds(columns, collapse)
     if region.shape[1] < 4:
