@@ -65,7 +65,7 @@ def test_figure_axes_lines_and_sdd_markers(result):
         assert _markers(top, "v", filled=False) == 1
         legend = [t.get_text() for t in fig.legends[0].get_texts()]
         assert "λ = 0" in legend and "λ = 0.01" in legend
-        assert any("95% interval" in t for t in legend) and "inconclusive" in legend
+        assert any("s.d." in t for t in legend) and "inconclusive" in legend
         # the dip marker sits on the judged 3-round mean, drawn dotted, at the verdict's dip
         dip = next(line for line in top.get_lines() if line.get_marker() == "v")
         curve = result.curves.iloc[0]

@@ -2,12 +2,10 @@
 
 The x axis shows the fraction of weights *remaining* on a log scale (reversed, so sparsity grows
 to the right), which spreads the high-sparsity end where SDD happens; ticks are labelled as
-sparsity in percent. Bands are each round's 95% interval (over seeds, never narrower than the test
-set's binomial noise; clipped to [0, 100]); a dash-dot line marks each curve's dense accuracy. The
-test-accuracy panel also draws, dotted, the 3-round mean the verdict is taken on, with the dip (▼)
-and peak (▲) on it: filled where the verdict is SDD, hollow where it is inconclusive (whose curve
-is drawn dashed).
-The title names the setting (model, dataset, ε). ``plot_layers`` draws, per curve, how much of
+sparsity in percent. Bands are ±1 standard deviation over seeds (clipped to [0, 100]); a
+dash-dot line marks each curve's dense accuracy. The test-accuracy panel also draws, dotted, the
+3-round mean the verdict is taken on, with the dip (▼) and peak (▲) on it: filled where the
+verdict is SDD, hollow where it is inconclusive (whose curve is drawn dashed). The title names the setting (model, dataset, ε). ``plot_layers`` draws, per curve, how much of
 each layer survives against the global sparsity. PDFs embed TrueType (Type 42) fonts, which
 journals and editors accept, not Type 3.
 """
@@ -125,18 +123,15 @@ def _line_label(key: str | None, value: Any, curve: str) -> str:
 def _draw_metric(
     ax: Any, stats: pd.DataFrame, metric: str, color: str, style: Any, scale: float = 100
 ) -> bool:
-    """The metric's mean over seeds and its 95% band, clipped to [0, ``scale``]."""
+    """The metric's mean over seeds and a ±1 s.d. band, clipped to [0, ``scale``]."""
     mean = pd.to_numeric(stats[f"{metric}_mean"], errors="coerce").to_numpy() * scale
     if np.isnan(mean).all():
         return False
     x = remaining(stats["sparsity"])
     ax.plot(x, mean, color=color, linestyle=style, marker="o", markersize=3, linewidth=1.6)
-    low = pd.to_numeric(stats[f"{metric}_low"], errors="coerce").to_numpy() * scale
-    high = pd.to_numeric(stats[f"{metric}_high"], errors="coerce").to_numpy() * scale
-    ok = np.isfinite(low) & np.isfinite(high)
-    if ok.any():
-        ax.fill_between(x[ok], np.clip(low[ok], 0, scale), np.clip(high[ok], 0, scale),
-                        color=color, alpha=0.18, linewidth=0)  # fmt: skip
+    std = pd.to_numeric(stats[f"{metric}_std"], errors="coerce").fillna(0).to_numpy() * scale
+    ax.fill_between(x, np.clip(mean - std, 0, scale), np.clip(mean + std, 0, scale), color=color,
+                    alpha=0.18, linewidth=0)  # fmt: skip
     return True
 
 
@@ -281,7 +276,7 @@ def _legend(fig: Figure, curves: pd.DataFrame, line: str | None, colors: dict) -
         for v, c in colors.items()
     ]
     seeds = int(pd.to_numeric(curves["n_seeds"]).max())
-    band = f"95% interval over {seeds} seeds" if seeds > 1 else "95% interval (test set)"
+    band = f"±1 s.d. over {seeds} seeds" if seeds > 1 else "one seed: no band"
     handles += [
         Patch(color="grey", alpha=0.3, label=band),
         Line2D([], [], color="grey", linestyle=DENSE_STYLE, linewidth=0.9, label="dense accuracy"),

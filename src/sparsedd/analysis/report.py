@@ -361,7 +361,7 @@ def render_html(result: Analysis, figure_png: bytes, source: str) -> str:
 <h2>Figure</h2>
 <figure><img id="sdd-figure" alt="Test accuracy and memorization against sparsity"
  src="data:image/png;base64,{img}">
-<figcaption>Mean over seeds; bands: 95% intervals per round; where recorded, a third row shows
+<figcaption>Mean over seeds; bands ±1 s.d. over seeds; where recorded, a third row shows
 the activation-state entropy (bits: the mean over ReLU/GELU units of the entropy of their on/off
 state over 512 training images, a signal that needs no labels); dotted: the 3-round mean the
 verdict is taken on; ▼ dip and ▲ peak on it where the verdict is SDD (hollow: inconclusive);
