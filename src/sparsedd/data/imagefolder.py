@@ -18,6 +18,7 @@ import torch
 
 from sparsedd.config import Config
 from sparsedd.data.datasets import DATASETS, ImageData, check_image_data
+from sparsedd.data.preprocess import UNREADABLE, read_image
 from sparsedd.errors import DataError, UserError
 from sparsedd.store import checkpoint as ckpt
 
@@ -82,16 +83,14 @@ def decode_images(
     """The images as one uint8 NCHW tensor, and the paths of those that cannot be read."""
     from PIL import Image
 
-    out = np.zeros((len(items), image_size, image_size, 3), dtype=np.uint8)
+    out = np.zeros((len(items), 3, image_size, image_size), dtype=np.uint8)
     failed = []
     for i, (rel, _) in enumerate(items):
         try:
-            with Image.open(root / rel) as img:
-                rgb = img.convert("RGB").resize((image_size, image_size), Image.Resampling.BILINEAR)
-                out[i] = np.asarray(rgb)
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            out[i] = read_image(root / rel, image_size)
+        except (*UNREADABLE, Image.DecompressionBombError):
             failed.append(rel)
-    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous(), failed
+    return torch.from_numpy(out), failed
 
 
 def unreadable_message(root: Path, failed: list[str]) -> str:
@@ -129,6 +128,7 @@ def load_imagefolder(cfg: Config) -> ImageData:
         len(classes),
         mean,
         std,
+        tuple(classes),
     )
     check_image_data(data, f"imagefolder images in {root}")
     return data

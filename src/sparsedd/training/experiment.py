@@ -123,6 +123,7 @@ class Experiment:
         # Everything that can fail on bad input happens before anything is written.
         data = data if data is not None else load_dataset(cfg)
         self.spec = InputSpec(data.channels, data.image_size, data.num_classes)
+        self.class_names = data.class_names
         self.splits: Splits = make_splits(data, cfg)
         torch.manual_seed(cfg.seed)
         try:
@@ -289,7 +290,7 @@ class Experiment:
         self.reporter.round_done(self.id, row)
 
     def input_meta(self) -> dict[str, Any]:
-        """What the model takes: image shape, classes, and the input normalization."""
+        """What the model takes: image shape, classes (and their names), the normalization."""
         s = self.spec
         return {
             "channels": s.channels,
@@ -297,6 +298,7 @@ class Experiment:
             "num_classes": s.num_classes,
             "mean": list(self.splits.mean),
             "std": list(self.splits.std),
+            "classes": self.class_names,
         }
 
     def load_round_start(self, k: int, trainer: Trainer, splits: Splits) -> tuple[int, float]:
