@@ -15,6 +15,7 @@ _API = {
     "analyze": "sparsedd.analysis.tables",
     "load_pruned": "sparsedd.training.pruned_export",
     "pruned_metadata": "sparsedd.training.pruned_export",
+    "predict": "sparsedd.training.predict",
 }
 __all__ = ["__version__", *_API]
 

@@ -51,7 +51,12 @@ def _preflight(configs: list[Any]) -> None:
 
 
 @cli.command()
-@click.option("--preset", "-p", default="demo", show_default=True, help="preset to start from")
+@click.option(
+    "--preset",
+    "-p",
+    default=None,
+    help="preset to start from  [default: demo; own-data when dataset=imagefolder]",
+)
 @click.option(
     "--config",
     "config_file",
@@ -116,7 +121,7 @@ def _preflight(configs: list[Any]) -> None:
     "(repeatable)",
 )
 def run(
-    preset: str,
+    preset: str | None,
     config_file: str | None,
     assignments: tuple[str, ...],
     grid: tuple[str, ...],
@@ -155,9 +160,20 @@ def run(
         from sparsedd.sweep.ray_backend import import_ray
 
         import_ray()  # fail in one line before anything is loaded or written
+    from sparsedd.cli.run_setup import (
+        OWN_DATA_PRESET,
+        default_preset,
+        note_model_fit,
+        sized_for_data,
+    )
+
+    preset = preset or default_preset(config_file, assignments)
     cells = study_cells(preset, config_file, parse_grid_options(grid))
     labelled = sweep_configs(cells, assignments)
+    if preset == OWN_DATA_PRESET:
+        labelled = sized_for_data(labelled, config_file, [*assignments, *grid])
     _note_ignored_keys([cfg for _, cfg in labelled], config_file, [*assignments, *grid])
+    note_model_fit([cfg for _, cfg in labelled])
     if backend == "local" and not dry_run:
         from sparsedd.training.trainer import check_device
 
@@ -204,10 +220,10 @@ def run(
 
 def _note_ignored_keys(configs: list[Any], config_file: str | None, options: list[str]) -> None:
     """Say once, on stderr, of each key the user set that a run does not read."""
-    from sparsedd.config import ignored_notes, load_yaml_file
+    from sparsedd.cli.run_setup import given_keys
+    from sparsedd.config import ignored_notes
 
-    given = [str(k) for k in load_yaml_file(config_file)] if config_file else []
-    given += [item.split("=", 1)[0].strip() for item in options]
+    given = given_keys(config_file, options)
     notes = dict.fromkeys(note for cfg in configs for note in ignored_notes(cfg, given))
     for note in notes:
         click.echo(f"sparsedd: note: {note}", err=True)
@@ -385,8 +401,9 @@ def models() -> None:
 
 
 from sparsedd.cli.analysis import analyze, export, plot, report  # noqa: E402
+from sparsedd.cli.predict import predict  # noqa: E402
 
-for _command in (analyze, plot, report, export):
+for _command in (analyze, plot, report, export, predict):
     cli.add_command(_command)
 
 

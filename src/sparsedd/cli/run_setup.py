@@ -1,0 +1,66 @@
+"""What `sparsedd run` decides before planning: the preset for own data, sizes chosen from the
+data, and notes on models that do not suit the images."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+OWN_DATA_PRESET = "own-data"
+
+
+def given_keys(config_file: str | None, options: Sequence[str]) -> list[str]:
+    """Config keys the user set in a YAML file or with --set/--grid."""
+    from sparsedd.config import load_yaml_file
+
+    given = [str(k) for k in load_yaml_file(config_file)] if config_file else []
+    return given + [item.split("=", 1)[0].strip() for item in options]
+
+
+def default_preset(config_file: str | None, assignments: Sequence[str]) -> str:
+    """``own-data`` when the user's keys choose dataset=imagefolder, else ``demo``."""
+    from sparsedd.config import load_yaml_file, parse_assignment
+
+    values = dict(load_yaml_file(config_file)) if config_file else {}
+    values.update(
+        parse_assignment(a) for a in assignments if a.split("=", 1)[0].strip() == "dataset"
+    )
+    if values.get("dataset") != "imagefolder":
+        return "demo"
+    click.echo(
+        f"sparsedd: note: dataset=imagefolder without --preset: starting from preset "
+        f"{OWN_DATA_PRESET} (see `sparsedd presets {OWN_DATA_PRESET}`)",
+        err=True,
+    )
+    return OWN_DATA_PRESET
+
+
+def sized_for_data(
+    labelled: list[tuple[str, Any]], config_file: str | None, options: Sequence[str]
+) -> list[tuple[str, Any]]:
+    """Runs of the own-data preset with ``val_size`` chosen from their folders (unless set)."""
+    if "val_size" in given_keys(config_file, options):
+        return labelled
+    from sparsedd.data.own_data import sized_for_data as sized
+
+    return [(label, sized(cfg) if cfg.dataset == "imagefolder" else cfg) for label, cfg in labelled]
+
+
+def note_model_fit(configs: list[Any]) -> None:
+    """Say once, on stderr, when a timm model's stem shrinks the images too far."""
+    from sparsedd.data.datasets import DATASET_SHAPES
+    from sparsedd.models.base import InputSpec
+    from sparsedd.models.timm_models import PREFIX, stem_note
+
+    notes = {}
+    for cfg in configs:
+        if not cfg.model.startswith(PREFIX):
+            continue
+        channels, size, classes = DATASET_SHAPES.get(cfg.dataset, (3, cfg.image_size, 10))
+        note = stem_note(cfg, InputSpec(channels, size, classes))
+        if note:
+            notes[note] = None
+    for note in notes:
+        click.echo(f"sparsedd: note: {note}", err=True)
