@@ -224,5 +224,13 @@ def preset_config(name: str) -> Config:
 
 def _lookup(name: str) -> tuple[str, dict[str, Any]]:
     if name not in PRESETS:
-        raise ConfigError(unknown_name_message("preset", name, preset_names()))
+        from sparsedd.sweep.study import study_names
+
+        studies = study_names()
+        message = unknown_name_message("preset", name, [*preset_names(), *studies])
+        listed = message.rsplit("; choose one of: ", 1)[0]
+        raise ConfigError(
+            f"{listed}; choose a preset: {', '.join(preset_names())}; or a study (a grid of "
+            f"runs): {', '.join(studies)}"
+        )
     return PRESETS[name]

@@ -366,9 +366,14 @@ def presets(name: str | None, fmt: str, parameters: bool) -> None:
 
 
 def _yaml(value: Any) -> str:
+    """Plain YAML: values shared between entries are written out each time (no anchors)."""
     import yaml
 
-    return yaml.safe_dump(value, sort_keys=False, allow_unicode=True).rstrip()
+    class PlainDumper(yaml.SafeDumper):
+        def ignore_aliases(self, data: Any) -> bool:
+            return True
+
+    return yaml.dump(value, Dumper=PlainDumper, sort_keys=False, allow_unicode=True).rstrip()
 
 
 def _model_size(cfg: Any) -> tuple[int, int]:
