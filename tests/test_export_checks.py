@@ -167,3 +167,38 @@ def test_predict_cli_refuses_a_damaged_export_in_one_line(export, tmp_path, caps
     assert_refused_unchanged(
         tmp_path, ["predict", str(damaged), str(image)], ["col_indices", "export it again"], capsys
     )
+
+
+def test_predict_reads_a_grayscale_model_and_names_its_classes(export, tmp_path) -> None:
+    from PIL import Image
+
+    paths = []
+    for i, size in enumerate([(8, 8), (31, 17)]):
+        paths.append(tmp_path / f"img{i}.png")
+        Image.new("RGB", size, (30 * i, 200, 90)).save(paths[-1])  # converted to L (1 channel)
+    assert sparsedd.pruned_metadata(export)["preprocess"]["color_mode"] == "L"
+    found = sparsedd.predict(export, paths)
+    assert [p for p, _ in found] == [str(p) for p in paths]
+    assert all(name in {"0", "1", "2", "3"} for _, name in found)
+
+
+def test_export_refuses_and_removes_a_file_that_reads_back_damaged(
+    trained,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+) -> None:
+    from sparsedd.training import pruned_export
+
+    out, run_id = trained
+    real_save = ckpt.save_tensors
+
+    def save_damaged(path, tensors, meta) -> None:
+        tensors = dict(tensors)
+        tensors[f"{WEIGHT}.values"] = tensors[f"{WEIGHT}.values"].double()  # a faulty writer
+        real_save(path, tensors, meta)
+
+    monkeypatch.setattr(pruned_export.ckpt, "save_tensors", save_damaged)
+    target = tmp_path / "m.safetensors"
+    with pytest.raises(CheckpointError, match="float64"):
+        export_pruned(out, run_id, 2, target)
+    assert not target.exists()
