@@ -139,3 +139,12 @@ def test_predict_refuses_an_unreadable_image_in_one_line(shapes, tmp_path, capsy
         ["shows no sparse double descent", "--round best"],
         capsys,
     )
+
+
+def test_a_missing_folder_is_the_only_line(tmp_path, capsys) -> None:
+    from tests.test_bad_input import assert_refused_unchanged
+
+    args = [*OWN_DATA, "--set", f"data_dir={tmp_path / 'none'}", "--out", str(tmp_path / "out")]
+    assert_refused_unchanged(
+        tmp_path, args, ["has no train/ folder", "one sub-folder per class"], capsys
+    )

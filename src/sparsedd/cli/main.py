@@ -164,14 +164,18 @@ def run(
         OWN_DATA_PRESET,
         default_preset,
         note_model_fit,
+        note_own_data,
         sized_for_data,
     )
 
+    implicit = preset is None
     preset = preset or default_preset(config_file, assignments)
     cells = study_cells(preset, config_file, parse_grid_options(grid))
     labelled = sweep_configs(cells, assignments)
     if preset == OWN_DATA_PRESET:
         labelled = sized_for_data(labelled, config_file, [*assignments, *grid])
+    if implicit and preset == OWN_DATA_PRESET:
+        note_own_data()  # once the data is found: a refusal stays the only line
     _note_ignored_keys([cfg for _, cfg in labelled], config_file, [*assignments, *grid])
     note_model_fit([cfg for _, cfg in labelled])
     if backend == "local" and not dry_run:

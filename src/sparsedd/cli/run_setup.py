@@ -27,14 +27,16 @@ def default_preset(config_file: str | None, assignments: Sequence[str]) -> str:
     values.update(
         parse_assignment(a) for a in assignments if a.split("=", 1)[0].strip() == "dataset"
     )
-    if values.get("dataset") != "imagefolder":
-        return "demo"
+    return OWN_DATA_PRESET if values.get("dataset") == "imagefolder" else "demo"
+
+
+def note_own_data() -> None:
+    """Say that a run without --preset on imagefolder data starts from the own-data preset."""
     click.echo(
         f"sparsedd: note: dataset=imagefolder without --preset: starting from preset "
         f"{OWN_DATA_PRESET} (see `sparsedd presets {OWN_DATA_PRESET}`)",
         err=True,
     )
-    return OWN_DATA_PRESET
 
 
 def sized_for_data(
