@@ -116,9 +116,10 @@ def stem_note(cfg: Config, spec: InputSpec) -> str | None:
     try:
         with torch.device("meta"):
             model = _create(name, spec, {"img_size": spec.image_size, "patch_size": cfg.patch_size})
+            model.eval()(torch.zeros(1, spec.channels, spec.image_size, spec.image_size))
         reduction = int(model.feature_info[-1]["reduction"])  # type: ignore[index]
         designed = model.pretrained_cfg.get("input_size", (0, 0, 0))[-1]  # type: ignore[union-attr]
-    except Exception:  # a model that cannot be built says so itself when the run starts
+    except Exception:  # a model that cannot take the images is refused when the run starts
         return None
     side = spec.image_size // reduction
     if side >= 2:
