@@ -112,7 +112,6 @@ def test_folder_to_prediction_reproduces_the_recorded_accuracy(shapes, tmp_path,
 
 def test_predict_refuses_an_unreadable_image_in_one_line(shapes, tmp_path, capsys) -> None:
     from tests.test_bad_input import assert_refused_unchanged
-    from tests.test_pruned_export import sparsedd_cli  # noqa: F401 (same helpers family)
 
     out = tmp_path / "runs"
     args = [
