@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from test_bad_input import assert_one_error_line, run_cli
 
-from sparsedd.config import resolve_config
+from sparsedd.components import resolve_config
 from sparsedd.data.imagefolder import load_imagefolder
 from sparsedd.data.label_files import read_human_labels
 from sparsedd.errors import UserError

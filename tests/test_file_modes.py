@@ -12,7 +12,7 @@ from PIL import Image
 from test_bad_input import _stopper
 
 from sparsedd.cli.main import main
-from sparsedd.config import resolve_config
+from sparsedd.components import resolve_config
 from sparsedd.training.experiment import Experiment, Interrupted, StopFlag
 
 UMASKS = (0o022, 0o027)

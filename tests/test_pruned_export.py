@@ -153,4 +153,11 @@ def test_runs_recorded_before_the_input_metadata_export_from_the_dataset(trained
     ckpt.save_tensors(round_path, tensors, meta)
     export_pruned(copy, run_id, 2, tmp_path / "m.safetensors")
     info = sparsedd.pruned_metadata(tmp_path / "m.safetensors")["input"]
-    assert info == {"channels": 1, "image_size": 8, "num_classes": 4, "mean": [0.5], "std": [0.3]}
+    assert info == {
+        "channels": 1,
+        "image_size": 8,
+        "num_classes": 4,
+        "mean": [0.5],
+        "std": [0.3],
+        "classes": ["0", "1", "2", "3"],
+    }

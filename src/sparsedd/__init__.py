@@ -17,6 +17,7 @@ _API = {
     "pruned_metadata": "sparsedd.training.pruned_export",
     "run_sweep": "sparsedd.sweep.service",
     "SweepRequest": "sparsedd.sweep.backends",
+    "predict": "sparsedd.training.predict",
 }
 __all__ = ["__version__", *_API]
 

@@ -130,7 +130,15 @@ class Config:
     compile: bool | None = _f(
         False, "torch.compile the model (auto or null: where measured to pay, a CPU in bf16)"
     )
-    checkpoint_every: int = _f(1, "save resumable state every N epochs", min=1)
+    checkpoint_every: int = _f(
+        1, "save resumable state (progress.safetensors) at most every N epochs", min=1
+    )
+    checkpoint_seconds: float = _f(
+        60.0,
+        "... and at most once in this many seconds (0: every N epochs); a round's end and "
+        "Ctrl-C always save: a killed run loses under this many seconds plus N epochs",
+        min=0.0,
+    )
 
     @property
     def label_seed(self) -> int:
@@ -149,7 +157,16 @@ _HINTS = typing.get_type_hints(Config)
 DEFAULTS = Config()
 # Settings that change where or how fast a run executes, never what it computes.
 NON_SEMANTIC = frozenset(
-    {"data_dir", "download", "device", "threads", "checkpoint_every", "eval_batch_size", "compile"}
+    {
+        "data_dir",
+        "download",
+        "device",
+        "threads",
+        "checkpoint_every",
+        "checkpoint_seconds",
+        "eval_batch_size",
+        "compile",
+    }
 )
 #: Keys outside the run id because they never change what earlier rounds compute: asking a
 #: recorded run for more rounds continues it, asking for fewer shows what it has.

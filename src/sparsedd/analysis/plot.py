@@ -5,9 +5,10 @@ to the right), which spreads the high-sparsity end where SDD happens; ticks are 
 sparsity in percent. Bands are ±1 standard deviation over seeds (clipped to [0, 100]); a
 dash-dot line marks each curve's dense accuracy. The test-accuracy panel also draws, dotted, the
 3-round mean the verdict is taken on, with the dip (▼) and peak (▲) on it: filled where the
-verdict is SDD, hollow where it is inconclusive (whose curve is drawn dashed). The title names the setting (model, dataset, ε). ``plot_layers`` draws, per curve, how much of
-each layer survives against the global sparsity. PDFs embed TrueType (Type 42) fonts, which
-journals and editors accept, not Type 3.
+verdict is SDD, hollow where it is inconclusive (whose curve is drawn dashed). The title names
+the setting (model, dataset, ε). ``plot_layers`` draws, per curve, how much of each layer
+survives against the global sparsity. PDFs embed TrueType (Type 42) fonts, which journals and
+editors accept, not Type 3.
 """
 
 from __future__ import annotations

@@ -281,9 +281,26 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _unread_keys(runs: pd.DataFrame) -> set[str]:
+    """Config keys that no run reads (the ViT's sizes in a LeNet study, momentum with AdamW)."""
+    import dataclasses
+
+    from sparsedd.components import unused_keys
+    from sparsedd.config import DEFAULTS
+
+    if not {"model", "optimizer"} <= set(runs.columns):
+        return set()
+    unread = [
+        unused_keys(dataclasses.replace(DEFAULTS, model=str(m), optimizer=str(o)))
+        for m, o in zip(runs["model"], runs["optimizer"], strict=True)
+    ]
+    return set.intersection(*map(set, unread)) if unread else set()
+
+
 def _config_sections(result: Analysis) -> str:
     runs = result.rounds.drop_duplicates("run_id")
-    cols = config_keys(runs)
+    unread = _unread_keys(runs)
+    cols = [c for c in config_keys(runs) if c not in unread]
     shared = {c: runs[c].iloc[0] for c in cols if runs[c].astype(str).nunique() == 1}
     varying = [c for c in cols if c not in shared]
     shared_rows = [{"key": k, "value": v} for k, v in shared.items()]

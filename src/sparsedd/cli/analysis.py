@@ -107,17 +107,22 @@ def analyze(
 ) -> None:
     """Per curve (runs differing only in seed): SDD verdict, dip/peak, compression, λ*."""
     from sparsedd.analysis.report import display_rows, lambda_verdicts, text_table, verdict_notes
+    from sparsedd.analysis.rounds import rounds_json, rounds_text_rows
     from sparsedd.analysis.tables import curves_json
 
     result = _analysis(out_dir, min_rise, lambda_rule, target_sparsity)
     if fmt == "json":
-        click.echo(json.dumps(curves_json(result), indent=1))
+        runs = rounds_json(result)
+        curves = [{**c, "runs": runs.get(c["curve"], [])} for c in curves_json(result)]
+        click.echo(json.dumps(curves, indent=1))
         return
     click.echo(text_table(display_rows(result)))
     for line in verdict_notes(result):
         click.echo(f"verdict   {line}")
     for line in lambda_verdicts(result):
         click.echo(f"λ choice  {line}")
+    click.echo("\nrounds per run (sparsedd export --run ID --round best|dip|peak):")
+    click.echo(text_table(rounds_text_rows(result)))
 
 
 def _default_path(out_dir: str, name: str) -> Path:
@@ -210,7 +215,11 @@ def report(
 )
 @click.option("--run", "run", help="export the pruned model of this run (id or unique prefix)")
 @click.option(
-    "--round", "round_", type=click.IntRange(0), help="round of --run  [default: its last]"
+    "--round",
+    "round_",
+    metavar="N|best|dip|peak",
+    help="round of --run: a number, best (highest validation accuracy), or the dip or peak of "
+    "its curve's SDD (see `sparsedd analyze`)  [default: its last]",
 )
 @click.option(
     "--format",
@@ -225,7 +234,7 @@ def export(
     output: str,
     which: str | None,
     run: str | None,
-    round_: int | None,
+    round_: str | None,
     fmt: str | None,
 ) -> None:
     """Export a results table (Parquet, CSV), or with --run a pruned model (safetensors)."""
@@ -250,11 +259,32 @@ def export(
     click.echo(f"wrote {len(table)} rows to {path}")
 
 
-def _export_model(out_dir: str, run: str, round_: int | None, output: str, fmt: str) -> None:
+def _round_number(out_dir: str, run: str, round_: str | None) -> int | None:
+    """``--round`` as a round number: given, or the round that best, dip or peak names."""
+    from sparsedd.analysis.rounds import ROUND_NAMES
+    from sparsedd.errors import UserError
+
+    if round_ is None or round_.isdigit():
+        return None if round_ is None else int(round_)
+    if round_ not in ROUND_NAMES:
+        raise UserError(
+            f"--round takes a round number or one of {', '.join(ROUND_NAMES)}, not {round_!r}"
+        )
+    from sparsedd.analysis.rounds import named_round
+    from sparsedd.analysis.tables import analyze
+    from sparsedd.training.pruned_export import find_run_folder
+
+    run_id = find_run_folder(out_dir, run).name
+    k = named_round(analyze(_load(out_dir)), run_id, round_)
+    click.echo(f"--round {round_}: round {k} of run {run_id}")
+    return k
+
+
+def _export_model(out_dir: str, run: str, round_: str | None, output: str, fmt: str) -> None:
     """Write one run's pruned model and print its size beside the dense size."""
     from sparsedd.training.pruned_export import export_pruned
 
-    s = export_pruned(out_dir, run, round_, output, fmt)
+    s = export_pruned(out_dir, run, _round_number(out_dir, run, round_), output, fmt)
     click.echo(
         f"wrote {s.path}: run {s.run_id} round {s.round}, {s.kept:,} of {s.prunable:,} "
         f"prunable weights kept ({s.kept / max(s.prunable, 1):.2%}); {s.format} "

@@ -36,6 +36,15 @@ class ImageData:
     num_classes: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    #: Class names by label (empty: unnamed, shown as their label numbers).
+    classes: tuple[str, ...] = ()
+
+    @property
+    def class_names(self) -> list[str]:
+        """Name of each class, by label: the dataset's own, or the label as text."""
+        if len(self.classes) == self.num_classes:
+            return list(self.classes)
+        return [str(i) for i in range(self.num_classes)]
 
     @property
     def channels(self) -> int:
@@ -230,7 +239,14 @@ def _idx_dataset(torchvision_class: str, name: str, mean: float, std: float) -> 
                 f"delete them and fetch them again"
             )
         data = ImageData(
-            train_x, train.targets.long(), test_x, test.targets.long(), 10, (mean,), (std,)
+            train_x,
+            train.targets.long(),
+            test_x,
+            test.targets.long(),
+            10,
+            (mean,),
+            (std,),
+            tuple(train.classes),
         )
         check_image_data(data, f"{name} files in {raw}")
         return data
@@ -339,6 +355,7 @@ def _cifar_dataset(torchvision_class: str, name: str, classes: int) -> DatasetLo
             classes,
             mean,
             std,
+            tuple(train.classes),
         )
         check_image_data(data, f"{name} files in {folder}")
         return data

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import torch
 
 from sparsedd.config import Config
 from sparsedd.data.datasets import DATASETS, FILES_IN_DATA_DIR, ImageData, check_image_data
+from sparsedd.data.preprocess import UNREADABLE, ImageTooLarge, read_image
 from sparsedd.errors import DataError, UserError
 from sparsedd.registry import Needs
 from sparsedd.store import checkpoint as ckpt
@@ -98,23 +98,14 @@ def decode_images(
     """The images as one uint8 NCHW tensor, and the paths of those that cannot be read."""
     from PIL import Image
 
-    out = np.zeros((len(items), image_size, image_size, 3), dtype=np.uint8)
+    out = np.zeros((len(items), 3, image_size, image_size), dtype=np.uint8)
     failed, too_large = [], []
     for i, (rel, _) in enumerate(items):
         try:
-            with warnings.catch_warnings():
-                # PIL warns (two raw lines) of images between its limits; ours is lower
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                with Image.open(root / rel) as img:  # reads the header only
-                    width, height = img.size
-                    if width * height > MAX_PIXELS:
-                        too_large.append(f"{rel} ({width}×{height})")
-                        continue
-                    rgb = img.convert("RGB").resize(
-                        (image_size, image_size), Image.Resampling.BILINEAR
-                    )
-                    out[i] = np.asarray(rgb)
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            out[i] = read_image(root / rel, image_size, max_pixels=MAX_PIXELS)
+        except ImageTooLarge as err:
+            too_large.append(f"{rel} ({err.width}×{err.height})")
+        except (*UNREADABLE, Image.DecompressionBombError):
             failed.append(rel)
     if too_large:
         raise DataError(
@@ -122,7 +113,7 @@ def decode_images(
             f"{_named(too_large)}; shrink them (or remove them): they would take gigabytes "
             f"to decode"
         )
-    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous(), failed
+    return torch.from_numpy(out), failed
 
 
 def unreadable_message(root: Path, failed: list[str]) -> str:
@@ -167,6 +158,7 @@ def load_imagefolder(cfg: Config) -> ImageData:
         len(classes),
         mean,
         std,
+        tuple(classes),
     )
     check_image_data(data, f"imagefolder images in {root}")
     return data

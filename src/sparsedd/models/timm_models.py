@@ -106,3 +106,32 @@ def _refusal(label: str, spec: InputSpec, err: object) -> str:
 MODELS.register_family(
     PREFIX, build_timm_model, check_timm_name, ModelNeeds(keys=frozenset({"patch_size"}))
 )
+
+
+def stem_note(cfg: Config, spec: InputSpec) -> str | None:
+    """A line to tell the user when the timm model in ``cfg`` shrinks ``spec``'s images to a
+    feature map under 2×2 (its stem and stages downsample more than they allow), else None.
+
+    The model is built on the meta device (no memory, no weights) to read its downsampling.
+    """
+    if not cfg.model.startswith(PREFIX) or not timm_available():
+        return None
+    name = cfg.model[len(PREFIX) :]
+    try:
+        with torch.device("meta"):
+            model = _create(name, spec, {"img_size": spec.image_size, "patch_size": cfg.patch_size})
+            model.eval()(torch.zeros(1, spec.channels, spec.image_size, spec.image_size))
+        reduction = int(model.feature_info[-1]["reduction"])  # type: ignore[index]
+        designed = model.pretrained_cfg.get("input_size", (0, 0, 0))[-1]  # type: ignore[union-attr]
+    except Exception:  # a model that cannot take the images is refused when the run starts
+        return None
+    side = spec.image_size // reduction
+    if side >= 2:
+        return None
+    return (
+        f"model {cfg.model} downsamples its input {reduction}× (stem and stages; it was designed "
+        f"for {designed}-px images): {spec.image_size}-px images leave a "
+        f"{max(side, 0)}×{max(side, 0)} feature map; for imagefolder data set image_size="
+        f"{max(designed, 2 * reduction)}, or choose a model made for small images (vit, "
+        f"resnet18)"
+    )

@@ -22,7 +22,8 @@ class SweepRequest:
     """Everything a `sparsedd run` asks for: which runs, where their results go, how they run."""
 
     out_dir: str
-    preset: str = "demo"
+    #: None: ``demo``, or ``own-data`` when the keys choose dataset=imagefolder
+    preset: str | None = None
     config_file: str | None = None
     assignments: tuple[str, ...] = ()
     grid: tuple[str, ...] = ()

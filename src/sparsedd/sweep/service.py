@@ -35,6 +35,7 @@ def run_sweep(request: SweepRequest, note: Callable[[str], None] = _quiet) -> Sw
     ``note`` receives one line per key the user set that a run does not read. Every config
     error of every run is raised at once, as one ConfigError, before anything is written.
     """
+    from sparsedd.sweep import run_setup
     from sparsedd.sweep.jobs import group_jobs
     from sparsedd.sweep.plan import parse_grid_options, plan, sweep_configs
     from sparsedd.sweep.study import study_cells
@@ -43,9 +44,16 @@ def run_sweep(request: SweepRequest, note: Callable[[str], None] = _quiet) -> Sw
     backend = BACKENDS.get(request.backend)
     backend.check(request)
     check_installed(request.logs)
-    cells = study_cells(request.preset, request.config_file, parse_grid_options(request.grid))
+    preset = request.preset or run_setup.default_preset(request.config_file, request.assignments)
+    cells = study_cells(preset, request.config_file, parse_grid_options(request.grid))
     labelled = sweep_configs(cells, request.assignments)
-    for line in ignored_key_notes([cfg for _, cfg in labelled], request):
+    if preset == run_setup.OWN_DATA_PRESET:
+        options = [*request.assignments, *request.grid]
+        labelled = run_setup.sized_for_data(labelled, request.config_file, options)
+        if request.preset is None:  # once the data is found: a refusal stays the only line
+            note(run_setup.own_data_note())
+    configs = [cfg for _, cfg in labelled]
+    for line in [*ignored_key_notes(configs, request), *run_setup.model_fit_notes(configs)]:
         note(line)
     if not request.dry_run:
         backend.check_runs([cfg for _, cfg in labelled], request)
@@ -101,10 +109,9 @@ def preflight(runs: Sequence[tuple[str, Config]]) -> None:
 def ignored_key_notes(configs: Sequence[Config], request: SweepRequest) -> list[str]:
     """One note per key the user set (file, --set, --grid) that a run does not read."""
     from sparsedd.components import ignored_notes
-    from sparsedd.config import load_yaml_file
+    from sparsedd.sweep.run_setup import given_keys
 
-    given = [str(k) for k in load_yaml_file(request.config_file)] if request.config_file else []
-    given += [item.split("=", 1)[0].strip() for item in (*request.assignments, *request.grid)]
+    given = given_keys(request.config_file, [*request.assignments, *request.grid])
     return list(dict.fromkeys(note for cfg in configs for note in ignored_notes(cfg, given)))
 
 

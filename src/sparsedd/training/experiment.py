@@ -131,6 +131,7 @@ class Experiment:
         # Everything that can fail on bad input happens before anything is written.
         data = data if data is not None else load_dataset(cfg)
         self.spec = InputSpec(data.channels, data.image_size, data.num_classes)
+        self.class_names = data.class_names
         self.splits: Splits = make_splits(data, cfg)
         self.data_identity = data_identity(cfg, data, self.splits)
         torch.manual_seed(cfg.seed)
@@ -301,7 +302,7 @@ class Experiment:
         self.reporter.round_done(self.id, row)
 
     def input_meta(self) -> dict[str, Any]:
-        """What the model takes: image shape, classes, and the input normalization."""
+        """What the model takes: image shape, classes (and their names), the normalization."""
         s = self.spec
         return {
             "channels": s.channels,
@@ -309,6 +310,7 @@ class Experiment:
             "num_classes": s.num_classes,
             "mean": list(self.splits.mean),
             "std": list(self.splits.std),
+            "classes": self.class_names,
         }
 
     def load_round_start(self, k: int, trainer: Trainer, splits: Splits) -> tuple[int, float]:
@@ -518,6 +520,7 @@ def train_round(
         run.reporter.round_started(run.id, k, epochs, first_epoch)
     per_epoch = steps_per_epoch(len(splits.train_y), cfg.batch_size)
     started = time.perf_counter() - seconds
+    saved = time.monotonic()  # the round's start is saved: its checkpoint or progress file
     for epoch in range(first_epoch, epochs):
         with out_of_memory_hint("batch_size", cfg.batch_size):
             stats = train_epoch(
@@ -528,21 +531,32 @@ def train_round(
         for run, st in zip(runs, stats, strict=True):
             run.check_finite(k, epoch, st)
         last = epoch == epochs - 1
-        save = last or (epoch + 1) % cfg.checkpoint_every == 0 or stop.requested
+        save = last or stop.requested or save_due(cfg, epoch, time.monotonic() - saved)
         if save:
             sync()
+            saved = time.monotonic()
         for run, trainer, st in zip(runs, trainers, stats, strict=True):
             run.store.record_epoch(run.id, k, epoch, st.loss, st.acc)
             if save:
                 run.save_progress(k, epoch, trainer, time.perf_counter() - started)
             run.reporter.epoch_done(run.id, k, epoch, st)
         if stop.requested and not last:
+            if not save:  # the stop came while the epoch was being reported: save it now
+                sync()
+                for run, trainer in zip(runs, trainers, strict=True):
+                    run.save_progress(k, epoch, trainer, time.perf_counter() - started)
             raise Interrupted(f"stopped in round {k} after epoch {epoch + 1}")
     sync()
     elapsed = time.perf_counter() - started
     for run, trainer in zip(runs, trainers, strict=True):
         trainer.refresh_masks()
         run.finish_round(k, trainer, splits, epochs, elapsed, execution or trainer.execution)
+
+
+def save_due(cfg: Config, epoch: int, since_save: float) -> bool:
+    """Whether epoch ``epoch`` (0-based) ends with a progress save: every ``checkpoint_every``
+    epochs, once ``checkpoint_seconds`` have passed since the last save (bounded cost)."""
+    return (epoch + 1) % cfg.checkpoint_every == 0 and since_save >= cfg.checkpoint_seconds
 
 
 @contextmanager

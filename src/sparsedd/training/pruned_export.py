@@ -6,8 +6,10 @@ stored in CSR form over its ``(out_features, rest)`` view: ``sparse.<name>.crow_
 ``sparse.<name>.values`` (the weights the mask keeps); every other tensor (biases, norms,
 buffers) is stored whole as ``dense.<name>``. The ``dense`` format stores every tensor whole,
 pruned weights as zeros. The metadata key ``sparsedd`` holds JSON with
-the run's config, the input the model takes (channels, image size, classes, and the mean and std
-that inputs are normalized with), the run id and the round. ``load_pruned`` rebuilds the model.
+the run's config, the input the model takes (channels, image size, classes and their names, and
+the mean and std that inputs are normalized with), ``preprocess`` (how an image file becomes an
+input: decoder, colour mode, resize and its filter, scaling, normalization, layout), the run id
+and the round. ``load_pruned`` checks every field and tensor, then rebuilds the model.
 """
 
 from __future__ import annotations
@@ -24,11 +26,10 @@ from torch import nn
 
 from sparsedd.components import from_dict
 from sparsedd.config import load_yaml_file, to_dict
+from sparsedd.data.preprocess import describe
 from sparsedd.errors import CheckpointError, StoreError, UserError
 from sparsedd.store import checkpoint as ckpt
-
-FORMATS = ("sparse", "dense")
-CSR_PARTS = ("crow_indices", "col_indices", "values")
+from sparsedd.training.export_checks import CSR_PARTS, FORMATS, check_export
 
 
 @dataclass(frozen=True)
@@ -96,9 +97,13 @@ def export_pruned(
         raise StoreError(f"run {folder.name} has no round {k}; finished rounds: {_ranges(rounds)}")
     tensors, meta = ckpt.load_tensors(round_file(folder, k))
     cfg = from_dict(run_config(folder))
+    inputs = _input_of(meta, cfg)
     info = {
         "config": to_dict(cfg),
-        "input": _input_of(meta, cfg),
+        "input": inputs,
+        "preprocess": describe(
+            inputs["channels"], inputs["image_size"], inputs["mean"], inputs["std"]
+        ),
         "run_id": folder.name,
         "round": k,
         "format": fmt,
@@ -108,7 +113,13 @@ def export_pruned(
     dense = {f"dense.{n}": v for n, v in state.items()}
     stored = dense if fmt == "dense" else sparse_tensors(state, masks)
     info["shapes"] = {n: list(state[n].shape) for n in masks}
+    check_export(f"the export of run {folder.name} round {k}", stored, info)
     ckpt.save_tensors(output, stored, info)
+    try:  # read back what was written, as load_pruned will
+        check_export(str(output), *ckpt.load_tensors(output))
+    except UserError:
+        output.unlink(missing_ok=True)
+        raise
     dense_bytes = len(save(dense, metadata={"sparsedd": json.dumps(info)}))
     return ExportSummary(
         path=output,
@@ -129,11 +140,14 @@ def run_config(folder: Path) -> dict[str, Any]:
 
 def _input_of(meta: dict[str, Any], cfg: Any) -> dict[str, Any]:
     """What the model takes: from the round checkpoint, or (older runs) from the dataset."""
-    if isinstance(meta.get("input"), dict):
-        return meta["input"]
+    saved = meta.get("input")
+    if isinstance(saved, dict) and "classes" in saved:
+        return saved
     from sparsedd.data.datasets import load_dataset, normalization
 
     data = load_dataset(cfg)
+    if isinstance(saved, dict):  # recorded before class names were: read them from the data
+        return {**saved, "classes": data.class_names}
     mean, std = normalization(data, cfg)
     return {
         "channels": data.channels,
@@ -141,6 +155,7 @@ def _input_of(meta: dict[str, Any], cfg: Any) -> dict[str, Any]:
         "num_classes": data.num_classes,
         "mean": list(mean),
         "std": list(std),
+        "classes": data.class_names,
     }
 
 
@@ -186,7 +201,8 @@ def dense_state(tensors: dict[str, torch.Tensor], shapes: dict[str, list[int]]) 
 
 
 def pruned_metadata(path: str | Path) -> dict[str, Any]:
-    """The metadata of an exported model: config, input (with mean and std), run, round."""
+    """The metadata of an exported model: config, input (with mean, std and class names),
+    preprocess, run, round."""
     _, meta = ckpt.load_tensors(Path(path))
     if "config" not in meta or "input" not in meta or "shapes" not in meta:
         raise CheckpointError(f"{path} is not a model written by `sparsedd export --run`")
@@ -196,16 +212,18 @@ def pruned_metadata(path: str | Path) -> dict[str, Any]:
 def load_pruned(path: str | Path) -> nn.Module:
     """The model exported to ``path``, rebuilt in eval mode for inference.
 
-    It takes images normalized as in training: ``(pixels / 255 − mean) / std`` with the mean and
-    std of ``pruned_metadata(path)["input"]``.
+    Every field and tensor is checked first (``export_checks``): a file that fails raises one
+    CheckpointError naming the field. The model takes images prepared as
+    ``pruned_metadata(path)["preprocess"]`` says (``sparsedd.predict`` does it from files).
     """
     tensors, _ = ckpt.load_tensors(Path(path))
     meta = pruned_metadata(path)
+    cfg = check_export(str(path), tensors, meta)
     from sparsedd.models.base import InputSpec, create_model
 
     spec = InputSpec(**{k: meta["input"][k] for k in ("channels", "image_size", "num_classes")})
     with torch.random.fork_rng():  # building initializes weights: leave the caller's RNG alone
-        model = create_model(from_dict(meta["config"]), spec)
+        model = create_model(cfg, spec)
     try:
         model.load_state_dict(dense_state(tensors, meta["shapes"]), strict=True)
     except (RuntimeError, KeyError) as err:

@@ -1,0 +1,102 @@
+"""`sparsedd presets` and `sparsedd models`: what can be run, as plain YAML or JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from sparsedd.errors import UserError
+
+
+@click.command()
+@click.argument("name", required=False)
+@click.option(
+    "--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True
+)
+@click.option(
+    "--parameters",
+    is_flag=True,
+    help="print the model's size for the preset's dataset (no data is read)",
+)
+def presets(name: str | None, fmt: str, parameters: bool) -> None:
+    """List the presets, or print preset NAME as a fully resolved config."""
+    from sparsedd.components import validate
+    from sparsedd.config import to_dict, to_yaml
+    from sparsedd.presets import preset_config, preset_description, preset_names
+
+    if name is None:
+        if parameters:
+            raise UserError(
+                "--parameters needs a preset NAME, e.g. sparsedd presets demo --parameters"
+            )
+        from sparsedd.sweep.study import study_description, study_names
+
+        width = max(map(len, [*preset_names(), *study_names()]))
+        for preset in preset_names():
+            click.echo(f"{preset.ljust(width)}  {preset_description(preset)}")
+        for study in study_names():
+            click.echo(f"{study.ljust(width)}  study: {study_description(study)}")
+        return
+    from sparsedd.sweep.study import is_study, study_cells
+
+    if is_study(name):
+        cells = [{"preset": c.preset, "grid": dict(c.axes)} for c in study_cells(name, None, {})]
+        click.echo(json.dumps(cells, indent=1) if fmt == "json" else _yaml(cells))
+        return
+    cfg = validate(preset_config(name))
+    if parameters:
+        total, prunable = _model_size(cfg)
+        click.echo(f"parameters {total}\nprunable {prunable}")
+        return
+    click.echo(json.dumps(to_dict(cfg), indent=1) if fmt == "json" else to_yaml(cfg).rstrip())
+
+
+def _yaml(value: Any) -> str:
+    """Plain YAML: values shared between entries are written out each time (no anchors)."""
+    import yaml
+
+    class PlainDumper(yaml.SafeDumper):
+        def ignore_aliases(self, data: Any) -> bool:
+            return True
+
+    return yaml.dump(value, Dumper=PlainDumper, sort_keys=False, allow_unicode=True).rstrip()
+
+
+def _model_size(cfg: Any) -> tuple[int, int]:
+    """(parameters, prunable weights) of a config's model, from its dataset's known shape."""
+    from sparsedd.data.datasets import DATASETS, dataset_shape
+    from sparsedd.models.base import InputSpec
+    from sparsedd.training.prune import model_size
+
+    shape = dataset_shape(cfg.dataset)
+    if shape is None:
+        known = [name for name in DATASETS.names() if dataset_shape(name) is not None]
+        raise UserError(
+            f"the image shape of dataset {cfg.dataset!r} is known only from its files; "
+            f"--parameters works for: {', '.join(known)}"
+        )
+    return model_size(cfg, InputSpec(*shape))
+
+
+@click.command()
+def models() -> None:
+    """List the registered models, datasets, noise kinds, pruning criteria and sweep backends,
+    with the model-specific config keys each model reads."""
+    from sparsedd.criteria import CRITERIA
+    from sparsedd.data.datasets import DATASETS
+    from sparsedd.data.noise import NOISE_KINDS
+    from sparsedd.models.base import MODELS
+    from sparsedd.sweep.backends import BACKENDS
+
+    for label, registry in (
+        ("models", MODELS),
+        ("datasets", DATASETS),
+        ("noise kinds", NOISE_KINDS),
+        ("pruning criteria", CRITERIA),
+        ("sweep backends", BACKENDS),
+    ):
+        click.echo(f"{label}: {', '.join(registry.names())}")
+    for name, needs in MODELS.declarations().items():
+        click.echo(f"  {name} reads: {', '.join(sorted(needs.keys)) or 'no model-specific key'}")
