@@ -302,7 +302,7 @@ def test_one_run_of_two_with_an_empty_config_gives_one_line(
     conn.executescript(SECOND_RUN_WITH_EMPTY_CONFIG)
     conn.close()
     args = [a.format(tmp=tmp_path) for a in COMMANDS[command]]
-    needles = ["damaged", "run 'emptied' has no 'model'", "the other runs' configs have"]
+    needles = ["damaged", "run 'emptied' has no 'noise'", "the other runs' configs have"]
     assert_refused_unchanged(tmp_path, [args[0], str(out), *args[1:]], needles, capsys)
 
 

@@ -111,20 +111,9 @@ _RULE_WORDS = {
 
 
 _SCALARS = (str, int, float, bool, type(None))
-#: Config keys that every sparsedd version has recorded for every run: where some runs of a
-#: database hold one, all must (the analysis compares runs by them).
-CORE_CONFIG_KEYS = (
-    "model",
-    "dataset",
-    "noise",
-    "weight_decay",
-    "lr",
-    "batch_size",
-    "epochs",
-    "rounds",
-    "prune_rate",
-    "seed",
-)
+#: Config keys that every sparsedd version has recorded for every run and that the analysis
+#: and `status` compute with: where some runs of a database hold one, all must.
+CORE_CONFIG_KEYS = ("noise", "weight_decay", "epochs", "rounds")
 
 
 def config_problem(config: dict[str, Any]) -> str | None:
