@@ -82,8 +82,11 @@ def test_a_worker_node_lost_mid_sweep(three_nodes, tmp_path, monkeypatch) -> Non
     ray_backend.run_ray(group_jobs(cfgs, False), out)
     remover.join()
     assert removed, "no run was seen mid-round, so no node was removed"
-    alive = [n for n in ray.nodes() if n["Alive"]]
-    assert len(alive) == 2  # the head and one worker finished the sweep
+    # the head and one worker finished the sweep (a loaded machine reports the death late)
+    deadline = time.monotonic() + 60
+    while len(alive := [n for n in ray.nodes() if n["Alive"]]) > 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert len(alive) == 2
     assert comparable(out) == comparable(local)
     assert len(recorded) == 4 * 3 and set(recorded.values()) == {1}  # no round twice
     assert sum(started.values()) > 4, "no run was started again: the node had none running"
