@@ -169,3 +169,18 @@ def test_a_schema_2_database_gains_the_execution_column(finished, tmp_path):
     conn = sqlite3.connect(out / DB_NAME)
     assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0] == SCHEMA_VERSION
     conn.close()
+
+
+@pytest.mark.parametrize("field", PROVENANCE_FIELDS)
+def test_a_provenance_value_that_is_not_text_is_a_damaged_database(finished, tmp_path, field):
+    # found by the property test: a blob in a provenance column broke `results --format json`
+    out = _edited_copy(finished, tmp_path / "out", f"UPDATE rounds SET {field} = x'00'")
+    proc = subprocess.run(
+        [sys.executable, "-m", "sparsedd", "results", str(out), "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "damaged" in proc.stderr and f"column {field!r} that is not text or NULL" in proc.stderr

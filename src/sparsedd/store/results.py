@@ -75,6 +75,7 @@ _INTEGER, _NUMBER = "typeof({c}) = 'integer'", "typeof({c}) IN ('integer', 'real
 _NUMBER_OR_NULL = "typeof({c}) IN ('integer', 'real', 'null')"
 _INTEGER_OR_NULL = "typeof({c}) IN ('integer', 'null')"
 _TEXT = "typeof({c}) = 'text'"
+_TEXT_OR_NULL = "typeof({c}) IN ('text', 'null')"
 _JSON_OBJECT = (  # CASE: json_type would fail on invalid JSON before AND could stop it
     "typeof({c}) = 'text' AND CASE WHEN json_valid({c}) THEN json_type({c}) = 'object' ELSE 0 END"
 )
@@ -91,6 +92,7 @@ _VALUE_RULES = {
         "layer_density": _JSON_OBJECT,
         "n_test": _INTEGER_OR_NULL,
         "activation_entropy": _NUMBER_OR_NULL,
+        **dict.fromkeys(PROVENANCE_FIELDS, _TEXT_OR_NULL),
     },
     "epochs": {
         "run_id": _TEXT,
@@ -106,6 +108,7 @@ _RULE_WORDS = {
     _NUMBER_OR_NULL: "a number or NULL",
     _INTEGER_OR_NULL: "an integer or NULL",
     _TEXT: "text",
+    _TEXT_OR_NULL: "text or NULL",
     _JSON_OBJECT: "a JSON object",
 }
 
