@@ -104,9 +104,11 @@ def rounds_text_rows(result: Analysis) -> list[dict[str, str]]:
     """``run_rounds`` as rows of strings for a plain-text table."""
 
     def cell(value: Any, pct: bool = False) -> str:
-        if value is None:
+        if value is None or (isinstance(value, float) and value != value):
             return "-"
-        return f"{100 * value:.1f}%" if pct else str(value)
+        if pct:
+            return f"{100 * value:.1f}%"
+        return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
     return [
         {
