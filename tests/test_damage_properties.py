@@ -30,6 +30,7 @@ from sparsedd.components import resolve_config
 from sparsedd.data.imagefolder import load_imagefolder
 from sparsedd.data.label_files import read_human_labels
 from sparsedd.errors import UserError
+from sparsedd.store.results import EVAL_FIELDS, PROVENANCE_FIELDS, ROUND_FIELDS
 from sparsedd.training.experiment import Experiment
 
 SETTINGS = settings(
@@ -78,25 +79,10 @@ def nested(depth: int) -> str:
     return "[" * depth + "]" * depth
 
 
+# Every column of the three tables, as the store defines them (a new column is damaged too).
 TABLE_COLUMNS = {
     "runs": ["run_id", "config", "created"],
-    "rounds": [
-        "run_id",
-        "round",
-        "sparsity",
-        "params_remaining",
-        "test_acc",
-        "test_loss",
-        "train_acc",
-        "train_acc_clean",
-        "memorization",
-        "val_acc",
-        "epochs",
-        "seconds",
-        "layer_density",
-        "sparsedd_version",
-        "execution",
-    ],
+    "rounds": ["run_id", *ROUND_FIELDS, "layer_density", *PROVENANCE_FIELDS, *EVAL_FIELDS],
     "epochs": ["run_id", "round", "epoch", "train_loss", "train_acc"],
 }
 

@@ -35,14 +35,19 @@ class Notes:
         self.notes.append(message)
 
 
-def _results_json(out: Path) -> list[dict]:
-    proc = subprocess.run(
+def _results_process(out: Path) -> subprocess.CompletedProcess[str]:
+    """`sparsedd results OUT --format json`, run as a user runs it."""
+    return subprocess.run(
         [sys.executable, "-m", "sparsedd", "results", str(out), "--format", "json"],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
+
+
+def _results_json(out: Path) -> list[dict]:
+    proc = _results_process(out)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -175,12 +180,6 @@ def test_a_schema_2_database_gains_the_execution_column(finished, tmp_path):
 def test_a_provenance_value_that_is_not_text_is_a_damaged_database(finished, tmp_path, field):
     # found by the property test: a blob in a provenance column broke `results --format json`
     out = _edited_copy(finished, tmp_path / "out", f"UPDATE rounds SET {field} = x'00'")
-    proc = subprocess.run(
-        [sys.executable, "-m", "sparsedd", "results", str(out), "--format", "json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    proc = _results_process(out)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "damaged" in proc.stderr and f"column {field!r} that is not text or NULL" in proc.stderr

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sparsedd.analysis import verdict as vd
-from sparsedd.analysis.synthetic import simulate_accuracy
+from sparsedd.analysis.synthetic import simulate_curves
 from sparsedd.analysis.tables import DEFAULT_MIN_RISE
 
 ROUNDS = np.arange(35)  # dense + 34 rounds, the paper's protocol
@@ -179,7 +179,7 @@ def test_the_collapse_starts_where_accuracy_leaves_for_good():
 def test_false_sdd_rate_on_null_curves_is_at_most_five_percent(shape, noise, seeds, n_test):
     rng = np.random.default_rng([seeds, n_test])
     calls = [
-        vd.sdd_verdict(simulate_accuracy(shape, 0.05, noise, seeds, n_test, rng), n_test).verdict
+        vd.sdd_verdict(simulate_curves(shape, 0.05, noise, seeds, n_test, rng)[0], n_test).verdict
         for _ in range(300)
     ]
     assert calls.count(vd.SDD) / len(calls) <= 0.05
@@ -189,7 +189,7 @@ def test_false_sdd_rate_on_null_curves_is_at_most_five_percent(shape, noise, see
 def test_a_dip_three_times_the_noise_is_found_with_seeds_that_decide(noise, seeds):
     rng = np.random.default_rng(seeds)
     calls = [
-        vd.sdd_verdict(simulate_accuracy("sdd", 3 * noise, noise, seeds, 10_000, rng), 10_000)
+        vd.sdd_verdict(simulate_curves("sdd", 3 * noise, noise, seeds, 10_000, rng)[0], 10_000)
         for _ in range(200)
     ]
     assert sum(c.verdict == vd.SDD for c in calls) / len(calls) >= 0.8

@@ -111,16 +111,3 @@ def simulate_curves(
         return test / n_test, None
     val_noise = rng.normal(0, 1, model.shape) * np.sqrt(clean * (1 - clean) / n_val)
     return test / n_test, np.round(np.clip(model + val_noise, 0, 1) * n_val) / n_val
-
-
-def simulate_accuracy(
-    shape: str,
-    depth: float,
-    noise: float,
-    n_seeds: int,
-    n_test: int,
-    rng: np.random.Generator,
-    rounds: int = 34,
-) -> np.ndarray:
-    """The test accuracy of ``simulate_curves`` (no validation data)."""
-    return simulate_curves(shape, depth, noise, n_seeds, n_test, rng, rounds=rounds)[0]
