@@ -210,14 +210,7 @@ def preset_config(name: str) -> Config:
 
 
 def _lookup(name: str) -> tuple[str, dict[str, Any]]:
+    # `run` and `presets` check a name against the studies first (sweep.study), which names both
     if name not in PRESETS:
-        from sparsedd.sweep.study import study_names
-
-        studies = study_names()
-        message = unknown_name_message("preset", name, [*preset_names(), *studies])
-        listed = message.rsplit("; choose one of: ", 1)[0]
-        raise ConfigError(
-            f"{listed}; choose a preset: {', '.join(preset_names())}; or a study (a grid of "
-            f"runs): {', '.join(studies)}"
-        )
+        raise ConfigError(unknown_name_message("preset", name, preset_names()))
     return PRESETS[name]

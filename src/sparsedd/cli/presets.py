@@ -39,8 +39,9 @@ def presets(name: str | None, fmt: str, parameters: bool) -> None:
         for study in study_names():
             click.echo(f"{study.ljust(width)}  study: {study_description(study)}")
         return
-    from sparsedd.sweep.study import is_study, study_cells
+    from sparsedd.sweep.study import check_name, is_study, study_cells
 
+    check_name(name)
     if is_study(name):
         cells = [{"preset": c.preset, "grid": dict(c.axes)} for c in study_cells(name, None, {})]
         click.echo(json.dumps(cells, indent=1) if fmt == "json" else _yaml(cells))

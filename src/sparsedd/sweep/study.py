@@ -81,6 +81,22 @@ def study_description(name: str) -> str:
     return STUDIES[name][0]
 
 
+def check_name(name: str) -> None:
+    """Refuse, in one line listing both, a name that is neither a preset nor a study."""
+    from sparsedd.presets import preset_names
+    from sparsedd.registry import unknown_name_message
+
+    if is_study(name) or name in preset_names():
+        return
+    studies = study_names()
+    message = unknown_name_message("preset", name, [*preset_names(), *studies])
+    listed = message.rsplit("; choose one of: ", 1)[0]
+    raise ConfigError(
+        f"{listed}; choose a preset: {', '.join(preset_names())}; or a study (a grid of "
+        f"runs): {', '.join(studies)}"
+    )
+
+
 def study_cells(
     preset: str, config_file: str | None, grid: Mapping[str, Sequence[Any]]
 ) -> list[Cell]:
@@ -89,6 +105,7 @@ def study_cells(
     A built-in study gives its cells; otherwise the preset is one cell. A YAML file's
     ``grid:`` mapping adds axes; ``--grid`` axes (``grid``) win over both.
     """
+    check_name(preset)
     file_axes = _file_grid(config_file) if config_file else {}
     if is_study(preset):
         return [
