@@ -41,7 +41,14 @@ from sparsedd.analysis.load import (
 )
 from sparsedd.analysis.stats import METRICS, curve_stats, eval_size, summarize, t_quantile_975
 from sparsedd.analysis.synthetic import SHAPES, synthetic_rounds
-from sparsedd.analysis.verdict import SDD, VERDICTS, Verdict, sdd_verdict, smooth
+from sparsedd.analysis.verdict import (
+    DEFAULT_MIN_RISE,
+    SDD,
+    VERDICTS,
+    Verdict,
+    sdd_verdict,
+    smooth,
+)
 from sparsedd.errors import UserError
 
 __all__ = [
@@ -83,8 +90,6 @@ __all__ = [
     "varying_keys",
 ]
 
-#: Minimum fall and rise (as fractions) that count as SDD: the verdict's effect size.
-DEFAULT_MIN_RISE = 0.005
 #: Compression tolerance: a curve holds to a sparsity while within this of its dense accuracy.
 DEFAULT_TOLERANCE = 0.01
 #: The columns of the curve table after the curve's keys (numbers, bools and text).

@@ -42,6 +42,8 @@ from functools import lru_cache
 
 import numpy as np
 
+#: Minimum fall and rise (as fractions) that count as SDD: the verdict's effect size.
+DEFAULT_MIN_RISE = 0.005
 #: The least drop below dense (as a fraction) that can start the final collapse.
 COLLAPSE_MIN_DROP = 0.10
 #: One-sided level of each bound (the verdict's false-alarm rate on a flat curve).
@@ -276,7 +278,7 @@ class _Noise:
 
 
 def sdd_verdict(
-    seed_acc: np.ndarray, n_test: float | None = None, min_rise: float = 0.005
+    seed_acc: np.ndarray, n_test: float | None = None, min_rise: float = DEFAULT_MIN_RISE
 ) -> Verdict:
     """The verdict on one curve: ``seed_acc`` is (seeds × rounds) test accuracy as fractions,
     NaN where a seed lacks a round; round 0 is the dense model. ``n_test``: test images (None:
