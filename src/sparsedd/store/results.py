@@ -14,9 +14,9 @@ from sparsedd.errors import ConfigError, NoResultsError, StoreError
 
 DB_NAME = "results.sqlite"
 APP_ID = "sparsedd"
-SCHEMA_VERSION = "4"
+SCHEMA_VERSION = "5"
 #: Older schemas this version reads as they are and upgrades when it writes to them.
-UPGRADABLE_SCHEMAS = ("1", "2", "3")
+UPGRADABLE_SCHEMAS = ("1", "2", "3", "4")
 
 ROUND_FIELDS = (
     "round",
@@ -36,11 +36,17 @@ PROVENANCE_FIELDS = ("sparsedd_version", "git_commit", "torch_version", "device_
 #: Added in schema 4 (NULL in rounds recorded before): how many test images the round's accuracy
 #: is over (the verdict's binomial noise), and the activation-state entropy of its model.
 EVAL_FIELDS = ("n_test", "activation_entropy")
+#: Added in schema 5: 1 for a round a run skipped because it had collapsed (its accuracy sat at
+#: a constant prediction's, or no prunable weight was left): nothing was trained or measured,
+#: so its metrics are NULL, its epochs 0 and its sparsity the one the round would have had.
+#: 0 for a trained round; NULL in rounds recorded before schema 5 (all trained).
+STOP_FIELDS = ("collapsed",)
 #: Columns an older database may lack; upgrading adds them (with their SQL types).
 ADDED_COLUMNS = {
     **dict.fromkeys(PROVENANCE_FIELDS, "TEXT"),
     "n_test": "INTEGER",
     "activation_entropy": "REAL",
+    "collapsed": "INTEGER",
 }
 #: The columns of a round row as ``round_rows`` returns it (after the run's config keys): the
 #: round's own epoch count is ``round_epochs``, so that ``epochs`` stays the config's key.
@@ -49,6 +55,7 @@ ROUND_COLUMNS = (
     *("round_epochs" if f == "epochs" else f for f in ROUND_FIELDS),
     *PROVENANCE_FIELDS,
     *EVAL_FIELDS,
+    *STOP_FIELDS,
     "layer_density",
 )
 
@@ -62,6 +69,7 @@ CREATE TABLE IF NOT EXISTS rounds (
     train_acc_clean REAL, memorization REAL, val_acc REAL, epochs INTEGER, seconds REAL,
     layer_density TEXT, sparsedd_version TEXT, git_commit TEXT, torch_version TEXT,
     device_name TEXT, execution TEXT, n_test INTEGER, activation_entropy REAL,
+    collapsed INTEGER,
     PRIMARY KEY (run_id, round));
 CREATE TABLE IF NOT EXISTS epochs (
     run_id TEXT NOT NULL REFERENCES runs(run_id), round INTEGER NOT NULL,
@@ -74,6 +82,7 @@ CREATE TABLE IF NOT EXISTS epochs (
 _INTEGER, _NUMBER = "typeof({c}) = 'integer'", "typeof({c}) IN ('integer', 'real')"
 _NUMBER_OR_NULL = "typeof({c}) IN ('integer', 'real', 'null')"
 _INTEGER_OR_NULL = "typeof({c}) IN ('integer', 'null')"
+_FLAG_OR_NULL = "typeof({c}) = 'null' OR {c} IN (0, 1)"
 _TEXT = "typeof({c}) = 'text'"
 _TEXT_OR_NULL = "typeof({c}) IN ('text', 'null')"
 _JSON_OBJECT = (  # CASE: json_type would fail on invalid JSON before AND could stop it
@@ -92,6 +101,7 @@ _VALUE_RULES = {
         "layer_density": _JSON_OBJECT,
         "n_test": _INTEGER_OR_NULL,
         "activation_entropy": _NUMBER_OR_NULL,
+        "collapsed": _FLAG_OR_NULL,
         **dict.fromkeys(PROVENANCE_FIELDS, _TEXT_OR_NULL),
     },
     "epochs": {
@@ -110,6 +120,7 @@ _RULE_WORDS = {
     _TEXT: "text",
     _TEXT_OR_NULL: "text or NULL",
     _JSON_OBJECT: "a JSON object",
+    _FLAG_OR_NULL: "0, 1 or NULL",
 }
 
 
@@ -426,14 +437,23 @@ class ResultsStore:
     def record_round(self, run_id: str, row: dict[str, Any]) -> None:
         """Record one finished round (replacing an identical earlier record of it).
 
-        ``row`` holds ROUND_FIELDS, ``layer_density`` and, where known, PROVENANCE_FIELDS.
+        ``row`` holds ROUND_FIELDS, ``layer_density`` and, where known, PROVENANCE_FIELDS,
+        EVAL_FIELDS and ``collapsed`` (true for a round skipped by the collapse stop).
         """
-        cols = ("run_id", *ROUND_FIELDS, "layer_density", *PROVENANCE_FIELDS, *EVAL_FIELDS)
+        cols = (
+            "run_id",
+            *ROUND_FIELDS,
+            "layer_density",
+            *PROVENANCE_FIELDS,
+            *EVAL_FIELDS,
+            *STOP_FIELDS,
+        )
         values = (
             run_id,
             *(row[f] for f in ROUND_FIELDS),
             json.dumps(row["layer_density"]),
             *(row.get(f) for f in (*PROVENANCE_FIELDS, *EVAL_FIELDS)),
+            int(bool(row.get("collapsed"))),
         )
         self._execute(
             f"INSERT OR REPLACE INTO rounds ({', '.join(cols)}) "
@@ -522,13 +542,21 @@ class ResultsStore:
         """
         configs = self.runs()
         present = set(self._round_columns())
-        cols = ("run_id", *ROUND_FIELDS, "layer_density", *PROVENANCE_FIELDS, *EVAL_FIELDS)
+        cols = (
+            "run_id",
+            *ROUND_FIELDS,
+            "layer_density",
+            *PROVENANCE_FIELDS,
+            *EVAL_FIELDS,
+            *STOP_FIELDS,
+        )
         select = ", ".join(c if c in present else f"NULL AS {c}" for c in cols)
         rows = self._execute(f"SELECT {select} FROM rounds ORDER BY run_id, round", write=False)
         out = []
         for values in rows:
             rec = dict(zip(cols, values, strict=True))
             rec["round_epochs"] = rec.pop("epochs")
+            rec["collapsed"] = int(rec["collapsed"] or 0)  # NULL: recorded before schema 5
             if rec["run_id"] not in configs:  # every run is registered before its rounds
                 raise self._damaged(
                     f"round {rec['round']} is of run {_short(rec['run_id'])}, which has no "
