@@ -13,8 +13,8 @@ import torch
 
 import sparsedd
 from sparsedd.errors import CheckpointError
+from sparsedd.export.pruned import export_pruned
 from sparsedd.store import checkpoint as ckpt
-from sparsedd.training.pruned_export import export_pruned
 from tests.test_pruned_export import trained  # noqa: F401 (the module's trained run)
 
 WEIGHT = "sparse.blocks.0.to_qkv.weight"
@@ -187,7 +187,7 @@ def test_export_refuses_and_removes_a_file_that_reads_back_damaged(
     tmp_path,
     monkeypatch,
 ) -> None:
-    from sparsedd.training import pruned_export
+    from sparsedd.export import pruned as pruned_export
 
     out, run_id = trained
     real_save = ckpt.save_tensors

@@ -57,7 +57,7 @@ _ZYGOTE = r"""
 import json, os, sys
 from sparsedd.cli.main import main
 import sparsedd.data.datasets, sparsedd.models.base
-import sparsedd.training.experiment, sparsedd.training.progress, sparsedd.training.trainer
+import sparsedd.training.experiment, sparsedd.events.progress, sparsedd.training.trainer
 import torch._dynamo  # imported lazily by the first optimizer step: seconds on a busy machine
 for line in sys.stdin:
     cmd, arg = line.split(" ", 1)

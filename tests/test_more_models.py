@@ -128,8 +128,8 @@ def test_timm_model_is_pruned_and_trained_like_ours(tmp_path) -> None:
     mask = tensors["mask.conv1.weight"]
     assert not mask.all() and (tensors["model.conv1.weight"][~mask] == 0).all()
     # The exported pruned model (CSR conv weights) gives the trained round's logits.
+    from sparsedd.export.pruned import export_pruned, load_pruned
     from sparsedd.store.checkpoint import restore
-    from sparsedd.training.pruned_export import export_pruned, load_pruned
 
     export_pruned(tmp_path, exp.id, 1, tmp_path / "m.safetensors")
     restore(exp.folder, tensors, exp.model, exp.masks)

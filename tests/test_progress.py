@@ -11,7 +11,7 @@ from pathlib import Path
 from conftest import tiny_config
 from rich.console import Console
 
-from sparsedd.training.progress import ConsoleReporter, duration
+from sparsedd.events.progress import ConsoleReporter, duration
 from sparsedd.training.trainer import EpochStats
 
 ROW = {

@@ -13,10 +13,10 @@ import sparsedd
 from sparsedd.components import from_dict
 from sparsedd.config import load_yaml_file
 from sparsedd.errors import CheckpointError
+from sparsedd.export.pruned import dense_state, sparse_tensors
 from sparsedd.models.base import InputSpec, create_model
 from sparsedd.store import checkpoint as ckpt
 from sparsedd.training.prune import full_masks
-from sparsedd.training.pruned_export import dense_state, sparse_tensors
 from tests.conftest import TINY_VIT
 
 TINY_RUN = ["--preset", "tiny", "-q", "--set", "rounds=2", "--set", "epochs=1"]
@@ -142,7 +142,7 @@ def test_load_pruned_refuses_a_file_that_is_not_an_export(trained) -> None:
 def test_runs_recorded_before_the_input_metadata_export_from_the_dataset(trained, tmp_path) -> None:
     import shutil
 
-    from sparsedd.training.pruned_export import export_pruned
+    from sparsedd.export.pruned import export_pruned
 
     out, run_id = trained
     copy = tmp_path / "out"

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from sparsedd.sweep.trackers import epochs_before, round_scalars
+from sparsedd.events.trackers import epochs_before, round_scalars
 
 TINY = ["run", "--preset", "tiny", "-q", "--set", "rounds=2", "--set", "epochs=2"]
 
@@ -127,7 +127,7 @@ class NullConsole:
 
 
 def _reporter(tmp_path, *trackers):
-    from sparsedd.sweep.trackers import TrackingReporter
+    from sparsedd.events.trackers import TrackingReporter
 
     folder = tmp_path / "runs" / "r1"
     folder.mkdir(parents=True)
@@ -165,7 +165,7 @@ def test_a_failing_tracker_is_dropped_with_one_note_and_the_run_goes_on(tmp_path
 
 
 def test_a_missing_tracker_package_is_named_with_its_extra(monkeypatch) -> None:
-    import sparsedd.sweep.trackers as trackers
+    import sparsedd.events.trackers as trackers
     from sparsedd.errors import UserError
 
     monkeypatch.setattr(trackers.importlib.util, "find_spec", lambda name: None)

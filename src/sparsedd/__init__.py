@@ -13,11 +13,11 @@ __version__ = "0.1.0"
 _API = {
     "load_results": "sparsedd.analysis.tables",
     "analyze": "sparsedd.analysis.tables",
-    "load_pruned": "sparsedd.training.pruned_export",
-    "pruned_metadata": "sparsedd.training.pruned_export",
+    "load_pruned": "sparsedd.export.pruned",
+    "pruned_metadata": "sparsedd.export.pruned",
     "run_sweep": "sparsedd.sweep.service",
     "SweepRequest": "sparsedd.sweep.backends",
-    "predict": "sparsedd.training.predict",
+    "predict": "sparsedd.export.predict",
 }
 __all__ = ["__version__", *_API]
 

@@ -272,7 +272,7 @@ def _round_number(out_dir: str, run: str, round_: str | None) -> int | None:
         )
     from sparsedd.analysis.rounds import named_round
     from sparsedd.analysis.tables import analyze
-    from sparsedd.training.pruned_export import find_run_folder
+    from sparsedd.export.pruned import find_run_folder
 
     run_id = find_run_folder(out_dir, run).name
     k = named_round(analyze(_load(out_dir)), run_id, round_)
@@ -282,7 +282,7 @@ def _round_number(out_dir: str, run: str, round_: str | None) -> int | None:
 
 def _export_model(out_dir: str, run: str, round_: str | None, output: str, fmt: str) -> None:
     """Write one run's pruned model and print its size beside the dense size."""
-    from sparsedd.training.pruned_export import export_pruned
+    from sparsedd.export.pruned import export_pruned
 
     s = export_pruned(out_dir, run, _round_number(out_dir, run, round_), output, fmt)
     click.echo(

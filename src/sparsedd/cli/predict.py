@@ -17,7 +17,7 @@ def predict(model_file: str, images: tuple[str, ...]) -> None:
     from pathlib import Path
 
     from sparsedd.errors import UserError
-    from sparsedd.training.predict import predict as classify
+    from sparsedd.export.predict import predict as classify
 
     if not Path(model_file).is_file():
         raise UserError(f"model file {model_file} does not exist; write one with `sparsedd export`")

@@ -73,9 +73,9 @@ class LocalBackend:
         self, jobs: Sequence[Sequence[Config]], request: SweepRequest, labels: Mapping[str, str]
     ) -> None:
         """Run the jobs in this process (one slot) or in worker processes, one per slot."""
+        from sparsedd.events.trackers import sweep_parent
         from sparsedd.sweep.local import machine_slots, run_local
         from sparsedd.sweep.plan import parse_grid_options
-        from sparsedd.sweep.trackers import sweep_parent
 
         slots = machine_slots(jobs[0][0].device, request.jobs)
         grid = {k: [str(v) for v in vs] for k, vs in parse_grid_options(request.grid).items()}

@@ -54,10 +54,10 @@ def run_job(
     before killing) set the stop flag: the job saves its progress and raises ``Interrupted``.
     """
     from sparsedd.components import run_id
-    from sparsedd.sweep.trackers import with_trackers
+    from sparsedd.events.progress import ConsoleReporter
+    from sparsedd.events.trackers import with_trackers
     from sparsedd.training.batched import run_batched
     from sparsedd.training.experiment import Experiment, StopFlag, run_dir
-    from sparsedd.training.progress import ConsoleReporter
 
     labels = labels or {}
     stop = stop or StopFlag()

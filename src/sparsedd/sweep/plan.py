@@ -241,7 +241,7 @@ def _last_checkpoint_exists(out_dir: str | Path, cfg: Config, rid: str) -> bool:
 def format_plan(planned: Sequence[PlannedRun]) -> str:
     """One line per run (id, state, epochs and time left, label), a total, and the time left
     at the pace recorded in the folder (for runs alike when a run has no round of its own)."""
-    from sparsedd.training.progress import duration
+    from sparsedd.events.progress import duration
 
     lines = [
         f"{p.id}  {p.state:<22} {p.epochs_left:>7} epochs  {_time(p.seconds_left):>8}  {p.label}"
@@ -273,6 +273,6 @@ def format_plan(planned: Sequence[PlannedRun]) -> str:
 
 
 def _time(seconds: float | None) -> str:
-    from sparsedd.training.progress import duration
+    from sparsedd.events.progress import duration
 
     return "?" if seconds is None else duration(seconds)

@@ -35,11 +35,11 @@ def run_sweep(request: SweepRequest, note: Callable[[str], None] = _quiet) -> Sw
     ``note`` receives one line per key the user set that a run does not read. Every config
     error of every run is raised at once, as one ConfigError, before anything is written.
     """
+    from sparsedd.events.trackers import check_installed
     from sparsedd.sweep import run_setup
     from sparsedd.sweep.jobs import group_jobs
     from sparsedd.sweep.plan import parse_grid_options, plan, sweep_configs
     from sparsedd.sweep.study import study_cells
-    from sparsedd.sweep.trackers import check_installed
 
     backend = BACKENDS.get(request.backend)
     backend.check(request)
@@ -77,8 +77,8 @@ def run_sweep(request: SweepRequest, note: Callable[[str], None] = _quiet) -> Sw
 
 def _report_done(planned: Sequence[PlannedRun], out_dir: str) -> None:
     """One summary line per run that is already done (it is not trained again)."""
+    from sparsedd.events.progress import ConsoleReporter
     from sparsedd.training.experiment import run_dir
-    from sparsedd.training.progress import ConsoleReporter
 
     finished = ConsoleReporter(show_bars=False)
     for p in planned:
@@ -117,7 +117,7 @@ def ignored_key_notes(configs: Sequence[Config], request: SweepRequest) -> list[
 
 def describe(outcome: SweepOutcome, request: SweepRequest) -> str | None:
     """The closing line of a sweep of several runs (None for one run or a dry run)."""
-    from sparsedd.training.progress import duration
+    from sparsedd.events.progress import duration
 
     if len(outcome.planned) <= 1 or request.dry_run or not outcome.trained:
         return None

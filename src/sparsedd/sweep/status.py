@@ -111,7 +111,7 @@ def sweep_status(out_dir: str | Path) -> SweepStatus:
 
 def format_status(status: SweepStatus) -> str:
     """The status as a few readable lines."""
-    from sparsedd.training.progress import duration
+    from sparsedd.events.progress import duration
 
     eta = status.eta_s
     eta_text = "unknown (no round recorded yet)" if eta is None else duration(eta)

@@ -1,2 +1,3 @@
 """Training: the trainer and its masked step, pruning, the round loop of a run
-(``experiment``), batched λ runs, progress reporting and pruned-model export."""
+(``experiment``) and batched λ runs. Progress and trackers live in ``sparsedd.events``, the
+pruned-model export in ``sparsedd.export``."""

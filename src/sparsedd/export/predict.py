@@ -28,7 +28,7 @@ class Predictor:
 
     def __init__(self, model_file: str | Path) -> None:
         """Load and check ``model_file`` (an export of `sparsedd export --run`)."""
-        from sparsedd.training.pruned_export import load_pruned, pruned_metadata
+        from sparsedd.export.pruned import load_pruned, pruned_metadata
 
         self.model: nn.Module = load_pruned(model_file)  # checks every field and tensor
         info = pruned_metadata(model_file)["input"]

@@ -28,8 +28,8 @@ from sparsedd.components import from_dict
 from sparsedd.config import load_yaml_file, to_dict
 from sparsedd.data.preprocess import describe
 from sparsedd.errors import CheckpointError, StoreError, UserError
+from sparsedd.export.checks import CSR_PARTS, FORMATS, check_export
 from sparsedd.store import checkpoint as ckpt
-from sparsedd.training.export_checks import CSR_PARTS, FORMATS, check_export
 
 
 @dataclass(frozen=True)
@@ -212,8 +212,8 @@ def pruned_metadata(path: str | Path) -> dict[str, Any]:
 def load_pruned(path: str | Path) -> nn.Module:
     """The model exported to ``path``, rebuilt in eval mode for inference.
 
-    Every field and tensor is checked first (``export_checks``): a file that fails raises one
-    CheckpointError naming the field. The model takes images prepared as
+    Every field and tensor is checked first (``sparsedd.export.checks``): a file that fails
+    raises one CheckpointError naming the field. The model takes images prepared as
     ``pruned_metadata(path)["preprocess"]`` says (``sparsedd.predict`` does it from files).
     """
     tensors, _ = ckpt.load_tensors(Path(path))
