@@ -20,10 +20,10 @@ from sparsedd.config import (
     _type_parts,
     apply,
     coerce,
-    load_yaml_file,
     parse_assignment,
     to_dict,
 )
+from sparsedd.config_files import load_yaml_file
 from sparsedd.errors import ConfigError
 
 KEYS = sorted(FIELDS)

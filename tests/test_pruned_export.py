@@ -11,7 +11,7 @@ import torch
 
 import sparsedd
 from sparsedd.components import from_dict
-from sparsedd.config import load_yaml_file
+from sparsedd.config_files import load_yaml_file
 from sparsedd.errors import CheckpointError
 from sparsedd.export.pruned import dense_state, sparse_tensors
 from sparsedd.models.base import InputSpec, create_model

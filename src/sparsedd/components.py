@@ -25,10 +25,10 @@ from sparsedd.config import (
     apply,
     check_range,
     field_errors,
-    load_yaml_file,
     parse_assignment,
     to_dict,
 )
+from sparsedd.config_files import load_yaml_file
 from sparsedd.criteria import CRITERIA
 from sparsedd.data.datasets import DATASETS
 from sparsedd.data.noise import NOISE_KINDS
@@ -37,7 +37,9 @@ from sparsedd.models.base import MODELS, InputSpec, model_needs
 from sparsedd.presets import preset_config
 from sparsedd.registry import Needs, Registry
 
-#: The config key that names each kind of component, and its registry.
+#: The config key that names each kind of component, and its registry: the config holds these
+#: names as plain text, checked here against the registered names (a new noise kind, model,
+#: dataset or criterion is one registration in its own module).
 KINDS: dict[str, Registry[Any]] = {
     "model": MODELS,
     "dataset": DATASETS,
@@ -57,8 +59,8 @@ def validate(cfg: Config) -> Config:
     for kind_key, registry in KINDS.items():
         try:
             needs = registry.needs(getattr(cfg, kind_key))
-        except ConfigError as err:
-            errors.append(str(err))
+        except ConfigError as err:  # one line naming the key and listing the known names
+            errors.append(f"config key {kind_key!r}: {err}")
             known = False
             continue
         errors += _needs_errors(cfg, kind_key, registry, needs)

@@ -1,4 +1,4 @@
-"""The typed, flat run config: fields, parsing, ranges and YAML files.
+"""The typed, flat run config: fields, parsing and ranges (config files: ``config_files``).
 
 This module knows no component: name checks, the keys each component reads, presets and the
 run id live in ``sparsedd.components``, which sits above both.
@@ -14,7 +14,6 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import yaml
@@ -67,9 +66,10 @@ class Config:
         "dataset", "per-channel mean/std: the dataset's own, or ImageNet's (RGB only)"
     )
     noise: float = _f(0.0, "fraction ε of training labels replaced", min=0.0, max_excl=1.0)
-    noise_kind: Literal["symmetric", "random", "pairflip", "human"] = _f(
+    noise_kind: str = _f(
         "symmetric",
-        "label noise kind (human: every training label read from noise_file; noise stays 0)",
+        "label noise kind name (see `sparsedd models`; human: every training label read from "
+        "noise_file; noise stays 0)",
     )
     noise_file: str | None = _f(
         None,
@@ -173,7 +173,7 @@ NON_SEMANTIC = frozenset(
 NOT_IN_RUN_ID = frozenset({"rounds"})
 
 
-def _show(value: Any) -> str:
+def shown(value: Any) -> str:
     """A value as written in error messages, shortened to keep them one readable line."""
     text = repr(value)
     return text if len(text) <= 60 else f"{text[:57]}..."
@@ -184,7 +184,7 @@ def _check_key(key: str) -> None:
         close = difflib.get_close_matches(key, FIELDS, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise ConfigError(
-            f"unknown config key {_show(key)}; {hint}see `sparsedd presets demo` for all keys"
+            f"unknown config key {shown(key)}; {hint}see `sparsedd presets demo` for all keys"
         )
 
 
@@ -218,10 +218,10 @@ def coerce(key: str, value: Any) -> Any:
         if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
             return value.lower() in ("true", "yes", "1")
         choices = "true, false or auto" if nullable else "true or false"
-        raise ConfigError(f"config key {key!r} takes {choices}, not {_show(value)}")
+        raise ConfigError(f"config key {key!r} takes {choices}, not {shown(value)}")
     if base is int:
         if isinstance(value, bool):
-            raise ConfigError(f"config key {key!r} takes an integer, not {_show(value)}")
+            raise ConfigError(f"config key {key!r} takes an integer, not {shown(value)}")
         if isinstance(value, int):
             return value
         if isinstance(value, float) and value.is_integer():
@@ -231,22 +231,22 @@ def coerce(key: str, value: Any) -> Any:
                 return int(value)
             except ValueError:
                 pass
-        raise ConfigError(f"config key {key!r} takes an integer, not {_show(value)}")
+        raise ConfigError(f"config key {key!r} takes an integer, not {shown(value)}")
     if base is float:
         if isinstance(value, bool):
-            raise ConfigError(f"config key {key!r} takes a number, not {_show(value)}")
+            raise ConfigError(f"config key {key!r} takes a number, not {shown(value)}")
         try:
             number = float(value)
         except (TypeError, ValueError, OverflowError):
-            raise ConfigError(f"config key {key!r} takes a number, not {_show(value)}") from None
+            raise ConfigError(f"config key {key!r} takes a number, not {shown(value)}") from None
         if not math.isfinite(number):
-            raise ConfigError(f"config key {key!r} takes a finite number, not {_show(value)}")
+            raise ConfigError(f"config key {key!r} takes a finite number, not {shown(value)}")
         return number
     if not isinstance(value, str):
-        raise ConfigError(f"config key {key!r} takes a name, not {_show(value)}")
+        raise ConfigError(f"config key {key!r} takes a name, not {shown(value)}")
     if choices is not None and value not in choices:
         raise ConfigError(
-            f"config key {key!r} does not allow {_show(value)}; choose one of: {', '.join(choices)}"
+            f"config key {key!r} does not allow {shown(value)}; choose one of: {', '.join(choices)}"
         )
     return value
 
@@ -262,13 +262,13 @@ def check_range(key: str, value: Any) -> None:
     meta = FIELDS[key].metadata
     limit = meta.get("max", INT_MAX if isinstance(value, int) else None)
     if limit is not None and value > limit:
-        raise ConfigError(f"config key {key!r} must be ≤ {limit}, not {_show(value)}")
+        raise ConfigError(f"config key {key!r} must be ≤ {limit}, not {shown(value)}")
     if "min" in meta and value < meta["min"]:
-        raise ConfigError(f"config key {key!r} must be ≥ {meta['min']}, not {_show(value)}")
+        raise ConfigError(f"config key {key!r} must be ≥ {meta['min']}, not {shown(value)}")
     if "min_excl" in meta and value <= meta["min_excl"]:
-        raise ConfigError(f"config key {key!r} must be > {meta['min_excl']}, not {_show(value)}")
+        raise ConfigError(f"config key {key!r} must be > {meta['min_excl']}, not {shown(value)}")
     if "max_excl" in meta and value >= meta["max_excl"]:
-        raise ConfigError(f"config key {key!r} must be < {meta['max_excl']}, not {_show(value)}")
+        raise ConfigError(f"config key {key!r} must be < {meta['max_excl']}, not {shown(value)}")
 
 
 def field_errors(cfg: Config) -> list[str]:
@@ -286,7 +286,7 @@ def field_errors(cfg: Config) -> list[str]:
     if not DEVICE_PATTERN.fullmatch(cfg.device):
         errors.append(
             f"config key 'device' takes auto, cpu, cuda or cuda:N (N a GPU index), "
-            f"not {_show(cfg.device)}"
+            f"not {shown(cfg.device)}"
         )
     if cfg.train_size is not None and cfg.val_size >= cfg.train_size:
         errors.append(
@@ -313,103 +313,6 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     if isinstance(value, (dict, list)):
         value = raw
     return key, coerce(key, value)
-
-
-_PIPE_TEXTS: dict[str, str] = {}
-
-
-def _config_text(path: Path) -> str:
-    """A config file's text; a pipe (``--config /dev/stdin``, ``<(...)``) is read only once."""
-    if path.is_file() or not path.exists():
-        return path.read_text(encoding="utf-8")
-    # A pipe yields its text to the first read alone; a run reads its config more than once.
-    key = str(path)
-    if key not in _PIPE_TEXTS:
-        _PIPE_TEXTS[key] = path.read_text(encoding="utf-8")
-    return _PIPE_TEXTS[key]
-
-
-#: The most values (scalars, lists and mappings, counted as aliases expand them) a config
-#: file may hold: far above any real config, far below an alias bomb's billions.
-MAX_YAML_VALUES = 10_000
-
-
-class _LoaderRefusal(Exception):
-    """A config file that parses but is refused before it is built (one line says why)."""
-
-
-class _ConfigLoader(yaml.SafeLoader):
-    """PyYAML's safe loader that refuses a key given twice in one mapping (YAML forbids it;
-    PyYAML keeps the last silently) and aliases that expand past MAX_YAML_VALUES values."""
-
-    def construct_document(self, node: yaml.Node) -> Any:
-        """Count the values the document expands to before any is built."""
-        _expanded_size(node, {})
-        return super().construct_document(node)
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        """A mapping; _LoaderRefusal naming the key and line of a key given twice."""
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            try:
-                duplicate = key in seen
-                seen.add(key)
-            except TypeError:  # an unhashable key: PyYAML says so itself
-                continue
-            if duplicate:
-                line = key_node.start_mark.line + 1
-                raise _LoaderRefusal(
-                    f"key {_show(key)} is given twice (again at line {line}); keep one"
-                )
-        return super().construct_mapping(node, deep=deep)
-
-
-def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
-    """How many values ``node`` stands for once its aliases are expanded (memoized per node,
-    so that counting costs the size of the file, not of the expansion)."""
-    if id(node) in sizes:
-        return sizes[id(node)]
-    sizes[id(node)] = MAX_YAML_VALUES + 1  # a node inside itself (a recursive alias): refuse
-    if isinstance(node, yaml.SequenceNode):
-        size = 1 + sum(_expanded_size(child, sizes) for child in node.value)
-    elif isinstance(node, yaml.MappingNode):
-        size = 1 + sum(_expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value)
-    else:
-        size = 1
-    if size > MAX_YAML_VALUES:
-        raise _LoaderRefusal(
-            f"its aliases (*name) expand to more than {MAX_YAML_VALUES:,} values; "
-            f"a config needs a few dozen: write the values out"
-        )
-    sizes[id(node)] = size
-    return size
-
-
-def load_yaml_file(path: str | Path) -> dict[str, Any]:
-    """A config file's mapping; ConfigError if it is missing, unreadable or not a mapping."""
-    path = Path(path)
-    try:
-        text = _config_text(path)
-    except OSError as err:
-        raise ConfigError(f"cannot read config file {str(path)!r}: {err.strerror or err}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(
-            f"config file {str(path)!r} is not UTF-8 text; give a YAML file"
-        ) from None
-    try:
-        data = yaml.load(text, Loader=_ConfigLoader)
-    except _LoaderRefusal as err:
-        raise ConfigError(f"config file {str(path)!r}: {err}") from None
-    except (yaml.YAMLError, RecursionError) as err:
-        where = getattr(err, "problem_mark", None)
-        at = f" at line {where.line + 1}" if where else ""
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML{at}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {str(path)!r} must hold a mapping of config keys")
-    return data
 
 
 def apply(cfg: Config, overrides: Mapping[str, Any]) -> Config:

@@ -25,7 +25,8 @@ from safetensors.torch import save
 from torch import nn
 
 from sparsedd.components import from_dict
-from sparsedd.config import load_yaml_file, to_dict
+from sparsedd.config import to_dict
+from sparsedd.config_files import load_yaml_file
 from sparsedd.data.preprocess import describe
 from sparsedd.errors import CheckpointError, StoreError, UserError
 from sparsedd.export.checks import CSR_PARTS, FORMATS, check_export

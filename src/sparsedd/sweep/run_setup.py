@@ -11,7 +11,7 @@ OWN_DATA_PRESET = "own-data"
 
 def given_keys(config_file: str | None, options: Sequence[str]) -> list[str]:
     """Config keys the user set in a YAML file or with --set/--grid."""
-    from sparsedd.config import load_yaml_file
+    from sparsedd.config_files import load_yaml_file
 
     given = [str(k) for k in load_yaml_file(config_file)] if config_file else []
     return given + [item.split("=", 1)[0].strip() for item in options]
@@ -19,7 +19,8 @@ def given_keys(config_file: str | None, options: Sequence[str]) -> list[str]:
 
 def default_preset(config_file: str | None, assignments: Sequence[str]) -> str:
     """``own-data`` when the user's keys choose dataset=imagefolder, else ``demo``."""
-    from sparsedd.config import load_yaml_file, parse_assignment
+    from sparsedd.config import parse_assignment
+    from sparsedd.config_files import load_yaml_file
 
     values = dict(load_yaml_file(config_file)) if config_file else {}
     values.update(

@@ -116,7 +116,7 @@ def study_cells(
 
 def _file_grid(path: str) -> dict[str, list[Any]]:
     """The ``grid:`` mapping of a YAML config file (``{}`` when it has none)."""
-    from sparsedd.config import load_yaml_file
+    from sparsedd.config_files import load_yaml_file
 
     grid = load_yaml_file(path).get("grid")
     if grid is None:
