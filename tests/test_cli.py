@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from sparsedd.store.results import PROVENANCE_FIELDS, ROUND_FIELDS
+from sparsedd.store.schema import PROVENANCE_FIELDS, ROUND_FIELDS
 
 TINY = ["--preset", "tiny", "--set", "rounds=2", "--set", "epochs=2"]
 

@@ -30,7 +30,7 @@ from sparsedd.components import resolve_config
 from sparsedd.data.imagefolder import load_imagefolder
 from sparsedd.data.label_files import read_human_labels
 from sparsedd.errors import UserError
-from sparsedd.store.results import EVAL_FIELDS, PROVENANCE_FIELDS, ROUND_FIELDS
+from sparsedd.store.schema import EVAL_FIELDS, PROVENANCE_FIELDS, ROUND_FIELDS
 from sparsedd.training.experiment import Experiment
 
 SETTINGS = settings(

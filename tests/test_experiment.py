@@ -9,7 +9,8 @@ from conftest import TINY_VIT, tiny_config
 
 from sparsedd.components import run_id
 from sparsedd.store.checkpoint import load_tensors
-from sparsedd.store.results import ROUND_FIELDS, ResultsStore
+from sparsedd.store.results import ResultsStore
+from sparsedd.store.schema import ROUND_FIELDS
 from sparsedd.training.experiment import Experiment, Interrupted, StopFlag, round_file
 
 VARYING = {"seconds"}

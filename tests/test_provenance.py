@@ -15,7 +15,8 @@ from conftest import tiny_config
 
 import sparsedd
 from sparsedd.provenance import device_name, git_commit
-from sparsedd.store.results import DB_NAME, PROVENANCE_FIELDS, SCHEMA_VERSION, ResultsStore
+from sparsedd.store.results import ResultsStore
+from sparsedd.store.schema import DB_NAME, PROVENANCE_FIELDS, SCHEMA_VERSION
 from sparsedd.training.experiment import Experiment
 
 

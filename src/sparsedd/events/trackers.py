@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import yaml
 
 from sparsedd.errors import UserError
-from sparsedd.store.results import ROUND_FIELDS
+from sparsedd.store.schema import ROUND_FIELDS
 
 EXTRA_OF = {"tensorboard": ("tensorboard", "tensorboard"), "mlflow": ("mlflow", "mlflow")}
 #: The per-round numbers a tracker receives: every recorded round field but its index and epochs.

@@ -1,4 +1,7 @@
-"""The results database (SQLite, WAL) of one output folder, and its run folders."""
+"""The results database (SQLite, WAL) of one output folder: writing and reading its rows.
+
+Its tables, column rules and damage checks are defined in ``store/schema.py``.
+"""
 
 from __future__ import annotations
 
@@ -10,183 +13,26 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from sparsedd.errors import ConfigError, NoResultsError, StoreError
-
-DB_NAME = "results.sqlite"
-APP_ID = "sparsedd"
-SCHEMA_VERSION = "5"
-#: Older schemas this version reads as they are and upgrades when it writes to them.
-UPGRADABLE_SCHEMAS = ("1", "2", "3", "4")
-
-ROUND_FIELDS = (
-    "round",
-    "sparsity",
-    "params_remaining",
-    "test_acc",
-    "test_loss",
-    "train_acc",
-    "train_acc_clean",
-    "memorization",
-    "val_acc",
-    "epochs",
-    "seconds",
+from sparsedd.errors import NoResultsError, StoreError
+from sparsedd.store.schema import (
+    ADDED_COLUMNS,
+    APP_ID,
+    CORE_CONFIG_KEYS,
+    DB_NAME,
+    EVAL_FIELDS,
+    PROVENANCE_FIELDS,
+    RECORD_COLUMNS,
+    ROUND_COLUMNS,
+    ROUND_FIELDS,
+    SCHEMA_SQL,
+    SCHEMA_VERSION,
+    UPGRADABLE_SCHEMAS,
+    config_problem,
+    density_problem,
+    layout_problem,
+    parse_json,
+    short,
 )
-#: Where and with what each round was computed (schema 2; NULL in rounds recorded before).
-PROVENANCE_FIELDS = ("sparsedd_version", "git_commit", "torch_version", "device_name", "execution")
-#: Added in schema 4 (NULL in rounds recorded before): how many test images the round's accuracy
-#: is over (the verdict's binomial noise), and the activation-state entropy of its model.
-EVAL_FIELDS = ("n_test", "activation_entropy")
-#: Added in schema 5: 1 for a round a run skipped because it had collapsed (its accuracy sat at
-#: a constant prediction's, or no prunable weight was left): nothing was trained or measured,
-#: so its metrics are NULL, its epochs 0 and its sparsity the one the round would have had.
-#: 0 for a trained round; NULL in rounds recorded before schema 5 (all trained).
-STOP_FIELDS = ("collapsed",)
-#: Columns an older database may lack; upgrading adds them (with their SQL types).
-ADDED_COLUMNS = {
-    **dict.fromkeys(PROVENANCE_FIELDS, "TEXT"),
-    "n_test": "INTEGER",
-    "activation_entropy": "REAL",
-    "collapsed": "INTEGER",
-}
-#: The columns of a round row as ``round_rows`` returns it (after the run's config keys): the
-#: round's own epoch count is ``round_epochs``, so that ``epochs`` stays the config's key.
-ROUND_COLUMNS = (
-    "run_id",
-    *("round_epochs" if f == "epochs" else f for f in ROUND_FIELDS),
-    *PROVENANCE_FIELDS,
-    *EVAL_FIELDS,
-    *STOP_FIELDS,
-    "layer_density",
-)
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY, config TEXT NOT NULL, created REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS rounds (
-    run_id TEXT NOT NULL REFERENCES runs(run_id), round INTEGER NOT NULL,
-    sparsity REAL, params_remaining INTEGER, test_acc REAL, test_loss REAL, train_acc REAL,
-    train_acc_clean REAL, memorization REAL, val_acc REAL, epochs INTEGER, seconds REAL,
-    layer_density TEXT, sparsedd_version TEXT, git_commit TEXT, torch_version TEXT,
-    device_name TEXT, execution TEXT, n_test INTEGER, activation_entropy REAL,
-    collapsed INTEGER,
-    PRIMARY KEY (run_id, round));
-CREATE TABLE IF NOT EXISTS epochs (
-    run_id TEXT NOT NULL REFERENCES runs(run_id), round INTEGER NOT NULL,
-    epoch INTEGER NOT NULL, train_loss REAL, train_acc REAL,
-    PRIMARY KEY (run_id, round, epoch));
-"""
-
-# What each column must hold (SQLite does not enforce declared types): a damaged or hand-edited
-# database is refused when opened, with the table, column and row named.
-_INTEGER, _NUMBER = "typeof({c}) = 'integer'", "typeof({c}) IN ('integer', 'real')"
-_NUMBER_OR_NULL = "typeof({c}) IN ('integer', 'real', 'null')"
-_INTEGER_OR_NULL = "typeof({c}) IN ('integer', 'null')"
-_FLAG_OR_NULL = "typeof({c}) = 'null' OR {c} IN (0, 1)"
-_TEXT = "typeof({c}) = 'text'"
-_TEXT_OR_NULL = "typeof({c}) IN ('text', 'null')"
-_JSON_OBJECT = (  # CASE: json_type would fail on invalid JSON before AND could stop it
-    "typeof({c}) = 'text' AND CASE WHEN json_valid({c}) THEN json_type({c}) = 'object' ELSE 0 END"
-)
-_VALUE_RULES = {
-    "runs": {"run_id": _TEXT, "config": _JSON_OBJECT, "created": _NUMBER},
-    "rounds": {
-        "run_id": _TEXT,
-        "round": _INTEGER,
-        "sparsity": _NUMBER,
-        **{f: _NUMBER_OR_NULL for f in ROUND_FIELDS if f not in ("round", "sparsity")},
-        "params_remaining": _INTEGER,
-        "epochs": _INTEGER,
-        "seconds": _NUMBER,
-        "layer_density": _JSON_OBJECT,
-        "n_test": _INTEGER_OR_NULL,
-        "activation_entropy": _NUMBER_OR_NULL,
-        "collapsed": _FLAG_OR_NULL,
-        **dict.fromkeys(PROVENANCE_FIELDS, _TEXT_OR_NULL),
-    },
-    "epochs": {
-        "run_id": _TEXT,
-        "round": _INTEGER,
-        "epoch": _INTEGER,
-        "train_loss": _NUMBER_OR_NULL,
-        "train_acc": _NUMBER_OR_NULL,
-    },
-}
-_RULE_WORDS = {
-    _INTEGER: "an integer",
-    _NUMBER: "a number",
-    _NUMBER_OR_NULL: "a number or NULL",
-    _INTEGER_OR_NULL: "an integer or NULL",
-    _TEXT: "text",
-    _TEXT_OR_NULL: "text or NULL",
-    _JSON_OBJECT: "a JSON object",
-    _FLAG_OR_NULL: "0, 1 or NULL",
-}
-
-
-_SCALARS = (str, int, float, bool, type(None))
-#: Config keys that every sparsedd version has recorded for every run and that the analysis
-#: and `status` compute with: where some runs of a database hold one, all must.
-CORE_CONFIG_KEYS = ("noise", "weight_decay", "epochs", "rounds")
-
-
-def config_problem(config: dict[str, Any]) -> str | None:
-    """What is wrong with a run's recorded config (None: nothing): a value of the wrong type
-    for its key, or a nested value (none of sparsedd's keys holds one). Keys may be missing:
-    a config recorded by another version, or through the Python API, lacks some."""
-    from sparsedd.config import FIELDS, coerce
-
-    for key, value in config.items():
-        if not isinstance(value, _SCALARS):
-            return f"has a {type(value).__name__} as config key {_short(key)}"
-        if key not in FIELDS:
-            continue  # a key of another sparsedd version: shown as it is
-        try:
-            coerced = coerce(key, value)
-        except ConfigError:
-            coerced = _NOT_JSON
-        # as recorded: "0.1" is not the number 0.1, nor "true" a switch
-        if coerced != value or isinstance(value, str) != isinstance(coerced, str):
-            return f"has {_short(value)} as config key {key!r}"
-    return None
-
-
-def _density_problem(density: Any) -> str | None:
-    """What is wrong with a round's recorded layer densities (None: nothing)."""
-    if not isinstance(density, dict):
-        return "layer densities that are not a mapping"
-    for name, value in density.items():
-        if type(value) not in (int, float) or not 0.0 <= value <= 1.0:
-            return f"layer density {_short(value)} for layer {_short(name)}"
-    return None
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _json(text: str) -> Any:
-    """Parsed JSON, or a marker object for text that is not (or nests too deep to parse)."""
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError):
-        return _NOT_JSON
-
-
-_NOT_JSON = object()
-
-
-def _schema_columns() -> dict[str, list[str]]:
-    """Columns of each table, as the schema this sparsedd writes defines them."""
-    conn = sqlite3.connect(":memory:")
-    try:
-        conn.executescript(_SCHEMA)
-        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        return {t: [r[1] for r in conn.execute(f"PRAGMA table_info({t})")] for t in tables}
-    finally:
-        conn.close()
-
 
 # How long a statement waits for a database locked by another writer before giving up, and
 # how long each attempt lets SQLite's own busy handler wait (tests lower these).
@@ -364,7 +210,7 @@ class ResultsStore:
         self._execute("PRAGMA journal_mode=WAL", write=False)
         # One transaction: a kill leaves either no tables or a complete, marked database.
         self._execute(
-            f"BEGIN IMMEDIATE; {_SCHEMA} "
+            f"BEGIN IMMEDIATE; {SCHEMA_SQL} "
             f"INSERT OR IGNORE INTO meta VALUES ('app', '{APP_ID}'); "
             f"INSERT OR IGNORE INTO meta VALUES ('schema', '{SCHEMA_VERSION}'); COMMIT;",
             many=True,
@@ -396,33 +242,9 @@ class ResultsStore:
 
     def _check_layout(self) -> None:
         """Refuse a database whose tables, columns or values are not what sparsedd writes."""
-        for table, columns in _schema_columns().items():
-            found = [r[1] for r in self._execute(f"PRAGMA table_info({table})", write=False)]
-            if not found:
-                raise self._damaged(f"table {table!r} is missing")
-            extra = [c for c in found if c not in columns]
-            # an older database is read as it is: it lacks the columns added since
-            missing = [c for c in columns if c not in found and c not in ADDED_COLUMNS]
-            if extra:
-                raise self._damaged(f"table {table!r} has an extra column {extra[0]!r}")
-            if missing:
-                raise self._damaged(f"table {table!r} has no column {missing[0]!r}")
-        for table, all_rules in _VALUE_RULES.items():
-            present = {r[1] for r in self._execute(f"PRAGMA table_info({table})", write=False)}
-            rules = {c: rule for c, rule in all_rules.items() if c in present}
-            checks = [rule.format(c=column) for column, rule in rules.items()]
-            flags = ", ".join(f"NOT ({c})" for c in checks)
-            where = " OR ".join(f"NOT ({c})" for c in checks)
-            rows = self._execute(
-                f"SELECT rowid, {flags} FROM {table} WHERE {where} LIMIT 1", write=False
-            )
-            if rows:
-                bad = [col for col, flag in zip(rules, rows[0][1:], strict=True) if flag]
-                column = bad[0] if bad else next(iter(rules))
-                raise self._damaged(
-                    f"table {table!r} row {rows[0][0]} has a value in column {column!r} "
-                    f"that is not {_RULE_WORDS[rules[column]]}"
-                )
+        problem = layout_problem(lambda sql: self._execute(sql, write=False))
+        if problem is not None:
+            raise self._damaged(problem)
 
     # ------------------------------------------------------------ writing
 
@@ -440,14 +262,7 @@ class ResultsStore:
         ``row`` holds ROUND_FIELDS, ``layer_density`` and, where known, PROVENANCE_FIELDS,
         EVAL_FIELDS and ``collapsed`` (true for a round skipped by the collapse stop).
         """
-        cols = (
-            "run_id",
-            *ROUND_FIELDS,
-            "layer_density",
-            *PROVENANCE_FIELDS,
-            *EVAL_FIELDS,
-            *STOP_FIELDS,
-        )
+        cols = RECORD_COLUMNS
         values = (
             run_id,
             *(row[f] for f in ROUND_FIELDS),
@@ -516,20 +331,20 @@ class ResultsStore:
         rows = self._execute("SELECT run_id, config FROM runs ORDER BY created", write=False)
         configs = {}
         for rid, text in rows:
-            config = _json(text)
+            config = parse_json(text)
             problem = (
                 config_problem(config)
                 if isinstance(config, dict)
                 else "is not a JSON object it can read (invalid, or nested too deep)"
             )
             if problem is not None:
-                raise self._damaged(f"the recorded config of run {_short(rid)} {problem}")
+                raise self._damaged(f"the recorded config of run {short(rid)} {problem}")
             configs[rid] = config
         for key in CORE_CONFIG_KEYS:
             lacking = [rid for rid, config in configs.items() if key not in config]
             if lacking and len(lacking) < len(configs):
                 raise self._damaged(
-                    f"the recorded config of run {_short(lacking[0])} has no {key!r}, which "
+                    f"the recorded config of run {short(lacking[0])} has no {key!r}, which "
                     f"the other runs' configs have"
                 )
         return configs
@@ -542,14 +357,7 @@ class ResultsStore:
         """
         configs = self.runs()
         present = set(self._round_columns())
-        cols = (
-            "run_id",
-            *ROUND_FIELDS,
-            "layer_density",
-            *PROVENANCE_FIELDS,
-            *EVAL_FIELDS,
-            *STOP_FIELDS,
-        )
+        cols = RECORD_COLUMNS
         select = ", ".join(c if c in present else f"NULL AS {c}" for c in cols)
         rows = self._execute(f"SELECT {select} FROM rounds ORDER BY run_id, round", write=False)
         out = []
@@ -559,13 +367,13 @@ class ResultsStore:
             rec["collapsed"] = int(rec["collapsed"] or 0)  # NULL: recorded before schema 5
             if rec["run_id"] not in configs:  # every run is registered before its rounds
                 raise self._damaged(
-                    f"round {rec['round']} is of run {_short(rec['run_id'])}, which has no "
+                    f"round {rec['round']} is of run {short(rec['run_id'])}, which has no "
                     f"recorded config"
                 )
-            rec["layer_density"] = density = _json(rec["layer_density"])
-            problem = _density_problem(density)
+            rec["layer_density"] = density = parse_json(rec["layer_density"])
+            problem = density_problem(density)
             if problem is not None:
-                where = f"round {rec['round']} of run {_short(rec['run_id'])}"
+                where = f"round {rec['round']} of run {short(rec['run_id'])}"
                 raise self._damaged(f"{where} records {problem}")
             out.append({**configs.get(rec["run_id"], {}), **{c: rec[c] for c in ROUND_COLUMNS}})
         return out
