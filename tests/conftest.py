@@ -1,16 +1,18 @@
-"""Shared fixtures: tiny configs on generated data, so every test runs in seconds."""
+"""Shared fixtures: tiny configs on generated data, so every test runs in seconds, and results
+folders that many test files read (trained once per session or module)."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
 import signal
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-from sparsedd.components import validate
+from sparsedd.components import resolve_config, validate
 from sparsedd.config import Config
 from sparsedd.presets import preset_config
 
@@ -47,3 +49,44 @@ def tiny_config(**overrides: Any) -> Config:
 def tiny() -> Config:
     """The `tiny` preset config."""
     return tiny_config()
+
+
+@pytest.fixture(scope="session")
+def finished_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A results folder holding one complete `tiny` run."""
+    from sparsedd.training.experiment import Experiment
+
+    out = tmp_path_factory.mktemp("finished") / "out"
+    Experiment(resolve_config("tiny"), out).run()
+    return out
+
+
+@pytest.fixture(scope="session")
+def partial_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A results folder whose `tiny` run stopped in round 1 after saving progress."""
+    from support import Stopper
+
+    from sparsedd.training.experiment import Experiment, Interrupted, StopFlag
+
+    out = tmp_path_factory.mktemp("partial") / "out"
+    stop = StopFlag()
+    exp = Experiment(resolve_config("tiny"), out, reporter=Stopper(stop, 1), stop=stop)
+    with pytest.raises(Interrupted):
+        exp.run()
+    assert (exp.folder / "progress.safetensors").exists()
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A results folder holding one tiny-ViT run (2 rounds, 60% pruned a round) trained through
+    the command line, and that run's id."""
+    from support import run_process
+
+    out = tmp_path_factory.mktemp("runs")
+    sets = [f"{key}={value}" for key, value in TINY_VIT.items()]
+    sets += ["prune_rate=0.6", "train_size=256", "rounds=2", "epochs=1"]
+    args = ["run", "--preset", "tiny", "-q", *[a for kv in sets for a in ("--set", kv)]]
+    run_process(*args, "--out", str(out), check=True)
+    (run_id,) = [p.name for p in (out / "runs").iterdir()]
+    return out, run_id

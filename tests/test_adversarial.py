@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_bad_input import (  # noqa: F401  (finished_results is a fixture)
+from support import (
     TINY,
     assert_one_error_line,
     assert_refused_unchanged,
-    finished_results,
+    console_reporter,
     run_cli,
     snapshot,
 )
@@ -373,9 +373,7 @@ def test_temporary_file_of_a_killed_write_is_removed_by_the_next(
 
 
 def test_resume_after_the_last_epoch_does_not_say_epoch_n_plus_one_of_n() -> None:
-    from test_progress import _reporter
-
-    reporter, out = _reporter()
+    reporter, out = console_reporter()
     reporter.round_started("abcdef0123456789", 1, 1, 1)
     line = out.getvalue().splitlines()[1]
     assert "epoch 2 of 1" not in line

@@ -7,12 +7,11 @@ import math
 import statistics
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
+from support import run_cli, sweep, write_store
 
 from sparsedd.analysis import tables as an
-from sparsedd.cli.main import main
 from sparsedd.errors import UserError
 from sparsedd.store.results import ResultsStore
 
@@ -32,45 +31,6 @@ JSON_FIELDS = {
     "rise_high",
     "best_weight_decay",
 }
-
-
-def _py(value):
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def write_store(df: pd.DataFrame, out: Path, extra: dict | None = None) -> Path:
-    """Write a synthetic rounds DataFrame into a real results store."""
-    store = ResultsStore(out)
-    for run_id, run in df.groupby("run_id"):
-        first = run.iloc[0]
-        cfg = {k: _py(first[k]) for k in ("model", "dataset", "noise", "weight_decay", "seed")}
-        store.record_run(str(run_id), {**cfg, "epochs": 7, "threads": 1, **(extra or {})})
-        for _, r in run.iterrows():
-            row = {f: _py(r.get(f)) for f in ("round", "sparsity", "test_acc", "memorization")}
-            row.update(
-                params_remaining=1000,
-                test_loss=1.0,
-                train_acc=0.9,
-                train_acc_clean=0.8,
-                val_acc=_py(r["val_acc"]),
-                epochs=3,
-                seconds=0.1,
-                layer_density={"fc": 1 - r["sparsity"]},
-            )
-            store.record_round(str(run_id), row)
-    return out
-
-
-def sweep(rounds: int = 25, n_seeds: int = 3) -> pd.DataFrame:
-    """λ=0 with a dip, λ=0.01 without."""
-    return pd.concat(
-        [
-            an.synthetic_rounds(
-                "sdd", 0.05, n_seeds=n_seeds, rounds=rounds, weight_decay=0.0, seed=1
-            ),
-            an.synthetic_rounds("flat", n_seeds=n_seeds, rounds=rounds, weight_decay=0.01, seed=2),
-        ]
-    )
 
 
 @pytest.fixture(scope="module")
@@ -232,13 +192,6 @@ def test_curve_table_fields_on_a_sweep():
 
 
 # ---------------------------------------------------------------- CLI and export
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    out, err = capsys.readouterr()
-    return exc.value.code, out, err
 
 
 def test_cli_analyze_json_and_table(store_dir, capsys):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import tiny_config
-from test_bad_input import run_cli
+from support import run_cli
 
 from sparsedd.components import run_id
 from sparsedd.criteria import CRITERIA

@@ -9,12 +9,10 @@ snapshot is unchanged: a refused command creates no output folder and alters no 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import pickle
 import shutil
 import sqlite3
-import struct
 import subprocess
 import sys
 from collections.abc import Callable
@@ -24,79 +22,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from datafiles import IDX_NAMES, idx_bytes
 from safetensors.torch import save_file
-
-from sparsedd.cli.main import main
-from sparsedd.components import resolve_config
-from sparsedd.store import results as store_mod
-from sparsedd.training.experiment import Experiment, Interrupted, StopFlag, run_dir
-
-TINY = ["run", "--preset", "tiny", "-q"]
-IDX_NAMES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
+from support import (
+    TINY,
+    assert_one_error_line,
+    run_cli,
+    run_process,
+    snapshot,
+    tiny_folder,
 )
 
-
-# ---------------------------------------------------------------- helpers
-
-
-def snapshot(root: Path) -> dict[str, str]:
-    """Every file and folder under ``root`` with a hash of its bytes."""
-    out: dict[str, str] = {}
-    if not root.exists():
-        return out
-    for path in sorted(root.rglob("*")):
-        rel = str(path.relative_to(root))
-        if path.is_symlink():  # it may dangle or loop: its target names it
-            out[rel] = f"link to {os.readlink(path)}"
-            continue
-        out[rel] = "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
-    return out
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run ``sparsedd ARGS`` in-process: (exit status, stdout, stderr)."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    captured = capsys.readouterr()
-    code = info.value.code
-    return (code if isinstance(code, int) else 1), captured.out, captured.err
-
-
-def assert_one_error_line(err: str, needles: list[str], allow_announce: bool = False) -> None:
-    """stderr is one ``sparsedd: error:`` line holding every needle (no traceback)."""
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    if allow_announce:  # a resumed run announces itself ("run <id> → <folder>") before it fails
-        lines = [line for line in lines if not line.startswith("run ")]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("sparsedd: error: "), err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-
-
-def assert_refused_unchanged(
-    root: Path, args: list[str], needles: list[str], capsys: pytest.CaptureFixture[str]
-) -> str:
-    """``sparsedd ARGS`` exits 2 with one error line naming every needle, and nothing under
-    ``root`` changes; returns stderr."""
-    before = snapshot(root)
-    code, _, err = run_cli(args, capsys)
-    assert code == 2, err
-    assert_one_error_line(err, needles)
-    assert snapshot(root) == before
-    return err
-
-
-def idx_bytes(array: np.ndarray, magic_type: int = 0x08) -> bytes:
-    """An array in MNIST's IDX format."""
-    header = struct.pack(">I", (magic_type << 8) | array.ndim)
-    header += b"".join(struct.pack(">I", s) for s in array.shape)
-    return header + array.astype(np.uint8).tobytes()
+from sparsedd.components import resolve_config
+from sparsedd.store import results as store_mod
 
 
 def write_mnist(data_dir: Path, n_train: int = 40, n_test: int = 10) -> Path:
@@ -133,49 +71,6 @@ def write_evil_cifar(data_dir: Path, marker: Path) -> Path:
     for name in names:
         (folder / name).write_bytes(pickle.dumps(_Evil(marker)))
     return folder
-
-
-# ---------------------------------------------------------------- results folders
-
-
-def _stopper(stop: StopFlag, at_round: int):
-    class Reporter:
-        def round_started(self, run, round_, epochs, first_epoch):  # noqa: ANN001
-            pass
-
-        def epoch_done(self, run, round_, epoch, stats):  # noqa: ANN001
-            if round_ == at_round:
-                stop.requested = True
-
-        def round_done(self, run, row):  # noqa: ANN001
-            pass
-
-    return Reporter()
-
-
-@pytest.fixture(scope="session")
-def finished_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A results folder holding one complete `tiny` run."""
-    out = tmp_path_factory.mktemp("finished") / "out"
-    Experiment(resolve_config("tiny"), out).run()
-    return out
-
-
-@pytest.fixture(scope="session")
-def partial_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A results folder whose `tiny` run stopped in round 1 after saving progress."""
-    out = tmp_path_factory.mktemp("partial") / "out"
-    stop = StopFlag()
-    exp = Experiment(resolve_config("tiny"), out, reporter=_stopper(stop, 1), stop=stop)
-    with pytest.raises(Interrupted):
-        exp.run()
-    assert (exp.folder / "progress.safetensors").exists()
-    return out
-
-
-def tiny_folder(out: Path) -> Path:
-    """The `tiny` run's folder inside a results folder."""
-    return run_dir(out, resolve_config("tiny"))
 
 
 # ---------------------------------------------------------------- the cases
@@ -659,14 +554,9 @@ def test_cifar_with_wrong_checksums_is_never_unpickled(tmp_path: Path) -> None:
     """The refusal happens in a fresh process; the pickles would create a marker file."""
     marker = tmp_path / "UNPICKLED"
     write_evil_cifar(tmp_path / "data", marker)
-    proc = subprocess.run(
-        [sys.executable, "-m", "sparsedd", *TINY, "--out", str(tmp_path / "out")]
-        + ["--set", "dataset=cifar10", "--set", "download=true"]
-        + ["--set", f"data_dir={tmp_path / 'data'}"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    sets = ["--set", "dataset=cifar10", "--set", "download=true"]
+    sets += ["--set", f"data_dir={tmp_path / 'data'}"]
+    proc = run_process(*TINY, "--out", str(tmp_path / "out"), *sets, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert_one_error_line(proc.stderr, ["cifar10", "corrupt"])
     assert not marker.exists()
@@ -698,12 +588,7 @@ SUBPROCESS_CASES = [
 @pytest.mark.parametrize("args", SUBPROCESS_CASES, ids=lambda a: "_".join(a))
 def test_subprocess_prints_one_line_and_no_traceback(args: list[str], tmp_path: Path) -> None:
     out = tmp_path / "out"
-    proc = subprocess.run(
-        [sys.executable, "-m", "sparsedd", "run", "-q", "--out", str(out), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_process("run", "-q", "--out", str(out), *args, timeout=120)
     assert proc.returncode == 2
     assert_one_error_line(proc.stderr, [])
     assert proc.stdout == ""
@@ -715,12 +600,7 @@ def test_subprocess_corrupt_checkpoint(tmp_path: Path, partial_results: Path) ->
     shutil.copytree(partial_results, out)
     _garbage(_progress(out))
     before = snapshot(tmp_path)
-    proc = subprocess.run(
-        [sys.executable, "-m", "sparsedd", *TINY, "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_process(*TINY, "--out", str(out), timeout=120)
     assert proc.returncode == 2
     assert_one_error_line(proc.stderr, ["progress.safetensors"])
     assert snapshot(tmp_path) == before

@@ -4,11 +4,11 @@ in `checkpoint_seconds`; a round's end and a stop always save, and resuming stay
 from __future__ import annotations
 
 import pytest
+from conftest import tiny_config
 
 from sparsedd.components import run_id
 from sparsedd.training import experiment as exp_mod
 from sparsedd.training.experiment import Experiment, Interrupted, StopFlag, save_due
-from tests.conftest import tiny_config
 
 
 def saves(monkeypatch, tmp_path, **overrides) -> list[tuple[int, int]]:

@@ -6,8 +6,7 @@ from __future__ import annotations
 import json
 
 import yaml
-
-from tests.test_bad_input import assert_refused_unchanged, finished_results, run_cli  # noqa: F401
+from support import assert_refused_unchanged, run_cli
 
 
 def test_presets_of_a_study_print_plain_yaml(capsys) -> None:

@@ -15,14 +15,11 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from test_bad_input import (  # noqa: F401  (fixtures)
+from support import (
     TINY,
     assert_one_error_line,
     assert_refused_unchanged,
-    finished_results,
-    partial_results,
     run_cli,
-    snapshot,
     tiny_folder,
 )
 

@@ -1,5 +1,6 @@
 """The command line end to end: a tiny run, results in every format, presets, help."""
 
+import functools
 import json
 import os
 import re
@@ -9,19 +10,14 @@ import sys
 import time
 
 import pytest
+from support import run_process
 
 from sparsedd.store.schema import PROVENANCE_FIELDS, ROUND_FIELDS
 
 TINY = ["--preset", "tiny", "--set", "rounds=2", "--set", "epochs=2"]
 
 
-def sparsedd(*args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "sparsedd", *args], capture_output=True, text=True, timeout=300, **kw
-    )
-    if check:
-        assert proc.returncode == 0, proc.stderr
-    return proc
+sparsedd = functools.partial(run_process, check=True)  # `sparsedd ARGS`, as a user runs it
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import tiny_config
-from test_provenance import Notes
+from support import Notes
 
 from sparsedd.errors import Interrupted, NoResultsError
 from sparsedd.store.results import ResultsStore

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from support import run_cli
 
 from sparsedd.analysis import tables as an
 from sparsedd.analysis.report import render_html
-from sparsedd.cli.main import main
 from sparsedd.store.results import ResultsStore
 
 
@@ -45,13 +45,6 @@ def _write(out: Path, frames: list[tuple[pd.DataFrame, dict]]) -> Path:
                 )
                 store.record_round(rid, row)
     return out
-
-
-def _cli(args: list[str], capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    out, err = capsys.readouterr()
-    return exc.value.code, out, err
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +87,7 @@ def lambda_dir(tmp_path_factory) -> Path:
 
 
 def test_results_table_tells_lambdas_apart_sorted_by_config_then_seed(lambda_dir, capsys):
-    code, out, _ = _cli(["results", str(lambda_dir)], capsys)
+    code, out, _ = run_cli(["results", str(lambda_dir)], capsys)
     assert code == 0
     lines = out.splitlines()
     head = lines[0].split()
@@ -109,10 +102,10 @@ def test_results_table_tells_lambdas_apart_sorted_by_config_then_seed(lambda_dir
 
 
 def test_results_and_export_have_the_same_columns_and_order(lambda_dir, tmp_path, capsys):
-    code, out, _ = _cli(["results", str(lambda_dir), "--format", "csv"], capsys)
+    code, out, _ = run_cli(["results", str(lambda_dir), "--format", "csv"], capsys)
     assert code == 0
     results = list(csv.reader(io.StringIO(out)))
-    code, _, _ = _cli(["export", str(lambda_dir), "-o", str(tmp_path / "r.csv")], capsys)
+    code, _, _ = run_cli(["export", str(lambda_dir), "-o", str(tmp_path / "r.csv")], capsys)
     assert code == 0
     exported = list(csv.reader(io.StringIO((tmp_path / "r.csv").read_text())))
     assert results[0] == exported[0]
@@ -122,12 +115,12 @@ def test_results_and_export_have_the_same_columns_and_order(lambda_dir, tmp_path
     assert [(r[col[0]], r[col[1]]) for r in results[1:]] == [
         (r[col[0]], r[col[1]]) for r in exported[1:]
     ]
-    code, out, _ = _cli(["results", str(lambda_dir), "--format", "json"], capsys)
+    code, out, _ = run_cli(["results", str(lambda_dir), "--format", "json"], capsys)
     assert list(json.loads(out)[0]) == results[0]
 
 
 def test_a_repeated_grid_key_is_refused(tmp_path, capsys):
-    code, _, err = _cli(
+    code, _, err = run_cli(
         ["run", "--preset", "tiny", "--grid", "seed=0", "--grid", "seed=1", "--out", str(tmp_path)],
         capsys,
     )

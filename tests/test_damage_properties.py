@@ -24,7 +24,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
-from test_bad_input import assert_one_error_line, run_cli
+from support import assert_one_error_line, run_cli
 
 from sparsedd.components import resolve_config
 from sparsedd.data.imagefolder import load_imagefolder

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_bad_input import run_cli
+from support import run_cli
 
 from sparsedd.errors import UserError
 from sparsedd.training import trainer as train

@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 
 import pytest
-from test_totality import BASE, curve, fill
+from support import BASE, curve, fill
 
 from sparsedd.config import FIELDS
 from sparsedd.presets import preset_names

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from test_bad_input import run_cli
+from support import run_cli
 from torch import nn
 from torch.nn import functional as F
 

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 import torch
+from support import assert_refused_unchanged
 
 import sparsedd
 from sparsedd.errors import CheckpointError
 from sparsedd.export.pruned import export_pruned
 from sparsedd.store import checkpoint as ckpt
-from tests.test_pruned_export import trained  # noqa: F401 (the module's trained run)
 
 WEIGHT = "sparse.blocks.0.to_qkv.weight"
 Tensors = dict[str, torch.Tensor]
@@ -23,7 +23,7 @@ Meta = dict[str, Any]
 
 
 @pytest.fixture(scope="module")
-def export(trained, tmp_path_factory) -> Path:  # noqa: F811
+def export(trained, tmp_path_factory) -> Path:
     out, run_id = trained
     path = tmp_path_factory.mktemp("export") / "model.safetensors"
     export_pruned(out, run_id, 2, path)
@@ -154,8 +154,6 @@ def test_the_untouched_export_loads(export) -> None:
 
 
 def test_predict_cli_refuses_a_damaged_export_in_one_line(export, tmp_path, capsys) -> None:
-    from tests.test_bad_input import assert_refused_unchanged
-
     tensors, meta = ckpt.load_tensors(export)
     tensors[f"{WEIGHT}.col_indices"] = tensors[f"{WEIGHT}.col_indices"].float()
     damaged = tmp_path / "damaged.safetensors"

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from support import run_cli, write_store
 
 from sparsedd.analysis import tables as an
 from sparsedd.analysis.plot import close, plot_analysis, plot_layers, save_figure, sparsity_ticks
 from sparsedd.analysis.report import render_html, tradeoff_rows
-from sparsedd.cli.main import main
 
 # Where the figures are left for a person to look at.
 FIGURES = Path(os.environ.get("SPARSEDD_FIGURES", Path(tempfile.gettempdir()) / "sparsedd-figures"))
@@ -160,18 +160,14 @@ def test_layers_figure_draws_each_layer_against_sparsity(sdd_and_flat, tmp_path)
 
 
 def test_cli_plot_layers(tmp_path, capsys):
-    from test_plot_report import _write_store  # a real store with layer densities
-
     df = pd.concat(
         [
             an.synthetic_rounds("sdd", 0.05, n_seeds=2, rounds=8, weight_decay=0.0, seed=1),
             an.synthetic_rounds("flat", n_seeds=2, rounds=8, weight_decay=0.01, seed=2),
         ]
     )
-    out = _write_store(df, tmp_path / "runs")
-    with pytest.raises(SystemExit) as exc:
-        main(["plot", str(out), "--layers"])
-    assert exc.value.code == 0
+    out = write_store(df, tmp_path / "runs")
+    assert run_cli(["plot", str(out), "--layers"])[0] == 0
     assert (out / "layers.png").read_bytes().startswith(b"\x89PNG")
 
 

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from test_bad_input import _stopper
+from support import Stopper, run_cli
 
-from sparsedd.cli.main import main
 from sparsedd.components import resolve_config
 from sparsedd.training.experiment import Experiment, Interrupted, StopFlag
 
@@ -39,11 +38,11 @@ def written(request, tmp_path_factory) -> tuple[int, dict[str, Path]]:
         out = tmp / "out"
         sets = [f"data_dir={images}", "dataset=imagefolder", "image_size=8", "val_size=2"]
         args = ["run", "--preset", "tiny", "-q", "--out", str(out)]
-        assert _cli([*args, *[a for kv in sets for a in ("--set", kv)]]) == 0
+        assert run_cli([*args, *[a for kv in sets for a in ("--set", kv)]])[0] == 0
         stop = StopFlag()  # a second run stopped in round 1: its progress file stays
         cfg = resolve_config("tiny", assignments=["seed=3"])
         with pytest.raises(Interrupted):
-            Experiment(cfg, out, reporter=_stopper(stop, 1), stop=stop).run()
+            Experiment(cfg, out, reporter=Stopper(stop, 1), stop=stop).run()
         run = next(p for p in (out / "runs").iterdir() if (p / "round_001.safetensors").exists())
         for command in (
             ["export", str(out), "--run", run.name, "-o", str(tmp / "model.safetensors")],
@@ -52,7 +51,7 @@ def written(request, tmp_path_factory) -> tuple[int, dict[str, Path]]:
             ["plot", str(out), "-o", str(tmp / "sdd.png")],
             ["report", str(out), "-o", str(tmp / "report.html")],
         ):
-            assert _cli(command) == 0
+            assert run_cli(command)[0] == 0
     finally:
         os.umask(old)
     progress = next(out.glob("runs/*/progress.safetensors"))
@@ -71,15 +70,6 @@ def written(request, tmp_path_factory) -> tuple[int, dict[str, Path]]:
         "report": tmp / "report.html",
     }
     return umask, files
-
-
-def _cli(args: list[str]) -> int:
-    """The exit status of ``sparsedd ARGS``, run in-process."""
-    try:
-        main(args)
-    except SystemExit as exit_:
-        return exit_.code if isinstance(exit_.code, int) else 1
-    return 0
 
 
 KINDS = [

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny_config
-from test_bad_input import assert_one_error_line, run_cli, snapshot
+from support import assert_one_error_line, run_cli, snapshot
 
 from sparsedd.data.datasets import load_dataset, make_splits
 from sparsedd.errors import ConfigError, DataError

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
+from support import run_process
 
 import sparsedd.data.imagefolder as imagefolder
 from sparsedd.config import Config
@@ -102,15 +101,14 @@ def test_layout_problems_are_refused(tmp_path) -> None:
 def test_cli_runs_on_an_image_folder_and_reports_bad_images_in_one_line(tmp_path) -> None:
     data = tmp_path / "data"
     write_folder(data, {"train": 8, "test": 2})
-    base = [sys.executable, "-m", "sparsedd", "run", "--preset", "tiny", "-q"]
+    base = ["run", "--preset", "tiny", "-q"]
     sets = ["dataset=imagefolder", f"data_dir={data}", "image_size=8", "val_size=4", "rounds=1"]
     args = [*base, *(x for s in sets for x in ("--set", s)), "--out", str(tmp_path / "out")]
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
+    proc = run_process(*args, check=True)
     assert proc.stderr.count("round") == 2
     (data / "test" / "cat" / "bad.png").write_bytes(b"\x89PNG broken")
     args[-1] = str(tmp_path / "fresh")  # a finished run is skipped without loading its data
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    proc = run_process(*args)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "test/cat/bad.png" in proc.stderr
 

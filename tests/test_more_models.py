@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 import torch
+from conftest import tiny_config
+from support import run_process
 from torch import nn
 
 from sparsedd.config import FIELDS, Config
@@ -15,17 +14,13 @@ from sparsedd.models.base import MODELS, InputSpec, count_parameters, create_mod
 from sparsedd.models.timm_models import timm_available
 from sparsedd.training.experiment import Experiment, round_file
 from sparsedd.training.prune import prunable_parameters
-from tests.conftest import tiny_config
 
 needs_timm = pytest.mark.skipif(
     not timm_available(), reason="timm is not installed (pip install 'sparsedd[timm]')"
 )
 
 
-def sparsedd(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "sparsedd", *args], capture_output=True, text=True, timeout=300
-    )
+sparsedd = run_process  # `sparsedd ARGS`, as a user runs it
 
 
 # ---------------------------------------------------------------- VGG

@@ -12,8 +12,7 @@ from typing import Any
 import matplotlib.figure
 import pandas as pd
 import pytest
-from test_bad_input import run_cli
-from test_totality import BASE, curve, fill
+from support import BASE, curve, fill, run_cli
 
 PREVIOUS = b"the previous, complete file"
 OUTPUTS = {"plot": "sdd.png", "report": "report.html", "export": "rounds.csv"}

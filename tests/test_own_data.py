@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+from support import assert_refused_unchanged, run_cli
 
 import sparsedd
 from sparsedd.store.results import ResultsStore
-from tests.test_bad_input import run_cli
 
 SHAPES = ("circle", "square", "triangle")
 
@@ -111,8 +111,6 @@ def test_folder_to_prediction_reproduces_the_recorded_accuracy(shapes, tmp_path,
 
 
 def test_predict_refuses_an_unreadable_image_in_one_line(shapes, tmp_path, capsys) -> None:
-    from tests.test_bad_input import assert_refused_unchanged
-
     out = tmp_path / "runs"
     args = [
         *OWN_DATA,
@@ -141,8 +139,6 @@ def test_predict_refuses_an_unreadable_image_in_one_line(shapes, tmp_path, capsy
 
 
 def test_a_missing_folder_is_the_only_line(tmp_path, capsys) -> None:
-    from tests.test_bad_input import assert_refused_unchanged
-
     args = [*OWN_DATA, "--set", f"data_dir={tmp_path / 'none'}", "--out", str(tmp_path / "out")]
     assert_refused_unchanged(
         tmp_path, args, ["has no train/ folder", "one sub-folder per class"], capsys

@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 import torch
 from conftest import TINY_VIT, tiny_config
-from test_bad_input import assert_one_error_line, run_cli
+from support import assert_one_error_line, run_cli
 
 from sparsedd.data import datasets as data_mod
 from sparsedd.data.datasets import (

@@ -12,13 +12,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from support import run_cli, write_store
 
 from sparsedd.analysis import tables as an
 from sparsedd.analysis.plot import close, figure_png, line_key, plot_analysis, save_figure
 from sparsedd.analysis.report import render_html, write_report
-from sparsedd.cli.main import main
 from sparsedd.errors import UserError
-from sparsedd.store.results import ResultsStore
 
 # Where the browser test leaves its screenshot of the report, for a person to look at.
 SCREENSHOT = Path(
@@ -127,40 +126,6 @@ def test_report_is_self_contained_and_escaped(result, tmp_path):
         write_report(result, png, tmp_path / "r.txt", "x")
 
 
-def _write_store(df: pd.DataFrame, out: Path) -> Path:
-    store = ResultsStore(out)
-    for run_id, run in df.groupby("run_id"):
-        first = run.iloc[0]
-        keys = ("model", "dataset", "noise", "weight_decay", "seed")
-        store.record_run(str(run_id), {k: _py(first[k]) for k in keys})
-        for _, r in run.iterrows():
-            row = {
-                f: _py(r[f]) for f in ("round", "sparsity", "test_acc", "memorization", "val_acc")
-            }
-            row.update(
-                params_remaining=10,
-                test_loss=1.0,
-                train_acc=0.9,
-                train_acc_clean=0.8,
-                epochs=1,
-                seconds=0.1,
-                layer_density={"fc": 1 - _py(r["sparsity"])},
-            )
-            store.record_round(str(run_id), row)
-    return out
-
-
-def _py(value):
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _cli(args: list[str], capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    out, err = capsys.readouterr()
-    return exc.value.code, out, err
-
-
 @pytest.fixture(scope="module")
 def store_dir(tmp_path_factory) -> Path:
     """A results folder with a dip (λ=0) and without (λ=0.01), 2 seeds, 13 rounds."""
@@ -170,19 +135,19 @@ def store_dir(tmp_path_factory) -> Path:
             an.synthetic_rounds("flat", n_seeds=2, rounds=12, weight_decay=0.01, seed=2),
         ]
     )
-    return _write_store(df, tmp_path_factory.mktemp("results"))
+    return write_store(df, tmp_path_factory.mktemp("results"))
 
 
 def test_cli_plot_and_report_defaults_and_errors(store_dir, tmp_path, capsys):
-    code, out, _ = _cli(["plot", str(store_dir)], capsys)
+    code, out, _ = run_cli(["plot", str(store_dir)], capsys)
     assert code == 0 and (store_dir / "sdd.png").read_bytes().startswith(b"\x89PNG")
-    code, out, _ = _cli(["plot", str(store_dir), "-o", str(tmp_path / "f.svg")], capsys)
+    code, out, _ = run_cli(["plot", str(store_dir), "-o", str(tmp_path / "f.svg")], capsys)
     assert code == 0 and (tmp_path / "f.svg").exists()
-    code, _, err = _cli(["plot", str(store_dir), "-o", str(tmp_path / "f.gif")], capsys)
+    code, _, err = run_cli(["plot", str(store_dir), "-o", str(tmp_path / "f.gif")], capsys)
     assert code == 2 and err.count("\n") == 1
-    code, out, _ = _cli(["report", str(store_dir)], capsys)
+    code, out, _ = run_cli(["report", str(store_dir)], capsys)
     assert code == 0 and "data:image/png;base64," in (store_dir / "report.html").read_text()
-    code, _, err = _cli(["report", str(tmp_path / "missing")], capsys)
+    code, _, err = run_cli(["report", str(tmp_path / "missing")], capsys)
     assert code == 2 and "no results" in err
 
 
@@ -228,7 +193,7 @@ def _console_errors(stderr: str) -> list[str]:
 
 def test_report_in_headless_chromium(store_dir, tmp_path, capsys):
     report = tmp_path / "report.html"
-    assert _cli(["report", str(store_dir), "-o", str(report)], capsys)[0] == 0
+    assert run_cli(["report", str(store_dir), "-o", str(report)], capsys)[0] == 0
     # The page itself loads without console messages and the figure decodes.
     probe = _chromium(tmp_path, _probed(report, tmp_path, ""), "--dump-dom")
     assert probe.returncode == 0, probe.stderr[-2000:]

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import io
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-from conftest import tiny_config
 from rich.console import Console
+from support import console_reporter, run_process
 
 from sparsedd.events.progress import ConsoleReporter, duration
 from sparsedd.training.trainer import EpochStats
@@ -26,15 +23,6 @@ ROW = {
 }
 
 
-def _reporter() -> tuple[ConsoleReporter, io.StringIO]:
-    out = io.StringIO()
-    reporter = ConsoleReporter(console=Console(file=out, width=200, force_terminal=False))
-    reporter.start(
-        "abcdef0123456789", Path("runs/abcdef0123456789"), tiny_config(rounds=2, epochs=3)
-    )
-    return reporter, out
-
-
 def _bar(reporter: ConsoleReporter) -> str:
     """The progress bar's line as it is drawn now."""
     console = Console(file=io.StringIO(), width=200, record=True)
@@ -43,7 +31,7 @@ def _bar(reporter: ConsoleReporter) -> str:
 
 
 def test_bar_says_round_k_of_n_and_no_nan_loss_before_the_first_batch():
-    reporter, _ = _reporter()
+    reporter, _ = console_reporter()
     reporter.round_started("abcdef0123456789", 1, 3, 0)
     bar = _bar(reporter)
     assert "round 1/2" in bar and "0/3" in bar
@@ -54,7 +42,7 @@ def test_bar_says_round_k_of_n_and_no_nan_loss_before_the_first_batch():
 
 
 def test_round_line_has_round_k_of_n_epochs_and_eta():
-    reporter, out = _reporter()
+    reporter, out = console_reporter()
     run = "abcdef0123456789"
     reporter.round_started(run, 1, 3, 0)
     for epoch in range(3):
@@ -71,7 +59,7 @@ def test_round_line_has_round_k_of_n_epochs_and_eta():
 
 
 def test_a_resumed_round_says_where_it_resumes():
-    reporter, out = _reporter()
+    reporter, out = console_reporter()
     reporter.round_started("abcdef0123456789", 1, 3, 2)
     lines = out.getvalue().splitlines()
     assert lines[1] == "abcdef01 resuming round 1/2 at epoch 3 of 3 (2 already trained)"
@@ -84,15 +72,8 @@ def test_durations_read_as_time():
 def test_a_grid_names_runs_by_what_differs_and_ends_with_the_next_command(tmp_path):
     out = tmp_path / "grid"
     args = ["--preset", "tiny", "--set", "rounds=1", "--set", "epochs=1", "--set", "threads=1"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "sparsedd", "run", *args, "--grid", "weight_decay=0,0.1"]
-        + ["--grid", "seed=0,1", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
+    grid = ["--grid", "weight_decay=0,0.1", "--grid", "seed=0,1"]
+    proc = run_process("run", *args, *grid, "--out", str(out), check=True)
     lines = proc.stderr.splitlines()
     assert any(
         re.match(r"run weight_decay=0\.1 seed=1 \([0-9a-f]{16}\) → ", line) for line in lines

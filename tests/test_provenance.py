@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import tiny_config
+from support import Notes, run_process
 
 import sparsedd
 from sparsedd.provenance import device_name, git_commit
@@ -20,35 +19,8 @@ from sparsedd.store.schema import DB_NAME, PROVENANCE_FIELDS, SCHEMA_VERSION
 from sparsedd.training.experiment import Experiment
 
 
-class Notes:
-    """A reporter that keeps the notes it is given."""
-
-    def __init__(self) -> None:
-        self.notes: list[str] = []
-
-    def round_started(self, *args) -> None: ...
-
-    def epoch_done(self, *args) -> None: ...
-
-    def round_done(self, *args) -> None: ...
-
-    def note(self, run: str, message: str) -> None:
-        self.notes.append(message)
-
-
-def _results_process(out: Path) -> subprocess.CompletedProcess[str]:
-    """`sparsedd results OUT --format json`, run as a user runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "sparsedd", "results", str(out), "--format", "json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def _results_json(out: Path) -> list[dict]:
-    proc = _results_process(out)
+    proc = run_process("results", str(out), "--format", "json", timeout=120)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -181,6 +153,6 @@ def test_a_schema_2_database_gains_the_execution_column(finished, tmp_path):
 def test_a_provenance_value_that_is_not_text_is_a_damaged_database(finished, tmp_path, field):
     # found by the property test: a blob in a provenance column broke `results --format json`
     out = _edited_copy(finished, tmp_path / "out", f"UPDATE rounds SET {field} = x'00'")
-    proc = _results_process(out)
+    proc = run_process("results", str(out), "--format", "json", timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "damaged" in proc.stderr and f"column {field!r} that is not text or NULL" in proc.stderr

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from support import run_process
 
 import sparsedd
 from sparsedd.components import from_dict
@@ -17,26 +16,6 @@ from sparsedd.export.pruned import dense_state, sparse_tensors
 from sparsedd.models.base import InputSpec, create_model
 from sparsedd.store import checkpoint as ckpt
 from sparsedd.training.prune import full_masks
-from tests.conftest import TINY_VIT
-
-TINY_RUN = ["--preset", "tiny", "-q", "--set", "rounds=2", "--set", "epochs=1"]
-VIT_SETS = [x for k, v in TINY_VIT.items() for x in ("--set", f"{k}={v}")]
-
-
-def sparsedd_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "sparsedd", *args], capture_output=True, text=True, timeout=300
-    )
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> tuple[Path, str]:
-    out = tmp_path_factory.mktemp("runs")
-    sets = [*VIT_SETS, "--set", "prune_rate=0.6", "--set", "train_size=256"]
-    proc = sparsedd_cli("run", *TINY_RUN, *sets, "--out", str(out))
-    assert proc.returncode == 0, proc.stderr
-    (run_id,) = [p.name for p in (out / "runs").iterdir()]
-    return out, run_id
 
 
 def _round_model(out: Path, run_id: str, k: int) -> torch.nn.Module:
@@ -58,7 +37,7 @@ def _images() -> torch.Tensor:
 def test_export_round_trips_to_identical_logits(trained, tmp_path, fmt: str) -> None:
     out, run_id = trained
     path = tmp_path / f"model-{fmt}.safetensors"
-    proc = sparsedd_cli(
+    proc = run_process(
         "export", str(out), "--run", run_id[:6], "--round", "2", "-o", str(path), "--format", fmt
     )
     assert proc.returncode == 0, proc.stderr
@@ -77,7 +56,7 @@ def test_sparse_file_holds_only_surviving_weights_and_is_smaller(trained, tmp_pa
     sparse, dense = tmp_path / "s.safetensors", tmp_path / "d.safetensors"
     for path, fmt in ((sparse, "sparse"), (dense, "dense")):
         cmd = ["export", str(out), "--run", run_id, "-o", str(path), "--format", fmt]
-        assert sparsedd_cli(*cmd).returncode == 0
+        assert run_process(*cmd).returncode == 0
     tensors, _ = ckpt.load_tensors(sparse)
     round_tensors, _ = ckpt.load_tensors(out / "runs" / run_id / "round_002.safetensors")
     mask = round_tensors["mask.blocks.0.to_qkv.weight"]
@@ -119,7 +98,7 @@ def test_export_refuses_bad_requests_in_one_line(trained, tmp_path) -> None:
         (["--run", run_id, "--table", "stats", "-o", "m.safetensors"], "leave it out"),
     ]
     for args, message in cases:
-        proc = sparsedd_cli(
+        proc = run_process(
             "export", str(out), *[a if "." not in a else str(tmp_path / a) for a in args]
         )
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
@@ -129,7 +108,7 @@ def test_export_refuses_bad_requests_in_one_line(trained, tmp_path) -> None:
 
 def test_table_export_still_works_without_run(trained, tmp_path) -> None:
     out, _ = trained
-    proc = sparsedd_cli("export", str(out), "-o", str(tmp_path / "rounds.csv"))
+    proc = run_process("export", str(out), "-o", str(tmp_path / "rounds.csv"))
     assert proc.returncode == 0 and "wrote 3 rows" in proc.stdout
 
 

@@ -16,7 +16,7 @@ import pytest
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'sparsedd[ray]')")
 cluster_utils = pytest.importorskip("ray.cluster_utils")
 
-from test_sweep_ray import comparable, configs, epoch_count  # noqa: E402
+from support import comparable, epoch_count, sweep_grid_configs  # noqa: E402
 
 from sparsedd.sweep import ray_backend  # noqa: E402
 from sparsedd.sweep.jobs import group_jobs  # noqa: E402
@@ -56,7 +56,7 @@ def _remove_node_mid_run(cluster, node, out: Path, removed: list[str], deadline:
 
 def test_a_worker_node_lost_mid_sweep(three_nodes, tmp_path, monkeypatch) -> None:
     cluster, workers = three_nodes
-    cfgs = configs(**AXES)
+    cfgs = sweep_grid_configs(**AXES)
     local = tmp_path / "local"
     run_local(group_jobs(cfgs, False), local, [Slot("cpu", 1)], quiet=True)
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from support import sweep
 
 from sparsedd.analysis import tables as an
 from sparsedd.analysis.rounds import named_round, run_rounds
 from sparsedd.errors import UserError
-from tests.test_analysis import sweep
 
 
 @pytest.fixture(scope="module")

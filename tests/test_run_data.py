@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_bad_input import TINY, assert_refused_unchanged, run_cli
+from support import TINY, assert_refused_unchanged, run_cli
 
 from sparsedd.store.results import ResultsStore
 

@@ -10,14 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_bad_input import (  # noqa: F401  (fixtures)
-    TINY,
-    assert_one_error_line,
-    assert_refused_unchanged,
-    finished_results,
-    run_cli,
-    snapshot,
-)
+from support import TINY, assert_refused_unchanged, run_cli, snapshot
 
 from sparsedd.store.results import ResultsStore
 

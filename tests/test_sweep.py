@@ -7,8 +7,8 @@ import sys
 
 import pytest
 from conftest import tiny_config
+from support import run_cli
 
-from sparsedd.cli.main import main
 from sparsedd.components import resolve_config, run_id
 from sparsedd.errors import ConfigError, UserError
 from sparsedd.store.results import ResultsStore
@@ -27,15 +27,6 @@ from sparsedd.sweep.plan import (
 from sparsedd.sweep.status import sweep_status, write_sweep_file
 from sparsedd.sweep.study import study_cells
 from sparsedd.training.experiment import Experiment
-
-
-def cli(capsys, *args: str) -> tuple[int, str, str]:
-    """Run the CLI in this process; (exit status, stdout, stderr)."""
-    with pytest.raises(SystemExit) as exit_:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return exit_.value.code, out, err
-
 
 # ------------------------------------------------------------ grids
 
@@ -102,10 +93,10 @@ def test_plan_time_is_unknown_without_comparable_rounds(tmp_path) -> None:
 
 def test_dry_run_lists_every_run_and_writes_nothing(capsys, tmp_path) -> None:
     out = tmp_path / "out"
-    code, stdout, _ = cli(
-        capsys, "run", "--preset", "tiny", "--grid", "weight_decay=0,0.1", "--grid",
+    code, stdout, _ = run_cli([
+        "run", "--preset", "tiny", "--grid", "weight_decay=0,0.1", "--grid",
         "seed=0,1", "--out", str(out), "--dry-run",
-    )  # fmt: skip
+    ], capsys)  # fmt: skip
     assert code == 0
     lines = stdout.splitlines()
     assert len(lines) == 6 and all(" new " in line for line in lines[:4])
@@ -153,7 +144,7 @@ def test_a_yaml_study_gives_its_grid_and_keys(tmp_path) -> None:
 def test_a_bad_yaml_grid_is_one_line(capsys, tmp_path) -> None:
     study = tmp_path / "study.yaml"
     study.write_text("grid: [1, 2]\n")
-    code, _, err = cli(capsys, "run", "--preset", "tiny", "--config", str(study), "--dry-run")
+    code, _, err = run_cli(["run", "--preset", "tiny", "--config", str(study), "--dry-run"], capsys)
     assert code == 2
     assert err.count("\n") == 1 and "'grid' must map config keys" in err
 
@@ -214,8 +205,8 @@ def test_a_gpu_index_beyond_the_machine_is_refused(monkeypatch, tmp_path) -> Non
 
 def test_ray_backend_without_ray_is_one_line(capsys, monkeypatch, tmp_path) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
-    code, _, err = cli(
-        capsys, "run", "--preset", "tiny", "--backend", "ray", "--out", str(tmp_path / "o")
+    code, _, err = run_cli(
+        ["run", "--preset", "tiny", "--backend", "ray", "--out", str(tmp_path / "o")], capsys
     )
     assert code == 2
     assert err.count("\n") == 1 and "pip install 'sparsedd[ray]'" in err
@@ -224,8 +215,9 @@ def test_ray_backend_without_ray_is_one_line(capsys, monkeypatch, tmp_path) -> N
 
 def test_mlflow_with_the_ray_backend_is_one_line(capsys, tmp_path) -> None:
     out = tmp_path / "o"
-    code, _, err = cli(
-        capsys, "run", "--preset", "tiny", "--log", "mlflow", "--backend", "ray", "--out", str(out)
+    code, _, err = run_cli(
+        ["run", "--preset", "tiny", "--log", "mlflow", "--backend", "ray", "--out", str(out)],
+        capsys,
     )
     assert code == 2 and err.count("\n") == 1
     assert "--log tensorboard with --backend ray" in err and not out.exists()
@@ -241,7 +233,7 @@ def test_status_counts_done_running_waiting_and_gives_an_eta(capsys, tmp_path) -
     per_run = cfgs[0].epochs * (cfgs[0].rounds + 1)
     with run_locks([exp.folder]):  # as the process training run 1 holds it
         now = sweep_status(tmp_path)
-        code, stdout, _ = cli(capsys, "status", str(tmp_path))
+        code, stdout, _ = run_cli(["status", str(tmp_path)], capsys)
     assert (now.done, now.running, now.waiting) == (1, 1, 1)
     assert (now.rounds_done, now.rounds_total) == (4, 9)
     assert now.epochs_left == 2 * per_run - cfgs[0].epochs
@@ -255,18 +247,18 @@ def test_status_counts_done_running_waiting_and_gives_an_eta(capsys, tmp_path) -
 
 
 def test_status_of_a_folder_without_results_is_one_line(capsys, tmp_path) -> None:
-    code, _, err = cli(capsys, "status", str(tmp_path))
+    code, _, err = run_cli(["status", str(tmp_path)], capsys)
     assert code == 2 and err.count("\n") == 1
 
 
 def test_local_grid_records_every_run_once(capsys, tmp_path) -> None:
     args = ("run", "--preset", "tiny", "--grid", "seed=0,1", "--out", str(tmp_path), "-q")
-    assert cli(capsys, *args)[0] == 0
+    assert run_cli(args, capsys)[0] == 0
     from sparsedd.store.results import ResultsStore
 
     rows = ResultsStore(tmp_path).round_rows()
     assert len(rows) == 6
-    code, stdout, _ = cli(capsys, "run", *args[1:], "--dry-run")
+    code, stdout, _ = run_cli(["run", *args[1:], "--dry-run"], capsys)
     assert stdout.splitlines()[-2] == "2 runs: 2 done, 0 partial, 0 new; 0 epochs left of 12"
     assert stdout.splitlines()[-1] == "time left: none"
     assert json.loads((next((tmp_path / "sweeps").glob("*.json"))).read_text())

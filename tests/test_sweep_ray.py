@@ -16,31 +16,13 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'sparsedd[ray]')")
 
-from sparsedd.config import NON_SEMANTIC  # noqa: E402
+from support import comparable, epoch_count, sweep_grid_configs  # noqa: E402
+
 from sparsedd.store.results import ResultsStore  # noqa: E402
 from sparsedd.sweep.jobs import group_jobs  # noqa: E402
 from sparsedd.sweep.local import run_local  # noqa: E402
 from sparsedd.sweep.placement import Slot  # noqa: E402
-from sparsedd.sweep.plan import Cell, sweep_configs  # noqa: E402
 from sparsedd.sweep.ray_backend import Ledger, run_ray  # noqa: E402
-
-# λ × ε × seed, 2 × 2 × 2, on the tiny preset: 3 epochs a round, 2 pruning rounds.
-GRID = {"weight_decay": [0.0, 0.1], "noise": [0.1, 0.3], "seed": [0, 1]}
-SETTINGS = ["epochs=3", "rounds=2", "threads=1"]
-
-
-def configs(**axes):
-    return [cfg for _, cfg in sweep_configs([Cell("tiny", axes or GRID)], SETTINGS)]
-
-
-def comparable(out: Path) -> list[dict]:
-    """Recorded round rows without the wall time and where they ran (device, threads)."""
-    drop = {"seconds", *NON_SEMANTIC}
-    return [{k: v for k, v in r.items() if k not in drop} for r in ResultsStore(out).round_rows()]
-
-
-def epoch_count(out: Path) -> int:
-    return len(ResultsStore(out).epoch_rows())
 
 
 @pytest.fixture(scope="module")
@@ -53,12 +35,12 @@ def cluster():
 @pytest.fixture(scope="module")
 def local_rows(tmp_path_factory):
     out = tmp_path_factory.mktemp("local")
-    run_local(group_jobs(configs(), False), out, [Slot("cpu", 1)], quiet=True)
+    run_local(group_jobs(sweep_grid_configs(), False), out, [Slot("cpu", 1)], quiet=True)
     return comparable(out)
 
 
 def test_ray_sweep_gives_the_local_backends_rows(cluster, local_rows, tmp_path) -> None:
-    run_ray(group_jobs(configs(), False), tmp_path)
+    run_ray(group_jobs(sweep_grid_configs(), False), tmp_path)
     assert len(local_rows) == 8 * 3
     assert comparable(tmp_path) == local_rows
     assert epoch_count(tmp_path) == 8 * 3 * 3
@@ -90,7 +72,7 @@ def _task_workers() -> list[int]:
 
 
 def test_a_killed_worker_is_retried_and_resumes(cluster, local_rows, tmp_path) -> None:
-    cfgs = configs(weight_decay=[0.0, 0.1], noise=[0.1], seed=[0])
+    cfgs = sweep_grid_configs(weight_decay=[0.0, 0.1], noise=[0.1], seed=[0])
     killed: list[int] = []
     killer = threading.Thread(
         target=_kill_first_worker_mid_run, args=(tmp_path, killed, time.monotonic() + 120)
@@ -106,8 +88,8 @@ def test_a_killed_worker_is_retried_and_resumes(cluster, local_rows, tmp_path) -
 
 
 def test_two_overlapping_sweeps_share_one_folder(cluster, local_rows, tmp_path) -> None:
-    first = configs(weight_decay=[0.0, 0.1], noise=[0.1], seed=[0])
-    second = configs(weight_decay=[0.1], noise=[0.1, 0.3], seed=[0])
+    first = sweep_grid_configs(weight_decay=[0.0, 0.1], noise=[0.1], seed=[0])
+    second = sweep_grid_configs(weight_decay=[0.1], noise=[0.1, 0.3], seed=[0])
     errors: list[BaseException] = []
 
     def sweep(cfgs) -> None:
@@ -159,7 +141,7 @@ def test_the_ledger_knows_sparsity_and_forwards_drops(tmp_path) -> None:
 
 
 def test_a_run_folder_deleted_by_hand_is_recomputed_on_ray(cluster, local_rows, tmp_path) -> None:
-    cfgs = configs(weight_decay=[0.0], noise=[0.1], seed=[0])
+    cfgs = sweep_grid_configs(weight_decay=[0.0], noise=[0.1], seed=[0])
     run_ray(group_jobs(cfgs, False), tmp_path)
     folder = next((tmp_path / "runs").iterdir())
     shutil.rmtree(folder)
@@ -181,7 +163,7 @@ def test_tensorboard_logs_from_ray_workers(cluster, local_rows, tmp_path) -> Non
     """--log tensorboard with the Ray backend: each run's event file holds its recorded rounds."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    cfgs = configs(weight_decay=[0.0], noise=[0.1], seed=[0])
+    cfgs = sweep_grid_configs(weight_decay=[0.0], noise=[0.1], seed=[0])
     run_ray(group_jobs(cfgs, False), tmp_path, logs=["tensorboard"])
     rows = ResultsStore(tmp_path).round_rows()
     events = EventAccumulator(str(tmp_path / "runs" / rows[0]["run_id"] / "tensorboard"))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 
 import pytest
-from test_bad_input import assert_one_error_line, assert_refused_unchanged, run_cli
+from support import assert_one_error_line, assert_refused_unchanged, run_cli
 
 from sparsedd.components import run_id
 from sparsedd.config import Config

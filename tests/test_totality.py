@@ -15,46 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import tiny_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import BASE, curve, fill, round_row, run_cli
 
-from sparsedd.cli.main import main
-from sparsedd.config import to_dict
-from sparsedd.store.results import ResultsStore
-
-BASE = to_dict(tiny_config())
 COMMANDS = ("analyze", "plot", "report", "export-rounds", "export-curves", "export-stats")
-
-
-def round_row(k: int, acc: float | None, **over: Any) -> dict[str, Any]:
-    """One recorded round as `Experiment` would record it."""
-    row = {
-        "round": k,
-        "sparsity": 1 - 0.8**k,
-        "params_remaining": 1000,
-        "test_acc": acc,
-        "test_loss": 1.0,
-        "train_acc": acc,
-        "train_acc_clean": acc,
-        "memorization": 0.5,
-        "val_acc": acc,
-        "epochs": 2,
-        "seconds": 1.0,
-        "layer_density": {"fc1.weight": 0.8**k},
-    }
-    row.update(over)
-    return row
-
-
-def fill(out: Path, runs: list[tuple[str, dict[str, Any], list[dict[str, Any]]]]) -> Path:
-    """A results folder holding ``runs`` as (run id, config, round rows)."""
-    store = ResultsStore(out)
-    for run_id, config, rows in runs:
-        store.record_run(run_id, config)
-        for row in rows:
-            store.record_round(run_id, row)
-    return out
 
 
 def run_command(out: Path, command: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -67,11 +32,8 @@ def run_command(out: Path, command: str, capsys: pytest.CaptureFixture[str]) -> 
     if args is None:
         table = command.split("-", 1)[1]
         args = ["export", str(out), "-o", str(out / f"{table}.csv"), "--table", table]
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    code = info.value.code
-    return (code if isinstance(code, int) else 1), capsys.readouterr().err
+    code, _, err = run_cli(args, capsys)
+    return code, err
 
 
 def assert_total(out: Path, capsys: pytest.CaptureFixture[str]) -> list[int]:
@@ -86,10 +48,6 @@ def assert_total(out: Path, capsys: pytest.CaptureFixture[str]) -> list[int]:
             assert len(lines) == 1 and lines[0].startswith("sparsedd: error: "), (command, err)
         codes.append(code)
     return codes
-
-
-def curve(accs: list[float | None], **over: Any) -> list[dict[str, Any]]:
-    return [round_row(k, a, **over) for k, a in enumerate(accs)]
 
 
 CASES = {
@@ -172,12 +130,9 @@ def test_a_diverged_round_is_never_reported(
     rows = [round_row(0, 0.6), round_row(1, 0.1, test_loss=None, sparsity=1.0)]
     rows.append(round_row(2, 0.1, test_loss=None, sparsity=1.0))
     out = fill(tmp_path / "out", [("a", BASE, rows), ("b", {**BASE, "seed": 1}, curve([0.6]))])
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as info:
-        main(["analyze", str(out), "--format", "json"])
-    captured = capsys.readouterr()
-    assert info.value.code == 0, captured.err
-    assert "run a diverged at round 1" in captured.err
-    (curve_row,) = json.loads(captured.out)
+    code, stdout, err = run_cli(["analyze", str(out), "--format", "json"], capsys)
+    assert code == 0, err
+    assert "run a diverged at round 1" in err
+    (curve_row,) = json.loads(stdout)
     assert curve_row["n_rounds"] == 1
     assert curve_row["compressible_to"] == 0.0

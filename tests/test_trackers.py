@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
-import subprocess
-import sys
 
 import pytest
+from support import run_process
 
 from sparsedd.events.trackers import epochs_before, round_scalars
 
 TINY = ["run", "--preset", "tiny", "-q", "--set", "rounds=2", "--set", "epochs=2"]
 
 
-def sparsedd(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "sparsedd", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return proc
+sparsedd = functools.partial(run_process, check=True)  # `sparsedd ARGS`, as a user runs it
 
 
 def recorded(out) -> list[dict]:
@@ -181,12 +172,6 @@ def test_a_missing_tracker_package_is_named_with_its_extra(monkeypatch) -> None:
 )
 def test_an_unusable_tracking_uri_is_refused_before_training(tmp_path) -> None:
     env = {**os.environ, "MLFLOW_TRACKING_URI": "bogus://nowhere"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "sparsedd", *TINY, "--out", str(tmp_path / "o"), "--log", "mlflow"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
+    proc = run_process(*TINY, "--out", str(tmp_path / "o"), "--log", "mlflow", env=env)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "cannot log to MLflow" in proc.stderr and not (tmp_path / "o").exists()
