@@ -172,6 +172,7 @@ def density_problem(density: Any) -> str | None:
 
 
 def short(value: Any) -> str:
+    """A recorded value as an error message names it, cut to keep the message one line."""
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
