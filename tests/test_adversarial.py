@@ -251,7 +251,7 @@ COMMANDS = {
 def test_damaged_database_values_give_one_line(
     tmp_path,
     capsys,
-    finished_results,  # noqa: F811
+    finished_results,
     damage,
     command,
 ) -> None:
@@ -266,7 +266,7 @@ def test_damaged_database_values_give_one_line(
 def test_empty_recorded_config_gives_a_table_or_one_line(
     tmp_path,
     capsys,
-    finished_results,  # noqa: F811
+    finished_results,
     command,
 ) -> None:
     out = _damaged(finished_results, tmp_path, "UPDATE runs SET config = '{}'")
@@ -292,7 +292,7 @@ INSERT INTO rounds SELECT * FROM copied;
 def test_one_run_of_two_with_an_empty_config_gives_one_line(
     tmp_path,
     capsys,
-    finished_results,  # noqa: F811
+    finished_results,
     command,
 ) -> None:
     out = tmp_path / "out"
@@ -311,7 +311,7 @@ def test_one_run_of_two_with_an_empty_config_gives_one_line(
 def test_ambiguous_export_prefix_lists_only_the_runs_it_matches(
     tmp_path,
     capsys,
-    finished_results,  # noqa: F811
+    finished_results,
 ) -> None:
     out = tmp_path / "out"
     shutil.copytree(finished_results, out)
@@ -353,7 +353,7 @@ def _orphan(target: Path, pid: int) -> Path:
 def test_temporary_file_of_a_killed_write_is_removed_by_the_next(
     tmp_path,
     capsys,
-    finished_results,  # noqa: F811
+    finished_results,
     command,
     target,
 ) -> None:
@@ -407,7 +407,7 @@ def test_ctrl_c_while_the_command_line_imports_is_one_line() -> None:
     assert err == "sparsedd: interrupted; re-run the same command to resume\n"
 
 
-def test_store_reads_a_whole_database(finished_results: Path) -> None:  # noqa: F811
+def test_store_reads_a_whole_database(finished_results: Path) -> None:
     """The checks above refuse damage, not the databases sparsedd writes."""
     store = ResultsStore(finished_results, create=False)
     assert store.round_rows() and store.runs()

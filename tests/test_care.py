@@ -24,7 +24,7 @@ def test_a_wrong_preset_lists_presets_and_studies(tmp_path, capsys) -> None:
 
 
 def test_report_settings_leave_out_keys_the_model_does_not_read(
-    finished_results,  # noqa: F811
+    finished_results,
     tmp_path,
     capsys,
 ) -> None:

@@ -135,7 +135,7 @@ def _partial_copy(source: Path, out: Path, keep_progress: bool) -> Path:
 def test_tampered_checkpoint_is_refused(
     name: str,
     tmp_path: Path,
-    partial_results: Path,  # noqa: F811
+    partial_results: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     target, (damage, needle) = CASES[name]
@@ -147,7 +147,7 @@ def test_tampered_checkpoint_is_refused(
 
 def test_round_checkpoint_copied_from_another_run_is_refused(
     tmp_path: Path,
-    partial_results: Path,  # noqa: F811
+    partial_results: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """round_000 of seed 1's run put in place of seed 0's: used silently before."""
@@ -170,7 +170,7 @@ def _rows(out: Path) -> list[tuple]:
 
 def test_deleted_run_folder_is_recomputed(
     tmp_path: Path,
-    finished_results: Path,  # noqa: F811
+    finished_results: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The rows are dropped (one line says so) and recomputed: the same numbers again."""
@@ -188,7 +188,7 @@ def test_deleted_run_folder_is_recomputed(
 
 def test_deleted_round_checkpoint_recomputes_from_the_last_one_left(
     tmp_path: Path,
-    partial_results: Path,  # noqa: F811
+    partial_results: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     out = tmp_path / "out"
@@ -203,7 +203,7 @@ def test_deleted_round_checkpoint_recomputes_from_the_last_one_left(
 
 def test_leftover_temporary_files_are_removed(
     tmp_path: Path,
-    partial_results: Path,  # noqa: F811
+    partial_results: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     out = tmp_path / "out"

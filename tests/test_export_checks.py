@@ -181,7 +181,7 @@ def test_predict_reads_a_grayscale_model_and_names_its_classes(export, tmp_path)
 
 
 def test_export_refuses_and_removes_a_file_that_reads_back_damaged(
-    trained,  # noqa: F811
+    trained,
     tmp_path,
     monkeypatch,
 ) -> None:

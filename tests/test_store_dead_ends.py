@@ -27,7 +27,7 @@ READERS = {
 def test_reads_where_no_wal_index_can_be_created(
     command: str,
     tmp_path: Path,
-    finished_results: Path,  # noqa: F811
+    finished_results: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """-wal and -shm cannot be created beside the database (here: folders hold their names),
@@ -50,7 +50,7 @@ def test_reads_where_no_wal_index_can_be_created(
 
 def test_readers_never_write_the_database(
     tmp_path: Path,
-    finished_results: Path,  # noqa: F811
+    finished_results: Path,
 ) -> None:
     out = tmp_path / "out"
     shutil.copytree(finished_results, out)
@@ -60,7 +60,7 @@ def test_readers_never_write_the_database(
     assert len(store.round_rows()) == 3
 
 
-def test_read_only_mount(tmp_path: Path, finished_results: Path) -> None:  # noqa: F811
+def test_read_only_mount(tmp_path: Path, finished_results: Path) -> None:
     """A real read-only bind mount, in a private mount namespace (skipped where not allowed)."""
     if shutil.which("unshare") is None:
         pytest.skip("no unshare")
@@ -121,7 +121,7 @@ def test_damaged_database_is_one_line(
     name: str,
     command: str,
     tmp_path: Path,
-    finished_results: Path,  # noqa: F811
+    finished_results: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     out = tmp_path / "out"
@@ -141,7 +141,7 @@ def test_damaged_database_is_one_line(
 
 def test_reader_sees_rows_a_connected_writer_has_not_merged(
     tmp_path: Path,
-    finished_results: Path,  # noqa: F811
+    finished_results: Path,
 ) -> None:
     """While a writer is connected, new rows live in the -wal file: the reader must see them."""
     out = tmp_path / "out"
