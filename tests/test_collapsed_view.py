@@ -259,15 +259,15 @@ def test_report_and_analyze_name_where_runs_stopped(tmp_path, capsys) -> None:
     out = fill(tmp_path / "out", runs)
     result = an.analyze(an.load_results(out))
     (line,) = collapse_lines(result)
-    assert "2 of 3 runs stopped as collapsed from 73.8% sparsity (round 6)" in line
-    assert "(the last from 79.0% sparsity (round 7))" in line
+    assert "2 of 3 runs stopped as collapsed, the first from 73.8% sparsity (round 6)" in line
+    assert "the last from 79.0% sparsity (round 7)" in line
     assert "7 rounds skipped" in line
     page = render_html(result, b"png", "out")
     assert "Runs stopped as collapsed" in page and "73.8% sparsity (round 6)" in page
     assert "collapsed (1 of 3 seeds)" in page and "collapsed (2 of 3 seeds)" in page
     code, text, err = run_cli(["analyze", str(out)], capsys)
     assert code == 0, err
-    assert "stopped as collapsed from 73.8% sparsity (round 6)" in text
+    assert "stopped as collapsed, the first from 73.8% sparsity (round 6)" in text
     assert "collapsed from round" in text  # the per-run table's column
     code, _, err = run_cli(["report", str(out)], capsys)
     assert code == 0 and "Runs stopped as collapsed" in (out / "report.html").read_text()

@@ -293,14 +293,14 @@ def collapse_lines(result: Analysis) -> list[str]:
         rows = result.rounds[(result.rounds["curve"] == c["curve"]) & flags]
         starts = rows.groupby("run_id")["round"].min()
         first, last = int(starts.min()), int(starts.max())
-        where = _round_at(result, c["curve"], first)
+        where = f"from {_round_at(result, c['curve'], first)}"
         if last != first:
-            where += f" (the last from {_round_at(result, c['curve'], last)})"
+            where = f"the first {where}, the last from {_round_at(result, c['curve'], last)}"
         skipped = int(c["skipped_rounds"])
         out.append(
-            f"{c['curve']}: {c['n_collapsed_runs']} of {c['n_seeds']} runs stopped as collapsed "
-            f"from {where}; {skipped} round{'s' if skipped != 1 else ''} skipped (not trained, "
-            f"shown as collapsed); the verdict reads the rounds before round {first}"
+            f"{c['curve']}: {c['n_collapsed_runs']} of {c['n_seeds']} runs stopped as collapsed, "
+            f"{where}; {skipped} round{'s' if skipped != 1 else ''} skipped (not trained, shown "
+            f"as collapsed); the verdict reads the rounds before round {first}"
         )
     return out
 
