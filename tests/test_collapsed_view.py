@@ -88,6 +88,11 @@ def test_results_shows_collapsed_rounds_and_exports_keep_the_flag(tmp_path, caps
     records = json.loads(text)
     assert [r["collapsed"] for r in records] == [0, 0, 0, 1, 1, 1]
     assert all(r["test_acc"] is None for r in records[3:])
+    code, _, err = run_cli(["export", str(out), "-o", str(tmp_path / "r.csv")], capsys)
+    assert code == 0, err
+    exported = pd.read_csv(tmp_path / "r.csv")
+    assert list(exported["collapsed"]) == [0, 0, 0, 1, 1, 1]
+    assert exported["test_acc"].iloc[3:].isna().all()
 
 
 def test_a_collapsed_round_is_not_taken_for_a_diverged_one(tmp_path, capsys) -> None:
