@@ -22,19 +22,19 @@ def smooth(values: np.ndarray) -> np.ndarray:
     Real dips span several rounds; single-round noise does not survive the average. The window
     is cut at the curve's ends; missing (NaN) rounds are left out of each window.
     """
-    return _smoothing_matrix(len(values)) @ np.nan_to_num(values) / _window_counts(values)
+    return smoothing_matrix(len(values)) @ np.nan_to_num(values) / _window_counts(values)
 
 
 def _window_counts(values: np.ndarray) -> np.ndarray:
     """Per round, the share of its window's weight that falls on finite values."""
     finite = np.isfinite(values).astype(float)
     with np.errstate(all="ignore"):
-        counts = _smoothing_matrix(len(values)) @ finite
+        counts = smoothing_matrix(len(values)) @ finite
     return np.where(counts > 0, counts, np.nan)
 
 
 @lru_cache(maxsize=256)
-def _smoothing_matrix(length: int) -> np.ndarray:
+def smoothing_matrix(length: int) -> np.ndarray:
     """The linear map of ``smooth`` for a curve of ``length`` rounds (rows sum to one)."""
     w = np.zeros((length, length))
     if length:
@@ -111,7 +111,7 @@ def chi2_95(dof: int) -> float:
     return dof * (1 - h + Z_ONE_SIDED * math.sqrt(h)) ** 3
 
 
-class _Noise:
+class SeedNoise:
     """The noise of a curve's seeds' mean, for the difference between two smoothed rounds."""
 
     def __init__(self, region: np.ndarray, n_test: float | None) -> None:
@@ -119,7 +119,7 @@ class _Noise:
         self.binom = binomial_sd(region, n_test)
         self.n_seeds = len(region)
         self.seeds = max(1, int(np.isfinite(region).sum(axis=0).min()))
-        self.w = _smoothing_matrix(region.shape[1])
+        self.w = smoothing_matrix(region.shape[1])
         self.smoothed = np.vstack([smooth(row) for row in region])
 
     def spread(self, a: int, b: int) -> float:

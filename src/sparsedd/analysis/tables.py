@@ -3,8 +3,10 @@
 Pure functions on pandas DataFrames; nothing here imports torch or the training code, so it runs
 on results copied from a cluster to a laptop. The parts live one job a module: ``load``
 (reading and naming curves), ``stats`` (per-round statistics), ``verdict`` (the calibrated SDD
-test), ``lambdas`` (λ rules), ``export`` (tables to files), ``synthetic`` (curves of known
-shape). This module puts them together, and re-exports their public names.
+test) with ``curve_noise`` (its smoothing and noise model), ``lambdas`` (λ rules), ``export``
+(tables to files), ``synthetic`` (curves of known shape). This module puts them together, and
+re-exports their public names. Rounds a run skipped once it had collapsed are *collapsed*
+points of its curve: no mean, never chosen, and a collapse for the verdict.
 """
 
 from __future__ import annotations

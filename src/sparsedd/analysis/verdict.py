@@ -47,13 +47,13 @@ import numpy as np
 from sparsedd.analysis.curve_noise import (  # smooth and the noise model (re-exported)
     SMOOTH_HALF,
     Z_ONE_SIDED,
-    _Noise,
-    _smoothing_matrix,
+    SeedNoise,
     binomial_sd,
     chi2_95,
     estimation_factor,
     noise_sd,
     smooth,
+    smoothing_matrix,
 )
 
 __all__ = [
@@ -178,7 +178,7 @@ def null_margin(length: int, quantile: float = 1 - ALPHA) -> float:
         return 0.0
     rng = np.random.default_rng([NULL_SEED, length])
     noise = rng.standard_normal((NULL_DRAWS, length))
-    smoothed = noise @ _smoothing_matrix(length).T
+    smoothed = noise @ smoothing_matrix(length).T
     return float(np.quantile(_null_depths(smoothed), quantile))
 
 
@@ -227,7 +227,7 @@ def sdd_verdict(
     length = region.shape[1]
     curve = smooth(mean[:length])
     high, dip, peak, fall, rise = best_valley(curve)  # type: ignore[misc]  # length ≥ 4
-    noise = _Noise(region, n_test)
+    noise = SeedNoise(region, n_test)
     sigma = math.hypot(noise.sigma, noise.binom) if n_seeds == 1 else noise.sigma
     if min(fall, rise) <= 0:
         return Verdict(
@@ -249,7 +249,7 @@ def sdd_verdict(
     return dataclasses.replace(v, **_decide(v, noise, min_rise, n_test))
 
 
-def _decide(v: Verdict, noise: _Noise, min_rise: float, n_test: float | None) -> dict[str, str]:
+def _decide(v: Verdict, noise: SeedNoise, min_rise: float, n_test: float | None) -> dict[str, str]:
     """The verdict and its note from the bounds of ``v``."""
     cleared = v.fall_low > min_rise and v.rise_low > min_rise
     if v.n_seeds == 1 and not n_test and cleared:
