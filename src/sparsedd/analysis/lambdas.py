@@ -6,6 +6,9 @@ Every rule reads validation accuracy only (never test accuracy); ties go to the 
 - ``best-val``: the best validation accuracy overall, even on a curve with SDD (said so).
 - ``at-sparsity``: the best validation accuracy at a target sparsity (the recorded round
   closest to it).
+
+No rule picks a collapsed round (one where a seed's run had stopped as collapsed): its mean
+validation accuracy is missing, so the λ whose curve is collapsed there is never chosen on it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from sparsedd.analysis.load import ALWAYS_KEYS, hashable, label
+from sparsedd.analysis.stats import collapsed_points
 from sparsedd.analysis.verdict import INCONCLUSIVE, NO_SDD, SDD
 from sparsedd.errors import UserError
 
@@ -34,13 +38,27 @@ def lambda_groups(table: pd.DataFrame, keys: Sequence[str]) -> list[str]:
     return [label(others, [hashable(v) for v in vals]) for vals in table[others].itertuples(False)]
 
 
-def val_at_sparsity(stats: pd.DataFrame, curve: str, target: float) -> float:
-    """Mean validation accuracy of ``curve`` at its recorded round closest to ``target``."""
+def _nearest(stats: pd.DataFrame, curve: str, target: float) -> pd.Series | None:
+    """The per-round statistics of ``curve`` at its recorded round closest to ``target``."""
     rows = stats[stats["curve"] == curve]
     if rows.empty:
+        return None
+    return rows.iloc[int(np.argmin(np.abs(rows["sparsity"].to_numpy() - target)))]
+
+
+def val_at_sparsity(stats: pd.DataFrame, curve: str, target: float) -> float:
+    """Mean validation accuracy of ``curve`` at its recorded round closest to ``target`` (NaN
+    where that round is collapsed: a run had stopped before it, so it is never chosen)."""
+    nearest = _nearest(stats, curve, target)
+    if nearest is None:
         return float("nan")
-    nearest = rows.iloc[int(np.argmin(np.abs(rows["sparsity"].to_numpy() - target)))]
     return float(pd.to_numeric(nearest["val_acc_mean"], errors="coerce"))
+
+
+def collapsed_at_sparsity(stats: pd.DataFrame, curve: str, target: float) -> bool:
+    """Whether ``curve``'s recorded round closest to ``target`` is a collapsed point."""
+    nearest = _nearest(stats, curve, target)
+    return nearest is not None and bool(collapsed_points(nearest.to_frame().T)[0])
 
 
 def _candidates(members: pd.DataFrame, rule: str) -> tuple[pd.DataFrame, str]:
@@ -96,6 +114,12 @@ def choose_weight_decay(
             best = float(order.iloc[0]["weight_decay"])
             if rule == "best-val" and order.iloc[0].get("verdict") == SDD:
                 note = "the chosen λ shows SDD (rule best-val); --lambda-rule avoid-sdd avoids it"
+        elif (
+            rule == "at-sparsity"
+            and not pool.empty
+            and all(collapsed_at_sparsity(stats, c, target_sparsity) for c in pool["curve"])
+        ):
+            note = "every λ's runs had stopped as collapsed by the target sparsity: none chosen"
         elif not pool.empty:
             note = "no validation accuracy (set val_size > 0)"
         records.append(

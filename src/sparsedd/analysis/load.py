@@ -81,8 +81,9 @@ def load_results(out_dir: str | Path) -> pd.DataFrame:
 
     Columns, as ``sparsedd results`` prints them: every config key of the run (``epochs`` is
     the config's), then ``store.ROUND_COLUMNS``: ``run_id``, the round fields with
-    ``round_epochs`` (epochs trained in that round), the provenance fields and
-    ``layer_density`` (a dict column: layer name → fraction of weights surviving).
+    ``round_epochs`` (epochs trained in that round), the provenance fields, ``collapsed`` (1: a
+    round the run skipped once it had collapsed; its metrics are None) and ``layer_density``
+    (a dict column: layer name → fraction of weights surviving).
     """
     rows = ResultsStore(out_dir, create=False).round_rows()
     if not rows:
@@ -110,15 +111,27 @@ def drop_diverged(rows: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]],
 
     A round whose test loss or accuracy is not a finite number (NaN is stored as NULL) diverged;
     every later round of that run started from it, so it is left out as well. Databases written
-    before sparsedd stopped diverged runs may hold such rounds.
+    before sparsedd stopped diverged runs may hold such rounds. A collapsed round (one the
+    collapse stop skipped: ``collapsed`` 1, metrics NULL) did not diverge and is kept.
     """
     diverged: dict[str, int] = {}
     for row in rows:
+        if row.get("collapsed"):  # skipped by the collapse stop: no metrics, not diverged
+            continue
         if "test_loss" in row and not (_finite(row["test_loss"]) and _finite(row["test_acc"])):
             run = row["run_id"]
             diverged[run] = min(diverged.get(run, row["round"]), row["round"])
     kept = [r for r in rows if r["round"] < diverged.get(r["run_id"], r["round"] + 1)]
     return kept, diverged
+
+
+def collapsed_flags(df: pd.DataFrame) -> pd.Series:
+    """Per row of a rounds DataFrame, whether it is a collapsed round (one the collapse stop
+    skipped, so nothing was trained or measured); all False where no ``collapsed`` column is
+    (rounds recorded before schema 5, or built by hand)."""
+    if "collapsed" not in df.columns:
+        return pd.Series(False, index=df.index)
+    return pd.to_numeric(df["collapsed"], errors="coerce").fillna(0).astype(bool)
 
 
 def config_keys(df: pd.DataFrame) -> list[str]:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from sparsedd.analysis.load import collapsed_flags
 from sparsedd.errors import UserError
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ ROUND_NAMES = ("best", "dip", "peak")
 
 def _nearest_round(rounds: pd.DataFrame, sparsity: Any) -> int | None:
     """The round of ``rounds`` (one run's rows) whose sparsity is nearest ``sparsity``."""
-    if sparsity is None or pd.isna(sparsity):
+    if sparsity is None or pd.isna(sparsity) or rounds.empty:
         return None
     gaps = (pd.to_numeric(rounds["sparsity"]) - float(sparsity)).abs()
     return int(rounds.loc[gaps.idxmin(), "round"])
@@ -40,12 +41,16 @@ def _best_round(rounds: pd.DataFrame) -> tuple[int | None, float | None]:
 
 def run_rounds(result: Analysis) -> pd.DataFrame:
     """Per run: its curve, seed, the round (and test accuracy) of its best validation accuracy,
-    and the rounds at its curve's dip and peak (None where the curve shows no SDD)."""
+    the rounds at its curve's dip and peak (None where the curve shows no SDD), and the first
+    round it skipped as collapsed (None where it never stopped). Only trained rounds are named:
+    a collapsed round is never the best, the dip or the peak."""
     curves = {rec["curve"]: rec for rec in result.curves.to_dict(orient="records")}
     records = []
-    for run_id, rows in result.rounds.groupby("run_id", sort=False):
-        rows = rows.sort_values("round")
-        curve = curves[rows["curve"].iloc[0]]
+    for run_id, every in result.rounds.groupby("run_id", sort=False):
+        every = every.sort_values("round")
+        flags = collapsed_flags(every)
+        rows = every[~flags]  # a collapsed round (skipped, nothing measured) is never named
+        curve = curves[every["curve"].iloc[0]]
         sdd = bool(curve.get("sdd_detected"))
         best, best_val = _best_round(rows)
         test = None if best is None else float(rows.loc[rows["round"] == best, "test_acc"].iloc[0])
@@ -59,6 +64,7 @@ def run_rounds(result: Analysis) -> pd.DataFrame:
                 "best_test_acc": test,
                 "dip_round": _nearest_round(rows, curve.get("dip_sparsity")) if sdd else None,
                 "peak_round": _nearest_round(rows, curve.get("peak_sparsity")) if sdd else None,
+                "collapsed_round": int(every.loc[flags, "round"].min()) if flags.any() else None,
             }
         )
     table = pd.DataFrame.from_records(records)
@@ -101,7 +107,8 @@ def rounds_json(result: Analysis) -> dict[str, list[dict[str, Any]]]:
 
 
 def rounds_text_rows(result: Analysis) -> list[dict[str, str]]:
-    """``run_rounds`` as rows of strings for a plain-text table."""
+    """``run_rounds`` as rows of strings for a plain-text table (with a "collapsed from round"
+    column where any run stopped as collapsed)."""
 
     def cell(value: Any, pct: bool = False) -> str:
         if value is None or (isinstance(value, float) and value != value):
@@ -110,6 +117,8 @@ def rounds_text_rows(result: Analysis) -> list[dict[str, str]]:
             return f"{100 * value:.1f}%"
         return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
+    records = run_rounds(result).to_dict(orient="records")
+    stopped = any(rec["collapsed_round"] is not None for rec in records)
     return [
         {
             "run": rec["run_id"],
@@ -120,6 +129,7 @@ def rounds_text_rows(result: Analysis) -> list[dict[str, str]]:
             "test": cell(rec["best_test_acc"], pct=True),
             "dip round": cell(rec["dip_round"]),
             "peak round": cell(rec["peak_round"]),
+            **({"collapsed from round": cell(rec["collapsed_round"])} if stopped else {}),
         }
-        for rec in run_rounds(result).to_dict(orient="records")
+        for rec in records
     ]

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sparsedd.analysis.load import add_curve_column
+from sparsedd.analysis.load import add_curve_column, collapsed_flags
 
 #: Metrics summarised per round over seeds; all lie in [0, 1] (entropy of a binary state, in
 #: bits, too), where their intervals are clipped.
@@ -62,13 +62,18 @@ def summarize(
 
 
 def curve_stats(df: pd.DataFrame) -> pd.DataFrame:
-    """Per curve and round: sparsity, n_seeds, and ``{metric}_{mean,std,low,high}`` over seeds.
+    """Per curve and round: sparsity, n_seeds, ``{metric}_{mean,std,low,high}`` over seeds,
+    then ``collapsed`` and ``n_collapsed``.
 
-    ``df`` is a rounds DataFrame (``load_results``); metrics are test_acc, memorization, val_acc.
-    Intervals are clipped to [0, 1]; test accuracy's is never narrower than the test set's
-    binomial noise (``n_test``, where recorded).
+    ``df`` is a rounds DataFrame (``load_results``); metrics are test_acc, memorization, val_acc,
+    activation_entropy. Intervals are clipped to [0, 1]; test accuracy's is never narrower than
+    the test set's binomial noise (``n_test``, where recorded). A round where any seed's run had
+    collapsed (and skipped it) is a *collapsed point*: ``collapsed`` True, ``n_collapsed`` the
+    seeds that skipped it, every metric None. A collapsed run sat at a constant prediction's
+    accuracy, so the mean of the seeds that survived would overstate the curve.
     """
     df = df if "curve" in df.columns else add_curve_column(df)
+    df = df.assign(_collapsed=collapsed_flags(df))
     records = []
     for (curve, round_), group in df.groupby(["curve", "round"], sort=True):
         rec: dict[str, Any] = {
@@ -77,14 +82,26 @@ def curve_stats(df: pd.DataFrame) -> pd.DataFrame:
             "sparsity": float(group["sparsity"].mean()),
             "n_seeds": int(group["run_id"].nunique()),
         }
+        n_collapsed = int(group.loc[group["_collapsed"], "run_id"].nunique())
         for metric in METRICS:
             values = pd.to_numeric(group[metric], errors="coerce") if metric in group else []
             n_eval = eval_size(group, "n_test") if metric == "test_acc" else None
-            stats = summarize(list(values), n_eval, bounds=(0.0, 1.0))
+            stats = summarize([] if n_collapsed else list(values), n_eval, bounds=(0.0, 1.0))
             for name in ("mean", "std", "low", "high"):
                 rec[f"{metric}_{name}"] = stats[name]
+        rec["collapsed"] = n_collapsed > 0
+        rec["n_collapsed"] = n_collapsed
         records.append(rec)
     return pd.DataFrame.from_records(records)
+
+
+def collapsed_points(stats: pd.DataFrame) -> np.ndarray:
+    """Per row of ``curve_stats`` output, whether it is a collapsed point (all False for
+    statistics computed without the ``collapsed`` column)."""
+    if "collapsed" not in stats.columns:
+        return np.zeros(len(stats), dtype=bool)
+    flags = pd.to_numeric(stats["collapsed"].astype(object), errors="coerce").fillna(0)
+    return flags.to_numpy(dtype=float) > 0
 
 
 def eval_size(rows: pd.DataFrame, column: str = "n_test") -> float | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -40,14 +41,20 @@ def synthetic_rounds(
     rounds: int = 25,
     seed: int = 0,
     n_test: int | None = None,
+    collapsed_from: int | Sequence[int | None] | None = None,
     **config: Any,
 ) -> pd.DataFrame:
     """A rounds DataFrame of one synthetic curve with known shape (``clean_curve``).
 
     Each seed adds independent Gaussian noise of ``noise_sd`` to every round; with ``n_test``
     its accuracy is then that of a binomial draw of ``n_test`` test images (recorded as the
-    ``n_test`` column). ``config`` keys become columns.
+    ``n_test`` column). ``config`` keys become columns. ``collapsed_from``: the round from which
+    every seed's run (or, as a list, each seed's: None for one that never stops) stopped as
+    collapsed, as the training's collapse stop records it: those rounds are rows with
+    ``collapsed`` 1 and no metrics (the frame then has a ``collapsed`` column). The random draws
+    are the same with or without it.
     """
+    stops = _stops(collapsed_from, n_seeds)
     rng = np.random.default_rng(seed)
     clean = clean_curve(shape, depth, rounds)
     sparsity = 1 - 0.8 ** np.arange(rounds + 1)
@@ -60,21 +67,38 @@ def synthetic_rounds(
         if n_test:
             acc = rng.binomial(n_test, acc) / n_test
         for k in range(rounds + 1):
-            rows.append(
-                {
-                    **base,
-                    **config,
-                    "seed": s,
-                    "run_id": f"{shape}-{seed}-{config}-{s}",
-                    "round": k,
-                    "sparsity": float(sparsity[k]),
-                    "test_acc": float(acc[k]),
-                    "n_test": n_test,
-                    "memorization": float(np.clip(memo[k] + rng.normal(0, noise_sd), 0, 1)),
-                    "val_acc": float(np.clip(acc[k] + rng.normal(0, noise_sd), 0, 1)),
-                }
-            )
+            row = {
+                **base,
+                **config,
+                "seed": s,
+                "run_id": f"{shape}-{seed}-{config}-{s}",
+                "round": k,
+                "sparsity": float(sparsity[k]),
+                "test_acc": float(acc[k]),
+                "n_test": n_test,
+                "memorization": float(np.clip(memo[k] + rng.normal(0, noise_sd), 0, 1)),
+                "val_acc": float(np.clip(acc[k] + rng.normal(0, noise_sd), 0, 1)),
+            }
+            if collapsed_from is not None:
+                stopped = stops[s] is not None and k >= stops[s]
+                row["collapsed"] = int(stopped)
+                if stopped:
+                    row.update(test_acc=None, memorization=None, val_acc=None)
+            rows.append(row)
     return rows_to_frame(rows)
+
+
+def _stops(collapsed_from: int | Sequence[int | None] | None, n_seeds: int) -> list[int | None]:
+    """Per seed, the round its run stopped as collapsed from (None: never)."""
+    if collapsed_from is None or isinstance(collapsed_from, int):
+        stops = [collapsed_from] * n_seeds
+    else:
+        stops = list(collapsed_from)
+    if len(stops) != n_seeds:
+        raise ValueError(f"collapsed_from names {len(stops)} seeds, the curve has {n_seeds}")
+    if any(k is not None and k < 1 for k in stops):
+        raise ValueError("a run can stop as collapsed from round 1 at the earliest")
+    return stops
 
 
 def simulate_curves(

@@ -3,8 +3,10 @@
 Pure functions on pandas DataFrames; nothing here imports torch or the training code, so it runs
 on results copied from a cluster to a laptop. The parts live one job a module: ``load``
 (reading and naming curves), ``stats`` (per-round statistics), ``verdict`` (the calibrated SDD
-test), ``lambdas`` (λ rules), ``export`` (tables to files), ``synthetic`` (curves of known
-shape). This module puts them together, and re-exports their public names.
+test) with ``curve_noise`` (its smoothing and noise model), ``lambdas`` (λ rules), ``export``
+(tables to files), ``synthetic`` (curves of known shape). This module puts them together, and
+re-exports their public names. Rounds a run skipped once it had collapsed are *collapsed*
+points of its curve: no mean, never chosen, and a collapse for the verdict.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from sparsedd.analysis.load import (
     ALWAYS_KEYS,
     ROUND_COLUMNS,
     add_curve_column,
+    collapsed_flags,
     config_keys,
     curve_keys,
     differing_keys,
@@ -39,7 +42,14 @@ from sparsedd.analysis.load import (
     rows_to_frame,
     varying_keys,
 )
-from sparsedd.analysis.stats import METRICS, curve_stats, eval_size, summarize, t_quantile_975
+from sparsedd.analysis.stats import (
+    METRICS,
+    collapsed_points,
+    curve_stats,
+    eval_size,
+    summarize,
+    t_quantile_975,
+)
 from sparsedd.analysis.synthetic import SHAPES, synthetic_rounds
 from sparsedd.analysis.verdict import (
     DEFAULT_MIN_RISE,
@@ -66,6 +76,10 @@ __all__ = [
     "Verdict",
     "add_curve_column",
     "analyze",
+    "collapse_fields",
+    "collapsed_flags",
+    "collapsed_matrix",
+    "collapsed_points",
     "analyze_dir",
     "choose_weight_decay",
     "compressible_to",
@@ -117,6 +131,10 @@ CURVE_FIELDS = (
     "noise_sd",
     "selection_margin",
     "collapse_sparsity",
+    "collapsed_round",
+    "collapsed_sparsity",
+    "n_collapsed_runs",
+    "skipped_rounds",
     "best_val_acc",
     "best_val_sparsity",
     "test_at_best_val",
@@ -126,12 +144,47 @@ _TEXT_FIELDS = ("verdict", "verdict_note")
 
 
 def seed_matrix(df: pd.DataFrame, metric: str = "test_acc") -> tuple[np.ndarray, list[float]]:
-    """One curve's rows as a (seeds × rounds) array of ``metric`` and the rounds' mean sparsity."""
-    values = df.assign(_m=pd.to_numeric(df[metric], errors="coerce"))
-    wide = values.pivot_table(index="run_id", columns="round", values="_m", aggfunc="mean")
-    wide = wide.reindex(columns=sorted(df["round"].unique()))
+    """One curve's rows as a (seeds × rounds) array of ``metric`` and the rounds' mean sparsity.
+
+    Rows are runs in sorted run id order, columns every round any run recorded (NaN where a run
+    lacks it; a collapsed round has no metric, so NaN too: see ``collapsed_matrix``)."""
+    wide = _wide(df, pd.to_numeric(df[metric], errors="coerce"))
     sparsity = df.groupby("round")["sparsity"].mean().reindex(wide.columns)
     return wide.to_numpy(dtype=float), [float(s) for s in sparsity]
+
+
+def collapsed_matrix(df: pd.DataFrame) -> np.ndarray:
+    """One curve's rows as a (seeds × rounds) boolean array, aligned with ``seed_matrix``: True
+    where the run skipped the round as collapsed."""
+    wide = _wide(df, collapsed_flags(df).astype(float))
+    return wide.fillna(0).to_numpy(dtype=float) > 0
+
+
+def _wide(df: pd.DataFrame, values: pd.Series) -> pd.DataFrame:
+    """``values`` (one per row of ``df``) as a runs × rounds table: every run, every round."""
+    frame = pd.DataFrame({"run_id": df["run_id"], "round": df["round"], "_m": values})
+    wide = frame.pivot_table(
+        index="run_id", columns="round", values="_m", aggfunc="mean", dropna=False
+    )
+    return wide.reindex(index=sorted(df["run_id"].unique()), columns=sorted(df["round"].unique()))
+
+
+def collapse_fields(group: pd.DataFrame, sparsity: list[float]) -> dict[str, Any]:
+    """How a curve's runs stopped as collapsed: the first round any run skipped as collapsed
+    (``collapsed_round``) and its sparsity, how many runs stopped, and how many rounds they
+    skipped in all (NaN and 0 where none did)."""
+    flags = collapsed_flags(group)
+    rounds = sorted(group["round"].unique())
+    if not flags.any():
+        return {"collapsed_round": math.nan, "collapsed_sparsity": math.nan,
+                "n_collapsed_runs": 0, "skipped_rounds": 0}  # fmt: skip
+    first = int(group.loc[flags, "round"].min())
+    return {
+        "collapsed_round": float(first),
+        "collapsed_sparsity": float(sparsity[rounds.index(first)]),
+        "n_collapsed_runs": int(group.loc[flags, "run_id"].nunique()),
+        "skipped_rounds": int(flags.sum()),
+    }
 
 
 def compressible_to(
@@ -175,10 +228,12 @@ def _curve_row(
 ) -> dict[str, Any]:
     stats = stats.sort_values("round")
     spars = list(stats["sparsity"])
+    # collapsed points have no mean (None): never the best round, never within the tolerance
     acc = [float(a) if a is not None else math.nan for a in stats["test_acc_mean"]]
-    best = int(np.nanargmax(acc))
+    best = int(np.nanargmax(acc)) if np.isfinite(acc).any() else None
     matrix, _ = seed_matrix(group)
     n_test = eval_size(group, "n_test")
+    verdict = sdd_verdict(matrix, n_test, min_rise, collapsed=collapsed_matrix(group))
     val = pd.to_numeric(stats["val_acc_mean"], errors="coerce").to_numpy(dtype=float)
     has_val = bool(np.isfinite(val).any())
     best_val = int(np.nanargmax(val)) if has_val else None
@@ -187,10 +242,11 @@ def _curve_row(
         "n_rounds": len(stats),
         "n_test": _nan(n_test),
         "dense_acc": acc[0],
-        "best_acc": acc[best],
-        "best_sparsity": float(spars[best]),
+        "best_acc": math.nan if best is None else acc[best],
+        "best_sparsity": _at(spars, best),
         "compressible_to": compressible_to(spars, acc, tolerance),
-        **_verdict_fields(sdd_verdict(matrix, n_test, min_rise), spars),
+        **_verdict_fields(verdict, spars),
+        **collapse_fields(group, spars),
         "best_val_acc": float(val[best_val]) if best_val is not None else math.nan,
         "best_val_sparsity": _at(spars, best_val),
         "test_at_best_val": acc[best_val] if best_val is not None else math.nan,
@@ -246,7 +302,7 @@ def _typed(table: pd.DataFrame) -> pd.DataFrame:
     for name in CURVE_FIELDS:
         if name == "sdd_detected":
             table[name] = table[name].astype(bool)
-        elif name in ("n_seeds", "n_rounds"):
+        elif name in ("n_seeds", "n_rounds", "n_collapsed_runs", "skipped_rounds"):
             table[name] = table[name].astype(int)
         elif name not in _TEXT_FIELDS:
             table[name] = pd.to_numeric(table[name], errors="coerce").astype(float)

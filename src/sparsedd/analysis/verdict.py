@@ -6,6 +6,8 @@ The test, step by step (the docs' "The verdict" page argues each choice):
    stays more than COLLAPSE_MIN_DROP (10 points) below its dense accuracy to the end. Rounds
    from the first collapse of the seeds' mean or of any one seed on are left out: wiggles inside
    the collapse, or a mean that mixes a broken seed with working ones, are no double descent.
+   A round that a seed's run skipped as collapsed (the training's collapse stop) is a collapse
+   at that round, whatever the accuracy before it.
 2. **Noise.** Two parts. The seeds' own noise σ (training order, initialisation, the label
    draw) is estimated from the residuals of a two-way (seed + round) fit, so that a seed sitting
    above another all along (its level) does not count: each seed's own fall and rise are what
@@ -42,18 +44,48 @@ from functools import lru_cache
 
 import numpy as np
 
+from sparsedd.analysis.curve_noise import (  # smooth and the noise model (re-exported)
+    SMOOTH_HALF,
+    Z_ONE_SIDED,
+    SeedNoise,
+    binomial_sd,
+    chi2_95,
+    estimation_factor,
+    noise_sd,
+    smooth,
+    smoothing_matrix,
+)
+
+__all__ = [
+    "COLLAPSE_MIN_DROP",
+    "DEFAULT_MIN_RISE",
+    "SMOOTH_HALF",
+    "VERDICTS",
+    "Z_ONE_SIDED",
+    "Verdict",
+    "best_valley",
+    "binomial_sd",
+    "chi2_95",
+    "collapse_round",
+    "estimation_factor",
+    "first_collapse",
+    "noise_sd",
+    "null_margin",
+    "sdd_verdict",
+    "smooth",
+    "stopped_round",
+    "what_would_settle",
+]
+
 #: Minimum fall and rise (as fractions) that count as SDD: the verdict's effect size.
 DEFAULT_MIN_RISE = 0.005
 #: The least drop below dense (as a fraction) that can start the final collapse.
 COLLAPSE_MIN_DROP = 0.10
 #: One-sided level of each bound (the verdict's false-alarm rate on a flat curve).
 ALPHA = 0.05
-Z_ONE_SIDED = 1.6448536269514722
 #: Simulated null curves per curve length (seeded: the margin is a fixed function of length).
 NULL_DRAWS = 20_000
 NULL_SEED = 20231106
-#: Rounds either side of a round in its running mean (1: a 3-round mean).
-SMOOTH_HALF = 1
 #: Verdicts.
 SDD, NO_SDD, INCONCLUSIVE = "SDD", "no SDD", "inconclusive"
 VERDICTS = (SDD, NO_SDD, INCONCLUSIVE)
@@ -79,35 +111,6 @@ class Verdict:
     noise_sd: float | None = None
     selection_margin: float | None = None
     collapse_round: int | None = None
-
-
-def smooth(values: np.ndarray) -> np.ndarray:
-    """3-round running mean of a curve's pruned rounds (round 0, the dense model, kept as is).
-
-    Real dips span several rounds; single-round noise does not survive the average. The window
-    is cut at the curve's ends; missing (NaN) rounds are left out of each window.
-    """
-    return _smoothing_matrix(len(values)) @ np.nan_to_num(values) / _window_counts(values)
-
-
-def _window_counts(values: np.ndarray) -> np.ndarray:
-    """Per round, the share of its window's weight that falls on finite values."""
-    finite = np.isfinite(values).astype(float)
-    with np.errstate(all="ignore"):
-        counts = _smoothing_matrix(len(values)) @ finite
-    return np.where(counts > 0, counts, np.nan)
-
-
-@lru_cache(maxsize=256)
-def _smoothing_matrix(length: int) -> np.ndarray:
-    """The linear map of ``smooth`` for a curve of ``length`` rounds (rows sum to one)."""
-    w = np.zeros((length, length))
-    if length:
-        w[0, 0] = 1.0
-    for k in range(1, length):
-        lo, hi = max(1, k - SMOOTH_HALF), min(length - 1, k + SMOOTH_HALF)
-        w[k, lo : hi + 1] = 1.0 / (hi - lo + 1)
-    return w
 
 
 def collapse_round(values: np.ndarray) -> int | None:
@@ -175,119 +178,40 @@ def null_margin(length: int, quantile: float = 1 - ALPHA) -> float:
         return 0.0
     rng = np.random.default_rng([NULL_SEED, length])
     noise = rng.standard_normal((NULL_DRAWS, length))
-    smoothed = noise @ _smoothing_matrix(length).T
+    smoothed = noise @ smoothing_matrix(length).T
     return float(np.quantile(_null_depths(smoothed), quantile))
 
 
-def noise_sd(acc: np.ndarray) -> tuple[float, int]:
-    """(σ, its degrees of freedom): the noise of one seed's accuracy at one round.
-
-    Two-way residuals (seed level and round removed) over the rounds every seed has, with two
-    or more seeds; else the second differences of the one curve's pruned rounds.
-    """
-    seeds = acc.shape[0]
-    complete = acc[:, np.isfinite(acc).all(axis=0)]
-    if seeds >= 2 and complete.shape[1] >= 2:
-        resid = (
-            complete
-            - complete.mean(axis=1, keepdims=True)
-            - complete.mean(axis=0, keepdims=True)
-            + complete.mean()
-        )
-        dof = (seeds - 1) * (complete.shape[1] - 1)
-        return math.sqrt(float((resid**2).sum() / dof)), dof
-    row = acc[0][np.isfinite(acc[0])][1:]  # the dense round trains longer: leave it out
-    if len(row) < 3:
-        return 0.0, 0
-    return math.sqrt(float(np.mean(np.diff(row, n=2) ** 2) / 6)), len(row) - 2
-
-
-def estimation_factor(dof: int) -> float:
-    """t(0.95, dof) / z(0.95): how much wider a bound gets when σ is estimated, not known."""
-    if dof <= 0:
-        return math.inf
-    z = Z_ONE_SIDED
-    t = z + (z**3 + z) / (4 * dof) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * dof**2)
-    return t / z
-
-
-def binomial_sd(acc: np.ndarray, n_test: float | None) -> float:
-    """√(p(1−p)/n): the test set's noise at the curve's mean accuracy (0 when n is unknown).
-
-    The seeds share the test set, so this part of the noise does not average out over seeds.
-    """
-    if not n_test:
-        return 0.0
-    with np.errstate(all="ignore"):
-        p = float(np.nanmean(acc))
-    return math.sqrt(max(p * (1 - p), 0.0) / n_test)
-
-
-def _seed_inflation(smoothed: np.ndarray, w: np.ndarray, a: int, b: int, sigma: float) -> float:
-    """How much more the seeds' own differences between rounds ``a`` and ``b`` vary than σ
-    predicts, where significantly more (a one-sided 95% χ² test), else 1: guards the pooled σ
-    against noise that is larger at the valley, or that persists across rounds (a seed's
-    excursion spanning several rounds)."""
-    diffs = smoothed[:, b] - smoothed[:, a]
-    diffs = diffs[np.isfinite(diffs)]
-    predicted = sigma**2 * float(np.sum((w[b] - w[a]) ** 2))
-    if len(diffs) < 2 or predicted <= 0:
-        return 1.0
-    ratio = float(np.var(diffs, ddof=1)) / predicted
-    return ratio if ratio > chi2_95(len(diffs) - 1) / (len(diffs) - 1) else 1.0
-
-
-def chi2_95(dof: int) -> float:
-    """The 0.95 quantile of χ² with ``dof`` degrees of freedom (Wilson–Hilferty; exact for 1)."""
-    if dof == 1:
-        return 1.959964**2  # P(|Z| > 1.96) = 5%
-    h = 2 / (9 * dof)
-    return dof * (1 - h + Z_ONE_SIDED * math.sqrt(h)) ** 3
-
-
-class _Noise:
-    """The noise of a curve's seeds' mean, for the difference between two smoothed rounds."""
-
-    def __init__(self, region: np.ndarray, n_test: float | None) -> None:
-        self.sigma, self.dof = noise_sd(region)
-        self.binom = binomial_sd(region, n_test)
-        self.n_seeds = len(region)
-        self.seeds = max(1, int(np.isfinite(region).sum(axis=0).min()))
-        self.w = _smoothing_matrix(region.shape[1])
-        self.smoothed = np.vstack([smooth(row) for row in region])
-
-    def spread(self, a: int, b: int) -> float:
-        """‖w_a − w_b‖: how a unit noise per round carries into smoothed round b minus a."""
-        return float(np.linalg.norm(self.w[b] - self.w[a]))
-
-    def own(self, a: int, b: int) -> float:
-        """The seeds' own noise, averaged over seeds (estimated, so widened to its t quantile).
-        One seed's σ holds the test set's noise too."""
-        factor = estimation_factor(self.dof) if self.sigma > 0 else 0.0
-        if self.n_seeds == 1:
-            return self.sigma * factor
-        inflation = _seed_inflation(self.smoothed, self.w, a, b, self.sigma)
-        return math.sqrt(inflation / self.seeds) * self.sigma * factor
-
-    def total(self, a: int, b: int) -> float:
-        """Own noise and the test set's binomial noise (shared by every seed: it does not
-        average out) together."""
-        if self.n_seeds == 1:
-            return max(self.own(a, b), self.binom)
-        return math.hypot(self.own(a, b), self.binom)
+def stopped_round(collapsed: np.ndarray | None) -> int | None:
+    """The first round (column) at which any seed's run is collapsed (skipped by the collapse
+    stop), from a (seeds × rounds) boolean matrix; None when none is (or no matrix)."""
+    if collapsed is None:
+        return None
+    flags = np.atleast_2d(np.asarray(collapsed, dtype=bool)).any(axis=0)
+    return int(np.argmax(flags)) if flags.any() else None
 
 
 def sdd_verdict(
-    seed_acc: np.ndarray, n_test: float | None = None, min_rise: float = DEFAULT_MIN_RISE
+    seed_acc: np.ndarray,
+    n_test: float | None = None,
+    min_rise: float = DEFAULT_MIN_RISE,
+    collapsed: np.ndarray | None = None,
 ) -> Verdict:
     """The verdict on one curve: ``seed_acc`` is (seeds × rounds) test accuracy as fractions,
     NaN where a seed lacks a round; round 0 is the dense model. ``n_test``: test images (None:
-    unknown; then one seed is never enough). See the module docstring."""
+    unknown; then one seed is never enough). ``collapsed``: a (seeds × rounds) boolean matrix,
+    True where a seed's run skipped the round as collapsed; the first such round is a collapse
+    (the verdict reads only the rounds before it, and ``collapse_round`` is at most it). See the
+    module docstring."""
     acc = np.atleast_2d(np.asarray(seed_acc, dtype=float))
+    stop = stopped_round(collapsed)
+    if stop is not None:
+        acc = acc[:, :stop]
     acc = acc[np.isfinite(acc).any(axis=1)]
     n_seeds = len(acc)
     if n_seeds == 0 or acc.shape[1] == 0:
-        return Verdict(INCONCLUSIVE, "no recorded accuracy", 0)
+        note = "no recorded accuracy" if stop is None else "no trained round before the collapse"
+        return Verdict(INCONCLUSIVE, note, 0, collapse_round=stop)
     columns = np.flatnonzero(np.isfinite(acc).any(axis=0))
     acc = acc[:, columns]
     with np.errstate(all="ignore"), warnings.catch_warnings():
@@ -295,16 +219,15 @@ def sdd_verdict(
         mean = np.nanmean(acc, axis=0)
     collapse = first_collapse(acc)
     region = acc[:, : collapse if collapse is not None else acc.shape[1]]
-    at = _Rounds(columns, collapse)
+    at = _Rounds(columns, collapse, stop)
     if region.shape[1] < 4:
         return Verdict(
-            INCONCLUSIVE, "too few rounds before the collapse: run more rounds", n_seeds,
-            collapse_round=at.collapse,
+            INCONCLUSIVE, _too_few(stop), n_seeds, collapse_round=at.collapse,
         )  # fmt: skip
     length = region.shape[1]
     curve = smooth(mean[:length])
     high, dip, peak, fall, rise = best_valley(curve)  # type: ignore[misc]  # length ≥ 4
-    noise = _Noise(region, n_test)
+    noise = SeedNoise(region, n_test)
     sigma = math.hypot(noise.sigma, noise.binom) if n_seeds == 1 else noise.sigma
     if min(fall, rise) <= 0:
         return Verdict(
@@ -326,7 +249,7 @@ def sdd_verdict(
     return dataclasses.replace(v, **_decide(v, noise, min_rise, n_test))
 
 
-def _decide(v: Verdict, noise: _Noise, min_rise: float, n_test: float | None) -> dict[str, str]:
+def _decide(v: Verdict, noise: SeedNoise, min_rise: float, n_test: float | None) -> dict[str, str]:
     """The verdict and its note from the bounds of ``v``."""
     cleared = v.fall_low > min_rise and v.rise_low > min_rise
     if v.n_seeds == 1 and not n_test and cleared:
@@ -346,12 +269,27 @@ def _decide(v: Verdict, noise: _Noise, min_rise: float, n_test: float | None) ->
     return {"verdict": INCONCLUSIVE, "note": settle}
 
 
-class _Rounds:
-    """Maps positions in the rounds kept (those with any value) back to the input's columns."""
+def _too_few(stop: int | None) -> str:
+    """The note of a curve with under 4 rounds before its collapse (``stop``: the first round
+    a run skipped as collapsed, if any)."""
+    if stop is None:
+        return "too few rounds before the collapse: run more rounds"
+    return (
+        f"too few trained rounds before the collapse (runs stopped as collapsed from round "
+        f"{stop}): a smaller prune_rate gives more rounds before that sparsity"
+    )
 
-    def __init__(self, columns: np.ndarray, collapse: int | None) -> None:
+
+class _Rounds:
+    """Maps positions in the rounds kept (those with any value) back to the input's columns;
+    the collapse is the earlier of the accuracy's own and the first round a run skipped as
+    collapsed (``stop``)."""
+
+    def __init__(self, columns: np.ndarray, collapse: int | None, stop: int | None = None) -> None:
         self.columns = columns
-        self.collapse = None if collapse is None else int(columns[collapse])
+        own = None if collapse is None else int(columns[collapse])
+        found = [k for k in (own, stop) if k is not None]
+        self.collapse = min(found) if found else None
 
     def round(self, index: int) -> int:
         """The input column of kept position ``index``."""

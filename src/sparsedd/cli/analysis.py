@@ -106,7 +106,13 @@ def analyze(
     out_dir: str, fmt: str, min_rise: float, lambda_rule: str, target_sparsity: float | None
 ) -> None:
     """Per curve (runs differing only in seed): SDD verdict, dip/peak, compression, λ*."""
-    from sparsedd.analysis.report import display_rows, lambda_verdicts, text_table, verdict_notes
+    from sparsedd.analysis.report import (
+        collapse_lines,
+        display_rows,
+        lambda_verdicts,
+        text_table,
+        verdict_notes,
+    )
     from sparsedd.analysis.rounds import rounds_json, rounds_text_rows
     from sparsedd.analysis.tables import curves_json
 
@@ -119,6 +125,8 @@ def analyze(
     click.echo(text_table(display_rows(result)))
     for line in verdict_notes(result):
         click.echo(f"verdict   {line}")
+    for line in collapse_lines(result):
+        click.echo(f"collapsed {line}")
     for line in lambda_verdicts(result):
         click.echo(f"λ choice  {line}")
     click.echo("\nrounds per run (sparsedd export --run ID --round best|dip|peak):")

@@ -26,6 +26,11 @@ TABLE_COLUMNS = (
     "round_epochs",
     "seconds",
 )
+#: Columns that read "collapsed" in a round the run skipped once it had collapsed (the collapse
+#: stop: nothing was trained or measured); CSV and JSON keep the metrics None and the
+#: ``collapsed`` flag.
+COLLAPSED_COLUMNS = ("test_acc", "memorization", "activation_entropy", "val_acc", "train_acc")
+COLLAPSED = "collapsed"
 #: Config keys the `results` table always shows (when present), besides those that differ.
 TABLE_KEYS = ("model", "dataset", "noise", "weight_decay")
 
@@ -190,7 +195,8 @@ def format_rows(
     exact: Sequence[str] = (),
 ) -> str:
     """Rows as JSON, CSV (every field) or an aligned table of ``columns`` (default: those of
-    ``table_columns``); ``exact`` columns show floats in full (λ = 1e-05 is not 0.0000)."""
+    ``table_columns``); ``exact`` columns show floats in full (λ = 1e-05 is not 0.0000). In
+    the table, the metrics of a collapsed round (``collapsed`` true) read "collapsed"."""
     if columns is None:
         columns, exact = table_columns(rows)
     if fmt == "json":
@@ -205,7 +211,15 @@ def format_rows(
                     {k: json.dumps(v) if isinstance(v, dict) else v for k, v in row.items()}
                 )
         return buf.getvalue().rstrip("\n")
-    table = [[_cell(row.get(c), c in exact) for c in columns] for row in rows]
+    table = [
+        [
+            COLLAPSED
+            if row.get("collapsed") and c in COLLAPSED_COLUMNS
+            else _cell(row.get(c), c in exact)
+            for c in columns
+        ]
+        for row in rows
+    ]
     widths = [max([len(c)] + [len(r[i]) for r in table]) for i, c in enumerate(columns)]
     lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True))]
     lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)) for r in table]
@@ -235,7 +249,8 @@ def _cell(value: Any, exact: bool = False) -> str:
 def results(out_dir: str, fmt: str, epochs: bool) -> None:
     """Print every recorded round (or, with --epochs, epoch) of every run in OUT_DIR.
 
-    Rounds are sorted by config, then seed; they have the columns of `sparsedd export`.
+    Rounds are sorted by config, then seed; they have the columns of `sparsedd export`. The
+    metrics of a round a run skipped once it had collapsed read "collapsed".
     """
     from sparsedd.analysis.tables import order_rows
     from sparsedd.store.results import ResultsStore
