@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -334,8 +334,3 @@ def write_plan_file(out_dir: str | Path, state: AdaptivePlan) -> Path:
     return write_sweep_file(
         out_dir, state.chosen, extra=sweep_entry(state), name_ids=[p.id for p in state.full]
     )
-
-
-def labels_of(planned: Sequence[PlannedRun]) -> Mapping[str, str]:
-    """Run id → grid label."""
-    return {p.id: p.label for p in planned}

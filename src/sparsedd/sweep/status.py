@@ -59,7 +59,7 @@ class AdaptiveStatus:
     seeds: str
     grid_runs: int
     grid_epochs: int
-    #: Epochs recorded so far (the sum of ``round_epochs``) by the study's runs.
+    #: Epochs recorded so far (the sum of ``round_epochs``) by the runs the study gave seeds.
     trained: int
     #: Runs of the grid that no curve will get (decided before reaching MAX seeds).
     runs_skipped: int
@@ -157,10 +157,11 @@ def _adaptive_status(
     for rid, total in grid.items():
         mine = recorded.get(rid, [])
         epochs = sum(r["round_epochs"] or 0 for r in mine)
-        trained += epochs
-        if rid in skipped:
+        if rid in skipped:  # (recorded all the same when a plain grid shares the folder)
             saved += total
-        elif rid in runs and len(mine) >= runs[rid]["rounds"] + 1:  # finished: what it skipped
+            continue
+        trained += epochs
+        if rid in runs and len(mine) >= runs[rid]["rounds"] + 1:  # finished: what it skipped
             saved += max(0, total - epochs)
     total = sum(grid.values())
     return AdaptiveStatus(entry["seeds"], len(grid), total, trained, len(skipped), saved)
