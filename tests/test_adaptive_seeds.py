@@ -255,3 +255,21 @@ def test_the_plan_groups_curves_by_everything_but_seed() -> None:
         [(0.0, 0), (0.0, 1), (0.0, 2)],
         [(0.5, 0)],
     ]
+
+
+def test_waves_run_on_ray(tmp_path, capsys, monkeypatch) -> None:
+    """Each wave goes to the Ray backend like any grid (rows sent to this driver)."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'sparsedd[ray]')")
+
+    def steered(frame, ids):
+        return "no SDD" if 0 in set(frame[frame.run_id.isin(ids)].weight_decay) else "inconclusive"
+
+    monkeypatch.setattr(adaptive, "curve_verdict", steered)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    try:
+        args = [*TWO_CURVES, "--adaptive-seeds", "2:3", "--out", str(tmp_path), "-q"]
+        code, _, err = run_cli([*args, "--backend", "ray"], capsys)
+    finally:
+        ray.shutdown()
+    assert code == 0, err
+    assert seeds_by_curve(tmp_path) == {0.0: [0, 1], 0.5: [0, 1, 2]}
