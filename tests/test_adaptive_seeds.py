@@ -144,6 +144,8 @@ def test_a_steered_study_trains_wave_by_wave(tmp_path, capsys, monkeypatch, wave
         (0.5, (0, 1, 2, 3)),
     ]
     assert "6 of the full grid's 8 runs, 36 of its 48 epochs (75%)" in err
+    code, text, err = run_cli(["status", str(tmp_path)], capsys)
+    assert code == 0 and "36 epochs trained; 12 saved so far (25%)" in text
 
     # Re-running the same command replays the plan from the recorded rounds: nothing trains.
     rows = ResultsStore(tmp_path).round_rows()
