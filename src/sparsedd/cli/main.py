@@ -104,6 +104,14 @@ def cli() -> None:
     help="list every run, its state, its epochs and time left (at the pace of recorded "
     "rounds); run none",
 )
+@click.option(
+    "--adaptive-seeds",
+    default=None,
+    metavar="START:MAX",
+    help="seeds where they decide: START seeds a curve first, then one more seed a wave to each "
+    "curve whose verdict is inconclusive, up to MAX (e.g. 2:5); a study YAML may say "
+    "adaptive_seeds: '2:5'",
+)
 @click.option("--quiet", "-q", is_flag=True, help="no progress bars, only summary lines")
 @click.option(
     "--batch-lambdas/--no-batch-lambdas",
@@ -132,6 +140,7 @@ def run(
     address: str | None,
     dry_run: bool,
     logs: tuple[str, ...],
+    adaptive_seeds: str | None,
 ) -> None:
     """Train, then prune round after round, recording every sparsity (resumes if re-run).
 
@@ -155,9 +164,16 @@ def run(
         logs=logs,
         quiet=quiet,
         dry_run=dry_run,
+        adaptive_seeds=adaptive_seeds,
     )
     outcome = run_sweep(request, note=lambda line: click.echo(f"sparsedd: note: {line}", err=True))
-    if dry_run:
+    if dry_run and outcome.adaptive is not None:
+        from sparsedd.sweep.adaptive import format_adaptive
+
+        if outcome.adaptive.wave:
+            click.echo(format_plan(outcome.adaptive.wave))
+        click.echo(format_adaptive(outcome.adaptive))
+    elif dry_run:
         click.echo(format_plan(outcome.planned))
     closing = describe(outcome, request)
     if closing:

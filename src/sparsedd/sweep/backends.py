@@ -34,6 +34,8 @@ class SweepRequest:
     logs: tuple[str, ...] = ()
     quiet: bool = False
     dry_run: bool = False
+    #: ``START:MAX`` adaptive seeds (see sweep/adaptive.py); None: every seed of the grid
+    adaptive_seeds: str | None = None
 
 
 class Backend(Protocol):

@@ -13,6 +13,10 @@ from sparsedd.components import run_id
 from sparsedd.config import Config
 from sparsedd.errors import ConfigError, NoResultsError, UserError
 
+#: Keys of a YAML config file read by the sweep, not config keys: a study's ``grid:`` and its
+#: ``adaptive_seeds:`` (see sweep/adaptive.py).
+FILE_SWEEP_KEYS = ("grid", "adaptive_seeds")
+
 
 @dataclass(frozen=True)
 class Cell:
@@ -114,7 +118,7 @@ def sweep_configs(
             tried += 1
             try:
                 cfg = resolve_config(
-                    cell.preset, cell.config_file, [*assignments, *extra], ("grid",)
+                    cell.preset, cell.config_file, [*assignments, *extra], FILE_SWEEP_KEYS
                 )
             except ConfigError as err:  # gather every run's errors: all are reported at once
                 errors.setdefault(str(err), []).append(" ".join([*prefix, label_of(combo)]))

@@ -8,11 +8,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sparsedd.config import Config
-from sparsedd.errors import ConfigError
+from sparsedd.errors import ConfigError, UserError
 from sparsedd.sweep.backends import BACKENDS, SweepRequest
 from sparsedd.sweep.plan import PlannedRun, all_errors
+
+if TYPE_CHECKING:
+    from sparsedd.sweep.adaptive import AdaptivePlan, AdaptiveSeeds
+    from sparsedd.sweep.backends import Backend
 
 
 @dataclass(frozen=True)
@@ -22,6 +27,8 @@ class SweepOutcome:
     planned: list[PlannedRun]
     trained: int
     seconds: float
+    #: An adaptive study's plan (after its last wave; for a dry run, the wave due now).
+    adaptive: AdaptivePlan | None = None
 
 
 def _quiet(line: str) -> None:
@@ -36,7 +43,7 @@ def run_sweep(request: SweepRequest, note: Callable[[str], None] = _quiet) -> Sw
     error of every run is raised at once, as one ConfigError, before anything is written.
     """
     from sparsedd.events.trackers import check_installed
-    from sparsedd.sweep import run_setup
+    from sparsedd.sweep import adaptive, run_setup
     from sparsedd.sweep.jobs import group_jobs
     from sparsedd.sweep.plan import parse_grid_options, plan, sweep_configs
     from sparsedd.sweep.study import study_cells
@@ -46,6 +53,11 @@ def run_sweep(request: SweepRequest, note: Callable[[str], None] = _quiet) -> Sw
     check_installed(request.logs)
     preset = request.preset or run_setup.default_preset(request.config_file, request.assignments)
     cells = study_cells(preset, request.config_file, parse_grid_options(request.grid))
+    seeds = adaptive.requested(request.adaptive_seeds, request.config_file)
+    if seeds is not None:
+        for line in adaptive.seed_axis_note(cells, seeds):
+            note(line)
+        cells = adaptive.adaptive_cells(cells, request.assignments, seeds)
     labelled = sweep_configs(cells, request.assignments)
     if preset == run_setup.OWN_DATA_PRESET:
         options = [*request.assignments, *request.grid]
@@ -58,6 +70,8 @@ def run_sweep(request: SweepRequest, note: Callable[[str], None] = _quiet) -> Sw
     if not request.dry_run:
         backend.check_runs([cfg for _, cfg in labelled], request)
     planned = plan(labelled, request.out_dir)
+    if seeds is not None:
+        return _run_adaptive(seeds, labelled, planned, request, backend)
     if request.dry_run:
         return SweepOutcome(planned, 0, 0.0)
     _report_done(planned, request.out_dir)
@@ -73,6 +87,46 @@ def run_sweep(request: SweepRequest, note: Callable[[str], None] = _quiet) -> Sw
     labels = {p.id: p.label for p in planned}
     backend.run(group_jobs(configs, request.batch_lambdas), request, labels)
     return SweepOutcome(planned, len(configs), time.monotonic() - started)
+
+
+def _run_adaptive(
+    seeds: AdaptiveSeeds,
+    labelled: list[tuple[str, Config]],
+    planned: list[PlannedRun],
+    request: SweepRequest,
+    backend: Backend,
+) -> SweepOutcome:
+    """Train an adaptive study wave by wave (see sweep/adaptive.py); each wave is an ordinary
+    set of runs for the backend. The plan is replayed from the recorded rounds, so a stopped
+    study resumes where it was."""
+    from sparsedd.sweep.adaptive import plan_waves, write_plan_file
+    from sparsedd.sweep.jobs import group_jobs
+    from sparsedd.sweep.plan import plan
+
+    state = plan_waves(seeds, planned, request.out_dir)
+    if request.dry_run:
+        return SweepOutcome(planned, 0, 0.0, state)
+    _report_done([p for p in state.chosen if p.state == "done"], request.out_dir)
+    if state.wave:
+        preflight([(p.label, p.cfg) for p in planned if p.state != "done"])
+    labels = {p.id: p.label for p in planned}
+    started, trained, tried = time.monotonic(), 0, set()
+    while state.wave:
+        wave = frozenset(p.id for p in state.wave)
+        if wave in tried:  # the backend returned without finishing them: do not loop
+            raise UserError(
+                f"wave {state.number} of the adaptive study did not finish its runs "
+                f"({len(wave)}); re-run the same command to resume"
+            )
+        tried.add(wave)
+        write_plan_file(request.out_dir, state)
+        configs = [p.cfg for p in state.wave]
+        backend.run(group_jobs(configs, request.batch_lambdas), request, labels)
+        trained += len(configs)
+        planned = plan(labelled, request.out_dir)
+        state = plan_waves(seeds, planned, request.out_dir)
+    write_plan_file(request.out_dir, state)
+    return SweepOutcome(planned, trained, time.monotonic() - started, state)
 
 
 def _report_done(planned: Sequence[PlannedRun], out_dir: str) -> None:
@@ -119,6 +173,14 @@ def describe(outcome: SweepOutcome, request: SweepRequest) -> str | None:
     """The closing line of a sweep of several runs (None for one run or a dry run)."""
     from sparsedd.events.progress import duration
 
+    if outcome.adaptive is not None and not request.dry_run:
+        from sparsedd.sweep.adaptive import closing_line
+
+        took = f" in {duration(outcome.seconds)}" if outcome.trained else ""
+        return (
+            f"{closing_line(outcome.adaptive)}; {outcome.trained} runs trained now{took}; "
+            f"next: sparsedd report {request.out_dir}"
+        )
     if len(outcome.planned) <= 1 or request.dry_run or not outcome.trained:
         return None
     return (

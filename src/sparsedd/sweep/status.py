@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,18 +13,32 @@ from sparsedd.store.run_lock import is_running
 from sparsedd.sweep.plan import PlannedRun, saved_epoch, seconds_per_epoch
 
 SWEEPS_DIR = "sweeps"
+#: The key of a sweep file that holds an adaptive study's full grid (never a run id: those
+#: are hexadecimal).
+ADAPTIVE_KEY = "adaptive"
 
 
-def write_sweep_file(out_dir: str | Path, planned: Sequence[PlannedRun]) -> Path:
-    """Record a sweep's runs in ``out_dir/sweeps/`` so that `sparsedd status` knows them."""
+def write_sweep_file(
+    out_dir: str | Path,
+    planned: Sequence[PlannedRun],
+    extra: Mapping[str, Any] | None = None,
+    name_ids: Sequence[str] | None = None,
+) -> Path:
+    """Record a sweep's runs in ``out_dir/sweeps/`` so that `sparsedd status` knows them.
+
+    ``extra``: an adaptive study's entry (see ``sweep.adaptive.sweep_entry``), kept under
+    ADAPTIVE_KEY; ``name_ids``: the run ids that name the file (default: ``planned``'s).
+    """
     from sparsedd.store.atomic import atomic_write_text
     from sparsedd.store.checkpoint import OUT_FIX
 
-    runs = {
+    runs: dict[str, Any] = {
         p.id: {"label": p.label, "rounds": p.cfg.rounds, "epochs_total": p.epochs_total}
         for p in planned
     }
-    name = _digest(sorted(runs))
+    name = _digest(sorted(name_ids if name_ids is not None else runs))
+    if extra is not None:
+        runs[ADAPTIVE_KEY] = dict(extra)
     folder = Path(out_dir) / SWEEPS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.json"
@@ -39,6 +53,22 @@ def _digest(ids: list[str]) -> str:
 
 
 @dataclass(frozen=True)
+class AdaptiveStatus:
+    """An adaptive study's epochs against its full grid (MAX seeds a curve, every round)."""
+
+    seeds: str
+    grid_runs: int
+    grid_epochs: int
+    #: Epochs recorded so far (the sum of ``round_epochs``) by the runs the study gave seeds.
+    trained: int
+    #: Runs of the grid that no curve will get (decided before reaching MAX seeds).
+    runs_skipped: int
+    #: Epochs saved so far: those of the skipped runs, and of rounds finished runs never
+    #: trained (a run the collapse stop ended).
+    saved: int
+
+
+@dataclass(frozen=True)
 class SweepStatus:
     """Counts and ETA of the runs an output folder knows."""
 
@@ -49,6 +79,8 @@ class SweepStatus:
     rounds_total: int
     epochs_left: int
     seconds_per_epoch: float | None
+    #: One entry per adaptive study that the folder's sweep files hold.
+    adaptive: tuple[AdaptiveStatus, ...] = ()
 
     @property
     def eta_s(self) -> float | None:
@@ -79,6 +111,7 @@ def sweep_status(out_dir: str | Path) -> SweepStatus:
         dense = cfg.get("dense_epochs") or cfg["epochs"]
         total = dense + cfg["rounds"] * cfg["epochs"]
         runs[rid] = {"rounds": cfg["rounds"], "epochs_total": total}
+    entries = []
     for path in sorted((out_dir / SWEEPS_DIR).glob("*.json")):
         try:
             planned = json.loads(path.read_text())
@@ -86,6 +119,8 @@ def sweep_status(out_dir: str | Path) -> SweepStatus:
             continue  # a damaged sweep file only hides runs not yet started
         if isinstance(planned, dict):
             runs.update({k: v for k, v in planned.items() if k not in runs and _plan_entry(v)})
+            if _adaptive_entry(planned.get(ADAPTIVE_KEY)):
+                entries.append(planned[ADAPTIVE_KEY])
     recorded: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         recorded.setdefault(row["run_id"], []).append(row)
@@ -106,7 +141,42 @@ def sweep_status(out_dir: str | Path) -> SweepStatus:
             running += 1
         else:
             waiting += 1
-    return SweepStatus(done, running, waiting, rounds_done, rounds_total, epochs_left, per_epoch)
+    adaptive = tuple(_adaptive_status(e, runs, recorded) for e in entries)
+    return SweepStatus(
+        done, running, waiting, rounds_done, rounds_total, epochs_left, per_epoch, adaptive
+    )
+
+
+def _adaptive_status(
+    entry: dict[str, Any], runs: dict[str, dict[str, Any]], recorded: dict[str, list[dict]]
+) -> AdaptiveStatus:
+    """Epochs trained and saved so far by one adaptive study (see AdaptiveStatus)."""
+    grid: dict[str, int] = entry["grid"]
+    skipped = set(entry["skipped"]) & set(grid)
+    trained = saved = 0
+    for rid, total in grid.items():
+        mine = recorded.get(rid, [])
+        epochs = sum(r["round_epochs"] or 0 for r in mine)
+        if rid in skipped:  # (recorded all the same when a plain grid shares the folder)
+            saved += total
+            continue
+        trained += epochs
+        if rid in runs and len(mine) >= runs[rid]["rounds"] + 1:  # finished: what it skipped
+            saved += max(0, total - epochs)
+    total = sum(grid.values())
+    return AdaptiveStatus(entry["seeds"], len(grid), total, trained, len(skipped), saved)
+
+
+def _adaptive_entry(value: Any) -> bool:
+    """Whether a sweep file's adaptive entry is what ``sweep.adaptive.sweep_entry`` writes."""
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("seeds"), str)
+        and isinstance(value.get("grid"), dict)
+        and all(type(v) is int for v in value["grid"].values())
+        and isinstance(value.get("skipped"), list)
+        and all(isinstance(v, str) for v in value["skipped"])
+    )
 
 
 def format_status(status: SweepStatus) -> str:
@@ -115,14 +185,20 @@ def format_status(status: SweepStatus) -> str:
 
     eta = status.eta_s
     eta_text = "unknown (no round recorded yet)" if eta is None else duration(eta)
-    return "\n".join(
-        [
-            f"runs: {status.done} done, {status.running} running, {status.waiting} waiting",
-            f"rounds: {status.rounds_done} of {status.rounds_total} done; "
-            f"{status.epochs_left} epochs left",
-            f"ETA: {eta_text}",
-        ]
-    )
+    lines = [
+        f"runs: {status.done} done, {status.running} running, {status.waiting} waiting",
+        f"rounds: {status.rounds_done} of {status.rounds_total} done; "
+        f"{status.epochs_left} epochs left",
+        f"ETA: {eta_text}",
+    ]
+    for a in status.adaptive:
+        share = a.saved / a.grid_epochs if a.grid_epochs else 0.0
+        lines.append(
+            f"adaptive seeds {a.seeds}: {a.trained} epochs trained; {a.saved} saved so far "
+            f"({share:.0%}) of the full grid's {a.grid_epochs} epochs ({a.grid_runs} runs; "
+            f"{a.runs_skipped} not needed)"
+        )
+    return "\n".join(lines)
 
 
 def _plan_entry(value: Any) -> bool:
