@@ -54,9 +54,10 @@ def run_job(
     before killing) set the stop flag: the job saves its progress and raises ``Interrupted``.
     """
     from sparsedd.components import run_id
+    from sparsedd.store.run_folder import RunFolder
     from sparsedd.sweep.trackers import with_trackers
     from sparsedd.training.batched import run_batched
-    from sparsedd.training.experiment import Experiment, StopFlag, run_dir
+    from sparsedd.training.experiment import Experiment, StopFlag
     from sparsedd.training.progress import ConsoleReporter
 
     labels = labels or {}
@@ -72,7 +73,7 @@ def run_job(
         if len(group) > 1:
             for cfg in group:
                 rid = run_id(cfg)
-                reporter.start(rid, run_dir(out_dir, cfg), cfg, labels.get(rid, ""))
+                reporter.start(rid, RunFolder.of(out_dir, rid).path, cfg, labels.get(rid, ""))
             with reporter:
                 run_batched(group, out_dir, reporter=reporter, stop=stop, store=store)
             reporter.finish()
