@@ -23,8 +23,12 @@ import torch
 from sparsedd.config import Config, round_epochs
 from sparsedd.data.datasets import Splits
 from sparsedd.errors import Interrupted, ResourceError
+from sparsedd.models.base import count_parameters
+from sparsedd.provenance import provenance
 from sparsedd.store.run_lock import run_locks
 from sparsedd.training.batched import BatchedTrainer
+from sparsedd.training.collapse import collapsed_rows, span
+from sparsedd.training.prune import count_total
 from sparsedd.training.trainer import EpochStats, Trainer, steps_per_epoch
 
 if TYPE_CHECKING:
@@ -74,7 +78,7 @@ def run_group(runs: Sequence[Experiment]) -> None:
         done = []
         for e in runs:
             e.write_run_files()
-            done.append(e.settle_rounds())
+            done.append(settle_rounds(e))
             e.note_other_versions()
         cfg, device = runs[0].cfg, runs[0].device
         splits = runs[0].splits.to(device)
@@ -87,7 +91,7 @@ def run_group(runs: Sequence[Experiment]) -> None:
             elif group:
                 _train_together(group, k, splits)
             for e in group:
-                e.check_collapse(k)
+                check_collapse(e, k)
 
 
 def _train_together(group: Sequence[Experiment], k: int, splits: Splits) -> None:
@@ -208,4 +212,80 @@ def _oom_message(where: str, key: str, value: object) -> str:
     return (
         f"out of {where} memory; {how}; progress up to the last saved epoch is kept, "
         f"re-run to resume"
+    )
+
+
+# ---------------------------------------------------------------- the collapse stop
+
+
+def settle_rounds(run: Experiment) -> set[int]:
+    """The rounds of ``run`` recorded and kept; the rest are trained or recorded as collapsed.
+
+    Collapsed rounds are kept while the collapse stop is on and the trained rounds before them
+    still satisfy its rule (asking for more rounds then records more collapsed rounds, without
+    training); else they are dropped and the run trains on from its last trained round's
+    checkpoint. Rounds whose checkpoints were deleted are dropped (``drop_stale_rounds``).
+    """
+    outcomes = run.store.round_outcomes(run.id)
+    collapsed = sorted(k for k, (flag, _, _) in outcomes.items() if flag)
+    run.pruned_outcomes = {
+        k: (acc, density) for k, (flag, acc, density) in outcomes.items() if not flag and k
+    }
+    run.collapsed_at = None
+    if collapsed:
+        last = collapsed[0] - 1
+        if run.cfg.collapse_stop and run.collapse_reason(last) is not None:
+            run.collapsed_at = last
+        else:
+            run.store.drop_rounds(run.id, collapsed[0])
+            why = (
+                "the rounds before them no longer satisfy its rule"
+                if run.cfg.collapse_stop
+                else "the collapse stop is off"
+            )
+            run.reporter.note(
+                run.id,
+                f"run {run.id}: {span(collapsed[0], collapsed[-1])} were recorded as collapsed "
+                f"and {why}: dropped them, training on from round {last}",
+            )
+    done = run.drop_stale_rounds()
+    if run.collapsed_at is None or run.collapsed_at not in done:
+        run.collapsed_at = None  # its checkpoint was gone: the rounds after it recompute
+        return done
+    record_collapsed(run, run.collapsed_at, max(done) + 1, None)
+    return done | set(range(run.cfg.rounds + 1))
+
+
+def check_collapse(run: Experiment, k: int) -> None:
+    """After trained round ``k``: when ``run`` has collapsed (and the stop is on), record its
+    remaining rounds as collapsed, untrained; the run then leaves the round loop."""
+    if not run.cfg.collapse_stop or k == 0 or k not in run.pruned_outcomes:
+        return
+    reason = run.collapse_reason(k)
+    if reason is not None:
+        run.collapsed_at = k
+        record_collapsed(run, k, k + 1, reason)
+
+
+def record_collapsed(run: Experiment, last: int, first: int, reason: str | None) -> None:
+    """Record rounds ``first``..``rounds`` of a run that collapsed in trained round ``last``
+    (for ``reason``; None: found recorded), with one note; no checkpoint is written."""
+    upto = range(first, run.cfg.rounds + 1)
+    if not upto:
+        return
+    sparsity = run.store.round_sparsity(run.id, last) or 0.0
+    kept = sum(m.numel() for n, m in run.masks.items() if n in run.kept_dense)
+    weights = (count_parameters(run.model), count_total(run.masks), kept)
+    n_test = len(run.splits.test_y)
+    rows = collapsed_rows(
+        last, sparsity, upto, run.cfg.prune_rate, weights, n_test, provenance(run.device)
+    )
+    for row in rows:
+        run.store.record_round(run.id, row)
+    run.files.progress.unlink(missing_ok=True)
+    why = f" ({reason})" if reason else ""
+    run.reporter.note(
+        run.id,
+        f"run {run.id} collapsed in round {last}{why}: {span(first, upto[-1])} recorded as "
+        f"collapsed, not trained; --set collapse_stop=false trains them",
     )

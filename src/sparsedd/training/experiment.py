@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from sparsedd.components import canonical, run_id
 from sparsedd.config import Config, round_epochs, to_dict, to_yaml
 from sparsedd.data.datasets import ImageData, Splits, load_dataset, make_splits
 from sparsedd.errors import CheckpointError, ConfigError, DivergedError, Interrupted
-from sparsedd.models.base import InputSpec, count_parameters, create_model
-from sparsedd.provenance import provenance
+from sparsedd.models.base import InputSpec, create_model
 from sparsedd.store import checkpoint as ckpt
 from sparsedd.store.atomic import atomic_write_text, temp_files
 from sparsedd.store.results import ResultsStore, RunStore
@@ -29,9 +28,7 @@ from sparsedd.store.run_folder import PROGRESS_FILE, RunFolder, check_path_encod
 from sparsedd.training.collapse import (
     Outcome,
     collapse_reason,
-    collapsed_rows,
     constant_accuracy,
-    span,
 )
 from sparsedd.training.data_identity import (
     check_data_identity,
@@ -50,14 +47,11 @@ from sparsedd.training.engine import (
 from sparsedd.training.evaluate import evaluate_round
 from sparsedd.training.events import Reporter, SilentReporter
 from sparsedd.training.prune import (
-    CRITERIA,
     Masks,
-    count_total,
     excluded_layers,
     full_masks,
-    prunable_parameters,
-    prune_round,
 )
+from sparsedd.training.round_start import check_mask_sparsity, prune_masks
 from sparsedd.training.trainer import EpochStats, Trainer, check_device
 
 __all__ = [
@@ -146,47 +140,11 @@ class Experiment:
 
     def note_waiting(self, folder: Path | None = None) -> None:
         """Say that another process trains this run now (two sweeps share it): we wait."""
-        self.reporter.note(self.id, f"another process is training run {self.id}; waiting for it")
+        self.reporter.note(
+            self.id, f"another process is training run {self.id}; waiting for it to finish"
+        )
 
     # ------------------------------------------------------------ what is recorded
-
-    def settle_rounds(self) -> set[int]:
-        """The rounds recorded and kept; the rest are trained (or recorded as collapsed).
-
-        Collapsed rounds are kept while the collapse stop is on and the trained rounds before
-        them still satisfy its rule (asking for more rounds then records more collapsed
-        rounds); else they are dropped and the run trains on from its last trained round.
-        Rounds whose checkpoints were deleted are dropped (see :meth:`drop_stale_rounds`).
-        """
-        outcomes = self.store.round_outcomes(self.id)
-        collapsed = sorted(k for k, (flag, _, _) in outcomes.items() if flag)
-        self.pruned_outcomes = {
-            k: (acc, density) for k, (flag, acc, density) in outcomes.items() if not flag and k
-        }
-        if collapsed:
-            last = collapsed[0] - 1
-            reason = self.collapse_reason(last) if self.cfg.collapse_stop else None
-            if reason is None:
-                self.store.drop_rounds(self.id, collapsed[0])
-                why = (
-                    "the collapse stop is off"
-                    if not self.cfg.collapse_stop
-                    else ("the rounds before them no longer satisfy its rule")
-                )
-                self.reporter.note(
-                    self.id,
-                    f"run {self.id}: {span(collapsed[0], collapsed[-1])} were recorded as "
-                    f"collapsed and {why}: dropped them, training on from round {last}",
-                )
-            else:
-                self.collapsed_at = last
-        done = self.drop_stale_rounds()
-        if self.collapsed_at is not None and self.collapsed_at in done:
-            self.record_collapsed(self.collapsed_at, max(done) + 1, None)
-            done |= set(range(self.cfg.rounds + 1))
-        else:
-            self.collapsed_at = None
-        return done
 
     def drop_stale_rounds(self) -> set[int]:
         """Rounds recorded and still resumable; drops rows whose checkpoints were deleted.
@@ -270,48 +228,6 @@ class Experiment:
             f"{', '.join(others)}; this is sparsedd {__version__}, resuming with it",
         )
 
-    # ------------------------------------------------------------ the collapse stop
-
-    def collapse_reason(self, k: int) -> str | None:
-        """Why the run has collapsed after trained round ``k``, or None (see ``collapse``)."""
-        pruned = [self.pruned_outcomes[j] for j in sorted(self.pruned_outcomes) if j <= k]
-        p0 = constant_accuracy(self.splits.test_y)
-        n = len(self.splits.test_y)
-        return collapse_reason(pruned, self.kept_dense, p0, n, self.cfg.collapse_rounds)
-
-    def check_collapse(self, k: int) -> None:
-        """After trained round ``k``: when the run has collapsed (and the stop is on), record
-        its remaining rounds as collapsed, untrained, and leave the round loop."""
-        if not self.cfg.collapse_stop or k == 0 or k not in self.pruned_outcomes:
-            return
-        reason = self.collapse_reason(k)
-        if reason is not None:
-            self.collapsed_at = k
-            self.record_collapsed(k, k + 1, reason)
-
-    def record_collapsed(self, last: int, first: int, reason: str | None) -> None:
-        """Record rounds ``first``..``rounds`` of a run that collapsed in trained round
-        ``last`` (for ``reason``; None: recorded before), with one note."""
-        upto = range(first, self.cfg.rounds + 1)
-        if not upto:
-            return
-        sparsity = self.store.round_sparsity(self.id, last) or 0.0
-        kept = sum(m.numel() for n, m in self.masks.items() if n in self.kept_dense)
-        weights = (count_parameters(self.model), count_total(self.masks), kept)
-        rows = collapsed_rows(
-            last, sparsity, upto, self.cfg.prune_rate, weights, len(self.splits.test_y),
-            provenance(self.device),
-        )  # fmt: skip
-        for row in rows:
-            self.store.record_round(self.id, row)
-        self.files.progress.unlink(missing_ok=True)
-        why = f" ({reason})" if reason else ""
-        self.reporter.note(
-            self.id,
-            f"run {self.id} collapsed in round {last}{why}: {span(first, upto[-1])} recorded "
-            f"as collapsed, not trained; --set collapse_stop=false trains them",
-        )
-
     # ------------------------------------------------------------ rounds
 
     def run_round(self, k: int, splits: Splits) -> None:
@@ -379,7 +295,7 @@ class Experiment:
             if not (type(saved) is int and saved < k and saved in self.store.rounds_done(self.id)):
                 # not a leftover of a finished round: it must be this round's
                 ckpt.check_meta(progress, meta, self.id, k, round_epochs(self.cfg, k))
-                self._check_sparsity(progress, tensors, k)
+                self._check_sparsity(progress, tensors, k, exact=False)
                 ckpt.restore(progress, tensors, self.model, self.masks, trainer.optimizer)
                 return meta["epoch"] + 1, float(meta.get("seconds", 0.0))
         if k == 0:
@@ -397,72 +313,25 @@ class Experiment:
         ckpt.check_meta(previous, meta, self.id, k - 1)
         self._check_sparsity(previous, tensors, k - 1, exact=True)
         ckpt.restore(previous, tensors, self.model, self.masks)
-        self._prune(k, trainer, splits)
+        seed = derive_seed(self.cfg.seed, k, "prune")
+        prune_masks(self.model, self.masks, self.kept_dense, self.cfg, seed, trainer, splits)
         if self.cfg.retrain == "lottery":
             self.model.load_state_dict(self.init_state)
         return 0, 0.0
 
     def _check_sparsity(
-        self, path: Path, tensors: dict[str, torch.Tensor], k: int, exact: bool = False
+        self, path: Path, tensors: dict[str, torch.Tensor], k: int, exact: bool
     ) -> None:
-        """Refuse masks that disagree with the recorded rounds of this run.
+        """Refuse masks that disagree with the recorded rounds (see check_mask_sparsity)."""
+        recorded = partial(self.store.round_sparsity, self.id)
+        check_mask_sparsity(path, tensors, k, self.masks, recorded, self.cfg.prune_rate, exact)
 
-        A round checkpoint's masks give exactly the sparsity recorded for its round (``exact``);
-        a progress file of round k prunes at least as much as round k - 1 did (none in round 0).
-        """
-        recorded_sparsity = self.store.round_sparsity
-        found = ckpt.mask_sparsity(tensors)
-        tolerance = 0.5 / max(1, count_total(self.masks))
-        if exact:
-            recorded = recorded_sparsity(self.id, k)
-            expected = found if recorded is None else recorded
-            ok = abs(found - expected) <= tolerance
-        elif k == 0:
-            expected, ok = 0.0, found <= tolerance
-        else:  # round k prunes rate of what round k - 1 kept (rounded per layer at most)
-            previous = recorded_sparsity(self.id, k - 1) or 0.0
-            expected = 1 - (1 - previous) * (1 - self.cfg.prune_rate)
-            slack = len(self.masks) * 2 * tolerance
-            ok = previous - tolerance <= found <= expected + slack
-        if not ok:
-            raise CheckpointError(
-                f"checkpoint {path} has masks of sparsity {found:.4%}, but round {k} of this run "
-                f"stands at {expected:.4%}; delete it to recompute"
-            )
-
-    def _prune(self, k: int, trainer: Trainer, splits: Splits) -> None:
-        cfg = self.cfg
-        # Layers kept dense keep their all-ones masks; the rate applies to the other weights.
-        weights = {
-            n: w for n, w in prunable_parameters(self.model).items() if n not in self.kept_dense
-        }
-        grads = None
-        if CRITERIA.get(cfg.prune_criterion).needs_gradients:
-            grads = self._loss_gradients(trainer, splits)
-        new = prune_round(
-            {n: w.detach() for n, w in weights.items()},
-            self.masks,
-            cfg.prune_rate,
-            cfg.prune_scope,
-            cfg.prune_criterion,
-            seed=derive_seed(cfg.seed, k, "prune"),
-            gradients=grads,
-        )
-        for name, mask in new.items():
-            self.masks[name].copy_(mask)
-
-    def _loss_gradients(self, trainer: Trainer, splits: Splits) -> dict[str, torch.Tensor]:
-        """Gradient of the training loss (first 2,048 samples) for gradient-based criteria."""
-        self.model.zero_grad(set_to_none=True)
-        self.model.eval()
-        n = min(2048, len(splits.train_y))
-        logits = trainer.predict_with_grad(splits.train_x[:n], splits.mean, splits.std)
-        F.cross_entropy(logits, splits.train_y[:n]).backward()
-        grads = {
-            name: p.grad.detach().clone() for name, p in prunable_parameters(self.model).items()
-        }
-        self.model.zero_grad(set_to_none=True)
-        return grads
+    def collapse_reason(self, k: int) -> str | None:
+        """Why the run has collapsed after trained round ``k``, or None (see ``collapse``)."""
+        pruned = [self.pruned_outcomes[j] for j in sorted(self.pruned_outcomes) if j <= k]
+        p0 = constant_accuracy(self.splits.test_y)
+        n = len(self.splits.test_y)
+        return collapse_reason(pruned, self.kept_dense, p0, n, self.cfg.collapse_rounds)
 
     def save_progress(self, k: int, epoch: int, trainer: Trainer, seconds: float) -> None:
         """Save what resuming needs after ``epoch`` of round ``k``: weights, masks, optimizer."""
