@@ -167,3 +167,13 @@ def test_a_collapsed_run_leaves_a_batched_group_and_the_others_go_on(tmp_path: P
         assert got["round"] == want["round"]
         assert got["test_acc"] == pytest.approx(want["test_acc"], abs=2e-3)
         assert got["sparsity"] == pytest.approx(want["sparsity"], abs=1e-6)
+
+
+def test_status_and_plan_count_a_collapsed_run_as_done(stopped) -> None:
+    from sparsedd.sweep.plan import plan
+    from sparsedd.sweep.status import sweep_status
+
+    status = sweep_status(stopped)
+    assert (status.done, status.rounds_done, status.epochs_left) == (1, 13, 0)
+    (planned,) = plan([("", tiny_config(**P08))], stopped)
+    assert planned.state == "done" and planned.epochs_left == 0

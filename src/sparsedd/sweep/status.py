@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sparsedd.config import run_epochs
+from sparsedd.config import round_epochs, run_epochs
 from sparsedd.errors import StoreError
 from sparsedd.store.run_folder import RunFolder, sweeps_dir
 from sparsedd.store.run_lock import is_running
@@ -93,7 +93,11 @@ def sweep_status(out_dir: str | Path) -> SweepStatus:
         mine = [r for r in recorded.get(rid, []) if r["round"] <= info["rounds"]]
         rounds_done += len(mine)
         rounds_total += info["rounds"] + 1
-        trained = sum(r["round_epochs"] or 0 for r in mine)
+        # a collapsed round is done without training: it leaves no epochs to train
+        trained = sum(
+            round_epochs(r, r["round"]) if r.get("collapsed") else r["round_epochs"] or 0
+            for r in mine
+        )
         folder = RunFolder.of(out_dir, rid)
         saved = saved_epoch(folder.path)
         if saved is not None and saved[0] not in {r["round"] for r in mine}:
