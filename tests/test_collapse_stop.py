@@ -177,3 +177,16 @@ def test_status_and_plan_count_a_collapsed_run_as_done(stopped) -> None:
     assert (status.done, status.rounds_done, status.epochs_left) == (1, 13, 0)
     (planned,) = plan([("", tiny_config(**P08))], stopped)
     assert planned.state == "done" and planned.epochs_left == 0
+
+
+def test_a_run_recorded_without_the_stop_stops_when_asked_for_more_rounds(
+    trained, tmp_path
+) -> None:
+    """Recorded with the stop off up to round 12, then asked for 14 rounds with it on."""
+    out = tmp_path / "out"
+    shutil.copytree(trained, out)
+    Experiment(tiny_config(prune_rate=0.8, rounds=14), out).run()
+    got = rows(out)
+    assert got[:13] == rows(trained)
+    assert [r["round"] for r in got if r["collapsed"]] == [13, 14]
+    assert len(epochs(out)) == 26  # nothing more trained

@@ -249,11 +249,16 @@ def settle_rounds(run: Experiment) -> set[int]:
                 f"and {why}: dropped them, training on from round {last}",
             )
     done = run.drop_stale_rounds()
-    if run.collapsed_at is None or run.collapsed_at not in done:
-        run.collapsed_at = None  # its checkpoint was gone: the rounds after it recompute
-        return done
-    record_collapsed(run, run.collapsed_at, max(done) + 1, None)
-    return done | set(range(run.cfg.rounds + 1))
+    if run.collapsed_at is not None and run.collapsed_at in done:
+        record_collapsed(run, run.collapsed_at, max(done) + 1, None)
+        return done | set(range(run.cfg.rounds + 1))
+    run.collapsed_at = None  # when its checkpoint was gone, the rounds after it recompute
+    trained = max(done, default=0)
+    if run.cfg.collapse_stop and trained < run.cfg.rounds and done == set(range(trained + 1)):
+        check_collapse(run, trained)  # stopped before the check, or recorded by another version
+        if run.collapsed_at is not None:
+            return done | set(range(run.cfg.rounds + 1))
+    return done
 
 
 def check_collapse(run: Experiment, k: int) -> None:
