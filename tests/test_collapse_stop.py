@@ -16,9 +16,8 @@ from sparsedd.components import run_id
 from sparsedd.config import Config
 from sparsedd.store.results import ResultsStore
 from sparsedd.store.run_folder import RunFolder
-from sparsedd.training.batched import run_batched
 from sparsedd.training.collapse import at_constant, collapse_reason, constant_accuracy
-from sparsedd.training.experiment import Experiment
+from sparsedd.training.experiment import Experiment, run_batched
 
 # The tiny preset pruned 80% a round: rounds 2 and 3 sit at a constant prediction's 25.98%.
 P08 = dict(prune_rate=0.8, rounds=12)

@@ -56,8 +56,7 @@ def run_job(
     from sparsedd.components import run_id
     from sparsedd.store.run_folder import RunFolder
     from sparsedd.sweep.trackers import with_trackers
-    from sparsedd.training.batched import run_batched
-    from sparsedd.training.experiment import Experiment, StopFlag
+    from sparsedd.training.experiment import Experiment, StopFlag, run_batched
     from sparsedd.training.progress import ConsoleReporter
 
     labels = labels or {}

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +24,6 @@ from torch.func import functional_call
 
 from sparsedd.config import Config, to_dict
 from sparsedd.data.batches import channel_stats, eval_batches
-from sparsedd.store.results import RunStore
 from sparsedd.training.execution import describe_execution, mul_each_, resolve_precision
 from sparsedd.training.prune import Masks
 from sparsedd.training.trainer import (
@@ -35,10 +33,6 @@ from sparsedd.training.trainer import (
     masked_step,
     run_epoch,
 )
-
-if TYPE_CHECKING:
-    from sparsedd.training.engine import StopFlag
-    from sparsedd.training.events import Reporter
 
 # Keys that may differ between the runs of one batch.
 BATCHABLE_KEYS = frozenset({"weight_decay"})
@@ -278,31 +272,4 @@ class BatchedTrainer:
                 }
 
 
-def run_batched(
-    configs: Sequence[Config],
-    out_dir: str | Path,
-    reporter: Reporter | None = None,
-    stop: StopFlag | None = None,
-    store: RunStore | None = None,
-) -> None:
-    """Run configs that differ only in ``weight_decay`` as one batched model.
-
-    Records into ``out_dir`` exactly the rows and checkpoints that ``Experiment(cfg,
-    out_dir).run()`` records for each config (only ``seconds`` is the shared wall time), and
-    resumes from what is recorded (in ``store`` when given). The round engine runs them
-    (``sparsedd.training.engine.run_group``): rounds whose runs stand at different points are
-    run one run at a time, and a run that collapsed leaves the group.
-    """
-    from sparsedd.data.datasets import load_dataset
-    from sparsedd.training.engine import StopFlag, run_group
-    from sparsedd.training.experiment import Experiment
-
-    configs = list(configs)
-    if len(configs) > 1 and not can_batch(configs):
-        raise ValueError("run_batched needs configs that differ only in weight_decay")
-    stop = stop or StopFlag()
-    data = load_dataset(configs[0])  # the runs differ only in λ: one dataset serves all
-    run_group([Experiment(c, out_dir, reporter, stop, data=data, store=store) for c in configs])
-
-
-__all__ = ["BATCHABLE_KEYS", "BatchedTrainer", "batch_key", "can_batch", "run_batched"]
+__all__ = ["BATCHABLE_KEYS", "BatchedTrainer", "batch_key", "can_batch"]

@@ -3,8 +3,8 @@
 A single run is a group of one; runs that differ only in ``weight_decay`` train as one batched
 model where they stand alike (same round, same saved epoch), one by one where they do not. The
 engine drives a :class:`RoundTrainer` (a :class:`~sparsedd.training.trainer.Trainer` or a
-:class:`~sparsedd.training.batched.BatchedTrainer`) and asks each run (an
-:class:`~sparsedd.training.experiment.Experiment`) to restore, save, evaluate and record itself.
+:class:`~sparsedd.training.batched.BatchedTrainer`) and asks each :class:`Run` (an
+``Experiment``) to restore, save, evaluate and record itself.
 After each trained round the collapse stop checks the run (``sparsedd.training.collapse``): a
 collapsed run leaves the group, its remaining rounds recorded as collapsed, not trained.
 """
@@ -16,7 +16,8 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 
@@ -25,14 +26,14 @@ from sparsedd.data.datasets import Splits
 from sparsedd.errors import Interrupted, ResourceError
 from sparsedd.models.base import count_parameters
 from sparsedd.provenance import provenance
+from sparsedd.store.results import RunStore
+from sparsedd.store.run_folder import RunFolder
 from sparsedd.store.run_lock import run_locks
 from sparsedd.training.batched import BatchedTrainer
-from sparsedd.training.collapse import collapsed_rows, span
-from sparsedd.training.prune import count_total
+from sparsedd.training.collapse import Outcome, collapsed_rows, span
+from sparsedd.training.events import Reporter
+from sparsedd.training.prune import Masks, count_total
 from sparsedd.training.trainer import EpochStats, Trainer, steps_per_epoch
-
-if TYPE_CHECKING:
-    from sparsedd.training.experiment import Experiment
 
 
 @dataclass
@@ -60,13 +61,45 @@ class RoundTrainer(Protocol):
         ...
 
 
+class Run(Protocol):
+    """What the engine needs of one run (an ``Experiment``): its state and its steps."""
+
+    cfg: Config
+    id: str
+    stop: StopFlag
+    reporter: Reporter
+    store: RunStore
+    device: torch.device
+    splits: Splits
+    folder: Path
+    files: RunFolder
+    model: torch.nn.Module
+    masks: Masks
+    kept_dense: set[str]
+    pruned_outcomes: dict[int, Outcome]  # (test accuracy, density) of trained rounds k ≥ 1
+    collapsed_at: int | None  # the trained round the run collapsed in, once it has
+
+    def write_run_files(self) -> None: ...
+    def drop_stale_rounds(self) -> set[int]: ...
+    def note_other_versions(self) -> None: ...
+    def note_waiting(self) -> None: ...
+    def collapse_reason(self, k: int) -> str | None: ...
+    def run_round(self, k: int, splits: Splits) -> None: ...
+    def load_round_start(self, k: int, trainer: Trainer, splits: Splits) -> tuple[int, float]: ...
+    def check_finite(self, k: int, epoch: int, stats: EpochStats) -> None: ...
+    def save_progress(self, k: int, epoch: int, trainer: Trainer, seconds: float) -> None: ...
+    def finish_round(
+        self, k: int, trainer: Trainer, splits: Splits, epochs: int, seconds: float, execution: str
+    ) -> None: ...
+
+
 def derive_seed(*parts: int | str) -> int:
     """A seed for one (run seed, round, epoch, …) combination, stable across platforms."""
     digest = hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()
     return int(digest[:15], 16)
 
 
-def run_group(runs: Sequence[Experiment]) -> None:
+def run_group(runs: Sequence[Run]) -> None:
     """Every round not yet recorded of ``runs`` (one run, or runs differing only in λ).
 
     Holds each run's folder lock (waiting while another process trains it), writes the run
@@ -94,7 +127,7 @@ def run_group(runs: Sequence[Experiment]) -> None:
                 check_collapse(e, k)
 
 
-def _train_together(group: Sequence[Experiment], k: int, splits: Splits) -> None:
+def _train_together(group: Sequence[Run], k: int, splits: Splits) -> None:
     """Round ``k`` of runs differing only in λ: one batched model where they stand alike."""
     cfg, device = group[0].cfg, group[0].device
     finetune = cfg.retrain == "finetune" and k > 0
@@ -112,7 +145,7 @@ def _train_together(group: Sequence[Experiment], k: int, splits: Splits) -> None
 
 
 def train_round(
-    runs: Sequence[Experiment],
+    runs: Sequence[Run],
     trainers: Sequence[Trainer],
     trainer: RoundTrainer,
     k: int,
@@ -218,7 +251,7 @@ def _oom_message(where: str, key: str, value: object) -> str:
 # ---------------------------------------------------------------- the collapse stop
 
 
-def settle_rounds(run: Experiment) -> set[int]:
+def settle_rounds(run: Run) -> set[int]:
     """The rounds of ``run`` recorded and kept; the rest are trained or recorded as collapsed.
 
     Collapsed rounds are kept while the collapse stop is on and the trained rounds before them
@@ -261,7 +294,7 @@ def settle_rounds(run: Experiment) -> set[int]:
     return done
 
 
-def check_collapse(run: Experiment, k: int) -> None:
+def check_collapse(run: Run, k: int) -> None:
     """After trained round ``k``: when ``run`` has collapsed (and the stop is on), record its
     remaining rounds as collapsed, untrained; the run then leaves the round loop."""
     if not run.cfg.collapse_stop or k == 0 or k not in run.pruned_outcomes:
@@ -272,7 +305,7 @@ def check_collapse(run: Experiment, k: int) -> None:
         record_collapsed(run, k, k + 1, reason)
 
 
-def record_collapsed(run: Experiment, last: int, first: int, reason: str | None) -> None:
+def record_collapsed(run: Run, last: int, first: int, reason: str | None) -> None:
     """Record rounds ``first``..``rounds`` of a run that collapsed in trained round ``last``
     (for ``reason``; None: found recorded), with one note; no checkpoint is written."""
     upto = range(first, run.cfg.rounds + 1)

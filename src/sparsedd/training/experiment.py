@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from sparsedd.store import checkpoint as ckpt
 from sparsedd.store.atomic import atomic_write_text, temp_files
 from sparsedd.store.results import ResultsStore, RunStore
 from sparsedd.store.run_folder import PROGRESS_FILE, RunFolder, check_path_encoding
+from sparsedd.training.batched import can_batch
 from sparsedd.training.collapse import (
     Outcome,
     collapse_reason,
@@ -63,9 +65,33 @@ __all__ = [
     "StopFlag",
     "derive_seed",
     "round_file",
+    "run_batched",
     "run_dir",
     "save_due",
 ]
+
+
+def run_batched(
+    configs: Sequence[Config],
+    out_dir: str | Path,
+    reporter: Reporter | None = None,
+    stop: StopFlag | None = None,
+    store: RunStore | None = None,
+) -> None:
+    """Run configs that differ only in ``weight_decay`` as one batched model.
+
+    Records into ``out_dir`` exactly the rows and checkpoints that ``Experiment(cfg,
+    out_dir).run()`` records for each config (only ``seconds`` is the shared wall time), and
+    resumes from what is recorded (in ``store`` when given). The round engine runs them:
+    rounds whose runs stand at different points are run one run at a time, and a run that
+    collapsed leaves the group.
+    """
+    configs = list(configs)
+    if len(configs) > 1 and not can_batch(configs):
+        raise ValueError("run_batched needs configs that differ only in weight_decay")
+    stop = stop or StopFlag()
+    data = load_dataset(configs[0])  # the runs differ only in λ: one dataset serves all
+    run_group([Experiment(c, out_dir, reporter, stop, data=data, store=store) for c in configs])
 
 
 def run_dir(out_dir: Path, cfg: Config) -> Path:
