@@ -176,6 +176,9 @@ def test_status_and_plan_count_a_collapsed_run_as_done(stopped) -> None:
     assert (status.done, status.rounds_done, status.epochs_left) == (1, 13, 0)
     (planned,) = plan([("", tiny_config(**P08))], stopped)
     assert planned.state == "done" and planned.epochs_left == 0
+    # asked for more rounds, it has rounds to record but no epoch to train
+    (more,) = plan([("", tiny_config(prune_rate=0.8, rounds=14))], stopped)
+    assert more.state.startswith("partial") and more.epochs_left == 0
 
 
 def test_a_run_recorded_without_the_stop_stops_when_asked_for_more_rounds(

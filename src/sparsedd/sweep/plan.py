@@ -218,6 +218,8 @@ def plan(runs: Sequence[tuple[str, Config]], out_dir: str | Path) -> list[Planne
         saved = saved_epoch(RunFolder.of(out_dir, rid).path)
         if saved is not None and saved[0] not in rounds and saved[0] <= cfg.rounds:
             epochs += saved[1]
+        if cfg.collapse_stop and any(r["run_id"] == rid and r.get("collapsed") for r in rows):
+            epochs = run_epochs(cfg)  # collapsed: its rounds left are recorded, not trained
         n_recorded = len([k for k in rounds if k <= cfg.rounds])
         if n_recorded == cfg.rounds + 1 and not _last_checkpoint_exists(out_dir, rid, rows):
             n_recorded -= 1  # its folder was deleted: the run drops its rows and recomputes
