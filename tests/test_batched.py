@@ -14,7 +14,7 @@ from sparsedd.models.base import InputSpec, create_model
 from sparsedd.presets import preset_config
 from sparsedd.store import checkpoint as ckpt
 from sparsedd.store.results import ResultsStore
-from sparsedd.training.batched import BatchedTrainer, can_batch, run_batched
+from sparsedd.training.batched import BatchedTrainer, can_batch
 from sparsedd.training.experiment import (
     PROGRESS_FILE,
     Experiment,
@@ -22,6 +22,7 @@ from sparsedd.training.experiment import (
     SilentReporter,
     StopFlag,
     round_file,
+    run_batched,
     run_dir,
 )
 from sparsedd.training.prune import full_masks

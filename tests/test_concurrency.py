@@ -19,7 +19,8 @@ from support import Notes
 
 from sparsedd.errors import Interrupted, NoResultsError
 from sparsedd.store.results import ResultsStore
-from sparsedd.store.run_lock import LOCK_NAME, run_locks
+from sparsedd.store.run_folder import RunFolder
+from sparsedd.store.run_lock import run_locks
 from sparsedd.sweep.plan import recorded_rounds
 from sparsedd.training.experiment import Experiment
 
@@ -158,7 +159,7 @@ class _TornConnection:
 def _hold_lock(folder: Path) -> int:
     """Take a run folder's lock as another process would (flock is per open file)."""
     folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT)
+    fd = os.open(RunFolder(folder).lock, os.O_RDWR | os.O_CREAT)
     fcntl.flock(fd, fcntl.LOCK_EX)
     return fd
 

@@ -115,6 +115,15 @@ class Config:
         "comma-separated name patterns of layers kept dense (e.g. 'fc,head.*'; 'output': the "
         "layer producing the logits)",
     )
+    collapse_stop: bool = _f(
+        True,
+        "stop training a run that collapsed (no prunable weight left, or test accuracy at a "
+        "constant prediction's for collapse_rounds rounds): later rounds are recorded as "
+        "collapsed, not trained",
+    )
+    collapse_rounds: int = _f(
+        2, "consecutive pruned rounds at a constant prediction's accuracy that stop a run", min=1
+    )
     retrain: Literal["lr_rewind", "finetune", "lottery"] = _f(
         "lr_rewind",
         "lr_rewind: weights carry over, full schedule; finetune: weights carry over, constant "
@@ -148,7 +157,7 @@ class Config:
     @property
     def round0_epochs(self) -> int:
         """Epochs of the dense round."""
-        return self.dense_epochs if self.dense_epochs is not None else self.epochs
+        return round_epochs(self, 0)
 
 
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
@@ -170,7 +179,29 @@ NON_SEMANTIC = frozenset(
 )
 #: Keys outside the run id because they never change what earlier rounds compute: asking a
 #: recorded run for more rounds continues it, asking for fewer shows what it has.
-NOT_IN_RUN_ID = frozenset({"rounds"})
+#: The collapse stop only decides whether rounds after a collapse are trained at all.
+NOT_IN_RUN_ID = frozenset({"rounds", "collapse_stop", "collapse_rounds"})
+
+
+def round_epochs(cfg: Config | Mapping[str, Any], round_: int) -> int:
+    """Epochs round ``round_`` trains: ``dense_epochs`` (or ``epochs``) for the dense round 0,
+    ``epochs`` for every pruning round. ``cfg`` may be a recorded config (a mapping)."""
+    if isinstance(cfg, Mapping):
+        epochs, dense = cfg["epochs"], cfg.get("dense_epochs")
+    else:
+        epochs, dense = cfg.epochs, cfg.dense_epochs
+    return dense if round_ == 0 and dense else epochs
+
+
+def epochs_before(cfg: Config | Mapping[str, Any], round_: int) -> int:
+    """Epochs a run trains before round ``round_`` starts (the step of its first epoch)."""
+    return sum(round_epochs(cfg, k) for k in range(round_))
+
+
+def run_epochs(cfg: Config | Mapping[str, Any]) -> int:
+    """Epochs a whole run trains: the dense round and every pruning round."""
+    rounds = cfg["rounds"] if isinstance(cfg, Mapping) else cfg.rounds
+    return epochs_before(cfg, rounds + 1)
 
 
 def shown(value: Any) -> str:

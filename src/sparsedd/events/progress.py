@@ -11,6 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from sparsedd.config import round_epochs
 from sparsedd.training.trainer import EpochStats
 
 
@@ -103,7 +104,7 @@ class ConsoleReporter:
         name = f"{label} ({run})" if label else run
         plan = RunPlan(label or run[:8], f"run {name} → {folder}")
         if cfg is not None:
-            plan.epochs = [cfg.round0_epochs] + [cfg.epochs] * cfg.rounds
+            plan.epochs = [round_epochs(cfg, k) for k in range(cfg.rounds + 1)]
         self.plans[run] = plan
 
     def _plan(self, run: str) -> RunPlan:

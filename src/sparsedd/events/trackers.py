@@ -25,7 +25,9 @@ from typing import Any, Protocol
 
 import yaml
 
+from sparsedd.config import epochs_before
 from sparsedd.errors import UserError
+from sparsedd.store.run_folder import RunFolder
 from sparsedd.store.schema import ROUND_FIELDS
 
 EXTRA_OF = {"tensorboard": ("tensorboard", "tensorboard"), "mlflow": ("mlflow", "mlflow")}
@@ -61,14 +63,6 @@ def round_scalars(row: dict[str, Any]) -> dict[str, float]:
     for layer, density in (row.get("layer_density") or {}).items():
         out[f"density/{layer}"] = float(density)
     return out
-
-
-def epochs_before(config: dict[str, Any], round_: int) -> int:
-    """Epochs a run trains before round ``round_`` starts (the step of its first epoch)."""
-    if round_ == 0:
-        return 0
-    dense = config.get("dense_epochs") or config["epochs"]
-    return dense + (round_ - 1) * config["epochs"]
 
 
 # ---------------------------------------------------------------- TensorBoard
@@ -295,10 +289,10 @@ class TrackingReporter:
         """Open the run in every tracker on its first event."""
         self.console.round_started(run, round_, epochs, first_epoch)
         if run not in self.configs:
-            folder = self.out_dir / "runs" / run
-            config = yaml.safe_load((folder / "config.yaml").read_text())
+            folder = RunFolder.of(self.out_dir, run)
+            config = yaml.safe_load(folder.config.read_text())
             self.configs[run] = config
-            self._each("run_started", run, folder, config)
+            self._each("run_started", run, folder.path, config)
 
     def epoch_done(self, run: str, round_: int, epoch: int, stats: Any) -> None:
         """Log the epoch at its step in the whole run."""

@@ -31,6 +31,7 @@ from sparsedd.data.preprocess import describe
 from sparsedd.errors import CheckpointError, StoreError, UserError
 from sparsedd.export.checks import CSR_PARTS, FORMATS, check_export
 from sparsedd.store import checkpoint as ckpt
+from sparsedd.store.run_folder import RunFolder, runs_dir
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class ExportSummary:
 
 def find_run_folder(out_dir: str | Path, run: str) -> Path:
     """The folder of run ``run`` (its id or a unique prefix) in a results folder."""
-    runs = Path(out_dir) / "runs"
+    runs = runs_dir(out_dir)
     ids = sorted(p.name for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
     if not ids:
         raise StoreError(f"{out_dir} holds no runs; give the --out folder of `sparsedd run`")
@@ -66,12 +67,7 @@ def find_run_folder(out_dir: str | Path, run: str) -> Path:
 
 def recorded_rounds(folder: Path) -> list[int]:
     """Rounds whose end-of-round checkpoint exists in a run folder."""
-    rounds = []
-    for path in folder.glob("round_*.safetensors"):
-        digits = path.stem.removeprefix("round_")
-        if digits.isdigit():
-            rounds.append(int(digits))
-    return sorted(rounds)
+    return RunFolder(folder).checkpointed_rounds()
 
 
 def export_pruned(
@@ -82,8 +78,6 @@ def export_pruned(
     fmt: str = "sparse",
 ) -> ExportSummary:
     """Write the model of ``run`` after ``round_`` (default: the last) to ``output``."""
-    from sparsedd.training.experiment import round_file
-
     output = Path(output)
     if output.suffix != ".safetensors":
         raise UserError(f"model file {output} must end in .safetensors")
@@ -96,7 +90,7 @@ def export_pruned(
     k = rounds[-1] if round_ is None else round_
     if k not in rounds:
         raise StoreError(f"run {folder.name} has no round {k}; finished rounds: {_ranges(rounds)}")
-    tensors, meta = ckpt.load_tensors(round_file(folder, k))
+    tensors, meta = ckpt.load_tensors(RunFolder(folder).round_file(k))
     cfg = from_dict(run_config(folder))
     inputs = _input_of(meta, cfg)
     info = {
@@ -136,7 +130,7 @@ def export_pruned(
 
 def run_config(folder: Path) -> dict[str, Any]:
     """The config a run folder was trained with (its config.yaml)."""
-    return load_yaml_file(folder / "config.yaml")
+    return load_yaml_file(RunFolder(folder).config)
 
 
 def _input_of(meta: dict[str, Any], cfg: Any) -> dict[str, Any]:

@@ -42,6 +42,10 @@ BUSY_WAIT_S = 5.0
 READ_ATTEMPTS = 4
 
 
+#: What the collapse stop reads of a recorded round: (collapsed, test accuracy, layer density).
+RoundOutcome = tuple[bool, float | None, dict[str, float]]
+
+
 class RunStore(Protocol):
     """What a run records into and reads back: the results database, or on a Ray worker the
     ledger that carries its rows to the driver (``sweep.ray_backend.LedgerStore``)."""
@@ -55,6 +59,7 @@ class RunStore(Protocol):
     def rounds_done(self, run_id: str) -> set[int]: ...
     def round_versions(self, run_id: str) -> dict[int, str | None]: ...
     def round_sparsity(self, run_id: str, round_: int) -> float | None: ...
+    def round_outcomes(self, run_id: str) -> dict[int, RoundOutcome]: ...
     def round_rows(self) -> list[dict[str, Any]]: ...
 
 
@@ -298,6 +303,21 @@ class ResultsStore:
             write=False,
         )
         return rows[0][0] if rows else None
+
+    def round_outcomes(self, run_id: str) -> dict[int, RoundOutcome]:
+        """(collapsed, test accuracy, layer density) of each recorded round of ``run_id``."""
+        present = set(self._round_columns())
+        flag = "collapsed" if "collapsed" in present else "NULL"
+        rows = self._execute(
+            f"SELECT round, {flag}, test_acc, layer_density FROM rounds WHERE run_id = ?",
+            (run_id,),
+            write=False,
+        )
+        outcomes = {}
+        for k, collapsed, acc, density in rows:
+            layers = parse_json(density)
+            outcomes[k] = (bool(collapsed), acc, layers if isinstance(layers, dict) else {})
+        return outcomes
 
     def round_versions_and_sparsity(self, run_id: str) -> dict[int, tuple[str | None, float]]:
         """(sparsedd version, sparsity) of each recorded round of ``run_id``."""

@@ -18,8 +18,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from sparsedd.errors import Interrupted, StoreError
+from sparsedd.store.run_folder import RunFolder
 
-LOCK_NAME = ".lock"
 POLL_S = 0.2
 
 
@@ -37,12 +37,11 @@ def _locked(
     folder: Path, stopped: Callable[[], bool], waiting: Callable[[Path], None]
 ) -> Iterator[None]:
     folder.mkdir(parents=True, exist_ok=True)
+    lock = RunFolder(folder).lock
     try:
-        fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as err:
-        raise StoreError(
-            f"cannot create {folder / LOCK_NAME}: {err.strerror}; choose a writable --out"
-        ) from None
+        raise StoreError(f"cannot create {lock}: {err.strerror}; choose a writable --out") from None
     try:
         if not _try_lock(fd):
             waiting(folder)
@@ -61,7 +60,7 @@ def is_running(folder: Path) -> bool:
     Only reads: the lock file is opened read-only and never created.
     """
     try:
-        fd = os.open(folder / LOCK_NAME, os.O_RDONLY)
+        fd = os.open(RunFolder(folder).lock, os.O_RDONLY)
     except OSError:
         return False  # never locked: no process has trained the run here
     try:

@@ -56,8 +56,8 @@ def run_job(
     from sparsedd.components import run_id
     from sparsedd.events.progress import ConsoleReporter
     from sparsedd.events.trackers import with_trackers
-    from sparsedd.training.batched import run_batched
-    from sparsedd.training.experiment import Experiment, StopFlag, run_dir
+    from sparsedd.store.run_folder import RunFolder
+    from sparsedd.training.experiment import Experiment, StopFlag, run_batched
 
     labels = labels or {}
     stop = stop or StopFlag()
@@ -72,7 +72,7 @@ def run_job(
         if len(group) > 1:
             for cfg in group:
                 rid = run_id(cfg)
-                reporter.start(rid, run_dir(out_dir, cfg), cfg, labels.get(rid, ""))
+                reporter.start(rid, RunFolder.of(out_dir, rid).path, cfg, labels.get(rid, ""))
             with reporter:
                 run_batched(group, out_dir, reporter=reporter, stop=stop, store=store)
             reporter.finish()

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from sparsedd.components import run_id
-from sparsedd.config import Config
+from sparsedd.config import Config, round_epochs, run_epochs
 from sparsedd.errors import ConfigError, NoResultsError, UserError
+from sparsedd.store.run_folder import RunFolder
 
 #: Keys of a YAML config file read by the sweep, not config keys: a study's ``grid:`` and its
 #: ``adaptive_seeds:`` (see sweep/adaptive.py).
@@ -154,11 +155,6 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def run_epochs(cfg: Config) -> int:
-    """Epochs a whole run trains: the dense round and every pruning round."""
-    return cfg.round0_epochs + cfg.rounds * cfg.epochs
-
-
 def recorded_rows(out_dir: str | Path) -> list[dict[str, Any]]:
     """Every recorded round row of ``out_dir`` (empty when it holds no results yet)."""
     from sparsedd.store.results import ResultsStore
@@ -203,9 +199,7 @@ def saved_epoch(folder: Path) -> tuple[int, int] | None:
     """(round, epochs done in it) of a run's saved mid-round progress, if any."""
     from safetensors import safe_open
 
-    from sparsedd.training.experiment import PROGRESS_FILE
-
-    path = folder / PROGRESS_FILE
+    path = RunFolder(folder).progress
     if not path.exists():
         return None
     try:
@@ -224,22 +218,27 @@ def plan(runs: Sequence[tuple[str, Config]], out_dir: str | Path) -> list[Planne
     for label, cfg in runs:
         rid = run_id(cfg)
         rounds = done.get(rid, set())
-        epochs = sum(cfg.round0_epochs if k == 0 else cfg.epochs for k in rounds if k <= cfg.rounds)
-        saved = saved_epoch(Path(out_dir) / "runs" / rid)
+        epochs = sum(round_epochs(cfg, k) for k in rounds if k <= cfg.rounds)
+        saved = saved_epoch(RunFolder.of(out_dir, rid).path)
         if saved is not None and saved[0] not in rounds and saved[0] <= cfg.rounds:
             epochs += saved[1]
+        if cfg.collapse_stop and any(r["run_id"] == rid and r.get("collapsed") for r in rows):
+            epochs = run_epochs(cfg)  # collapsed: its rounds left are recorded, not trained
         n_recorded = len([k for k in rounds if k <= cfg.rounds])
-        if n_recorded == cfg.rounds + 1 and not _last_checkpoint_exists(out_dir, cfg, rid):
+        if n_recorded == cfg.rounds + 1 and not _last_checkpoint_exists(out_dir, rid, rows):
             n_recorded -= 1  # its folder was deleted: the run drops its rows and recomputes
         pace = _pace(cfg, rid, rows)
         planned.append(PlannedRun(cfg, rid, label, n_recorded, epochs, run_epochs(cfg), pace))
     return planned
 
 
-def _last_checkpoint_exists(out_dir: str | Path, cfg: Config, rid: str) -> bool:
-    from sparsedd.training.experiment import round_file
-
-    return round_file(Path(out_dir) / "runs" / rid, cfg.rounds).exists()
+def _last_checkpoint_exists(
+    out_dir: str | Path, rid: str, rows: Sequence[Mapping[str, Any]]
+) -> bool:
+    """Whether the checkpoint of the run's last trained round is there (collapsed rounds,
+    recorded without training, have none)."""
+    trained = [r["round"] for r in rows if r["run_id"] == rid and not r.get("collapsed")]
+    return not trained or RunFolder.of(out_dir, rid).round_file(max(trained)).exists()
 
 
 def format_plan(planned: Sequence[PlannedRun]) -> str:

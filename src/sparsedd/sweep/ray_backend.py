@@ -49,6 +49,7 @@ class Ledger:
     def __init__(self, out_dir: str) -> None:
         self.out_dir = out_dir
         self.received: dict[str, dict[int, tuple[str | None, float]]] = {}
+        self.outcomes: dict[str, dict[int, tuple]] = {}  # what the collapse stop reads
         self.dropped: dict[str, int] = {}  # run id → first round dropped
         self.items: list[tuple] = []
         self._store: Any = None
@@ -77,12 +78,14 @@ class Ledger:
                 return
             entry = (row.get("sparsedd_version"), row["sparsity"])
             self.received.setdefault(item[1], {})[row["round"]] = entry
+            outcome = (bool(row.get("collapsed")), row.get("test_acc"), row["layer_density"])
+            self.outcomes.setdefault(item[1], {})[row["round"]] = outcome
         elif item[0] == "drop":
             run, first = item[1], item[2]
             self.dropped[run] = min(first, self.dropped.get(run, first))
-            received = self.received.get(run, {})
-            for k in [k for k in received if k >= first]:
-                del received[k]
+            for known in (self.received.get(run, {}), self.outcomes.get(run, {})):
+                for k in [k for k in known if k >= first]:
+                    del known[k]
         self.items.append(item)
 
     def rounds_done(self, run_id: str) -> list[int]:
@@ -97,6 +100,19 @@ class Ledger:
         """The sparsity recorded for one round of ``run_id`` (None if not recorded)."""
         entry = self._known(run_id).get(round_)
         return None if entry is None else entry[1]
+
+    def round_outcomes(self, run_id: str) -> dict[int, tuple]:
+        """(collapsed, test accuracy, layer density) of each round of ``run_id`` recorded or
+        on its way to the driver."""
+        recorded: dict[int, tuple] = {}
+        if self._recorded(run_id):  # opens the database when there is one
+            first = self.dropped.get(run_id)
+            recorded = {
+                k: v
+                for k, v in self._store.round_outcomes(run_id).items()
+                if first is None or k < first
+            }
+        return {**recorded, **self.outcomes.get(run_id, {})}
 
     def take(self) -> list[tuple]:
         """Every queued row, emptying the queue."""
@@ -144,6 +160,13 @@ class LedgerStore:
         import ray
 
         return ray.get(self.ledger.round_sparsity.remote(run_id, round_))
+
+    def round_outcomes(self, run_id: str) -> dict[int, tuple]:
+        """(collapsed, test accuracy, layer density) of each round the driver has or will
+        record."""
+        import ray
+
+        return ray.get(self.ledger.round_outcomes.remote(run_id))
 
     def drop_rounds(self, run_id: str, first: int) -> None:
         """Have the driver forget rounds ``first``, ``first + 1``, … of a run (to recompute)."""

@@ -132,12 +132,12 @@ def _run_adaptive(
 def _report_done(planned: Sequence[PlannedRun], out_dir: str) -> None:
     """One summary line per run that is already done (it is not trained again)."""
     from sparsedd.events.progress import ConsoleReporter
-    from sparsedd.training.experiment import run_dir
+    from sparsedd.store.run_folder import RunFolder
 
     finished = ConsoleReporter(show_bars=False)
     for p in planned:
         if p.state == "done":
-            finished.start(p.id, run_dir(out_dir, p.cfg), p.cfg, p.label)
+            finished.start(p.id, RunFolder.of(out_dir, p.id).path, p.cfg, p.label)
     finished.finish()
 
 

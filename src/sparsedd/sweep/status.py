@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sparsedd.config import round_epochs, run_epochs
 from sparsedd.errors import StoreError
+from sparsedd.store.run_folder import RunFolder, sweeps_dir
 from sparsedd.store.run_lock import is_running
 from sparsedd.sweep.plan import PlannedRun, saved_epoch, seconds_per_epoch
 
-SWEEPS_DIR = "sweeps"
 #: The key of a sweep file that holds an adaptive study's full grid (never a run id: those
 #: are hexadecimal).
 ADAPTIVE_KEY = "adaptive"
@@ -39,7 +40,7 @@ def write_sweep_file(
     name = _digest(sorted(name_ids if name_ids is not None else runs))
     if extra is not None:
         runs[ADAPTIVE_KEY] = dict(extra)
-    folder = Path(out_dir) / SWEEPS_DIR
+    folder = sweeps_dir(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.json"
     atomic_write_text(path, json.dumps(runs, indent=1), OUT_FIX)
@@ -108,11 +109,9 @@ def sweep_status(out_dir: str | Path) -> SweepStatus:
                 f"results database {store.path} is damaged: the recorded config of run {rid} "
                 f"has no {missing[0]!r}; restore it from a copy, or move it away and re-run"
             )
-        dense = cfg.get("dense_epochs") or cfg["epochs"]
-        total = dense + cfg["rounds"] * cfg["epochs"]
-        runs[rid] = {"rounds": cfg["rounds"], "epochs_total": total}
+        runs[rid] = {"rounds": cfg["rounds"], "epochs_total": run_epochs(cfg)}
     entries = []
-    for path in sorted((out_dir / SWEEPS_DIR).glob("*.json")):
+    for path in sorted(sweeps_dir(out_dir).glob("*.json")):
         try:
             planned = json.loads(path.read_text())
         except (OSError, ValueError, RecursionError):
@@ -130,14 +129,19 @@ def sweep_status(out_dir: str | Path) -> SweepStatus:
         mine = [r for r in recorded.get(rid, []) if r["round"] <= info["rounds"]]
         rounds_done += len(mine)
         rounds_total += info["rounds"] + 1
-        trained = sum(r["round_epochs"] or 0 for r in mine)
-        saved = saved_epoch(out_dir / "runs" / rid)
+        # a collapsed round is done without training: it leaves no epochs to train
+        trained = sum(
+            round_epochs(r, r["round"]) if r.get("collapsed") else r["round_epochs"] or 0
+            for r in mine
+        )
+        folder = RunFolder.of(out_dir, rid)
+        saved = saved_epoch(folder.path)
         if saved is not None and saved[0] not in {r["round"] for r in mine}:
             trained += saved[1]
         epochs_left += max(0, info["epochs_total"] - trained)
         if len(mine) == info["rounds"] + 1:
             done += 1
-        elif is_running(out_dir / "runs" / rid):
+        elif is_running(folder.path):
             running += 1
         else:
             waiting += 1

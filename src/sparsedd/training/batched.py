@@ -15,8 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -25,14 +24,15 @@ from torch.func import functional_call
 
 from sparsedd.config import Config, to_dict
 from sparsedd.data.batches import channel_stats, eval_batches
-from sparsedd.store.results import RunStore
-from sparsedd.store.run_lock import run_locks
 from sparsedd.training.execution import describe_execution, mul_each_, resolve_precision
 from sparsedd.training.prune import Masks
-from sparsedd.training.trainer import EpochStats, masked_step, run_epoch
-
-if TYPE_CHECKING:
-    from sparsedd.training.experiment import Experiment
+from sparsedd.training.trainer import (
+    EpochStats,
+    build_optimizer,
+    decay_stage,
+    masked_step,
+    run_epoch,
+)
 
 # Keys that may differ between the runs of one batch.
 BATCHABLE_KEYS = frozenset({"weight_decay"})
@@ -87,20 +87,23 @@ class BatchedTrainer:
         lambdas = torch.tensor([c.weight_decay for c in cfgs], dtype=torch.float64)
         self.lambdas = lambdas.to(device)
         self._any_decay = any(c.weight_decay for c in cfgs)  # known on the host: no sync
-        self.optimizer = self._make_optimizer()
+        # The runs' optimizer over the stacked tensors; λ is applied per run by the step.
+        self.optimizer = build_optimizer(list(self.params.values()), self.cfg, 0.0)
+        self.stage = decay_stage(self.cfg)
+        self.run_optimizers: list[torch.optim.Optimizer] = []
         self._vforward = torch.vmap(self._forward_one, in_dims=(0, 0, None), randomness="same")
         self.refresh_masks()
 
     # ------------------------------------------------------------ setup
 
-    def _make_optimizer(self) -> torch.optim.Optimizer:
-        """The run's optimizer over the stacked tensors; λ is applied per run by the step."""
-        cfg, params = self.cfg, list(self.params.values())
-        if cfg.optimizer == "adamw":
-            if cfg.l2_mode == "decoupled":
-                return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
-            return torch.optim.Adam(params, lr=cfg.lr, weight_decay=0.0)
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=0.0)
+    def train_each(self, **inputs: Any) -> list[EpochStats]:
+        """One epoch of all K runs (see :meth:`train_epoch`); the stats of each run."""
+        return self.train_epoch(**inputs)
+
+    def sync(self) -> None:
+        """Write the trained models and optimizer states back into the runs (before a save)."""
+        self.write_back()
+        self.store_optimizer_states(self.run_optimizers)
 
     def _forward_one(
         self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], x: torch.Tensor
@@ -184,20 +187,20 @@ class BatchedTrainer:
         )
 
     def _decay_before(self, lr: float) -> None:
-        cfg, params = self.cfg, list(self.params.values())
+        params = list(self.params.values())
         if not self._any_decay:
             return
-        if cfg.l2_mode == "coupled":
+        if self.stage == "gradient":
             for p in params:
                 if p.grad is not None:
                     p.grad.addcmul_(p, self._factors(self.lambdas, p))
-        elif cfg.optimizer == "adamw":  # AdamW decays before its update
+        elif self.stage == "before":  # AdamW decays before its update
             factors = 1.0 - lr * self.lambdas
             mul_each_(params, [self._factors(factors, p) for p in params])
 
     def _decay_after(self, lr: float) -> None:
-        cfg, params = self.cfg, list(self.params.values())
-        if cfg.optimizer == "sgd" and cfg.l2_mode == "decoupled":
+        params = list(self.params.values())
+        if self.stage == "after":
             factors = 1.0 - lr * self.lambdas
             mul_each_(params, [self._factors(factors, p) for p in params])
 
@@ -230,7 +233,9 @@ class BatchedTrainer:
                 b.copy_(self.buffers[n][k])
 
     def load_optimizer_states(self, optimizers: Sequence[torch.optim.Optimizer]) -> None:
-        """Stack per-run optimizer states (a resumed round) into the batched optimizer."""
+        """Stack per-run optimizer states (a resumed round) into the batched optimizer; a
+        :meth:`sync` writes the batched state back into ``optimizers``."""
+        self.run_optimizers = list(optimizers)
         stacked = list(self.params.values())
         per_run = [list(opt.param_groups[0]["params"]) for opt in optimizers]
         for i, p in enumerate(stacked):
@@ -267,82 +272,4 @@ class BatchedTrainer:
                 }
 
 
-def run_batched(
-    configs: Sequence[Config],
-    out_dir: str | Path,
-    reporter=None,
-    stop=None,
-    store: RunStore | None = None,
-) -> None:
-    """Run configs that differ only in ``weight_decay`` as one batched model.
-
-    Records into ``out_dir`` exactly the rows and checkpoints that ``Experiment(cfg,
-    out_dir).run()`` records for each config (only ``seconds`` is the shared wall time), and
-    resumes from what is recorded (in ``store`` when given). Rounds whose runs stand at
-    different points (one run recorded further than another, or saved at different epochs)
-    are run one run at a time.
-    """
-    from sparsedd.data.datasets import load_dataset
-    from sparsedd.training.experiment import Experiment, StopFlag
-
-    configs = list(configs)
-    if len(configs) > 1 and not can_batch(configs):
-        raise ValueError("run_batched needs configs that differ only in weight_decay")
-    stop = stop or StopFlag()
-    data = load_dataset(configs[0])  # the runs differ only in λ: one dataset serves all
-    exps = [Experiment(c, out_dir, reporter, stop, data=data, store=store) for c in configs]
-    by_folder = {e.folder: e for e in exps}
-
-    def waiting(folder: Path) -> None:
-        by_folder[folder].note_waiting(folder)
-
-    with run_locks(list(by_folder), lambda: stop.requested, waiting):
-        _train_together(exps)
-
-
-def _train_together(exps: list[Experiment]) -> None:
-    """Every round of ``exps`` not yet recorded, one batched model where they stand alike."""
-    from sparsedd.training.experiment import epoch_inputs, train_round
-    from sparsedd.training.trainer import Trainer
-
-    for e in exps:
-        e.write_run_files()
-        e.note_other_versions()
-    cfg, device = exps[0].cfg, exps[0].device
-    splits = exps[0].splits.to(device)
-    done = [e.drop_stale_rounds() for e in exps]
-    for k in range(cfg.rounds + 1):
-        active = [i for i, e in enumerate(exps) if k not in done[i]]
-        if len(active) == 1:
-            exps[active[0]].run_round(k, splits)
-            continue
-        if not active:
-            continue
-        group = [exps[i] for i in active]
-        finetune = cfg.retrain == "finetune" and k > 0
-        trainers = [Trainer(e.model, e.masks, e.cfg, device, finetune=finetune) for e in group]
-        starts = [e.load_round_start(k, t, splits) for e, t in zip(group, trainers, strict=True)]
-        if len({first for first, _ in starts}) != 1:
-            for e in group:  # reloads its own starting point from its files
-                e.run_round(k, splits)
-            continue
-        first_epoch, seconds = starts[0][0], max(s for _, s in starts)
-        bt = BatchedTrainer(
-            [e.model for e in group], [e.masks for e in group], [e.cfg for e in group],
-            device, finetune,
-        )  # fmt: skip
-        bt.load_optimizer_states([t.optimizer for t in trainers])
-
-        def train_epoch(bt=bt, **step):
-            return bt.train_epoch(**epoch_inputs(splits, cfg), **step)
-
-        def sync(bt=bt, trainers=trainers):
-            bt.write_back()
-            bt.store_optimizer_states([t.optimizer for t in trainers])
-
-        train_round(
-            group, trainers, k, splits, first_epoch, seconds, train_epoch, sync, bt.execution
-        )
-
-
-__all__ = ["BATCHABLE_KEYS", "BatchedTrainer", "batch_key", "can_batch", "run_batched"]
+__all__ = ["BATCHABLE_KEYS", "BatchedTrainer", "batch_key", "can_batch"]

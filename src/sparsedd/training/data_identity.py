@@ -23,9 +23,8 @@ from sparsedd.data.datasets import ImageData, Splits
 from sparsedd.errors import DataError
 from sparsedd.store import checkpoint as ckpt
 from sparsedd.store.atomic import atomic_write_text
+from sparsedd.store.run_folder import RunFolder
 
-DATA_FILE = "data.json"
-LABELS_FILE = "labels.safetensors"
 #: The digests compared on resume, and what each one covers (for the refusal's line).
 CHECKED = {
     "images": "the images",
@@ -106,7 +105,7 @@ def check_data_identity(folder: Path, run: str, identity: dict[str, Any]) -> Non
 
 
 def _read_recorded(folder: Path) -> dict[str, Any] | None:
-    path = folder / DATA_FILE
+    path = RunFolder(folder).data
     if not path.is_file():
         return None
     try:
@@ -123,7 +122,7 @@ def _read_recorded(folder: Path) -> dict[str, Any] | None:
 
 def _labels_file_changes(folder: Path, identity: dict[str, Any]) -> list[str]:
     """What differs from a run folder's ``labels.safetensors`` (a run older than data.json)."""
-    path = folder / LABELS_FILE
+    path = RunFolder(folder).labels
     if not path.is_file():
         return []
     tensors, _ = ckpt.load_tensors(path)
@@ -140,4 +139,4 @@ def _labels_file_changes(folder: Path, identity: dict[str, Any]) -> list[str]:
 
 def write_data_identity(folder: Path, identity: dict[str, Any]) -> None:
     """Record ``identity`` in the run folder (atomically; the umask's mode)."""
-    atomic_write_text(folder / DATA_FILE, json.dumps(identity, indent=1) + "\n")
+    atomic_write_text(RunFolder(folder).data, json.dumps(identity, indent=1) + "\n")

@@ -1,0 +1,104 @@
+"""The round engine's single definitions: epochs per round, the λ policy, the run folder's
+paths, and the one trainer interface that single and batched training share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny_config
+
+from sparsedd.config import epochs_before, round_epochs, run_epochs
+from sparsedd.models.base import InputSpec, create_model
+from sparsedd.store.run_folder import RunFolder, runs_dir, sweeps_dir
+from sparsedd.training.batched import BatchedTrainer
+from sparsedd.training.engine import RoundTrainer
+from sparsedd.training.experiment import Experiment
+from sparsedd.training.prune import full_masks
+from sparsedd.training.reporter import Reporter, SilentReporter
+from sparsedd.training.trainer import Trainer, decay_stage, make_optimizer
+
+
+def test_round_epochs_is_one_rule_for_configs_and_recorded_configs() -> None:
+    cfg = tiny_config(epochs=3, dense_epochs=5, rounds=2)
+    recorded = {"epochs": 3, "dense_epochs": 5, "rounds": 2}
+    for source in (cfg, recorded):
+        assert [round_epochs(source, k) for k in range(3)] == [5, 3, 3]
+        assert epochs_before(source, 2) == 8 and run_epochs(source) == 11
+    assert round_epochs({"epochs": 3, "dense_epochs": None}, 0) == 3
+    assert cfg.round0_epochs == 5
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "l2_mode", "stage", "kind", "own_decay"),
+    [
+        ("adamw", "decoupled", "before", torch.optim.AdamW, 0.5),
+        ("adamw", "coupled", "gradient", torch.optim.Adam, 0.5),
+        ("sgd", "coupled", "gradient", torch.optim.SGD, 0.5),
+        ("sgd", "decoupled", "after", torch.optim.SGD, 0.0),  # applied after the step
+    ],
+)
+def test_one_lambda_policy_for_single_and_batched_training(
+    optimizer: str, l2_mode: str, stage: str, kind: type, own_decay: float
+) -> None:
+    cfg = tiny_config(optimizer=optimizer, l2_mode=l2_mode, weight_decay=0.5)
+    assert decay_stage(cfg) == stage
+    model = create_model(cfg, InputSpec(1, 8, 4))
+    single = make_optimizer(model, cfg)
+    assert type(single) is kind and single.param_groups[0]["weight_decay"] == own_decay
+    batched = BatchedTrainer([model], [full_masks(model)], [cfg], torch.device("cpu"))
+    # the batched model applies each run's λ itself, at the same stage
+    assert type(batched.optimizer) is kind and batched.stage == stage
+    assert batched.optimizer.param_groups[0]["weight_decay"] == 0.0
+
+
+def test_the_run_folder_names_every_file(tmp_path: Path) -> None:
+    folder = RunFolder.of(tmp_path, "abc")
+    assert folder.path == runs_dir(tmp_path) / "abc" == tmp_path / "runs" / "abc"
+    assert folder.id == "abc"
+    names = [folder.config, folder.labels, folder.data, folder.progress, folder.lock]
+    assert [p.name for p in names] == [
+        "config.yaml",
+        "labels.safetensors",
+        "data.json",
+        "progress.safetensors",
+        ".lock",
+    ]
+    assert folder.round_file(7).name == "round_007.safetensors"
+    assert sweeps_dir(tmp_path) == tmp_path / "sweeps"
+    folder.path.mkdir(parents=True)
+    for k in (2, 0, 11):
+        folder.round_file(k).touch()
+    (folder.path / "round_x.safetensors").touch()
+    assert folder.checkpointed_rounds() == [0, 2, 11]
+
+
+def test_an_experiment_writes_where_its_run_folder_says(tmp_path: Path) -> None:
+    exp = Experiment(tiny_config(rounds=1, epochs=1), tmp_path)
+    exp.run()
+    assert exp.files == RunFolder.of(tmp_path, exp.id)
+    assert exp.files.checkpointed_rounds() == [0, 1]
+    assert exp.files.config.exists() and exp.files.labels.exists() and exp.files.data.exists()
+    assert not exp.files.progress.exists()  # removed once its round is recorded
+
+
+def test_single_and_batched_trainers_share_one_interface() -> None:
+    cfg = tiny_config()
+    model = create_model(cfg, InputSpec(1, 8, 4))
+    trainers = [
+        Trainer(model, full_masks(model), cfg, torch.device("cpu")),
+        BatchedTrainer([model], [full_masks(model)], [cfg], torch.device("cpu")),
+    ]
+    for trainer in trainers:
+        assert isinstance(trainer.execution, str)
+        for member in ("train_each", "sync", "refresh_masks"):
+            assert callable(getattr(trainer, member))
+        typed: RoundTrainer = trainer  # what the engine drives
+        assert typed is trainer
+
+
+def test_the_silent_reporter_takes_every_event() -> None:
+    reporter: Reporter = SilentReporter()
+    reporter.note("run", "a line")  # a member of the protocol, not an optional extra
+    assert {"round_started", "epoch_done", "round_done", "note"} <= set(dir(SilentReporter))
