@@ -110,17 +110,11 @@ def machine() -> str:
     """CPU model and cores (or the GPU)."""
     import torch
 
+    from sparsedd.provenance import cpu_name
+
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
-    name = platform.processor() or "cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"CPU {name}, {os.cpu_count()} cores, no GPU"
+    return f"CPU {cpu_name()}, {os.cpu_count()} cores, no GPU"
 
 
 def main() -> None:

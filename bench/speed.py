@@ -26,7 +26,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import platform
 import re
 import statistics
 import sys
@@ -45,6 +44,7 @@ from sparsedd.components import resolve_config  # noqa: E402
 from sparsedd.config import Config  # noqa: E402
 from sparsedd.data.datasets import ImageData, load_dataset, make_splits  # noqa: E402
 from sparsedd.models.base import InputSpec, count_parameters, create_model  # noqa: E402
+from sparsedd.provenance import cpu_name  # noqa: E402
 from sparsedd.training.prune import full_masks, prunable_parameters, prune_round  # noqa: E402
 from sparsedd.training.trainer import Trainer, resolve_device  # noqa: E402
 
@@ -461,18 +461,10 @@ def _spread(values: list[float]) -> float:
 
 
 def device_name(device: torch.device) -> str:
-    """Human-readable name of the device (CPU model or GPU card)."""
+    """Human-readable name of the device (CPU model and cores, or GPU card)."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    name = platform.processor() or "cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"CPU {name}, {os.cpu_count()} cores, no GPU"
+    return f"CPU {cpu_name()}, {os.cpu_count()} cores, no GPU"
 
 
 # ---------------------------------------------------------------- output

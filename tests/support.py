@@ -13,6 +13,8 @@ import io
 import os
 import subprocess
 import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +27,13 @@ from rich.console import Console
 from sparsedd.analysis import tables as an
 from sparsedd.cli.main import main
 from sparsedd.components import resolve_config
+from sparsedd.components import run_id as id_of_run
 from sparsedd.config import NON_SEMANTIC, Config, to_dict
+from sparsedd.errors import ConfigError
 from sparsedd.events.progress import ConsoleReporter
 from sparsedd.store.results import ResultsStore
+from sparsedd.sweep.backends import BACKENDS, SweepRequest
+from sparsedd.sweep.jobs import run_job
 from sparsedd.sweep.plan import Cell, sweep_configs
 from sparsedd.training.experiment import StopFlag, run_dir
 
@@ -261,3 +267,75 @@ def comparable(out: Path) -> list[dict]:
 def epoch_count(out: Path) -> int:
     """How many epochs the results folder ``out`` records."""
     return len(ResultsStore(out).epoch_rows())
+
+
+class RecordingBackend:
+    """A sweep backend for tests: trains every job in this process and remembers what it was
+    asked (each request checked, each job's run labels, each call's labels as one wave).
+    It refuses runs of seed ``refused_seed`` in ``check_runs``, as a backend may."""
+
+    def __init__(self, refused_seed: int | None = None) -> None:
+        self.refused_seed = refused_seed
+        self.checked: list[SweepRequest] = []
+        self.jobs: list[list[str]] = []
+        self.waves: list[list[str]] = []
+
+    def check(self, request: SweepRequest) -> None:
+        """Remember the request."""
+        self.checked.append(request)
+
+    def check_runs(self, configs: Sequence[Config], request: SweepRequest) -> None:
+        """Refuse the configured seed, accept everything else."""
+        if any(cfg.seed == self.refused_seed for cfg in configs):
+            raise ConfigError(f"the test backend refuses seed {self.refused_seed}")
+
+    def run(
+        self, jobs: Sequence[Sequence[Config]], request: SweepRequest, labels: Mapping[str, str]
+    ) -> None:
+        """Train each job here, remembering its labels and the wave they make."""
+        self.waves.append(sorted(labels[id_of_run(c)] for job in jobs for c in job))
+        for job in jobs:
+            self.jobs.append([labels[id_of_run(c)] for c in job])
+            run_job(job, request.out_dir, quiet=True)
+
+
+@contextmanager
+def registered_backend(name: str, backend: RecordingBackend) -> Iterator[RecordingBackend]:
+    """``backend`` registered as ``name`` for the duration, then removed again."""
+    BACKENDS.register(name)(backend)
+    try:
+        yield backend
+    finally:
+        BACKENDS.unregister(name)
+
+
+#: The analysis commands that must be total on any folder the tool could have written.
+COMMANDS = ("analyze", "plot", "report", "export-rounds", "export-curves", "export-stats")
+
+
+def run_command(out: Path, command: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """Run one analysis command on ``out``: (exit status, stderr)."""
+    args = {
+        "analyze": ["analyze", str(out)],
+        "plot": ["plot", str(out)],
+        "report": ["report", str(out)],
+    }.get(command)
+    if args is None:
+        table = command.split("-", 1)[1]
+        args = ["export", str(out), "-o", str(out / f"{table}.csv"), "--table", table]
+    code, _, err = run_cli(args, capsys)
+    return code, err
+
+
+def assert_total(out: Path, capsys: pytest.CaptureFixture[str]) -> list[int]:
+    """Every analysis command gives exit 0, or exit 2 with one ``sparsedd: error:`` line."""
+    codes = []
+    for command in COMMANDS:
+        code, err = run_command(out, command, capsys)
+        assert "Traceback" not in err, (command, err)
+        assert code in (0, 2), (command, code, err)
+        if code == 2:
+            lines = err.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("sparsedd: error: "), (command, err)
+        codes.append(code)
+    return codes

@@ -4,51 +4,27 @@ and a stopped study resumes from its recorded rounds."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 from conftest import tiny_config
-from test_bad_input import assert_one_error_line, run_cli
+from support import RecordingBackend, assert_one_error_line, registered_backend, run_cli
 
 from sparsedd.components import run_id
-from sparsedd.config import Config
 from sparsedd.store.results import ResultsStore
 from sparsedd.sweep import adaptive
 from sparsedd.sweep.adaptive import AdaptiveSeeds, parse_adaptive_seeds, replay, seed_axis
-from sparsedd.sweep.backends import BACKENDS, SweepRequest
-from sparsedd.sweep.jobs import run_job
 from sparsedd.sweep.plan import PlannedRun
 
 TWO_CURVES = ["run", "-p", "tiny", "--grid", "weight_decay=0,0.5"]
 
 
-class WaveBackend:
-    """Trains every job in this process and remembers each wave's run labels."""
-
-    def __init__(self) -> None:
-        self.waves: list[list[str]] = []
-
-    def check(self, request: SweepRequest) -> None:
-        """Accept everything."""
-
-    def check_runs(self, configs: Sequence[Config], request: SweepRequest) -> None:
-        """Accept every run."""
-
-    def run(
-        self, jobs: Sequence[Sequence[Config]], request: SweepRequest, labels: Mapping[str, str]
-    ) -> None:
-        self.waves.append(sorted(labels[run_id(c)] for job in jobs for c in job))
-        for job in jobs:
-            run_job(job, request.out_dir, quiet=True)
-
-
 @pytest.fixture
-def waves() -> Iterator[WaveBackend]:
-    made = WaveBackend()
-    BACKENDS.register("test-waves")(made)
-    yield made
-    BACKENDS.unregister("test-waves")
+def waves() -> Iterator[RecordingBackend]:
+    """A backend that remembers each wave's run labels, registered as ``test-waves``."""
+    with registered_backend("test-waves", RecordingBackend()) as made:
+        yield made
 
 
 def seeds_by_curve(out: Path, key: str = "weight_decay") -> dict[float, list[int]]:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import torch
 from conftest import tiny_config
-from test_bad_input import run_cli
+from support import run_cli
 
 from sparsedd.components import run_id
 from sparsedd.config import Config

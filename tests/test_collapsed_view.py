@@ -22,8 +22,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_bad_input import run_cli
-from test_totality import BASE, COMMANDS, assert_total, fill, round_row
+from support import BASE, COMMANDS, assert_total, fill, round_row, run_cli
 
 from sparsedd.analysis import tables as an
 from sparsedd.analysis.plot import close, plot_analysis, remaining

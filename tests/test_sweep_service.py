@@ -3,49 +3,27 @@ this test module, and every config error of a sweep reported at once."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 
 import pytest
-from support import assert_one_error_line, assert_refused_unchanged, run_cli
+from support import (
+    RecordingBackend,
+    assert_one_error_line,
+    assert_refused_unchanged,
+    registered_backend,
+    run_cli,
+)
 
-from sparsedd.components import run_id
-from sparsedd.config import Config
-from sparsedd.errors import ConfigError
 from sparsedd.store.results import ResultsStore
-from sparsedd.sweep.backends import BACKENDS, SweepRequest
-from sparsedd.sweep.jobs import run_job
+from sparsedd.sweep.backends import SweepRequest
 from sparsedd.sweep.service import run_sweep
-
-
-class RecordingBackend:
-    """Runs every job in this process, and remembers what it was asked."""
-
-    def __init__(self) -> None:
-        self.checked: list[SweepRequest] = []
-        self.jobs: list[list[str]] = []
-
-    def check(self, request: SweepRequest) -> None:
-        self.checked.append(request)
-
-    def check_runs(self, configs: Sequence[Config], request: SweepRequest) -> None:
-        if any(cfg.seed == 13 for cfg in configs):
-            raise ConfigError("the test backend refuses seed 13")
-
-    def run(
-        self, jobs: Sequence[Sequence[Config]], request: SweepRequest, labels: Mapping[str, str]
-    ) -> None:
-        for job in jobs:
-            self.jobs.append([labels[run_id(c)] for c in job])
-            run_job(job, request.out_dir, quiet=True)
 
 
 @pytest.fixture
 def backend() -> Iterator[RecordingBackend]:
     """A backend registered from this test module as ``test-inline``, then removed."""
-    made = RecordingBackend()
-    BACKENDS.register("test-inline")(made)
-    yield made
-    BACKENDS.unregister("test-inline")
+    with registered_backend("test-inline", RecordingBackend(refused_seed=13)) as made:
+        yield made
 
 
 def test_a_backend_from_a_test_module_runs_a_sweep(backend, tmp_path, capsys) -> None:

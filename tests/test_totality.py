@@ -17,38 +17,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import BASE, curve, fill, round_row, run_cli
-
-COMMANDS = ("analyze", "plot", "report", "export-rounds", "export-curves", "export-stats")
-
-
-def run_command(out: Path, command: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    """Run one analysis command on ``out``: (exit status, stderr)."""
-    args = {
-        "analyze": ["analyze", str(out)],
-        "plot": ["plot", str(out)],
-        "report": ["report", str(out)],
-    }.get(command)
-    if args is None:
-        table = command.split("-", 1)[1]
-        args = ["export", str(out), "-o", str(out / f"{table}.csv"), "--table", table]
-    code, _, err = run_cli(args, capsys)
-    return code, err
-
-
-def assert_total(out: Path, capsys: pytest.CaptureFixture[str]) -> list[int]:
-    """Every analysis command gives exit 0, or exit 2 with one ``sparsedd: error:`` line."""
-    codes = []
-    for command in COMMANDS:
-        code, err = run_command(out, command, capsys)
-        assert "Traceback" not in err, (command, err)
-        assert code in (0, 2), (command, code, err)
-        if code == 2:
-            lines = err.strip().splitlines()
-            assert len(lines) == 1 and lines[0].startswith("sparsedd: error: "), (command, err)
-        codes.append(code)
-    return codes
-
+from support import BASE, COMMANDS, assert_total, curve, fill, round_row, run_cli
 
 CASES = {
     "one-round": [("a", BASE, curve([0.5]))],
