@@ -192,3 +192,43 @@ def test_a_run_recorded_without_the_stop_stops_when_asked_for_more_rounds(
     assert got[:13] == rows(trained)
     assert [r["round"] for r in got if r["collapsed"]] == [13, 14]
     assert len(epochs(out)) == 26  # nothing more trained
+
+
+# ---------------------------------------------------------------- reporters
+
+
+class _Recording:
+    """A tracker that records the name and arguments of each call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def __getattr__(self, method: str):
+        return lambda *args: self.calls.append((method, *args))
+
+
+class _Quiet:
+    """A console that prints nothing."""
+
+    def __getattr__(self, method: str):
+        return lambda *args, **kwargs: None
+
+
+def test_trackers_log_collapsed_rounds_and_finish_the_run(tmp_path: Path) -> None:
+    """Every recorded round reaches the trackers, collapsed ones too, so a stopped run is
+    finished (its figure and report written), also when a resumed run trains nothing."""
+    from sparsedd.events.trackers import TrackingReporter
+
+    cfg = tiny_config(**P08)
+    tracker = _Recording()
+    with TrackingReporter(_Quiet(), tmp_path, [tracker]) as reporter:
+        Experiment(cfg, tmp_path, reporter=reporter).run()
+    rounds = [c[2]["round"] for c in tracker.calls if c[0] == "round"]
+    assert rounds == list(range(13))
+    assert [c[1] for c in tracker.calls if c[0] == "run_finished"] == [run_id(cfg)]
+    more, again = tiny_config(prune_rate=0.8, rounds=14), _Recording()
+    with TrackingReporter(_Quiet(), tmp_path, [again]) as reporter:
+        Experiment(more, tmp_path, reporter=reporter).run()
+    assert [c[2]["round"] for c in again.calls if c[0] == "round"] == [13, 14]
+    assert [c[0] for c in again.calls if c[0] != "round"][:1] == ["run_started"]
+    assert any(c[0] == "run_finished" for c in again.calls)

@@ -188,7 +188,10 @@ class ConsoleReporter:
             )
 
     def round_done(self, run: str, row: dict[str, Any]) -> None:
-        """Print the round's summary line."""
+        """Print the round's summary line (none for a round recorded as collapsed: the run's
+        note has said so)."""
+        if row.get("collapsed"):
+            return
         plan = self._plan(run)
         plan.evaluating_s += plan.lap()
         plan.evaluated += 1

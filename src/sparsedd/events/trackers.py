@@ -288,6 +288,10 @@ class TrackingReporter:
     def round_started(self, run: str, round_: int, epochs: int, first_epoch: int) -> None:
         """Open the run in every tracker on its first event."""
         self.console.round_started(run, round_, epochs, first_epoch)
+        self._open(run)
+
+    def _open(self, run: str) -> None:
+        """Start the run in every tracker, once (its first event)."""
         if run not in self.configs:
             folder = RunFolder.of(self.out_dir, run)
             config = yaml.safe_load(folder.config.read_text())
@@ -301,8 +305,10 @@ class TrackingReporter:
         self._each("epoch", run, step, float(stats.loss), float(stats.acc))
 
     def round_done(self, run: str, row: dict[str, Any]) -> None:
-        """Log the round; after the run's last round, its figure and report."""
+        """Log the round; after the run's last round, its figure and report. A round recorded
+        as collapsed (not trained) may be the first event a resumed run sends."""
         self.console.round_done(run, row)
+        self._open(run)
         self._each("round", run, row)
         if row["round"] == self.configs[run]["rounds"]:
             self._each("run_finished", run, self.out_dir)

@@ -327,3 +327,5 @@ def record_collapsed(run: Run, last: int, first: int, reason: str | None) -> Non
         f"run {run.id} collapsed in round {last}{why}: {span(first, upto[-1])} recorded as "
         f"collapsed, not trained; --set collapse_stop=false trains them",
     )
+    for row in rows:  # every recorded round is reported (trackers close the run on its last)
+        run.reporter.round_done(run.id, row)
