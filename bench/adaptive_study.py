@@ -3,17 +3,13 @@
     python bench/adaptive_study.py            # the demo's setting: 3 λ x 4 seeds
     python bench/adaptive_study.py --quick    # a smaller study (under 10 minutes on 2 cores)
 
-The full study trains every curve (λ) with all 4 seeds and every round (collapse stop off
-where the build has it). Its twin trains the same grid from the same seeds with adaptive seeds
+The full study trains every curve (λ) with all 4 seeds and every round (collapse stop off).
+Its twin trains the same grid from the same seeds, in a folder of its own, with adaptive seeds
 (2 first, at most 4: seeds only where the verdict is still inconclusive) and the collapse stop
-(on by default where the build has it). Both go through the `sparsedd run` command. The bench
-prints both studies' epochs (the sum of recorded ``round_epochs``), their ratio, each curve's
-verdict in both, λ* in both, the machine and versions, and ends with one JSON line holding
-``epochs_ratio`` and ``same_answers`` (every verdict and λ* equal).
-
-Without the collapse stop in the build, the twin's runs are exactly runs of the full study
-(same configs, seeded: the same rows), so it reads them from the full study's folder rather
-than training them twice; its epochs are those of the runs its plan chose.
+on. Both go through the `sparsedd run` command. The bench prints both studies' epochs (the sum
+of recorded ``round_epochs``), their ratio, each curve's verdict in both, λ* in both, the
+machine and versions, and ends with one JSON line holding ``epochs_ratio`` and
+``same_answers`` (every verdict and λ* equal).
 """
 
 from __future__ import annotations
@@ -32,7 +28,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from sparsedd.config import FIELDS  # noqa: E402
 
 LAMBDAS = "0,0.5,2"
 SEEDS = "0,1,2,3"
@@ -52,7 +47,6 @@ QUICK_SETTINGS = [
     "prune_rate=0.3",
     "compile=false",
 ]
-HAS_STOP = "collapse_stop" in FIELDS
 
 
 def run_cli(args: list[str]) -> float:
@@ -137,21 +131,18 @@ def main() -> None:
     settings = QUICK_SETTINGS if args.quick else FULL_SETTINGS
     root = args.out or Path(tempfile.mkdtemp(prefix="sparsedd-adaptive-"))
     full_dir = root / "full"
-    twin_dir = root / "adaptive" if HAS_STOP else full_dir
+    twin_dir = root / "adaptive"
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f} at start")
     print(f"versions: sparsedd {sparsedd.__version__}, torch {torch.__version__}, "
           f"python {platform.python_version()}")  # fmt: skip
-    stop = "on" if HAS_STOP else "not in this build"
     print(f"study: demo preset {' '.join(settings) or '(as is)'}; λ {LAMBDAS}; seeds {SEEDS}; "
-          f"twin: adaptive seeds {ADAPTIVE}, collapse stop {stop}")  # fmt: skip
+          f"twin: adaptive seeds {ADAPTIVE}, collapse stop on")  # fmt: skip
 
-    full_settings = [*settings, "collapse_stop=false"] if HAS_STOP else settings
+    full_settings = [*settings, "collapse_stop=false"]
     print("full study ...")
     full_s = run_cli([*study_args(full_settings, full_dir, args.jobs), "--grid", f"seed={SEEDS}"])
     print("adaptive twin ...")
     twin_s = run_cli([*study_args(settings, twin_dir, args.jobs), "--adaptive-seeds", ADAPTIVE])
-    if not HAS_STOP:
-        print("  (its runs are runs of the full study: read from there, not trained twice)")
     plan = adaptive_plan(settings, twin_dir)
     full = answers(full_dir)
     twin = answers(twin_dir, {p.id for p in plan.chosen})
@@ -180,7 +171,7 @@ def main() -> None:
         "epochs_adaptive": twin["epochs"],
         "runs_full": len(plan.full),
         "runs_adaptive": len(plan.chosen),
-        "collapse_stop": HAS_STOP,
+        "collapse_stop": True,
         "quick": args.quick,
         "seconds_full": round(full_s, 1),
         "seconds_twin": round(twin_s, 1),

@@ -32,10 +32,11 @@ from sparsedd.config import NON_SEMANTIC, Config, to_dict
 from sparsedd.errors import ConfigError
 from sparsedd.events.progress import ConsoleReporter
 from sparsedd.store.results import ResultsStore
+from sparsedd.store.run_folder import RunFolder
 from sparsedd.sweep.backends import BACKENDS, SweepRequest
 from sparsedd.sweep.jobs import run_job
 from sparsedd.sweep.plan import Cell, sweep_configs
-from sparsedd.training.experiment import StopFlag, run_dir
+from sparsedd.training.experiment import StopFlag
 
 #: `sparsedd run` on the `tiny` preset, quietly.
 TINY = ["run", "--preset", "tiny", "-q"]
@@ -164,7 +165,7 @@ def console_reporter() -> tuple[ConsoleReporter, io.StringIO]:
 
 def tiny_folder(out: Path) -> Path:
     """The `tiny` run's folder inside a results folder."""
-    return run_dir(out, resolve_config("tiny"))
+    return RunFolder.of(out, id_of_run(resolve_config("tiny"))).path
 
 
 # ---------------------------------------------------------------- results folders

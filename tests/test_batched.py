@@ -14,16 +14,14 @@ from sparsedd.models.base import InputSpec, create_model
 from sparsedd.presets import preset_config
 from sparsedd.store import checkpoint as ckpt
 from sparsedd.store.results import ResultsStore
+from sparsedd.store.run_folder import RunFolder
 from sparsedd.training.batched import BatchedTrainer, can_batch
 from sparsedd.training.experiment import (
-    PROGRESS_FILE,
     Experiment,
     Interrupted,
     SilentReporter,
     StopFlag,
-    round_file,
     run_batched,
-    run_dir,
 )
 from sparsedd.training.prune import full_masks
 from sparsedd.training.trainer import Trainer
@@ -55,8 +53,8 @@ def _assert_same_runs(batched_dir, separate_dir, cfgs: list[Config]) -> None:
                 assert g[key] == pytest.approx(w[key], abs=2e-3), (cfg.weight_decay, key)
             assert math.isclose(g["test_loss"], w["test_loss"], rel_tol=1e-3)
         for k in range(cfg.rounds + 1):
-            a, _ = ckpt.load_tensors(round_file(run_dir(batched_dir, cfg), k))
-            b, _ = ckpt.load_tensors(round_file(run_dir(separate_dir, cfg), k))
+            a, _ = ckpt.load_tensors(RunFolder.of(batched_dir, run_id(cfg)).round_file(k))
+            b, _ = ckpt.load_tensors(RunFolder.of(separate_dir, run_id(cfg)).round_file(k))
             assert a.keys() == b.keys()
             for name in a:
                 if name.startswith("mask."):
@@ -156,7 +154,7 @@ def test_batched_runs_stop_and_resume_as_single_runs_do(tmp_path) -> None:
     with pytest.raises(Interrupted, match="round 0 after epoch 1"):
         run_batched(cfgs, tmp_path / "batched", reporter=StopAfterAnEpoch(), stop=stop)
     for cfg in cfgs:
-        _, meta = ckpt.load_tensors(run_dir(tmp_path / "batched", cfg) / PROGRESS_FILE)
+        _, meta = ckpt.load_tensors(RunFolder.of(tmp_path / "batched", run_id(cfg)).progress)
         assert (meta["round"], meta["epoch"]) == (0, 0)
     assert not ResultsStore(tmp_path / "batched").round_rows()
     run_batched(cfgs, tmp_path / "batched")

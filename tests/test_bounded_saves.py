@@ -7,7 +7,6 @@ import pytest
 from conftest import tiny_config
 
 from sparsedd.components import run_id
-from sparsedd.training import experiment as exp_mod
 from sparsedd.training.experiment import Experiment, Interrupted, StopFlag, save_due
 
 
@@ -64,7 +63,7 @@ def test_a_stop_saves_even_when_no_save_is_due(tmp_path) -> None:
         exp.run()
     from sparsedd.store import checkpoint as ckpt
 
-    _, meta = ckpt.load_tensors(exp.folder / exp_mod.PROGRESS_FILE)
+    _, meta = ckpt.load_tensors(exp.files.progress)
     assert (meta["round"], meta["epoch"]) == (0, 1)
 
 

@@ -10,8 +10,9 @@ from conftest import TINY_VIT, tiny_config
 from sparsedd.components import run_id
 from sparsedd.store.checkpoint import load_tensors
 from sparsedd.store.results import ResultsStore
+from sparsedd.store.run_folder import RunFolder
 from sparsedd.store.schema import ROUND_FIELDS
-from sparsedd.training.experiment import Experiment, Interrupted, StopFlag, round_file
+from sparsedd.training.experiment import Experiment, Interrupted, StopFlag
 
 VARYING = {"seconds"}
 
@@ -39,7 +40,7 @@ def test_run_records_every_round(tmp_path) -> None:
     assert yaml.safe_load((folder / "config.yaml").read_text())["noise"] == 0.2
     labels, _ = load_tensors(folder / "labels.safetensors")
     assert torch.equal(labels["is_noisy"], labels["noisy_label"] != labels["clean_label"])
-    state, meta = load_tensors(round_file(folder, 3))
+    state, meta = load_tensors(RunFolder(folder).round_file(3))
     assert meta["round"] == 3
     mask = state["mask.1.weight"]
     assert torch.all(state["model.1.weight"][~mask] == 0)
@@ -95,10 +96,10 @@ def test_interrupted_run_resumes_to_identical_results(tmp_path, stop_after: int)
 def test_rerun_of_finished_run_trains_nothing(tmp_path) -> None:
     cfg = tiny_config(rounds=1, epochs=1)
     first = Experiment(cfg, tmp_path).run()
-    mtime = round_file(tmp_path / "runs" / first[0]["run_id"], 1).stat().st_mtime_ns
+    mtime = RunFolder.of(tmp_path, first[0]["run_id"]).round_file(1).stat().st_mtime_ns
     second = Experiment(cfg, tmp_path).run()
     assert second == first
-    assert round_file(tmp_path / "runs" / first[0]["run_id"], 1).stat().st_mtime_ns == mtime
+    assert RunFolder.of(tmp_path, first[0]["run_id"]).round_file(1).stat().st_mtime_ns == mtime
 
 
 @pytest.mark.parametrize(
@@ -131,10 +132,12 @@ def test_more_rounds_continue_a_finished_run(tmp_path) -> None:
     cfg = tiny_config(rounds=1, epochs=1)
     short = Experiment(cfg, tmp_path / "cont").run()
     folder = tmp_path / "cont" / "runs" / short[0]["run_id"]
-    mtime = round_file(folder, 1).stat().st_mtime_ns
+    mtime = RunFolder(folder).round_file(1).stat().st_mtime_ns
     longer = Experiment(dataclasses.replace(cfg, rounds=3), tmp_path / "cont").run()
     assert [r["run_id"] for r in longer] == [short[0]["run_id"]] * 4
-    assert round_file(folder, 1).stat().st_mtime_ns == mtime  # rounds 0-1 were not retrained
+    assert (
+        RunFolder(folder).round_file(1).stat().st_mtime_ns == mtime
+    )  # rounds 0-1 were not retrained
     straight = Experiment(dataclasses.replace(cfg, rounds=3), tmp_path / "straight").run()
     assert comparable(longer) == comparable(straight)
     assert ResultsStore(tmp_path / "cont").runs()[short[0]["run_id"]]["rounds"] == 3

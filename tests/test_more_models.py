@@ -12,7 +12,7 @@ from sparsedd.config import FIELDS, Config
 from sparsedd.errors import ConfigError
 from sparsedd.models.base import MODELS, InputSpec, count_parameters, create_model
 from sparsedd.models.timm_models import timm_available
-from sparsedd.training.experiment import Experiment, round_file
+from sparsedd.training.experiment import Experiment
 from sparsedd.training.prune import prunable_parameters
 
 needs_timm = pytest.mark.skipif(
@@ -119,7 +119,7 @@ def test_timm_model_is_pruned_and_trained_like_ours(tmp_path) -> None:
     from sparsedd.store.checkpoint import load_tensors
 
     exp = Experiment(cfg, tmp_path)
-    tensors, _ = load_tensors(round_file(exp.folder, 1))
+    tensors, _ = load_tensors(exp.files.round_file(1))
     mask = tensors["mask.conv1.weight"]
     assert not mask.all() and (tensors["model.conv1.weight"][~mask] == 0).all()
     # The exported pruned model (CSR conv weights) gives the trained round's logits.

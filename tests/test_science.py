@@ -9,7 +9,7 @@ from conftest import tiny_config
 from torch import nn
 
 from sparsedd.store.checkpoint import load_tensors
-from sparsedd.training.experiment import Experiment, round_file
+from sparsedd.training.experiment import Experiment
 from sparsedd.training.prune import full_masks, prunable_parameters, prune_round
 from sparsedd.training.trainer import FINETUNE_LR_FACTOR, Trainer
 
@@ -21,7 +21,7 @@ def test_lottery_rewinds_every_surviving_weight_to_its_initial_value(tmp_path) -
     trainer = Trainer(exp.model, exp.masks, exp.cfg, exp.device)
     exp.load_round_start(1, trainer, exp.splits)
     trainer.refresh_masks()
-    trained, _ = load_tensors(round_file(exp.folder, 0))
+    trained, _ = load_tensors(exp.files.round_file(0))
     pruned_any = False
     for name, param in exp.model.named_parameters():
         init = exp.init_state[name]
@@ -82,7 +82,7 @@ def test_gradient_criterion_changes_the_masks_of_a_run(tmp_path) -> None:
         cfg = tiny_config(prune_criterion=criterion, rounds=1, epochs=1)
         exp = Experiment(cfg, tmp_path)
         exp.run()
-        state, _ = load_tensors(round_file(exp.folder, 1))
+        state, _ = load_tensors(exp.files.round_file(1))
         masks[criterion] = {k: v for k, v in state.items() if k.startswith("mask.")}
     same = [torch.equal(masks["magnitude"][k], masks["gradient"][k]) for k in masks["magnitude"]]
     assert not all(same)

@@ -18,8 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from sparsedd.analysis.load import ALWAYS_KEYS, hashable, label
-from sparsedd.analysis.stats import collapsed_points
+from sparsedd.analysis.load import ALWAYS_KEYS, collapsed_flags, hashable, label
 from sparsedd.analysis.verdict import INCONCLUSIVE, NO_SDD, SDD
 from sparsedd.errors import UserError
 
@@ -58,7 +57,7 @@ def val_at_sparsity(stats: pd.DataFrame, curve: str, target: float) -> float:
 def collapsed_at_sparsity(stats: pd.DataFrame, curve: str, target: float) -> bool:
     """Whether ``curve``'s recorded round closest to ``target`` is a collapsed point."""
     nearest = _nearest(stats, curve, target)
-    return nearest is not None and bool(collapsed_points(nearest.to_frame().T)[0])
+    return nearest is not None and bool(collapsed_flags(nearest.to_frame().T).iloc[0])
 
 
 def _candidates(members: pd.DataFrame, rule: str) -> tuple[pd.DataFrame, str]:

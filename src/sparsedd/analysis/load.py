@@ -131,7 +131,8 @@ def collapsed_flags(df: pd.DataFrame) -> pd.Series:
     (rounds recorded before schema 5, or built by hand)."""
     if "collapsed" not in df.columns:
         return pd.Series(False, index=df.index)
-    return pd.to_numeric(df["collapsed"], errors="coerce").fillna(0).astype(bool)
+    # as objects: a column of True and None (statistics) is read like one of 1 and NULL
+    return pd.to_numeric(df["collapsed"].astype(object), errors="coerce").fillna(0).astype(bool)
 
 
 def config_keys(df: pd.DataFrame) -> list[str]:

@@ -44,12 +44,12 @@ from sparsedd.analysis.figure_parts import (  # noqa: E402  (re-exported: public
     setting_title,
     sparsity_ticks,
 )
+from sparsedd.analysis.load import collapsed_flags  # noqa: E402
 from sparsedd.analysis.plot_layers import (  # noqa: E402  (re-exported: public names)
     DENSITY_TICKS,
     layer_density_table,
     plot_layers,
 )
-from sparsedd.analysis.stats import collapsed_points  # noqa: E402
 from sparsedd.analysis.tables import Analysis  # noqa: E402
 from sparsedd.analysis.verdict import smooth  # noqa: E402
 from sparsedd.errors import UserError  # noqa: E402
@@ -126,7 +126,7 @@ def _draw_metric(
     std = pd.to_numeric(stats[f"{metric}_std"], errors="coerce").fillna(0).to_numpy() * scale
     ax.fill_between(x, np.clip(mean - std, 0, scale), np.clip(mean + std, 0, scale), color=color,
                     alpha=0.18, linewidth=0)  # fmt: skip
-    _mark_collapse(ax, x, mean, collapsed_points(stats), color)
+    _mark_collapse(ax, x, mean, collapsed_flags(stats).to_numpy(), color)
     return True
 
 
@@ -274,7 +274,7 @@ def _legend(fig: Figure, curves: pd.DataFrame, line: str | None, colors: dict) -
         )
     if "SDD" in verdicts:
         handles += [_marker_handle("v", "SDD dip"), _marker_handle("^", "SDD peak")]
-    if "n_collapsed_runs" in curves and (pd.to_numeric(curves["n_collapsed_runs"]) > 0).any():
+    if (curves["n_collapsed_runs"] > 0).any():
         handles.append(_marker_handle(COLLAPSED_MARKER, COLLAPSED_LABEL))
     inconclusive_dips = curves[(curves["verdict"] == "inconclusive") & curves["dip_acc"].notna()]
     if not inconclusive_dips.empty:

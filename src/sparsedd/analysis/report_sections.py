@@ -11,7 +11,6 @@ from typing import Any
 import pandas as pd
 
 from sparsedd.analysis.load import collapsed_flags
-from sparsedd.analysis.stats import collapsed_points
 from sparsedd.analysis.tables import DEFAULT_TOLERANCE, Analysis
 from sparsedd.store.results import PROVENANCE_FIELDS
 
@@ -260,7 +259,9 @@ def stats_rows(result: Analysis) -> list[dict[str, Any]]:
     as collapsed before it) reads "collapsed (k of n seeds)" instead of its metrics."""
     rows = []
     for s, collapsed in zip(
-        result.stats.to_dict(orient="records"), collapsed_points(result.stats), strict=True
+        result.stats.to_dict(orient="records"),
+        collapsed_flags(result.stats).to_numpy(),
+        strict=True,
     ):
         row = {
             "curve": s["curve"],

@@ -95,15 +95,6 @@ def curve_stats(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
-def collapsed_points(stats: pd.DataFrame) -> np.ndarray:
-    """Per row of ``curve_stats`` output, whether it is a collapsed point (all False for
-    statistics computed without the ``collapsed`` column)."""
-    if "collapsed" not in stats.columns:
-        return np.zeros(len(stats), dtype=bool)
-    flags = pd.to_numeric(stats["collapsed"].astype(object), errors="coerce").fillna(0)
-    return flags.to_numpy(dtype=float) > 0
-
-
 def eval_size(rows: pd.DataFrame, column: str = "n_test") -> float | None:
     """The evaluation-set size recorded in ``rows`` (their smallest; None where unrecorded)."""
     if column not in rows:

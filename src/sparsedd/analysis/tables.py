@@ -44,7 +44,6 @@ from sparsedd.analysis.load import (
 )
 from sparsedd.analysis.stats import (
     METRICS,
-    collapsed_points,
     curve_stats,
     eval_size,
     summarize,
@@ -79,7 +78,6 @@ __all__ = [
     "collapse_fields",
     "collapsed_flags",
     "collapsed_matrix",
-    "collapsed_points",
     "analyze_dir",
     "choose_weight_decay",
     "compressible_to",

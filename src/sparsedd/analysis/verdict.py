@@ -287,9 +287,8 @@ class _Rounds:
 
     def __init__(self, columns: np.ndarray, collapse: int | None, stop: int | None = None) -> None:
         self.columns = columns
-        own = None if collapse is None else int(columns[collapse])
-        found = [k for k in (own, stop) if k is not None]
-        self.collapse = min(found) if found else None
+        # the curve was cut at ``stop``, so its own collapse, when found, comes before it
+        self.collapse = stop if collapse is None else int(columns[collapse])
 
     def round(self, index: int) -> int:
         """The input column of kept position ``index``."""

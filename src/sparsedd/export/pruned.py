@@ -65,11 +65,6 @@ def find_run_folder(out_dir: str | Path, run: str) -> Path:
     return runs / matches[0]
 
 
-def recorded_rounds(folder: Path) -> list[int]:
-    """Rounds whose end-of-round checkpoint exists in a run folder."""
-    return RunFolder(folder).checkpointed_rounds()
-
-
 def export_pruned(
     out_dir: str | Path,
     run: str,
@@ -84,7 +79,7 @@ def export_pruned(
     if fmt not in FORMATS:
         raise UserError(f"export format {fmt!r} is not one of: {', '.join(FORMATS)}")
     folder = find_run_folder(out_dir, run)
-    rounds = recorded_rounds(folder)
+    rounds = RunFolder(folder).checkpointed_rounds()
     if not rounds:
         raise StoreError(f"run {folder.name} has no finished round yet; train it first")
     k = rounds[-1] if round_ is None else round_

@@ -152,7 +152,7 @@ def curve_verdict(frame: pd.DataFrame | None, ids: Sequence[str]) -> str:
     rows = frame[frame["run_id"].isin(list(ids))]
     if rows.empty:
         return INCONCLUSIVE
-    verdicts = set(curve_table(rows.drop(columns=["curve"], errors="ignore"))["verdict"])
+    verdicts = set(curve_table(rows)["verdict"])
     return verdicts.pop() if len(verdicts) == 1 else INCONCLUSIVE
 
 
@@ -247,16 +247,14 @@ def plan_waves(
 
     done = {p.id for p in planned if p.state == "done"}
     frame = _load(out_dir) if done else None
-    state = replay(curves_of(planned), spec, done, lambda runs: _judge(frame, runs))
+    state = replay(
+        curves_of(planned), spec, done, lambda runs: curve_verdict(frame, [p.id for p in runs])
+    )
     chosen = {p.id for p in state.chosen}
     trained = sum(
         r.get("round_epochs") or 0 for r in recorded_rows(out_dir) if r["run_id"] in chosen
     )
     return dataclasses.replace(state, epochs_trained=trained)
-
-
-def _judge(frame: pd.DataFrame | None, runs: Sequence[PlannedRun]) -> str:
-    return curve_verdict(frame, [p.id for p in runs])  # looked up here: tests replace it
 
 
 def _load(out_dir: str | Path) -> pd.DataFrame | None:

@@ -106,19 +106,19 @@ def _run_adaptive(
     state = plan_waves(seeds, planned, request.out_dir)
     if request.dry_run:
         return SweepOutcome(planned, 0, 0.0, state)
-    _report_done([p for p in state.chosen if p.state == "done"], request.out_dir)
+    _report_done(state.chosen, request.out_dir)
     if state.wave:
         preflight([(p.label, p.cfg) for p in planned if p.state != "done"])
     labels = {p.id: p.label for p in planned}
-    started, trained, tried = time.monotonic(), 0, set()
+    started, trained, previous = time.monotonic(), 0, None
     while state.wave:
         wave = frozenset(p.id for p in state.wave)
-        if wave in tried:  # the backend returned without finishing them: do not loop
+        if wave == previous:  # the backend returned without finishing them: do not loop
             raise UserError(
                 f"wave {state.number} of the adaptive study did not finish its runs "
                 f"({len(wave)}); re-run the same command to resume"
             )
-        tried.add(wave)
+        previous = wave
         write_plan_file(request.out_dir, state)
         configs = [p.cfg for p in state.wave]
         backend.run(group_jobs(configs, request.batch_lambdas), request, labels)

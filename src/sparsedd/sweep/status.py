@@ -159,11 +159,11 @@ def _adaptive_status(
     skipped = set(entry["skipped"]) & set(grid)
     trained = saved = 0
     for rid, total in grid.items():
-        mine = recorded.get(rid, [])
-        epochs = sum(r["round_epochs"] or 0 for r in mine)
         if rid in skipped:  # (recorded all the same when a plain grid shares the folder)
             saved += total
             continue
+        mine = recorded.get(rid, [])
+        epochs = sum(r["round_epochs"] or 0 for r in mine)
         trained += epochs
         if rid in runs and len(mine) >= runs[rid]["rounds"] + 1:  # finished: what it skipped
             saved += max(0, total - epochs)

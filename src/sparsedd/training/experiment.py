@@ -25,7 +25,7 @@ from sparsedd.models.base import InputSpec, create_model
 from sparsedd.store import checkpoint as ckpt
 from sparsedd.store.atomic import atomic_write_text, temp_files
 from sparsedd.store.results import ResultsStore, RunStore
-from sparsedd.store.run_folder import PROGRESS_FILE, RunFolder, check_path_encoding
+from sparsedd.store.run_folder import RunFolder, check_path_encoding
 from sparsedd.training.batched import can_batch
 from sparsedd.training.collapse import (
     Outcome,
@@ -57,16 +57,13 @@ from sparsedd.training.round_start import check_mask_sparsity, prune_masks
 from sparsedd.training.trainer import EpochStats, Trainer, check_device
 
 __all__ = [
-    "PROGRESS_FILE",
     "Experiment",
     "Interrupted",
     "Reporter",
     "SilentReporter",
     "StopFlag",
     "derive_seed",
-    "round_file",
     "run_batched",
-    "run_dir",
     "save_due",
 ]
 
@@ -92,16 +89,6 @@ def run_batched(
     stop = stop or StopFlag()
     data = load_dataset(configs[0])  # the runs differ only in λ: one dataset serves all
     run_group([Experiment(c, out_dir, reporter, stop, data=data, store=store) for c in configs])
-
-
-def run_dir(out_dir: Path, cfg: Config) -> Path:
-    """Folder of a run inside an output folder."""
-    return RunFolder.of(out_dir, run_id(cfg)).path
-
-
-def round_file(folder: Path, round_: int) -> Path:
-    """Checkpoint (weights and masks) written at the end of a round."""
-    return RunFolder(folder).round_file(round_)
 
 
 class Experiment:
