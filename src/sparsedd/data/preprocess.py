@@ -54,6 +54,15 @@ def read_image(
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 
 
+def printable(text: str) -> str:
+    """``text`` with every character that is not printable (tab, newline, escape, other
+    control and format characters) written as its Python escape (``\\t``, ``\\x1b``): a
+    file or class name can neither break a line of tab-separated output nor steer a terminal."""
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )
+
+
 def describe(channels: int, image_size: int, mean: list[float], std: list[float]) -> dict[str, Any]:
     """The preprocessing of a model's inputs, as plain data (an export's ``preprocess``)."""
     return {
