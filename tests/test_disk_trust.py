@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import gzip
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +16,21 @@ import pytest
 from conftest import tiny_config
 from datafiles import IDX_NAMES, idx_bytes, write_idx_dataset
 from PIL import Image
-from support import TINY, assert_one_error_line, assert_refused_unchanged, run_cli
+from support import (
+    BASE,
+    TINY,
+    assert_one_error_line,
+    assert_refused_unchanged,
+    curve,
+    fill,
+    run_cli,
+)
 
 from sparsedd.data import datasets as data_module
 from sparsedd.data.datasets import load_dataset
 from sparsedd.errors import DataError
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 # ---------------------------------------------------------------- dataset files in data_dir
 
@@ -139,3 +151,112 @@ def test_control_characters_in_image_names_are_escaped_in_errors(tmp_path) -> No
     with pytest.raises(DataError) as err:
         load_dataset(_image_cfg(root))
     assert "\x1b" not in str(err.value) and "x\\x1b[31m.png" in str(err.value)
+
+
+# ---------------------------------------------------------------- bounds on every count
+
+
+@pytest.mark.parametrize(
+    "setting, needles",
+    [
+        ("rounds=1000000000", ["'rounds' must be ≤ 1,000", "34"]),
+        ("epochs=100000000000", ["'epochs' must be ≤ 100,000"]),
+        ("dense_epochs=100000000000", ["'dense_epochs' must be ≤ 100,000"]),
+        ("collapse_rounds=99999999999", ["'collapse_rounds' must be ≤ 1,000"]),
+    ],
+)
+def test_counts_past_their_bound_are_refused_at_once(tmp_path, capsys, setting, needles) -> None:
+    args = [*TINY, "--set", setting, "--dry-run", "--out", str(tmp_path / "out")]
+    assert_refused_unchanged(tmp_path, args, needles, capsys)
+
+
+def test_the_largest_allowed_rounds_plan_at_once(tmp_path, capsys) -> None:
+    code, out, err = run_cli([*TINY, "--set", "rounds=1000", "--dry-run"], capsys)
+    assert code == 0, err
+    assert "new" in out
+
+
+def test_adaptive_seeds_past_their_bound_are_refused(tmp_path, capsys) -> None:
+    args = [*TINY, "--adaptive-seeds", "1:100000000", "--dry-run", "--out", str(tmp_path / "o")]
+    assert_refused_unchanged(tmp_path, args, ["MAX (100,000,000)", "≤ 1,000"], capsys)
+
+
+def test_adaptive_seeds_from_zero_suggest_a_spec_that_is_accepted(tmp_path, capsys) -> None:
+    args = [*TINY, "--adaptive-seeds", "0:0", "--dry-run", "--out", str(tmp_path / "o")]
+    err = assert_refused_unchanged(tmp_path, args, ["START must be at least 1"], capsys)
+    suggested = err.split("e.g. ")[1].split()[0]
+    code, _, err = run_cli([*TINY, "--adaptive-seeds", suggested, "--dry-run"], capsys)
+    assert code == 0, err
+
+
+def test_a_grid_past_its_bound_is_refused_before_it_is_built(tmp_path, capsys) -> None:
+    seeds = ",".join(str(i) for i in range(200))
+    lrs = ",".join(str(0.01 * (i + 1)) for i in range(60))
+    args = [*TINY, "--grid", f"seed={seeds}", "--grid", f"lr={lrs}", "--dry-run"]
+    assert_refused_unchanged(tmp_path, args, ["12,000 runs", "200 seed × 60 lr", "10,000"], capsys)
+
+
+def test_a_long_grid_error_is_summarised(tmp_path, capsys) -> None:
+    seeds = ",".join(str(i) for i in range(2000))
+    args = [*TINY, "--grid", f"seed={seeds}", "--grid", "lr=0.1,-1", "--dry-run"]
+    err = assert_refused_unchanged(tmp_path, args, ["2000 of 4000 runs", "and 1997 more"], capsys)
+    assert len(err) < 1000
+
+
+# ---------------------------------------------------------------- output and leftovers
+
+
+def _process(*args: str, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": SRC, **kw.pop("env", {})}
+    return subprocess.run(
+        [sys.executable, "-m", "sparsedd", *args], env=env, text=True, timeout=600, **kw
+    )
+
+
+def test_results_to_a_full_or_closed_stdout_end_in_one_line(tmp_path) -> None:
+    out = fill(tmp_path / "out", [("abcdef0123456789", BASE, curve([0.5, 0.4]))])
+    with open("/dev/full", "w") as full:
+        proc = _process("results", str(out), stdout=full, stderr=subprocess.PIPE)
+    assert proc.returncode == 2
+    assert_one_error_line(proc.stderr, ["cannot write to standard output", "No space left"])
+    proc = _process(
+        "results",
+        str(out),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        pass_fds=(),
+        close_fds=True,
+        preexec_fn=lambda: os.close(1),
+    )
+    assert proc.returncode == 2
+    assert_one_error_line(proc.stderr, ["cannot write to standard output", "closed"])
+
+
+def test_a_run_leaves_nothing_in_tmpdir_and_caches_compiles_in_its_own_folder(tmp_path) -> None:
+    tmp, home = tmp_path / "tmp", tmp_path / "home"
+    tmp.mkdir()
+    env = {"TMPDIR": str(tmp), "HOME": str(home), "XDG_CACHE_HOME": ""}
+    env = {k: v for k, v in env.items() if v}
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("TORCHINDUCTOR", "TRITON"))}
+    base.pop("XDG_CACHE_HOME", None)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sparsedd",
+            *TINY,
+            "--set",
+            "rounds=1",
+            "--set",
+            "epochs=1",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        env={**base, "PYTHONPATH": SRC, **env},
+        text=True,
+        capture_output=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert list(tmp.iterdir()) == []
+    assert (home / ".cache" / "sparsedd" / "torch-compile" / "inductor").is_dir()

@@ -24,15 +24,12 @@ import torch
 
 from sparsedd.config import Config
 from sparsedd.data.datasets import DATASETS, FILES_IN_DATA_DIR, ImageData, check_image_data
-from sparsedd.data.preprocess import UNREADABLE, ImageTooLarge, read_image
+from sparsedd.data.preprocess import MAX_PIXELS, UNREADABLE, ImageTooLarge, read_image
 from sparsedd.errors import DataError, UserError
 from sparsedd.registry import Needs
 from sparsedd.store import checkpoint as ckpt
 
 SPLITS = ("train", "test")
-#: The most pixels an image may have (its header says how many before it is decoded): an
-#: 8,000 × 8,000 photo passes; larger ones would take seconds and gigabytes each to decode.
-MAX_PIXELS = 64_000_000
 # At most this many unreadable files are named; the count says how many more there are.
 NAMED_FAILURES = 5
 
