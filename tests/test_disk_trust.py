@@ -260,3 +260,104 @@ def test_a_run_leaves_nothing_in_tmpdir_and_caches_compiles_in_its_own_folder(tm
     assert proc.returncode == 0, proc.stderr
     assert list(tmp.iterdir()) == []
     assert (home / ".cache" / "sparsedd" / "torch-compile" / "inductor").is_dir()
+
+
+# ---------------------------------------------------------------- config files
+
+
+def test_a_device_as_config_file_is_refused_unread(tmp_path, capsys) -> None:
+    args = [*TINY, "--config", "/dev/zero", "--out", str(tmp_path / "out")]
+    assert_refused_unchanged(tmp_path, args, ["/dev/zero", "not a regular file"], capsys)
+
+
+def test_a_huge_config_file_is_refused_by_its_size(tmp_path, capsys) -> None:
+    big = tmp_path / "big.yaml"
+    with open(big, "wb") as f:
+        f.truncate(200_000_000)  # sparse: 200 MB that take no disk
+    args = [*TINY, "--config", str(big), "--out", str(tmp_path / "out")]
+    assert_refused_unchanged(tmp_path, args, ["big.yaml", "1,048,576 bytes"], capsys)
+
+
+def test_a_yaml_merge_key_is_read_as_yaml_says(tmp_path, capsys) -> None:
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("grid:\n  lr: &rates [0.01, 0.02]\n<<: {epochs: 2, rounds: 1}\n")
+    code, out, err = run_cli([*TINY, "--config", str(cfg), "--dry-run"], capsys)
+    assert code == 0, err
+    assert "2 runs" in out and "not valid YAML" not in err
+
+
+# ---------------------------------------------------------------- folders under --out
+
+
+@pytest.mark.parametrize("name", ["runs", "sweeps"])
+def test_a_file_where_a_folder_belongs_is_refused_before_writing(tmp_path, capsys, name) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / name).write_text("not a folder")
+    args = [*TINY, "--grid", "seed=0,1", "--set", "rounds=0", "--out", str(out)]
+    assert_refused_unchanged(tmp_path, args, [str(out / name), "move it away"], capsys)
+
+
+def test_a_run_folder_replaced_by_a_file_is_refused_on_resume(tmp_path, capsys) -> None:
+    out = tmp_path / "out"
+    code, _, err = run_cli([*TINY, "--set", "rounds=0", "--out", str(out)], capsys)
+    assert code == 0, err
+    (folder,) = (out / "runs").iterdir()
+    import shutil
+
+    shutil.rmtree(folder)
+    folder.write_text("a file")
+    args = [*TINY, "--set", "rounds=1", "--out", str(out)]
+    assert_refused_unchanged(tmp_path, args, [folder.name, "not a folder", "move it"], capsys)
+
+
+@pytest.mark.parametrize("command", ["results", "analyze", "status"])
+def test_a_database_that_is_a_folder_is_named_with_a_fix(tmp_path, capsys, command) -> None:
+    (tmp_path / "out" / "results.sqlite").mkdir(parents=True)
+    args = [command, str(tmp_path / "out")]
+    assert_refused_unchanged(tmp_path, args, ["results.sqlite", "move it away"], capsys)
+
+
+def test_a_figure_under_a_file_names_the_file(tmp_path, capsys) -> None:
+    out = fill(tmp_path / "out", [("abcdef0123456789", BASE, curve([0.5, 0.4, 0.45]))])
+    (tmp_path / "afile").write_text("x")
+    args = ["plot", str(out), "-o", str(tmp_path / "afile" / "x.png")]
+    err = assert_refused_unchanged(tmp_path, args, ["afile is a file, not a folder"], capsys)
+    assert "free space" not in err
+
+
+# ---------------------------------------------------------------- messages that name the cause
+
+
+@pytest.mark.parametrize("token", ["--1", "²", "1_0"])
+def test_odd_text_labels_are_named_not_a_traceback(tmp_path, capsys, token) -> None:
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(["1"] * 10 + [token]) + "\n", encoding="utf-8")
+    sets = ["noise=0", "noise_kind=human", f"noise_file={labels}"]
+    args = [*TINY, *[a for kv in sets for a in ("--set", kv)], "--out", str(tmp_path / "out")]
+    assert_refused_unchanged(tmp_path, args, ["labels.txt", repr(token), "not a class"], capsys)
+
+
+def test_a_deflated_pt_label_file_is_refused_before_it_expands(tmp_path, capsys) -> None:
+    import zipfile
+
+    path = tmp_path / "labels.pt"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("labels/data.pkl", b"\0" * 50_000_000)  # 50 MB of zeros: ~50 KB packed
+    assert path.stat().st_size < 1_000_000
+    sets = ["noise=0", "noise_kind=human", f"noise_file={path}"]
+    args = [*TINY, *[a for kv in sets for a in ("--set", kv)], "--out", str(tmp_path / "out")]
+    assert_refused_unchanged(tmp_path, args, ["unpacks to 50,000,000 bytes"], capsys)
+
+
+def test_a_device_index_too_large_for_torch_is_a_config_error(tmp_path, capsys) -> None:
+    args = [*TINY, "--set", "device=cuda:9999999999", "--dry-run", "--out", str(tmp_path / "o")]
+    assert_refused_unchanged(tmp_path, args, ["'device'", "0..999"], capsys)
+
+
+def test_weight_decay_past_one_over_lr_names_weight_decay(tmp_path, capsys) -> None:
+    args = [*TINY, "--set", "weight_decay=1e308", "--set", "rounds=0", "--out", str(tmp_path)]
+    code, _, err = run_cli(args, capsys)
+    assert code == 2
+    assert_one_error_line(err, ["'weight_decay'", "lower weight_decay below"], True)
+    assert "lower config key 'lr'" not in err

@@ -179,7 +179,9 @@ class Config:
         return round_epochs(self, 0)
 
 
-DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
+#: ``cuda:N`` with N a GPU index: at most 3 digits (no machine has 1,000 GPUs; a longer
+#: number overflows torch's device index).
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:[0-9]{1,3})?")
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(Config)}
 _HINTS = typing.get_type_hints(Config)
 DEFAULTS = Config()
@@ -336,7 +338,7 @@ def field_errors(cfg: Config) -> list[str]:
             errors.append(str(err))
     if not DEVICE_PATTERN.fullmatch(cfg.device):
         errors.append(
-            f"config key 'device' takes auto, cpu, cuda or cuda:N (N a GPU index), "
+            f"config key 'device' takes auto, cpu, cuda or cuda:N (N a GPU index, 0..999), "
             f"not {shown(cfg.device)}"
         )
     if cfg.train_size is not None and cfg.val_size >= cfg.train_size:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sparsedd.errors import NoResultsError, StoreError
+from sparsedd.store.run_folder import check_out_layout
 from sparsedd.store.schema import (
     ADDED_COLUMNS,
     APP_ID,
@@ -76,6 +77,7 @@ class ResultsStore:
         self.path = self.out_dir / DB_NAME
         self.read_only = not create
         self._immutable = False
+        check_out_layout(self.out_dir)
         if not self.path.exists():
             if not create:
                 raise NoResultsError(

@@ -12,7 +12,7 @@ from typing import Any
 from sparsedd.components import run_id
 from sparsedd.config import Config, round_epochs, run_epochs
 from sparsedd.errors import ConfigError, NoResultsError, UserError
-from sparsedd.store.run_folder import RunFolder
+from sparsedd.store.run_folder import RunFolder, check_out_layout
 
 #: Keys of a YAML config file read by the sweep, not config keys: a study's ``grid:`` and its
 #: ``adaptive_seeds:`` (see sweep/adaptive.py).
@@ -265,7 +265,9 @@ def saved_epoch(folder: Path) -> tuple[int, int] | None:
 def plan(runs: Sequence[tuple[str, Config]], out_dir: str | Path) -> list[PlannedRun]:
     """Each run with what is recorded of it in ``out_dir`` and what it costs in epochs; the
     recorded rows are grouped by run once, so planning costs the rows and runs, not their
-    product."""
+    product. Anything under ``out_dir`` that is not what sparsedd keeps there is refused
+    first, before any run writes."""
+    check_out_layout(out_dir)
     rows = recorded_rows(out_dir)
     by_run: dict[str, list[Mapping[str, Any]]] = {}
     for row in rows:

@@ -216,7 +216,15 @@ def save_due(cfg: Config, epoch: int, since_save: float) -> bool:
 
 
 def diverged_message(cfg: Config, run: str, k: int, where: str) -> str:
-    """One line saying where a run diverged and which key to lower."""
+    """One line saying where a run diverged and which key to lower: weight_decay where
+    λ·lr ≥ 1 (every step then shrinks each weight past zero), else lr."""
+    if cfg.weight_decay * cfg.lr >= 1:
+        return (
+            f"run {run} diverged in round {k}, {where}: the training loss or a weight is not "
+            f"finite; nothing is recorded for round {k}; config key 'weight_decay' "
+            f"({cfg.weight_decay:g}) times 'lr' ({cfg.lr:g}) is ≥ 1, so every step pushes each "
+            f"weight past zero: lower weight_decay below {1 / cfg.lr:g}"
+        )
     return (
         f"run {run} diverged in round {k}, {where}: the training loss or a weight is not finite; "
         f"nothing is recorded for round {k}; lower config key 'lr' (now {cfg.lr:g}), "
