@@ -72,13 +72,11 @@ def test_an_unreadable_dataset_copy_is_not_called_corrupt(tmp_path, monkeypatch)
     root = tmp_path / "data"
     write_idx_dataset(root / "FashionMNIST" / "raw", gz=False)
     monkeypatch.setattr(data_module, "SYSTEM_DATA_ROOT", tmp_path / "no-system")
-    target = root / "FashionMNIST" / "raw" / IDX_NAMES[1]
-    target.chmod(0)
-    if os.access(target, os.R_OK):
-        pytest.skip("running as a user who reads mode-000 files")
+    monkeypatch.setattr(data_module, "open", _refuse_open, raising=False)  # as mode 000
     with pytest.raises(DataError) as err:
         load_dataset(_fashion_cfg(root))
     assert "cannot read" in str(err.value) and "corrupt" not in str(err.value)
+    assert "Permission denied" in str(err.value)
     assert "delete" not in str(err.value)
 
 
@@ -159,10 +157,10 @@ def test_control_characters_in_image_names_are_escaped_in_errors(tmp_path) -> No
 @pytest.mark.parametrize(
     "setting, needles",
     [
-        ("rounds=1000000000", ["'rounds' must be ≤ 1,000", "34"]),
-        ("epochs=100000000000", ["'epochs' must be ≤ 100,000"]),
-        ("dense_epochs=100000000000", ["'dense_epochs' must be ≤ 100,000"]),
-        ("collapse_rounds=99999999999", ["'collapse_rounds' must be ≤ 1,000"]),
+        ("rounds=1000000000", ["'rounds' must be ≤ 1000", "34"]),
+        ("epochs=100000000000", ["'epochs' must be ≤ 100000"]),
+        ("dense_epochs=100000000000", ["'dense_epochs' must be ≤ 100000"]),
+        ("collapse_rounds=99999999999", ["'collapse_rounds' must be ≤ 1000"]),
     ],
 )
 def test_counts_past_their_bound_are_refused_at_once(tmp_path, capsys, setting, needles) -> None:
@@ -361,3 +359,86 @@ def test_weight_decay_past_one_over_lr_names_weight_decay(tmp_path, capsys) -> N
     assert code == 2
     assert_one_error_line(err, ["'weight_decay'", "lower weight_decay below"], True)
     assert "lower config key 'lr'" not in err
+
+
+# ---------------------------------------------------------------- unreadable is not corrupt
+
+
+def _refuse_open(*args, **kw):
+    raise PermissionError(13, "Permission denied")
+
+
+def test_an_unreadable_checkpoint_is_not_called_corrupt(tmp_path, monkeypatch) -> None:
+    import torch
+
+    from sparsedd.errors import CheckpointError
+    from sparsedd.store import checkpoint as ckpt
+
+    path = tmp_path / "round_001.safetensors"
+    ckpt.save_tensors(path, {"w": torch.ones(2)}, {"round": 1})
+    monkeypatch.setattr(ckpt, "open", _refuse_open, raising=False)  # as mode 000 for a user
+    with pytest.raises(CheckpointError) as err:
+        ckpt.load_tensors(path)
+    message = str(err.value)
+    assert "cannot read" in message and "Permission denied" in message and "chmod" in message
+    assert "corrupt" not in message and "delete" not in message
+    assert path.exists()
+
+
+def test_a_fifo_as_checkpoint_is_refused_unopened(tmp_path) -> None:
+    from sparsedd.errors import CheckpointError
+    from sparsedd.store import checkpoint as ckpt
+
+    os.mkfifo(tmp_path / "round_001.safetensors")
+    with pytest.raises(CheckpointError, match="not a regular file"):
+        ckpt.load_tensors(tmp_path / "round_001.safetensors")
+
+
+def test_an_unreadable_data_json_is_not_to_be_deleted(tmp_path, capsys, monkeypatch) -> None:
+    from sparsedd.training import data_identity
+
+    out = tmp_path / "out"
+    code, _, err = run_cli([*TINY, "--set", "rounds=0", "--out", str(out)], capsys)
+    assert code == 0, err
+    real = Path.read_text
+
+    def read_text(self, *args, **kw):
+        if self.name == "data.json":
+            raise PermissionError(13, "Permission denied")
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(data_identity.Path, "read_text", read_text)
+    code, _, err = run_cli([*TINY, "--set", "rounds=1", "--out", str(out)], capsys)
+    assert code == 2
+    assert_one_error_line(err, ["cannot read", "data.json", "Permission denied"], True)
+    assert "delete" not in err
+
+
+def test_an_exact_run_id_is_chosen_beside_a_copy_it_begins(tmp_path) -> None:
+    from sparsedd.export.pruned import find_run_folder
+
+    runs = tmp_path / "runs"
+    (runs / "abcdef0123456789").mkdir(parents=True)
+    (runs / "abcdef0123456789.old").mkdir()
+    assert find_run_folder(tmp_path, "abcdef0123456789").name == "abcdef0123456789"
+    assert find_run_folder(tmp_path, "abcdef0123456789.o").name == "abcdef0123456789.old"
+
+
+# ---------------------------------------------------------------- collapsed rows
+
+
+def test_collapsed_rows_are_written_in_one_transaction(tmp_path, monkeypatch) -> None:
+    from support import round_row
+
+    from sparsedd.store.results import ResultsStore
+
+    store = ResultsStore(tmp_path)
+    store.record_run("abcdef0123456789", BASE)
+    opened = []
+    real = ResultsStore._connect
+    monkeypatch.setattr(ResultsStore, "_connect", lambda self: (opened.append(1), real(self))[1])
+    rows = [round_row(k, None, collapsed=True) for k in range(1, 501)]
+    store.record_rounds("abcdef0123456789", rows)
+    assert len(opened) == 1
+    monkeypatch.undo()
+    assert store.rounds_done("abcdef0123456789") == set(range(1, 501))

@@ -315,7 +315,7 @@ def check_range(key: str, value: Any) -> None:
     limit = meta.get("max", INT_MAX if isinstance(value, int) else None)
     if limit is not None and value > limit:
         why = f" ({meta['why']})" if "why" in meta else ""
-        raise ConfigError(f"config key {key!r} must be ≤ {limit:,}{why}, not {shown(value)}")
+        raise ConfigError(f"config key {key!r} must be ≤ {limit}{why}, not {shown(value)}")
     if "min" in meta and value < meta["min"]:
         raise ConfigError(f"config key {key!r} must be ≥ {meta['min']}, not {shown(value)}")
     if "min_excl" in meta and value <= meta["min_excl"]:

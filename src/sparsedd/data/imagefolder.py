@@ -4,7 +4,8 @@
 once, converted to RGB, resized to ``image_size`` × ``image_size`` and cached as uint8 tensors in
 ``data_dir/.sparsedd-cache-<size>px.safetensors``. The cache carries a manifest (every file's path,
 SHA-256 digest of its bytes and label) in its metadata: a folder whose files changed in content is
-decoded again, whatever their size and modification time say. Symlinks to folders are followed,
+decoded again, whatever their size and modification time say, and a cache whose own tensors no
+longer match the digest it was written with is decoded again too. Symlinks to folders are followed,
 but one that loops back to a folder above it is refused; a file that is not a regular file (a
 pipe, a device) is refused before it is opened.
 """
@@ -246,13 +247,26 @@ def _read_cache(path: Path, manifest: dict[str, Any]) -> dict[str, torch.Tensor]
         return None  # a damaged cache is rebuilt
     if meta.get("manifest") != json.loads(json.dumps(manifest)):
         return None
+    if meta.get("tensors_sha256") != _tensors_digest(tensors):
+        return None  # the cache itself was changed: its pixels are not trusted
     return tensors
+
+
+def _tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the cached tensors' names, dtypes, shapes and bytes."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
+        digest.update(f"{name}:{t.dtype}:{list(t.shape)};".encode())
+        digest.update(t.numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _write_cache(path: Path, tensors: dict[str, torch.Tensor], manifest: dict[str, Any]) -> None:
     """Cache the decoded images; a read-only data folder only costs decoding again next time."""
     try:
-        ckpt.save_tensors(path, tensors, {"manifest": manifest})
+        meta = {"manifest": manifest, "tensors_sha256": _tensors_digest(tensors)}
+        ckpt.save_tensors(path, tensors, meta)
     except UserError as err:
         print(f"sparsedd: note: images not cached ({err})", file=sys.stderr)
 

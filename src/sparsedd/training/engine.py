@@ -326,8 +326,7 @@ def record_collapsed(run: Run, last: int, first: int, reason: str | None) -> Non
     rows = collapsed_rows(
         last, sparsity, upto, run.cfg.prune_rate, weights, n_test, provenance(run.device)
     )
-    for row in rows:
-        run.store.record_round(run.id, row)
+    run.store.record_rounds(run.id, rows)  # one transaction: the cost of the rows alone
     run.files.progress.unlink(missing_ok=True)
     why = f" ({reason})" if reason else ""
     run.reporter.note(
