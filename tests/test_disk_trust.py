@@ -30,7 +30,13 @@ from sparsedd.data import datasets as data_module
 from sparsedd.data.datasets import load_dataset
 from sparsedd.errors import DataError
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+#: The sources a child process imports: PYTHONPATH's first entry (as the tests were started),
+#: else this checkout's src/.
+SRC = str(
+    Path(
+        os.environ.get("PYTHONPATH", "").split(":")[0] or Path(__file__).parents[1] / "src"
+    ).resolve()
+)
 
 # ---------------------------------------------------------------- dataset files in data_dir
 

@@ -117,13 +117,12 @@ def check_out_layout(out_dir: str | Path) -> None:
         path = out / name
         if path.exists() and not path.is_dir():
             raise StoreError(f"{path} is a file, but sparsedd keeps its {name} folder there; {fix}")
-    for name in (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm"):
-        path = out / name
-        if (path.exists() or path.is_symlink()) and not path.is_file():
-            raise StoreError(
-                f"{path} is not a regular file (a folder, a dangling link or a device), but "
-                f"sparsedd keeps its results database there; {fix}"
-            )
+    db = out / DB_NAME  # (its -wal and -shm may be absent where storage is read-only)
+    if (db.exists() or db.is_symlink()) and not db.is_file():
+        raise StoreError(
+            f"{db} is not a regular file (a folder, a dangling link or a device), but "
+            f"sparsedd keeps its results database there; {fix}"
+        )
     runs = out / RUNS_DIR
     if not runs.is_dir():
         return
