@@ -78,7 +78,9 @@ def test_an_unreadable_dataset_copy_is_not_called_corrupt(tmp_path, monkeypatch)
     root = tmp_path / "data"
     write_idx_dataset(root / "FashionMNIST" / "raw", gz=False)
     monkeypatch.setattr(data_module, "SYSTEM_DATA_ROOT", tmp_path / "no-system")
-    monkeypatch.setattr(data_module, "open", _refuse_open, raising=False)  # as mode 000
+    from sparsedd.data import idx_files
+
+    monkeypatch.setattr(idx_files, "open", _refuse_open, raising=False)  # as mode 000
     with pytest.raises(DataError) as err:
         load_dataset(_fashion_cfg(root))
     assert "cannot read" in str(err.value) and "corrupt" not in str(err.value)
