@@ -78,7 +78,7 @@ def test_recover_n_test_fills_only_the_runs_without_one_and_says_so() -> None:
     ]
     unknown = pd.DataFrame({"run_id": ["d"] * 3, "test_acc": [0.5, 0.25, 0.75]})
     out, notes = recover_n_test(unknown)
-    assert out["n_test"].isna().all() and "cannot be recovered" in notes[0]
+    assert out["n_test"].isna().all() and notes == []  # the verdict says what that leaves
 
 
 @pytest.fixture(scope="module")

@@ -72,9 +72,10 @@ def recover_size(dataset: object, values: Sequence[float]) -> tuple[int | None, 
 
 def recover_n_test(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """``df`` with ``n_test`` filled in for runs that recorded none, where it can be recovered,
-    and one note per way it was (or could not be) recovered, naming the runs.
+    and one note per size and way it was recovered, naming the runs.
 
-    Runs that recorded their size, and rows of a run with some recorded size, are left alone.
+    Runs that recorded their size are left alone; where it cannot be recovered it stays
+    missing, without a note here: the verdict says what an unknown size leaves open.
     """
     if "run_id" not in df or "test_acc" not in df:
         return df, []
@@ -92,14 +93,14 @@ def recover_n_test(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         found.setdefault((n, how), []).append(str(run))
         if n is not None:
             out.loc[rows.index, "n_test"] = n
-    return out, [_note(n, how, runs) for (n, how), runs in found.items()]
+    return out, [_note(n, how, runs) for (n, how), runs in found.items() if n is not None]
 
 
-def _note(n: int | None, how: str, runs: list[str]) -> str:
-    """The note on runs without a recorded test-set size."""
+def _note(n: int, how: str, runs: list[str]) -> str:
+    """The note on runs whose test-set size was recovered."""
     which = f"run{'s' if len(runs) > 1 else ''} {', '.join(runs[:3])}"
     which += f" and {len(runs) - 3} more" if len(runs) > 3 else ""
-    lead = f"{which} recorded no test-set size (written before sparsedd recorded it)"
-    if n is None:
-        return f"{lead}, and it cannot be recovered: their test-set noise is unknown"
-    return f"{lead}: {n:,} test images, recovered from {how}"
+    return (
+        f"{which} recorded no test-set size (written before sparsedd recorded it): "
+        f"{n:,} test images, recovered from {how}"
+    )
