@@ -122,7 +122,7 @@ def test_a_one_seed_no_sdd_does_not_beat_an_inconclusive_lambda_with_better_vali
     rows += _runs(3.0, [0, 1, 2], FLAT, [0.62] * (ROUNDS + 1))
     choice, result = _choose(rows, {1.0: "no SDD", 3.0: "inconclusive"})
     assert choice["best_weight_decay"] == 3.0
-    assert "one-seed (indicative)" in choice["note"]
+    assert "chosen among inconclusive and one-seed curves" in choice["note"]
     # with only the one seed's λ: chosen, and its line says the verdict is indicative
     choice, result = _choose(_runs(1.0, [0], FLAT, FLAT), {1.0: "no SDD"})
     assert choice["best_weight_decay"] == 1.0 and choice["indicative"]

@@ -71,20 +71,19 @@ def _candidates(members: pd.DataFrame, rule: str) -> tuple[pd.DataFrame, str]:
     verdicts = members.get("verdict", pd.Series([NO_SDD] * len(members), index=members.index))
     if rule != "avoid-sdd":
         return members, ""
-    one_seed = members["n_seeds"] == 1 if "n_seeds" in members else verdicts != verdicts
+    one_seed = (
+        members["n_seeds"] == 1 if "n_seeds" in members else pd.Series(False, index=members.index)
+    )
     shown = (verdicts == NO_SDD) & ~one_seed
-    open_ = (verdicts == INCONCLUSIVE) | ((verdicts == NO_SDD) & one_seed)
-    for wanted, note in (
-        (shown, ""),
-        (
-            open_,
-            "no λ was shown free of SDD by more than one seed: chosen among inconclusive and "
-            "one-seed (indicative) curves",
-        ),
-    ):
-        pick = members[wanted]
-        if not pick.empty:
-            return pick, note
+    indicative = (verdicts == NO_SDD) & one_seed
+    if shown.any():
+        return members[shown], ""
+    if indicative.any():
+        note = "no λ was shown free of SDD by more than one seed: chosen among inconclusive "
+        return members[indicative | (verdicts == INCONCLUSIVE)], note + "and one-seed curves"
+    if (verdicts == INCONCLUSIVE).any():
+        note = "no λ was shown free of SDD: chosen among inconclusive curves"
+        return members[verdicts == INCONCLUSIVE], note
     return members.iloc[0:0], "every λ shows SDD: none chosen"
 
 
