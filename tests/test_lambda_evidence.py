@@ -104,7 +104,9 @@ def test_the_validation_edge_is_paired_by_seed() -> None:
     assert choice["val_diff"] == pytest.approx(0.005, abs=1e-9)
     assert choice["n_paired"] == 4 and choice["val_diff_low"] == pytest.approx(0.005, abs=1e-9)
     line = lambda_verdicts(result)[0]
-    assert "+0.50 points over λ = 0 (no SDD) [95% interval +0.50, +0.50, paired over 4" in line
+    assert (
+        "+0.50 points over λ = 0 (no SDD) [95% interval +0.50, +0.50, paired over 4 seeds]" in line
+    )
 
 
 def test_a_near_tie_shows_an_interval_around_zero() -> None:
@@ -113,8 +115,9 @@ def test_a_near_tie_shows_an_interval_around_zero() -> None:
     for wd, edge in ((0.0, 0.0), (1.0, 0.0005)):
         for s in range(3):
             rows += _runs(wd, [s], FLAT, [0.6 + edge + rng.normal(0, 0.004)] * (ROUNDS + 1))
-    choice, _ = _choose(rows, {0.0: "no SDD", 1.0: "no SDD"})
+    choice, result = _choose(rows, {0.0: "no SDD", 1.0: "no SDD"})
     assert choice["val_diff_low"] < 0 < choice["val_diff_high"]
+    assert "paired over 3 seeds: a tie within it]" in lambda_verdicts(result)[0]
 
 
 def test_a_one_seed_no_sdd_does_not_beat_an_inconclusive_lambda_with_better_validation() -> None:

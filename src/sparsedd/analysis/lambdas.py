@@ -24,7 +24,13 @@ import numpy as np
 import pandas as pd
 
 from sparsedd.analysis.lambda_evidence import holds_to, paired_difference, seed_values
-from sparsedd.analysis.load import ALWAYS_KEYS, collapsed_flags, hashable, label
+from sparsedd.analysis.load import (
+    ALWAYS_KEYS,
+    add_curve_column,
+    collapsed_flags,
+    hashable,
+    label,
+)
 from sparsedd.analysis.verdict import INCONCLUSIVE, NO_SDD, SDD
 from sparsedd.errors import UserError
 
@@ -147,6 +153,7 @@ def choose_weight_decay(
             **dict.fromkeys(EVIDENCE_FIELDS),
         }
         if not np.isnan(best) and stats is not None and rounds is not None:
+            rounds = rounds if "curve" in rounds.columns else add_curve_column(rounds)
             measure = _measure(members, rule, target_sparsity, stats)
             record.update(evidence(members, best, measure, stats, rounds))
         records.append(record)

@@ -192,7 +192,8 @@ def _edge(g: pd.Series) -> str:
     if missing(g["val_diff_low"]):
         return f", {diff}, one seed in common: no interval"
     low, high = (f"{100 * g[k]:+.2f}" for k in ("val_diff_low", "val_diff_high"))
-    return f", {diff} [95% interval {low}, {high}, paired over {g['n_paired']} seeds]"
+    tie = ": a tie within it" if g["val_diff_low"] <= 0 <= g["val_diff_high"] else ""
+    return f", {diff} [95% interval {low}, {high}, paired over {g['n_paired']} seeds{tie}]"
 
 
 def _reach(g: pd.Series, lam: float) -> str:
