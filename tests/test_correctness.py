@@ -14,7 +14,7 @@ from conftest import tiny_config
 
 import sparsedd
 from sparsedd.analysis.load import load_results
-from sparsedd.analysis.paired import unpack
+from sparsedd.analysis.paired import paired_diff_sd, paired_noise, unpack
 from sparsedd.components import run_id
 from sparsedd.data.batches import channel_stats, normalize
 from sparsedd.data.datasets import load_dataset
@@ -81,6 +81,14 @@ def test_load_results_gives_it_only_when_asked(finished) -> None:
     df = load_results(finished, correctness=True)
     assert all(isinstance(b, bytes) and len(b) == 64 for b in df["test_correct"])
     assert "test_correct" not in sparsedd.analysis.load.config_keys(df)
+
+
+def test_a_loaded_curve_gives_the_verdict_its_paired_noise_in_one_call(finished) -> None:
+    df = load_results(finished, correctness=True)
+    sd = paired_noise(df)  # the one curve of the folder
+    bits = {k: b for (_, k), b in _bits(finished).items()}
+    assert sd(0, 2) == pytest.approx(paired_diff_sd(bits[0], bits[2])) and sd(0, 2) > 0
+    assert paired_noise(load_results(finished)) is None  # loaded without it: as before
 
 
 def _old_copy(finished: Path, out: Path) -> Path:

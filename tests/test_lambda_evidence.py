@@ -5,10 +5,12 @@ further said. The verdicts are set by hand: these tests are about the choice, no
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from support import run_cli, write_store
 
 from sparsedd.analysis.lambda_evidence import holds_to, paired_difference
 from sparsedd.analysis.lambdas import choose_weight_decay, lambda_groups
@@ -153,3 +155,13 @@ def test_holds_to_and_paired_difference_directly() -> None:
     diff = paired_difference(pd.Series([0.7, 0.8], index=[0, 1]), pd.Series([0.6], index=[1]))
     assert diff["diff"] == pytest.approx(0.2) and diff["n_paired"] == 1
     assert math.isnan(diff["low"])
+
+
+def test_analyze_prints_the_evidence_from_a_results_folder(tmp_path: Path, capsys) -> None:
+    rows = _runs(0.0, [0, 1], DIP, [v - 0.2 for v in DIP])
+    rows += _runs(2.0, [0, 1], [0.82] * (ROUNDS + 1), [0.66 + 0.01 * (k == 3) for k in range(13)])
+    out = write_store(pd.DataFrame([r for r in rows if not r["collapsed"]]), tmp_path / "out")
+    code, said, _ = run_cli(["analyze", str(out)], capsys)
+    line = next(x for x in said.splitlines() if x.startswith("λ choice"))
+    assert code == 0 and "λ* = 2 holds to 93.1% sparsity." in line
+    assert "+6.00 points over λ = 0 (" in line and "paired over 2 seeds" in line
