@@ -88,7 +88,8 @@ def load_results(out_dir: str | Path, correctness: bool = False) -> pd.DataFrame
     (a dict column: layer name → fraction of weights surviving).
 
     Runs that recorded no test-set size (older databases) get it recovered where it can be
-    (``set_size.recover_n_test``), with a note in ``df.attrs["notes"]`` either way.
+    (``set_size.recover_n_test``), said in a note in ``df.attrs["notes"]``; where it cannot
+    be, it stays missing.
 
     ``correctness``: also a ``test_correct`` column, the round's packed per-image test
     correctness (bytes; None where not recorded: collapsed rounds, older databases), which
@@ -98,8 +99,8 @@ def load_results(out_dir: str | Path, correctness: bool = False) -> pd.DataFrame
     rows = store.round_rows()
     if correctness:
         bits = store.round_correctness()
-        rows = [{**r, CORRECTNESS_FIELD: bits.get((r["run_id"], r["round"]), (None,))[0]}
-                for r in rows]  # fmt: skip
+        for row in rows:
+            row[CORRECTNESS_FIELD] = bits.get((row["run_id"], row["round"]), (None, 0))[0]
     if not rows:
         raise UserError(f"no recorded rounds in {out_dir}; let a run finish its dense round first")
     kept, diverged = drop_diverged(rows)
