@@ -76,6 +76,11 @@ def test_recover_n_test_fills_only_the_runs_without_one_and_says_so() -> None:
         "run b recorded no test-set size (written before sparsedd recorded it): 777 test "
         "images, recovered from the granularity of its accuracies",
     ]
+    _, notes = recover_n_test(pd.concat([df.iloc[:4], df.iloc[:4].assign(run_id="e")]))
+    assert notes == [
+        "runs a, e recorded no test-set size (written before sparsedd recorded it): 10,000 test "
+        "images, recovered from their dataset"
+    ]
     unknown = pd.DataFrame({"run_id": ["d"] * 3, "test_acc": [0.5, 0.25, 0.75]})
     out, notes = recover_n_test(unknown)
     assert out["n_test"].isna().all() and notes == []  # the verdict says what that leaves

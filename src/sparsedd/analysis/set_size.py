@@ -100,6 +100,7 @@ def _note(n: int, how: str, runs: list[str]) -> str:
     """The note on runs whose test-set size was recovered."""
     which = f"run{'s' if len(runs) > 1 else ''} {', '.join(runs[:3])}"
     which += f" and {len(runs) - 3} more" if len(runs) > 3 else ""
+    how = how.replace("its ", "their ") if len(runs) > 1 else how
     return (
         f"{which} recorded no test-set size (written before sparsedd recorded it): "
         f"{n:,} test images, recovered from {how}"
