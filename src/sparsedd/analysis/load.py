@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sparsedd.analysis.convergence import dense_epoch_accs
 from sparsedd.config import NON_SEMANTIC, NOT_IN_RUN_ID
 from sparsedd.errors import UserError
 from sparsedd.store.results import ROUND_COLUMNS as STORE_ROUND_COLUMNS
@@ -85,7 +86,8 @@ def load_results(out_dir: str | Path) -> pd.DataFrame:
     round the run skipped once it had collapsed; its metrics are None) and ``layer_density``
     (a dict column: layer name → fraction of weights surviving).
     """
-    rows = ResultsStore(out_dir, create=False).round_rows()
+    store = ResultsStore(out_dir, create=False)
+    rows = store.round_rows()
     if not rows:
         raise UserError(f"no recorded rounds in {out_dir}; let a run finish its dense round first")
     kept, diverged = drop_diverged(rows)
@@ -99,6 +101,8 @@ def load_results(out_dir: str | Path) -> pd.DataFrame:
         f"run {run} diverged at round {k} (non-finite loss): its rounds from {k} on are left out"
         for run, k in sorted(diverged.items())
     ]
+    # the dense round's training accuracy per epoch (analysis/convergence.py reads it)
+    df.attrs["dense_train_acc"] = dense_epoch_accs(store.epoch_rows())
     return df
 
 
