@@ -190,3 +190,29 @@ def test_frames_without_a_pruning_column_analyze_as_before() -> None:
     rows = [r for r in _runs(PRUNED, True) if r.pop("pruning")]
     result = analyze(pd.DataFrame(rows))
     assert result.controls.empty and result.control_lines == []
+
+
+def test_figure_and_report_show_the_control() -> None:
+    from matplotlib.colors import to_hex
+
+    from sparsedd.analysis.plot import close, plot_analysis
+    from sparsedd.analysis.plot_control import CONTROL_COLOR
+    from sparsedd.analysis.report import render_html
+
+    def grey_lines(result) -> list:
+        fig = plot_analysis(result)
+        try:
+            top = fig.axes[0]
+            return [ln for ln in top.get_lines() if to_hex(ln.get_color()) == CONTROL_COLOR]
+        finally:
+            close(fig)
+
+    with_control = analyze(rows_to_frame(_runs(PRUNED, True) + _runs(CONTROL, False)))
+    (line,) = grey_lines(with_control)
+    # round k of the control is drawn at the pruned curve's sparsity in round k
+    assert list(line.get_ydata()) == pytest.approx(
+        [100 * np.mean([a, a]) for a in CONTROL], abs=0.5
+    )
+    assert not grey_lines(analyze(rows_to_frame(_runs(PRUNED, True))))
+    page = render_html(with_control, b"", "out")
+    assert 'id="control"' in page and "more training, not sparsity" in page
