@@ -125,7 +125,7 @@ def test_a_fall_the_control_does_not_share_is_pruning() -> None:
     result = analyze(rows_to_frame(_runs(PRUNED, True) + _runs(FLAT, False)))
     (c,) = result.curves.to_dict(orient="records")
     assert c["fall_vs_control"] == pytest.approx(0.09, abs=0.01)
-    assert "is pruning's" in c["control_note"]
+    assert "against the control, pruning costs 9" in c["control_note"]
     assert c["verdict"] == "SDD"
 
 

@@ -160,28 +160,36 @@ def fall_at(pruned: np.ndarray, control: np.ndarray, at: int, n_test: float | No
 
 
 def fall_note(fall: Fall, sparsity: float) -> str:
-    """What the fall is: pruning's, training's, or both in stated parts (points, one decimal)."""
+    """What the fall is: pruning's, training's, or both in stated parts (points, one decimal).
+
+    A fall counts where it exceeds twice the binomial noise of a paired difference; a fall
+    against round 0 is training when the control falls with it (pruning's own part, against the
+    control, is within the noise or under half of it).
+    """
     where = f"by round {fall.at} ({sparsity:.1%} sparsity)"
     total = f"the fall of {100 * fall.vs_dense:.1f} points {where}"
-    if fall.vs_dense <= 2 * fall.noise:
-        return (
-            f"no fall beyond the noise {where} ({100 * fall.vs_dense:.1f} points); the control "
-            f"moves {-100 * fall.control_fall:+.1f}"
-        )
-    if fall.vs_control <= 2 * fall.noise or fall.vs_control < fall.vs_dense / 2:
+    real = 2 * fall.noise
+    if fall.vs_control <= real or fall.vs_control < fall.vs_dense / 2:
+        if fall.vs_dense <= real:
+            return (
+                f"no fall beyond the noise {where}, against round 0 "
+                f"({100 * fall.vs_dense:+.1f} points) or the control "
+                f"({100 * fall.vs_control:+.1f})"
+            )
         return (
             f"{total} also happens without pruning (the control falls "
             f"{100 * fall.control_fall:.1f}): more training, not sparsity; pruning's own fall, "
             f"against the control, is {100 * fall.vs_control:.1f}"
         )
-    if fall.control_fall > 2 * fall.noise:
+    if fall.vs_dense > real and fall.control_fall > real:
         return (
             f"of {total}, {100 * fall.control_fall:.1f} also happen without pruning (more "
             f"training); {100 * fall.vs_control:.1f} are pruning's, against the control"
         )
     return (
-        f"{total} is pruning's: the control stays within "
-        f"{100 * abs(fall.control_fall):.1f} of its round 0"
+        f"against the control, pruning costs {100 * fall.vs_control:.1f} points {where} "
+        f"(against round 0: {100 * fall.vs_dense:+.1f}; the control moves "
+        f"{-100 * fall.control_fall:+.1f})"
     )
 
 
