@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from support import BASE, TINY, assert_one_error_line, curve, fill, run_cli
+from conftest import tiny_config
+from support import BASE, TINY, Notes, assert_one_error_line, curve, fill, run_cli
 
 from sparsedd.analysis.control import (
     adjusted,
@@ -23,6 +24,8 @@ from sparsedd.analysis.load import rows_to_frame
 from sparsedd.analysis.tables import analyze
 from sparsedd.components import normalized, resolve_config, run_id
 from sparsedd.store.results import ResultsStore
+from sparsedd.training.experiment import Experiment
+from sparsedd.training.trainer import EpochStats
 
 # ---------------------------------------------------------------- the runs
 
@@ -216,3 +219,19 @@ def test_figure_and_report_show_the_control() -> None:
     assert not grey_lines(analyze(rows_to_frame(_runs(PRUNED, True))))
     page = render_html(with_control, b"", "out")
     assert 'id="control"' in page and "more training, not sparsity" in page
+
+
+@pytest.mark.parametrize("pruning", [True, False])
+def test_run_notes_a_dense_round_still_climbing(tmp_path: Path, pruning: bool) -> None:
+    notes = Notes()
+    run = Experiment(tiny_config(pruning=pruning), tmp_path, reporter=notes)
+    for e in range(10):
+        run.check_finite(0, e, EpochStats(1.0, 0.9))
+    run._check_dense_convergence(10)
+    assert notes.notes == []  # flat at its end: converged
+    for e in range(10):
+        run.check_finite(0, e, EpochStats(1.0, 0.5 + 0.03 * e))
+    run._check_dense_convergence(10)
+    (note,) = notes.notes
+    assert "has not converged on the noisy labels" in note and "dense_epochs=6" in note
+    assert ("--control" in note) is pruning  # a control run is not told to add a control

@@ -57,10 +57,11 @@ def not_converged(train_acc: Sequence[float]) -> str | None:
     )
 
 
-def fix_hint(dense_epochs: int | None) -> str:
-    """The fix: more dense epochs (three times as many, when known) or the control."""
+def fix_hint(dense_epochs: int | None, control: bool = False) -> str:
+    """The fix: more dense epochs (three times as many, when known) or, for a pruned run, the
+    control (``control``: the run is a control itself)."""
     more = f"--set dense_epochs={3 * dense_epochs}" if dense_epochs else "more dense_epochs"
-    return (
-        f"train the dense round to convergence ({more}), or add the control (--control) to "
-        f"tell the fall that more training causes from pruning's"
-    )
+    fix = f"train the dense round to convergence ({more})"
+    if control:
+        return fix
+    return f"{fix}, or add the control (--control) to tell the fall that more training causes"

@@ -305,7 +305,7 @@ class Experiment:
                 self.id,
                 f"run {self.id}: the dense round has not converged on the noisy labels: {why}, "
                 f"so later rounds fall from more training too; "
-                f"{fix_hint(self.cfg.round0_epochs)}",
+                f"{fix_hint(self.cfg.round0_epochs, control=not self.cfg.pruning)}",
             )
 
     def input_meta(self) -> dict[str, Any]:
