@@ -236,3 +236,13 @@ def test_run_notes_a_dense_round_still_climbing(tmp_path: Path, pruning: bool) -
     (note,) = notes.notes
     assert "has not converged on the noisy labels" in note and "dense_epochs=6" in note
     assert ("--control" in note) is pruning  # a control run is not told to add a control
+
+
+def test_control_with_adaptive_seeds_is_refused(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    code, _, err = run_cli(
+        [*TINY, "--control", "--adaptive-seeds", "2:3", "--out", str(out)], capsys
+    )
+    assert code == 2
+    assert_one_error_line(err, ["--control", "--adaptive-seeds"])
+    assert not out.exists()
