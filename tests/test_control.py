@@ -121,6 +121,8 @@ def test_a_fall_that_happens_without_pruning_is_named_training() -> None:
     assert "more training, not sparsity" in c["control_note"]
     assert c["verdict"] != "SDD"  # judged against the control: no first descent is left
     assert c["verdict_note"].startswith("against the control")
+    if np.isfinite(c["dip_acc"]):  # drawn on the pruned curve itself, not the adjusted one
+        assert c["dip_acc"] < 0.70
     assert any("more training" in line for line in result.control_lines)
     assert set(result.controls["curve"]) == {c["curve"]}
 

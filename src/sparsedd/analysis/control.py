@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,7 @@ import pandas as pd
 
 from sparsedd.analysis.convergence import fix_hint, not_converged
 from sparsedd.analysis.load import collapsed_flags, config_keys, hashable
-from sparsedd.analysis.verdict import Verdict, sdd_verdict
+from sparsedd.analysis.verdict import Verdict, sdd_verdict, smooth
 from sparsedd.config import DEFAULTS, NON_SEMANTIC, NOT_IN_RUN_ID
 
 #: The config key that turns pruning off (a control run).
@@ -251,7 +252,15 @@ def controlled_verdict(
     judged = sdd_verdict(
         adjusted(matrix, control), n_test / 3 if n_test else None, min_rise, collapsed=collapsed
     )
-    judged = dataclasses.replace(judged, note=f"against the control: {judged.note}".strip())
+    # fall and rise are the adjusted curve's; the dip and peak accuracies are the pruned
+    # curve's own at those rounds, so that the table and the figure show them where it is
+    own = _smoothed_mean(matrix)
+    judged = dataclasses.replace(
+        judged,
+        note=f"against the control: {judged.note}".strip(),
+        dip_acc=_at_round(own, judged.dip_round, judged.dip_acc),
+        peak_acc=_at_round(own, judged.peak_round, judged.peak_acc),
+    )
     dip = plain.dip_round if plain.fall and plain.fall > 0 else judged.dip_round
     return judged, control_fields(matrix, control, dip, sparsity, n_test)
 
@@ -318,3 +327,18 @@ def _control_moves(controls: pd.DataFrame, rounds: int = 2) -> str | None:
         f"without pruning, test accuracy moves {100 * move:+.1f} points over the first "
         f"{rounds} rounds, more than the noise ({100 * 2 * noise:.1f})"
     )
+
+
+def _smoothed_mean(matrix: np.ndarray) -> np.ndarray:
+    """The seeds' mean test accuracy per round, smoothed as the verdict smooths it."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(matrix, axis=0)
+    end = int(np.flatnonzero(np.isfinite(mean))[-1]) + 1 if np.isfinite(mean).any() else 0
+    return smooth(mean[:end]) if end else mean
+
+
+def _at_round(curve: np.ndarray, index: int | None, fallback: float | None) -> float | None:
+    if index is None or index >= len(curve) or not math.isfinite(curve[index]):
+        return fallback
+    return float(curve[index])
