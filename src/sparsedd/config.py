@@ -123,6 +123,11 @@ class Config:
     rounds: int = _f(
         34, "pruning rounds after the dense one", min=0, max=MAX_ROUNDS, why=_ROUNDS_WHY
     )
+    pruning: bool = _f(
+        True,
+        "prune every round; false: the control (each round retrains the unpruned model with "
+        "the same schedule, so that a fall that happens without pruning shows as training)",
+    )
     prune_scope: Literal["global", "layerwise"] = _f("global", "rank weights globally or per layer")
     prune_criterion: str = _f("magnitude", "pruning criterion name")
     prune_exclude: str = _f(

@@ -128,6 +128,10 @@ def analyze(
         click.echo(f"verdict   {line}")
     for line in collapse_lines(result):
         click.echo(f"collapsed {line}")
+    for line in result.control_lines:
+        click.echo(f"control   {line}")
+    for line in result.convergence_lines:
+        click.echo(f"dense     {line}")
     for line in lambda_verdicts(result):
         click.echo(f"λ choice  {line}")
     click.echo("\nrounds per run (sparsedd export --run ID --round best|dip|peak):")

@@ -112,6 +112,12 @@ def cli() -> None:
     "curve whose verdict is inconclusive, up to MAX (e.g. 2:5); a study YAML may say "
     "adaptive_seeds: '2:5'",
 )
+@click.option(
+    "--control",
+    is_flag=True,
+    help="also train every run with pruning off (same seeds, rounds, epochs and data): the "
+    "control that tells a fall caused by pruning from one caused by more training",
+)
 @click.option("--quiet", "-q", is_flag=True, help="no progress bars, only summary lines")
 @click.option(
     "--batch-lambdas/--no-batch-lambdas",
@@ -141,6 +147,7 @@ def run(
     dry_run: bool,
     logs: tuple[str, ...],
     adaptive_seeds: str | None,
+    control: bool,
 ) -> None:
     """Train, then prune round after round, recording every sparsity (resumes if re-run).
 
@@ -166,6 +173,7 @@ def run(
         quiet=quiet,
         dry_run=dry_run,
         adaptive_seeds=adaptive_seeds,
+        control=control,
     )
     outcome = run_sweep(request, note=lambda line: click.echo(f"sparsedd: note: {line}", err=True))
     if dry_run and outcome.adaptive is not None:

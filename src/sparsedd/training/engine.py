@@ -323,9 +323,8 @@ def record_collapsed(run: Run, last: int, first: int, reason: str | None) -> Non
     kept = sum(m.numel() for n, m in run.masks.items() if n in run.kept_dense)
     weights = (count_parameters(run.model), count_total(run.masks), kept)
     n_test = len(run.splits.test_y)
-    rows = collapsed_rows(
-        last, sparsity, upto, run.cfg.prune_rate, weights, n_test, provenance(run.device)
-    )
+    rate = run.cfg.prune_rate if run.cfg.pruning else 0.0  # a control's sparsity stays 0
+    rows = collapsed_rows(last, sparsity, upto, rate, weights, n_test, provenance(run.device))
     run.store.record_rounds(run.id, rows)  # one transaction: the cost of the rows alone
     run.files.progress.unlink(missing_ok=True)
     why = f" ({reason})" if reason else ""
