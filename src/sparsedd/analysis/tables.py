@@ -51,6 +51,7 @@ from sparsedd.analysis.stats import (
 )
 from sparsedd.analysis.synthetic import SHAPES, synthetic_rounds
 from sparsedd.analysis.verdict import (
+    ALPHA,
     DEFAULT_MIN_RISE,
     SDD,
     VERDICTS,
@@ -222,7 +223,7 @@ def _verdict_fields(v: Verdict, sparsity: list[float]) -> dict[str, Any]:
 
 
 def _curve_row(
-    group: pd.DataFrame, stats: pd.DataFrame, min_rise: float, tolerance: float
+    group: pd.DataFrame, stats: pd.DataFrame, min_rise: float, tolerance: float, alpha: float
 ) -> dict[str, Any]:
     stats = stats.sort_values("round")
     spars = list(stats["sparsity"])
@@ -231,7 +232,9 @@ def _curve_row(
     best = int(np.nanargmax(acc)) if np.isfinite(acc).any() else None
     matrix, _ = seed_matrix(group)
     n_test = eval_size(group, "n_test")
-    verdict = sdd_verdict(matrix, n_test, min_rise, collapsed=collapsed_matrix(group))
+    verdict = sdd_verdict(
+        matrix, n_test, min_rise, collapsed_matrix(group), alpha=alpha, sparsity=spars
+    )
     val = pd.to_numeric(stats["val_acc_mean"], errors="coerce").to_numpy(dtype=float)
     has_val = bool(np.isfinite(val).any())
     best_val = int(np.nanargmax(val)) if has_val else None
@@ -257,13 +260,14 @@ def curve_table(
     tolerance: float = DEFAULT_TOLERANCE,
     lambda_rule: str = DEFAULT_LAMBDA_RULE,
     target_sparsity: float | None = None,
+    alpha: float = ALPHA,
 ) -> pd.DataFrame:
     """One row per curve: its keys, then CURVE_FIELDS (numbers as floats, NaN where missing).
 
     ``best_weight_decay`` is the λ that ``lambda_rule`` chooses among the curves that differ
     from this one only in ``weight_decay`` (see ``lambdas.choose_weight_decay``).
     """
-    return _tables(df, min_rise, tolerance, lambda_rule, target_sparsity)[0]
+    return _tables(df, min_rise, tolerance, lambda_rule, target_sparsity, alpha)[0]
 
 
 def _tables(
@@ -272,6 +276,7 @@ def _tables(
     tolerance: float,
     lambda_rule: str,
     target_sparsity: float | None,
+    alpha: float = ALPHA,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(curves, λ choices, per-round stats) of a rounds DataFrame."""
     df = df if "curve" in df.columns else add_curve_column(df)
@@ -281,7 +286,7 @@ def _tables(
     for curve, group in df.groupby("curve", sort=False):
         first = group.iloc[0]
         rec = {"curve": curve, **{k: hashable(first[k]) for k in keys}}
-        rec.update(_curve_row(group, stats[stats["curve"] == curve], min_rise, tolerance))
+        rec.update(_curve_row(group, stats[stats["curve"] == curve], min_rise, tolerance, alpha))
         records.append(rec)
     table = pd.DataFrame.from_records(records)
     lambdas = pd.DataFrame()
@@ -322,6 +327,8 @@ class Analysis:
     lambda_rule: str = DEFAULT_LAMBDA_RULE
     target_sparsity: float | None = None
     notes: list[str] = field(default_factory=list)
+    #: The one-sided level of each verdict's claims.
+    alpha: float = ALPHA
 
 
 def analyze(
@@ -330,16 +337,17 @@ def analyze(
     tolerance: float = DEFAULT_TOLERANCE,
     lambda_rule: str = DEFAULT_LAMBDA_RULE,
     target_sparsity: float | None = None,
+    alpha: float = ALPHA,
 ) -> Analysis:
     """Curves, per-round statistics, per-curve verdicts and λ choices of a rounds DataFrame."""
     if df.empty:
         raise UserError("no recorded rounds to analyse; run `sparsedd run --out DIR` first")
     df = add_curve_column(df)
     keys = curve_keys(df)
-    curves, lambdas, stats = _tables(df, min_rise, tolerance, lambda_rule, target_sparsity)
+    curves, lambdas, stats = _tables(df, min_rise, tolerance, lambda_rule, target_sparsity, alpha)
     return Analysis(
         df, stats, curves, lambdas, keys, min_rise, tolerance, lambda_rule, target_sparsity,
-        notes=list(df.attrs.get("notes", [])),
+        notes=list(df.attrs.get("notes", [])), alpha=alpha,
     )  # fmt: skip
 
 

@@ -21,7 +21,7 @@ T = TypeVar("T")
 # Same as sparsedd.analysis.tables.DEFAULT_MIN_RISE and lambdas.LAMBDA_RULES (pinned by a test);
 # analysis, pandas and matplotlib are imported only when a command runs, to keep `sparsedd
 # --help` fast.
-DEFAULT_MIN_RISE = 0.005
+DEFAULT_MIN_RISE = 0.025
 LAMBDA_RULES = ("avoid-sdd", "best-val", "at-sparsity")
 
 _DIR = click.argument("out_dir", default="./sparsedd-runs", type=click.Path(file_okay=False))
