@@ -106,8 +106,9 @@ def adaptive_cell(case: str, kind: str, n_test: int, curves: int) -> dict[str, f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="40 curves per cell, not 200")
+    parser.add_argument("--curves", type=int, help="curves per cell (overrides --quick)")
     args = parser.parse_args()
-    curves = 40 if args.quick else 200
+    curves = args.curves or (40 if args.quick else 200)
     start = time.perf_counter()
     print(f"verdict calibration: {curves} curves per cell, min_rise {DEFAULT_MIN_RISE:.1%}\n")
     print("| case | noise | test images | seeds | SDD | no SDD | inconclusive |")

@@ -80,20 +80,20 @@ def own_noise(kind: str, sd: np.ndarray, n_seeds: int, rng: np.random.Generator)
 
 def synthetic_rounds(
     shape: str = "sdd",
-    depth: float = 0.04,
+    depth: float = 0.08,
     noise_sd: float = 0.005,
     n_seeds: int = 3,
     rounds: int = 25,
     seed: int = 0,
-    n_test: int | None = None,
+    n_test: int | None = 10_000,
     collapsed_from: int | Sequence[int | None] | None = None,
     **config: Any,
 ) -> pd.DataFrame:
     """A rounds DataFrame of one synthetic curve with known shape (``clean_curve``).
 
     Each seed adds independent Gaussian noise of ``noise_sd`` to every round; with ``n_test``
-    its accuracy is then that of a binomial draw of ``n_test`` test images (recorded as the
-    ``n_test`` column). ``config`` keys become columns. ``collapsed_from``: the round from which
+    (10,000 by default, as the demo's test set; None: not recorded) its accuracy is then that of
+    a binomial draw of ``n_test`` test images (recorded as the ``n_test`` column). ``config`` keys become columns. ``collapsed_from``: the round from which
     every seed's run (or, as a list, each seed's: None for one that never stops) stopped as
     collapsed, as the training's collapse stop records it: those rounds are rows with
     ``collapsed`` 1 and no metrics (the frame then has a ``collapsed`` column). The random draws
