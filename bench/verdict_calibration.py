@@ -158,6 +158,9 @@ def main() -> None:
         "power_mean_aligned": float(
             np.mean([r["SDD"] for r in dips if r["case"] == "dip aligned"])
         ),
+        "power_mean_6_points": float(
+            np.mean([r["SDD"] for r in dips if r["case"] == "dip 6 points"])
+        ),
         "adaptive": adaptive,
         "seconds": round(time.perf_counter() - start, 1),
     }

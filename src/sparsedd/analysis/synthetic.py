@@ -93,11 +93,11 @@ def synthetic_rounds(
 
     Each seed adds independent Gaussian noise of ``noise_sd`` to every round; with ``n_test``
     (10,000 by default, as the demo's test set; None: not recorded) its accuracy is then that of
-    a binomial draw of ``n_test`` test images (recorded as the ``n_test`` column). ``config`` keys become columns. ``collapsed_from``: the round from which
-    every seed's run (or, as a list, each seed's: None for one that never stops) stopped as
-    collapsed, as the training's collapse stop records it: those rounds are rows with
-    ``collapsed`` 1 and no metrics (the frame then has a ``collapsed`` column). The random draws
-    are the same with or without it.
+    a binomial draw of ``n_test`` test images (recorded as the ``n_test`` column). ``config``
+    keys become columns. ``collapsed_from``: the round from which every seed's run (or, as a
+    list, each seed's: None for one that never stops) stopped as collapsed, as the training's
+    collapse stop records it: those rounds are rows with ``collapsed`` 1 and no metrics (the
+    frame then has a ``collapsed`` column). The random draws are the same with or without it.
     """
     stops = _stops(collapsed_from, n_seeds)
     rng = np.random.default_rng(seed)
