@@ -31,7 +31,7 @@ _MIN_RISE = click.option(
     show_default=True,
     type=click.FloatRange(0, 1),
     help="smallest fall and rise (as fractions) that count as SDD: SDD when both lower bounds "
-    "exceed it, no SDD when an upper bound is below it",
+    "exceed it, no SDD when the upper bound on the deepest valley is below it",
 )
 _LAMBDA_RULE = click.option(
     "--lambda-rule",
