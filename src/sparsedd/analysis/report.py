@@ -189,13 +189,14 @@ remaining and labelled in sparsity.</figcaption></figure>
 <h2>Curves</h2>
 {html_table(display_rows(result), left=tuple(result.keys))}
 <p class="meta">Compressible to: highest sparsity whose mean test accuracy is within
-{amount(result.tolerance)} of the dense model. Dip, peak, fall and rise are measured on the seeds'
-mean accuracy averaged over 3 rounds, before the final collapse. The lower bounds subtract the
-depth that noise alone finds in a flat curve of the same length (95th percentile, calibrated by
-simulation); the upper bounds add 1.645 standard errors. SDD: both lower bounds above the minimum
-rise ({amount(result.min_rise)}); no SDD: no valley, or an upper bound below it; otherwise
-inconclusive. The noise per seed and round combines the seeds' spread and the test set's binomial
-noise.</p>
+{amount(result.tolerance)} of the dense model. Dip, peak, fall and rise are measured within
+each seed (its accuracy averaged over 3 rounds), averaged over the seeds still alive at the peak;
+a seed counts up to its own collapse (it stays below chance + 80% of its dense accuracy's margin
+over chance). The lower bounds subtract the largest fall or rise that noise alone finds in the
+curve (simulated with the curve's fitted noise: each seed's own, correlated across rounds and
+growing with sparsity, and the test set's); SDD: both lower bounds above the minimum
+rise ({amount(result.min_rise)}); no SDD: the upper bound on every valley below it, over the
+rounds judged; otherwise inconclusive (each claim at one-sided level {result.alpha:g}).</p>
 <details><summary>Per-round statistics</summary>
 {html_table(stats_rows(result), left=("curve",))}</details>
 <h2>Configs</h2>

@@ -51,6 +51,7 @@ from sparsedd.analysis.load import (
     rows_to_frame,
     varying_keys,
 )
+from sparsedd.analysis.paired import paired_noise
 from sparsedd.analysis.stats import (
     METRICS,
     curve_stats,
@@ -60,6 +61,7 @@ from sparsedd.analysis.stats import (
 )
 from sparsedd.analysis.synthetic import SHAPES, synthetic_rounds
 from sparsedd.analysis.verdict import (
+    ALPHA,
     DEFAULT_MIN_RISE,
     SDD,
     VERDICTS,
@@ -235,6 +237,7 @@ def _curve_row(
     stats: pd.DataFrame,
     min_rise: float,
     tolerance: float,
+    alpha: float,
     controls: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     stats = stats.sort_values("round")
@@ -247,7 +250,14 @@ def _curve_row(
     # the control arm (analysis/control.py): the verdict judges pruning, not more training
     control = control_matrix(group, controls) if controls is not None else None
     verdict, control_info = controlled_verdict(
-        matrix, collapsed_matrix(group), control, n_test, min_rise, spars
+        matrix,
+        collapsed_matrix(group),
+        control,
+        n_test,
+        min_rise,
+        spars,
+        alpha=alpha,
+        paired_diff_sd=paired_noise(group),
     )
     val = pd.to_numeric(stats["val_acc_mean"], errors="coerce").to_numpy(dtype=float)
     has_val = bool(np.isfinite(val).any())
@@ -275,13 +285,14 @@ def curve_table(
     tolerance: float = DEFAULT_TOLERANCE,
     lambda_rule: str = DEFAULT_LAMBDA_RULE,
     target_sparsity: float | None = None,
+    alpha: float = ALPHA,
 ) -> pd.DataFrame:
     """One row per curve: its keys, then CURVE_FIELDS (numbers as floats, NaN where missing).
 
     ``best_weight_decay`` is the λ that ``lambda_rule`` chooses among the curves that differ
     from this one only in ``weight_decay`` (see ``lambdas.choose_weight_decay``).
     """
-    return _tables(df, min_rise, tolerance, lambda_rule, target_sparsity)[0]
+    return _tables(df, min_rise, tolerance, lambda_rule, target_sparsity, alpha)[0]
 
 
 def _tables(
@@ -291,6 +302,7 @@ def _tables(
     lambda_rule: str,
     target_sparsity: float | None,
     controls: pd.DataFrame | None = None,
+    alpha: float = ALPHA,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(curves, λ choices, per-round stats) of a rounds DataFrame (of pruned runs; their
     ``controls``' rows apart)."""
@@ -301,7 +313,9 @@ def _tables(
     for curve, group in df.groupby("curve", sort=False):
         first = group.iloc[0]
         rec = {"curve": curve, **{k: hashable(first[k]) for k in keys}}
-        rec.update(_curve_row(group, stats[stats["curve"] == curve], min_rise, tolerance, controls))
+        rec.update(
+            _curve_row(group, stats[stats["curve"] == curve], min_rise, tolerance, alpha, controls)
+        )
         records.append(rec)
     table = pd.DataFrame.from_records(records)
     lambdas = pd.DataFrame()
@@ -350,6 +364,8 @@ class Analysis:
     #: Per curve: what its fall is against the control; dense rounds that had not converged.
     control_lines: list[str] = field(default_factory=list)
     convergence_lines: list[str] = field(default_factory=list)
+    #: The one-sided level of each verdict's claims.
+    alpha: float = ALPHA
 
 
 def analyze(
@@ -358,6 +374,7 @@ def analyze(
     tolerance: float = DEFAULT_TOLERANCE,
     lambda_rule: str = DEFAULT_LAMBDA_RULE,
     target_sparsity: float | None = None,
+    alpha: float = ALPHA,
 ) -> Analysis:
     """Curves, per-round statistics, per-curve verdicts and λ choices of a rounds DataFrame."""
     if df.empty:
@@ -369,11 +386,11 @@ def analyze(
     keys = curve_keys(df)
     controls = with_twin_curves(df, controls)
     curves, lambdas, stats = _tables(
-        df, min_rise, tolerance, lambda_rule, target_sparsity, controls
+        df, min_rise, tolerance, lambda_rule, target_sparsity, controls, alpha
     )
     return Analysis(
         df, stats, curves, lambdas, keys, min_rise, tolerance, lambda_rule, target_sparsity,
-        notes=list(df.attrs.get("notes", [])), controls=controls,
+        notes=list(df.attrs.get("notes", [])), controls=controls, alpha=alpha,
         control_lines=control_lines(curves),
         convergence_lines=convergence_lines(df, controls, df.attrs.get("dense_train_acc", {})),
     )  # fmt: skip
@@ -381,7 +398,7 @@ def analyze(
 
 def analyze_dir(out_dir: str | Path, **options: Any) -> Analysis:
     """``analyze`` of the results folder ``out_dir`` (``options`` as ``analyze`` takes them)."""
-    return analyze(load_results(out_dir), **options)
+    return analyze(load_results(out_dir, correctness=True), **options)
 
 
 def curves_json(result: Analysis) -> list[dict[str, Any]]:
