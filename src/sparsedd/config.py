@@ -44,6 +44,10 @@ class Config:
         "ViT layout: paper (the seed paper's models/vit.py: no LayerNorm around the patch "
         "embedding, no dropout on attention weights) or modern (today's vit-pytorch)",
     )
+    vgg_depth: int = _f(5, "vgg-like: blocks of two convolutions and a max-pool (DSD²'s δ)", min=1)
+    vgg_width: int = _f(
+        32, "vgg-like: channels of the first block, doubled by each next (DSD²'s 2^γ)", min=1
+    )
     init: Literal["torch", "kaiming_normal", "kaiming_normal_fan_out"] = _f(
         "torch",
         "weight init: torch (PyTorch's layer defaults), kaiming_normal (every Linear and Conv "
