@@ -78,3 +78,14 @@ def test_remedy_is_a_grid_axis_on_the_command_line_and_in_study_yaml(
     study.write_text("grid:\n  remedy: [none, label_smooth, distill]\n  seed: [0, 1]\n")
     code, out, _ = run_cli([*args, "--config", str(study)], capsys)
     assert code == 0 and "6 runs: 0 done" in out and "remedy=label_smooth seed=1" in out
+
+
+def test_runs_recorded_before_the_remedy_keys_join_their_curve(tmp_path: Path) -> None:
+    """A folder's earlier runs lack the keys added since (remedy, vgg_depth, …): they read as
+    the defaults they ran with, so a new seed joins their curve instead of splitting it."""
+    added = ("remedy", "kd_alpha", "kd_temperature", "teacher", "label_smoothing")
+    old = {k: v for k, v in BASE.items() if k not in (*added, "vgg_depth", "vgg_width")}
+    fill(tmp_path, [("a" * 16, old, curve(DIP)), ("b" * 16, {**BASE, "seed": 1}, curve(DIP))])
+    result = analyze_dir(tmp_path)
+    assert len(result.curves) == 1 and int(result.curves["n_seeds"].iloc[0]) == 2
+    assert "remedy" not in result.keys

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sparsedd.config import NON_SEMANTIC, NOT_IN_RUN_ID
+from sparsedd.config import DEFAULTS, NON_SEMANTIC, NOT_IN_RUN_ID, to_dict
 from sparsedd.errors import UserError
 from sparsedd.store.results import ROUND_COLUMNS as STORE_ROUND_COLUMNS
 from sparsedd.store.results import ResultsStore
@@ -76,6 +76,16 @@ def rows_to_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(order_rows(rows))
 
 
+def with_default_keys(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows whose run recorded no value for a config key that other runs of the folder record
+    (it was recorded before the key existed) take the key's default: what that run computed,
+    as a new key's default keeps every earlier run's result and id. Runs of one curve then
+    never split on a key added since."""
+    recorded = set().union(*(r.keys() for r in rows)) if rows else set()
+    defaults = {k: v for k, v in to_dict(DEFAULTS).items() if k in recorded}
+    return [{**r, **{k: v for k, v in defaults.items() if k not in r}} for r in rows]
+
+
 def load_results(out_dir: str | Path) -> pd.DataFrame:
     """All recorded rounds of a results folder: one row per (run, round).
 
@@ -85,7 +95,7 @@ def load_results(out_dir: str | Path) -> pd.DataFrame:
     round the run skipped once it had collapsed; its metrics are None) and ``layer_density``
     (a dict column: layer name → fraction of weights surviving).
     """
-    rows = ResultsStore(out_dir, create=False).round_rows()
+    rows = with_default_keys(ResultsStore(out_dir, create=False).round_rows())
     if not rows:
         raise UserError(f"no recorded rounds in {out_dir}; let a run finish its dense round first")
     kept, diverged = drop_diverged(rows)
