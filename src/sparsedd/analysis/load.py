@@ -15,16 +15,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sparsedd.analysis.set_size import recover_n_test
 from sparsedd.config import DEFAULTS, NON_SEMANTIC, NOT_IN_RUN_ID, to_dict
 from sparsedd.errors import UserError
 from sparsedd.store.results import ROUND_COLUMNS as STORE_ROUND_COLUMNS
 from sparsedd.store.results import ResultsStore
+from sparsedd.store.schema import CORRECTNESS_FIELD
 
 #: Keys always in a curve's label (when present), varying or not.
 ALWAYS_KEYS = ("model", "dataset", "noise", "weight_decay")
 #: Per-round columns that are not config keys (``round_epochs`` is the round's own epoch count;
 #: the config key ``epochs`` keeps its name, and runs that differ in it are different curves).
-ROUND_COLUMNS = frozenset(STORE_ROUND_COLUMNS) | {"curve"}
+ROUND_COLUMNS = frozenset(STORE_ROUND_COLUMNS) | {"curve", CORRECTNESS_FIELD}
 
 
 def row_config_keys(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -86,7 +88,7 @@ def with_default_keys(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**r, **{k: v for k, v in defaults.items() if k not in r}} for r in rows]
 
 
-def load_results(out_dir: str | Path) -> pd.DataFrame:
+def load_results(out_dir: str | Path, correctness: bool = False) -> pd.DataFrame:
     """All recorded rounds of a results folder: one row per (run, round).
 
     Columns, as ``sparsedd results`` prints them: every config key of the run (``epochs`` is
@@ -94,8 +96,21 @@ def load_results(out_dir: str | Path) -> pd.DataFrame:
     ``round_epochs`` (epochs trained in that round), the provenance fields, ``collapsed`` (1: a
     round the run skipped once it had collapsed; its metrics are None) and ``layer_density``
     (a dict column: layer name → fraction of weights surviving).
+
+    Runs that recorded no test-set size (older databases) get it recovered where it can be
+    (``set_size.recover_n_test``), said in a note in ``df.attrs["notes"]``; where it cannot
+    be, it stays missing.
+
+    ``correctness``: also a ``test_correct`` column, the round's packed per-image test
+    correctness (bytes; None where not recorded: collapsed rounds, older databases), which
+    ``analysis.paired`` reads. Left out by default: the tables have no use for it.
     """
-    rows = with_default_keys(ResultsStore(out_dir, create=False).round_rows())
+    store = ResultsStore(out_dir, create=False)
+    rows = with_default_keys(store.round_rows())
+    if correctness:
+        bits = store.round_correctness()
+        for row in rows:
+            row[CORRECTNESS_FIELD] = bits.get((row["run_id"], row["round"]), (None, 0))[0]
     if not rows:
         raise UserError(f"no recorded rounds in {out_dir}; let a run finish its dense round first")
     kept, diverged = drop_diverged(rows)
@@ -104,11 +119,11 @@ def load_results(out_dir: str | Path) -> pd.DataFrame:
             f"every recorded run in {out_dir} diverged at its dense round (non-finite loss); "
             f"re-run with a lower 'lr'"
         )
-    df = rows_to_frame(kept)
+    df, size_notes = recover_n_test(rows_to_frame(kept))
     df.attrs["notes"] = [
         f"run {run} diverged at round {k} (non-finite loss): its rounds from {k} on are left out"
         for run, k in sorted(diverged.items())
-    ]
+    ] + size_notes
     return df
 
 
