@@ -45,6 +45,7 @@ from sparsedd.analysis.figure_parts import (  # noqa: E402  (re-exported: public
     sparsity_ticks,
 )
 from sparsedd.analysis.load import collapsed_flags  # noqa: E402
+from sparsedd.analysis.plot_control import control_handle, draw_control  # noqa: E402
 from sparsedd.analysis.plot_layers import (  # noqa: E402  (re-exported: public names)
     DENSITY_TICKS,
     layer_density_table,
@@ -226,6 +227,7 @@ def plot_analysis(result: Analysis, title: str | None = None, entropy: bool = Fa
                 style = INCONCLUSIVE_STYLE
             stats = result.stats[result.stats["curve"] == curve["curve"]].sort_values("round")
             _draw_metric(top, stats, "test_acc", color, style)
+            draw_control(top, result.controls, curve["curve"], stats)
             _draw_metric(memo, stats, "memorization", color, style)
             if entropy:
                 _draw_metric(axes[2][col], stats, "activation_entropy", color, style, scale=1)
@@ -241,7 +243,7 @@ def plot_analysis(result: Analysis, title: str | None = None, entropy: bool = Fa
             axes[2][col].set_ylabel("Activation entropy (bits)")
             axes[2][col].set_ylim(0, 1)
         axes[rows - 1][col].set_xlabel("Sparsity (%; log scale of weights remaining)")
-    _legend(fig, curves, line, colors)
+    _legend(fig, curves, line, colors, [] if result.controls.empty else [control_handle()])
     default = "Test accuracy and memorization across pruning rounds"
     setting = textwrap.fill(setting_title(result), TITLE_WIDTH + 12)
     fig.suptitle(title or "\n".join(filter(None, (setting, default))), fontsize=12)
@@ -254,11 +256,13 @@ def _line_values(curves: pd.DataFrame, line: str | None) -> list[Any]:
     return sorted(curves[line].dropna().unique())
 
 
-def _legend(fig: Figure, curves: pd.DataFrame, line: str | None, colors: dict) -> None:
+def _legend(
+    fig: Figure, curves: pd.DataFrame, line: str | None, colors: dict, extra: list[Any]
+) -> None:
     handles = [
         Line2D([], [], color=c, marker="o", markersize=4, label=_line_label(line, v, str(v)))
         for v, c in colors.items()
-    ]
+    ] + extra
     seeds = int(pd.to_numeric(curves["n_seeds"]).max())
     band = f"±1 s.d. over {seeds} seeds" if seeds > 1 else "one seed: no band"
     handles += [

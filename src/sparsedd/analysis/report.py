@@ -173,6 +173,10 @@ def render_html(result: Analysis, figure_png: bytes, source: str) -> str:
         if collapses
         else ""
     )
+    control = "".join(
+        f"<li>{html.escape(v)}</li>" for v in [*result.control_lines, *result.convergence_lines]
+    )
+    control = f'<h2>Pruning or training?</h2><ul id="control">{control}</ul>' if control else ""
     stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -185,6 +189,7 @@ def render_html(result: Analysis, figure_png: bytes, source: str) -> str:
 <h2>Verdicts</h2><ul id="verdicts">{verdicts}</ul>
 <p class="meta">{html.escape(noise_draw_line(result))}</p>
 {collapsed}
+{control}
 <h2>Choice of λ (on validation accuracy, never test)</h2><ul id="lambdas">{lambdas}</ul>
 <h2>Trade-off across λ</h2>
 {_tradeoff_html(result)}
@@ -197,7 +202,8 @@ the activation-state entropy (bits: the mean over ReLU/GELU units of the entropy
 state over 512 training images, a signal that needs no labels); dotted: the 3-round mean the
 verdict is taken on; ▼ dip and ▲ peak on it where the verdict is SDD (hollow: inconclusive);
 an inconclusive curve is drawn dashed; × ends a curve whose runs stopped as collapsed (the
-rounds they skipped are not drawn). The x axis is logarithmic in the fraction of weights
+rounds they skipped are not drawn); grey: the control (pruning off), round k drawn at the
+pruned curve's sparsity in round k. The x axis is logarithmic in the fraction of weights
 remaining and labelled in sparsity.</figcaption></figure>
 <h2>Curves</h2>
 {html_table(display_rows(result), left=tuple(result.keys))}

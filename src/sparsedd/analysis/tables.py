@@ -19,6 +19,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sparsedd.analysis.control import (
+    CONTROL_FIELDS,
+    control_lines,
+    control_matrix,
+    controlled_verdict,
+    convergence_lines,
+    split_controls,
+    with_twin_curves,
+)
 from sparsedd.analysis.export import export_table
 from sparsedd.analysis.lambdas import (
     DEFAULT_LAMBDA_RULE,
@@ -222,7 +231,11 @@ def _verdict_fields(v: Verdict, sparsity: list[float]) -> dict[str, Any]:
 
 
 def _curve_row(
-    group: pd.DataFrame, stats: pd.DataFrame, min_rise: float, tolerance: float
+    group: pd.DataFrame,
+    stats: pd.DataFrame,
+    min_rise: float,
+    tolerance: float,
+    controls: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     stats = stats.sort_values("round")
     spars = list(stats["sparsity"])
@@ -231,7 +244,11 @@ def _curve_row(
     best = int(np.nanargmax(acc)) if np.isfinite(acc).any() else None
     matrix, _ = seed_matrix(group)
     n_test = eval_size(group, "n_test")
-    verdict = sdd_verdict(matrix, n_test, min_rise, collapsed=collapsed_matrix(group))
+    # the control arm (analysis/control.py): the verdict judges pruning, not more training
+    control = control_matrix(group, controls) if controls is not None else None
+    verdict, control_info = controlled_verdict(
+        matrix, collapsed_matrix(group), control, n_test, min_rise, spars
+    )
     val = pd.to_numeric(stats["val_acc_mean"], errors="coerce").to_numpy(dtype=float)
     has_val = bool(np.isfinite(val).any())
     best_val = int(np.nanargmax(val)) if has_val else None
@@ -248,6 +265,7 @@ def _curve_row(
         "best_val_acc": float(val[best_val]) if best_val is not None else math.nan,
         "best_val_sparsity": _at(spars, best_val),
         "test_at_best_val": acc[best_val] if best_val is not None else math.nan,
+        **control_info,
     }
 
 
@@ -272,8 +290,10 @@ def _tables(
     tolerance: float,
     lambda_rule: str,
     target_sparsity: float | None,
+    controls: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(curves, λ choices, per-round stats) of a rounds DataFrame."""
+    """(curves, λ choices, per-round stats) of a rounds DataFrame (of pruned runs; their
+    ``controls``' rows apart)."""
     df = df if "curve" in df.columns else add_curve_column(df)
     keys = curve_keys(df)
     stats = curve_stats(df)
@@ -281,7 +301,7 @@ def _tables(
     for curve, group in df.groupby("curve", sort=False):
         first = group.iloc[0]
         rec = {"curve": curve, **{k: hashable(first[k]) for k in keys}}
-        rec.update(_curve_row(group, stats[stats["curve"] == curve], min_rise, tolerance))
+        rec.update(_curve_row(group, stats[stats["curve"] == curve], min_rise, tolerance, controls))
         records.append(rec)
     table = pd.DataFrame.from_records(records)
     lambdas = pd.DataFrame()
@@ -304,6 +324,8 @@ def _typed(table: pd.DataFrame) -> pd.DataFrame:
             table[name] = table[name].astype(int)
         elif name not in _TEXT_FIELDS:
             table[name] = pd.to_numeric(table[name], errors="coerce").astype(float)
+    for name in CONTROL_FIELDS[:-1]:  # the last is the note
+        table[name] = pd.to_numeric(table[name], errors="coerce").astype(float)
     return table
 
 
@@ -322,6 +344,12 @@ class Analysis:
     lambda_rule: str = DEFAULT_LAMBDA_RULE
     target_sparsity: float | None = None
     notes: list[str] = field(default_factory=list)
+    #: The control runs' rounds (``pruning: false``; see analysis/control.py), with a curve
+    #: column; empty where there are none.
+    controls: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: Per curve: what its fall is against the control; dense rounds that had not converged.
+    control_lines: list[str] = field(default_factory=list)
+    convergence_lines: list[str] = field(default_factory=list)
 
 
 def analyze(
@@ -334,12 +362,20 @@ def analyze(
     """Curves, per-round statistics, per-curve verdicts and λ choices of a rounds DataFrame."""
     if df.empty:
         raise UserError("no recorded rounds to analyse; run `sparsedd run --out DIR` first")
+    df, controls = split_controls(df)
+    if df.empty:
+        raise UserError("only control runs (pruning: false) are recorded; run the pruned ones")
     df = add_curve_column(df)
     keys = curve_keys(df)
-    curves, lambdas, stats = _tables(df, min_rise, tolerance, lambda_rule, target_sparsity)
+    controls = with_twin_curves(df, controls)
+    curves, lambdas, stats = _tables(
+        df, min_rise, tolerance, lambda_rule, target_sparsity, controls
+    )
     return Analysis(
         df, stats, curves, lambdas, keys, min_rise, tolerance, lambda_rule, target_sparsity,
-        notes=list(df.attrs.get("notes", [])),
+        notes=list(df.attrs.get("notes", [])), controls=controls,
+        control_lines=control_lines(curves),
+        convergence_lines=convergence_lines(df, controls, df.attrs.get("dense_train_acc", {})),
     )  # fmt: skip
 
 

@@ -129,6 +129,10 @@ def analyze(
         click.echo(f"verdict   {line}")
     for line in collapse_lines(result):
         click.echo(f"collapsed {line}")
+    for line in result.control_lines:
+        click.echo(f"control   {line}")
+    for line in result.convergence_lines:
+        click.echo(f"dense     {line}")
     for line in lambda_verdicts(result):
         click.echo(f"λ choice  {line}")
     for setting, rows in remedy_rows(result):

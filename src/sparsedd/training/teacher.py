@@ -25,6 +25,7 @@ from sparsedd.errors import ConfigError
 from sparsedd.models.base import InputSpec, create_model
 from sparsedd.registry import Registry
 from sparsedd.store import checkpoint as ckpt
+from sparsedd.store.results import RunStore
 from sparsedd.store.run_folder import RunFolder
 
 #: A loader of a teacher file: path → (the model, its recorded config as a mapping, its input
@@ -44,6 +45,19 @@ def teacher_config(cfg: Config) -> Config:
 def default_teacher_id(cfg: Config) -> str:
     """The run id of ``cfg``'s default teacher (the same run without a remedy)."""
     return run_id(teacher_config(cfg))
+
+
+def default_teacher(
+    cfg: Config, out_dir: str | Path, store: RunStore, train: Callable[[Config], None]
+) -> nn.Module:
+    """``cfg``'s default teacher, frozen: the dense round of the same run without a remedy,
+    read from ``out_dir``; ``train(teacher_cfg)`` trains it first where it is not recorded."""
+    tcfg = teacher_config(cfg)
+    tid = run_id(tcfg)
+    if 0 not in store.rounds_done(tid) or not RunFolder.of(out_dir, tid).round_file(0).is_file():
+        train(tcfg)
+    model, _, _ = load_run_teacher(out_dir, tid)
+    return frozen(model)
 
 
 def load_run_teacher(out_dir: str | Path, teacher: str) -> tuple[nn.Module, dict, dict]:
