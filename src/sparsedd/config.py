@@ -152,6 +152,15 @@ class Config:
         max=MAX_ROUNDS,
         why=_ROUNDS_WHY,
     )
+    settle_rounds: int = _f(
+        3,
+        "a control (pruning false) stops once its test accuracy in each of its last "
+        "settle_rounds rounds (k ≥ 1) is within one binomial SD of their mean (with "
+        "collapse_stop): later rounds are recorded as settled, not trained",
+        min=1,
+        max=MAX_ROUNDS,
+        why=_ROUNDS_WHY,
+    )
     retrain: Literal["lr_rewind", "finetune", "lottery"] = _f(
         "lr_rewind",
         "lr_rewind: weights carry over, full schedule; finetune: weights carry over, constant "
@@ -231,8 +240,9 @@ NON_SEMANTIC = frozenset(
 )
 #: Keys outside the run id because they never change what earlier rounds compute: asking a
 #: recorded run for more rounds continues it, asking for fewer shows what it has.
-#: The collapse stop only decides whether rounds after a collapse are trained at all.
-NOT_IN_RUN_ID = frozenset({"rounds", "collapse_stop", "collapse_rounds"})
+#: The collapse stop (and a control's settle stop) only decides whether later rounds are
+#: trained at all.
+NOT_IN_RUN_ID = frozenset({"rounds", "collapse_stop", "collapse_rounds", "settle_rounds"})
 
 
 def round_epochs(cfg: Config | Mapping[str, Any], round_: int) -> int:

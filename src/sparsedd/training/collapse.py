@@ -6,6 +6,12 @@ prediction's for ``collapse_rounds`` consecutive pruned rounds: |acc − p0| ≤
 with p0 the largest class's share of the n test images. Training such a run further only
 repeats that accuracy; its remaining rounds are recorded as *collapsed* rows instead (metrics
 NULL, epochs 0, the sparsity each round would have had), and no checkpoint is written for them.
+
+A control run (``pruning: false``) never collapses; it *settles*: after trained round k ≥
+``settle_rounds`` its test accuracy in each of its last ``settle_rounds`` rounds (k ≥ 1) lies
+within one binomial standard deviation sqrt(m(1−m)/n) of their mean m. Training it further
+only repeats that accuracy; its remaining rounds are recorded by the same rows (flagged
+``collapsed`` in the store, said *settled*), and analysis extends it by its settled value.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 import torch
+
+from sparsedd.config import Config
 
 #: (test accuracy, layer density) of one trained round: what the rule reads of it.
 Outcome = tuple[float | None, dict[str, float]]
@@ -54,6 +62,36 @@ def collapse_reason(
         what = "round" if rounds == 1 else f"{rounds} rounds"
         return f"test accuracy at a constant prediction's {p0:.2%} for {what}"
     return None
+
+
+def settled_reason(trained: Sequence[Outcome], n: int, rounds: int) -> str | None:
+    """Why a control run has settled, or None: each of the test accuracies of its last
+    ``rounds`` trained rounds (k ≥ 1, in order, in ``trained``) on ``n`` test images lies
+    within one binomial standard deviation of their mean."""
+    window = [acc for acc, _ in trained[-rounds:]]
+    if n <= 0 or len(window) < rounds or any(a is None for a in window):
+        return None
+    mean = sum(window) / rounds  # type: ignore[arg-type]
+    sd = math.sqrt(mean * (1 - mean) / n)
+    if all(abs(a - mean) <= sd for a in window):  # type: ignore[operator]
+        return f"test accuracy within {sd:.2%} of its mean {mean:.2%} for {rounds} rounds"
+    return None
+
+
+def stop_reason(
+    cfg: Config, trained: Sequence[Outcome], kept_dense: Collection[str], test_y: torch.Tensor
+) -> str | None:
+    """Why a run stops after its last trained round in ``trained`` (its rounds k ≥ 1): a
+    pruned run that collapsed, a control (``pruning`` false) that settled; else None."""
+    n = len(test_y)
+    if not cfg.pruning:
+        return settled_reason(trained, n, cfg.settle_rounds)
+    return collapse_reason(trained, kept_dense, constant_accuracy(test_y), n, cfg.collapse_rounds)
+
+
+def stopped_word(cfg: Config) -> str:
+    """What a stopped run's remaining rounds are called: 'settled' (a control), 'collapsed'."""
+    return "collapsed" if cfg.pruning else "settled"
 
 
 def collapsed_rows(

@@ -6,7 +6,8 @@ engine drives a :class:`RoundTrainer` (a :class:`~sparsedd.training.trainer.Trai
 :class:`~sparsedd.training.batched.BatchedTrainer`) and asks each :class:`Run` (an
 ``Experiment``) to restore, save, evaluate and record itself.
 After each trained round the collapse stop checks the run (``sparsedd.training.collapse``): a
-collapsed run leaves the group, its remaining rounds recorded as collapsed, not trained.
+collapsed run (or a control whose accuracy settled) leaves the group, its remaining rounds
+recorded as collapsed (settled), not trained.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from sparsedd.store.results import RunStore
 from sparsedd.store.run_folder import RunFolder
 from sparsedd.store.run_lock import run_locks
 from sparsedd.training.batched import BatchedTrainer
-from sparsedd.training.collapse import Outcome, collapsed_rows, span
+from sparsedd.training.collapse import Outcome, collapsed_rows, span, stopped_word
 from sparsedd.training.prune import Masks, count_total
 from sparsedd.training.reporter import Reporter
 from sparsedd.training.trainer import EpochStats, Trainer, steps_per_epoch
@@ -286,7 +287,8 @@ def settle_rounds(run: Run) -> set[int]:
             )
             run.reporter.note(
                 run.id,
-                f"run {run.id}: {span(collapsed[0], collapsed[-1])} were recorded as collapsed "
+                f"run {run.id}: {span(collapsed[0], collapsed[-1])} were recorded as "
+                f"{stopped_word(run.cfg)} "
                 f"and {why}: dropped them, training on from round {last}",
             )
     done = run.drop_stale_rounds()
@@ -327,11 +329,11 @@ def record_collapsed(run: Run, last: int, first: int, reason: str | None) -> Non
     rows = collapsed_rows(last, sparsity, upto, rate, weights, n_test, provenance(run.device))
     run.store.record_rounds(run.id, rows)  # one transaction: the cost of the rows alone
     run.files.progress.unlink(missing_ok=True)
-    why = f" ({reason})" if reason else ""
+    why, word = f" ({reason})" if reason else "", stopped_word(run.cfg)
     run.reporter.note(
         run.id,
-        f"run {run.id} collapsed in round {last}{why}: {span(first, upto[-1])} recorded as "
-        f"collapsed, not trained; --set collapse_stop=false trains them",
+        f"run {run.id} {word} in round {last}{why}: {span(first, upto[-1])} recorded as "
+        f"{word}, not trained; --set collapse_stop=false trains them",
     )
     for row in rows:  # every recorded round is reported (trackers close the run on its last)
         run.reporter.round_done(run.id, row)

@@ -29,11 +29,7 @@ from sparsedd.store.atomic import atomic_write_text, temp_files
 from sparsedd.store.results import ResultsStore, RunStore
 from sparsedd.store.run_folder import RunFolder, check_path_encoding
 from sparsedd.training.batched import can_batch
-from sparsedd.training.collapse import (
-    Outcome,
-    collapse_reason,
-    constant_accuracy,
-)
+from sparsedd.training.collapse import Outcome, stop_reason
 from sparsedd.training.data_identity import (
     check_data_identity,
     data_identity,
@@ -380,11 +376,10 @@ class Experiment:
         check_mask_sparsity(path, tensors, k, self.masks, recorded, self.cfg.prune_rate, exact)
 
     def collapse_reason(self, k: int) -> str | None:
-        """Why the run has collapsed after trained round ``k``, or None (see ``collapse``)."""
+        """Why the run stops after trained round ``k`` (collapsed, or a control that settled),
+        or None (see ``collapse``)."""
         pruned = [self.pruned_outcomes[j] for j in sorted(self.pruned_outcomes) if j <= k]
-        p0 = constant_accuracy(self.splits.test_y)
-        n = len(self.splits.test_y)
-        return collapse_reason(pruned, self.kept_dense, p0, n, self.cfg.collapse_rounds)
+        return stop_reason(self.cfg, pruned, self.kept_dense, self.splits.test_y)
 
     def save_progress(self, k: int, epoch: int, trainer: Trainer, seconds: float) -> None:
         """Save what resuming needs after ``epoch`` of round ``k``: weights, masks, optimizer."""
