@@ -23,14 +23,22 @@ def _epochs(out: Path) -> list[tuple[int, int]]:
 
 
 def test_the_rule_needs_settle_rounds_rounds_within_one_binomial_sd() -> None:
-    flat = [(0.80, {}), (0.81, {}), (0.80, {})]  # 512 images: one SD about 1.8 points
-    reason = settled_reason(flat, 512, 3)
+    # 512 test images: one SD about 1.8 points; 400 wrong labels: about 2 points at 50%
+    flat = [(0.80, {}, 0.50), (0.81, {}, 0.51), (0.80, {}, 0.50)]
+    reason = settled_reason(flat, 512, 400, 3)
     assert reason is not None and "3 rounds" in reason and "80.33%" in reason
-    assert settled_reason(flat, 512, 4) is None  # not yet settle_rounds rounds
-    assert settled_reason(flat[1:], 512, 3) is None
-    assert settled_reason([(0.85, {}), (0.81, {}), (0.80, {})], 512, 3) is None  # moving
-    assert settled_reason(flat, 100_000, 3) is None  # more images: a narrower band
-    assert settled_reason([(0.8, {}), (None, {}), (0.8, {})], 512, 3) is None
+    assert settled_reason(flat, 512, 400, 4) is None  # not yet settle_rounds rounds
+    assert settled_reason(flat[1:], 512, 400, 2) is not None
+    assert settled_reason([(0.85, {}, 0.5), *flat[1:]], 512, 400, 3) is None  # test acc moving
+    assert settled_reason(flat, 100_000, 400, 3) is None  # more images: a narrower band
+    assert settled_reason([(0.8, {}, 0.5), (None, {}, 0.5), (0.8, {}, 0.5)], 512, 400, 3) is None
+    # test accuracy paused while memorization still climbs: not settled
+    climbing = [(0.80, {}, 0.30), (0.81, {}, 0.40), (0.80, {}, 0.50)]
+    assert settled_reason(climbing, 512, 400, 3) is None
+    assert settled_reason(climbing, 512, 0, 3) is not None  # no wrong label: test acc alone
+    # memorization at 100%: its SD is taken at 99%, so it can settle
+    full = [(0.65, {}, 0.996), (0.65, {}, 0.998), (0.65, {}, 1.0)]
+    assert settled_reason(full, 512, 800, 3) is not None
 
 
 def test_a_flat_control_stops_and_records_its_later_rounds_settled(tmp_path: Path) -> None:

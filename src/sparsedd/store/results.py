@@ -44,8 +44,9 @@ BUSY_WAIT_S = 5.0
 READ_ATTEMPTS = 4
 
 
-#: What the collapse stop reads of a recorded round: (collapsed, test accuracy, layer density).
-RoundOutcome = tuple[bool, float | None, dict[str, float]]
+#: What the collapse stop reads of a recorded round: (collapsed, test accuracy, layer density,
+#: memorization).
+RoundOutcome = tuple[bool, float | None, dict[str, float], float | None]
 
 
 class RunStore(Protocol):
@@ -335,18 +336,20 @@ class ResultsStore:
         return rows[0][0] if rows else None
 
     def round_outcomes(self, run_id: str) -> dict[int, RoundOutcome]:
-        """(collapsed, test accuracy, layer density) of each recorded round of ``run_id``."""
+        """(collapsed, test accuracy, layer density, memorization) of each recorded round of
+        ``run_id``."""
         present = set(self._round_columns())
         flag = "collapsed" if "collapsed" in present else "NULL"
         rows = self._execute(
-            f"SELECT round, {flag}, test_acc, layer_density FROM rounds WHERE run_id = ?",
+            f"SELECT round, {flag}, test_acc, layer_density, memorization FROM rounds "
+            "WHERE run_id = ?",
             (run_id,),
             write=False,
         )
         outcomes = {}
-        for k, collapsed, acc, density in rows:
+        for k, collapsed, acc, density, memo in rows:
             layers = parse_json(density)
-            outcomes[k] = (bool(collapsed), acc, layers if isinstance(layers, dict) else {})
+            outcomes[k] = (bool(collapsed), acc, layers if isinstance(layers, dict) else {}, memo)
         return outcomes
 
     def round_versions_and_sparsity(self, run_id: str) -> dict[int, tuple[str | None, float]]:

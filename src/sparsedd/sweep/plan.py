@@ -277,7 +277,8 @@ def plan(runs: Sequence[tuple[str, Config]], out_dir: str | Path) -> list[Planne
     for label, cfg in runs:
         rid = run_id(cfg)
         own = by_run.get(rid, [])
-        rounds = {r["round"] for r in own}
+        # with the stop off, rounds recorded as collapsed (settled) are dropped and trained
+        rounds = {r["round"] for r in own if cfg.collapse_stop or not r.get("collapsed")}
         epochs = sum(round_epochs(cfg, k) for k in rounds if k <= cfg.rounds)
         saved = saved_epoch(RunFolder.of(out_dir, rid).path)
         if saved is not None and saved[0] not in rounds and saved[0] <= cfg.rounds:

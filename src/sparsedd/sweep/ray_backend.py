@@ -78,7 +78,12 @@ class Ledger:
                 return
             entry = (row.get("sparsedd_version"), row["sparsity"])
             self.received.setdefault(item[1], {})[row["round"]] = entry
-            outcome = (bool(row.get("collapsed")), row.get("test_acc"), row["layer_density"])
+            outcome = (
+                bool(row.get("collapsed")),
+                row.get("test_acc"),
+                row["layer_density"],
+                row.get("memorization"),
+            )
             self.outcomes.setdefault(item[1], {})[row["round"]] = outcome
         elif item[0] == "drop":
             run, first = item[1], item[2]
@@ -102,8 +107,8 @@ class Ledger:
         return None if entry is None else entry[1]
 
     def round_outcomes(self, run_id: str) -> dict[int, tuple]:
-        """(collapsed, test accuracy, layer density) of each round of ``run_id`` recorded or
-        on its way to the driver."""
+        """(collapsed, test accuracy, layer density, memorization) of each round of
+        ``run_id`` recorded or on its way to the driver."""
         recorded: dict[int, tuple] = {}
         if self._recorded(run_id):  # opens the database when there is one
             first = self.dropped.get(run_id)
@@ -167,8 +172,8 @@ class LedgerStore:
         return ray.get(self.ledger.round_sparsity.remote(run_id, round_))
 
     def round_outcomes(self, run_id: str) -> dict[int, tuple]:
-        """(collapsed, test accuracy, layer density) of each round the driver has or will
-        record."""
+        """(collapsed, test accuracy, layer density, memorization) of each round the driver
+        has or will record."""
         import ray
 
         return ray.get(self.ledger.round_outcomes.remote(run_id))

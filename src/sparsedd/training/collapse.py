@@ -8,10 +8,14 @@ repeats that accuracy; its remaining rounds are recorded as *collapsed* rows ins
 NULL, epochs 0, the sparsity each round would have had), and no checkpoint is written for them.
 
 A control run (``pruning: false``) never collapses; it *settles*: after trained round k ≥
-``settle_rounds`` its test accuracy in each of its last ``settle_rounds`` rounds (k ≥ 1) lies
-within one binomial standard deviation sqrt(m(1−m)/n) of their mean m. Training it further
-only repeats that accuracy; its remaining rounds are recorded by the same rows (flagged
-``collapsed`` in the store, said *settled*), and analysis extends it by its settled value.
+``settle_rounds``, its test accuracy and its memorization (of the wrong training labels) in
+each of its last ``settle_rounds`` rounds (k ≥ 1) lie within one binomial standard deviation
+sqrt(m(1−m)/n) of their mean m (n: test images, resp. wrong labels; m taken within 1%..99%
+so that a memorization at 100% can settle). Both, because a test accuracy can pause while
+memorization still climbs and then fall again (measured: docs/science.md). Training it
+further only repeats that accuracy; its remaining rounds are recorded by the same rows
+(flagged ``collapsed`` in the store, said *settled*), and analysis extends it by its settled
+value.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ import torch
 
 from sparsedd.config import Config
 
-#: (test accuracy, layer density) of one trained round: what the rule reads of it.
-Outcome = tuple[float | None, dict[str, float]]
+#: (test accuracy, layer density, memorization) of one trained round: what the rules read of
+#: it (tests may give the first two only).
+Outcome = tuple[float | None, dict[str, float], float | None]
 
 
 def constant_accuracy(test_labels: torch.Tensor) -> float:
@@ -58,34 +63,52 @@ def collapse_reason(
     if prunable and all(d == 0 for d in prunable):
         return "no prunable weight is left"
     window = pruned[-rounds:]
-    if len(window) == rounds and all(a is not None and at_constant(a, p0, n) for a, _ in window):
+    if len(window) == rounds and all(a is not None and at_constant(a, p0, n) for a, *_ in window):
         what = "round" if rounds == 1 else f"{rounds} rounds"
         return f"test accuracy at a constant prediction's {p0:.2%} for {what}"
     return None
 
 
-def settled_reason(trained: Sequence[Outcome], n: int, rounds: int) -> str | None:
-    """Why a control run has settled, or None: each of the test accuracies of its last
-    ``rounds`` trained rounds (k ≥ 1, in order, in ``trained``) on ``n`` test images lies
-    within one binomial standard deviation of their mean."""
-    window = [acc for acc, _ in trained[-rounds:]]
-    if n <= 0 or len(window) < rounds or any(a is None for a in window):
+def within_noise(values: Sequence[float | None], n: int) -> tuple[float, float] | None:
+    """(mean m, binomial SD) of ``values`` (rates on ``n`` items) when each lies within one
+    SD sqrt(m(1−m)/n) of m, m taken within 1%..99%; else None."""
+    if n <= 0 or not values or any(v is None for v in values):
         return None
-    mean = sum(window) / rounds  # type: ignore[arg-type]
-    sd = math.sqrt(mean * (1 - mean) / n)
-    if all(abs(a - mean) <= sd for a in window):  # type: ignore[operator]
-        return f"test accuracy within {sd:.2%} of its mean {mean:.2%} for {rounds} rounds"
-    return None
+    mean = sum(values) / len(values)  # type: ignore[arg-type]
+    p = min(max(mean, 0.01), 0.99)
+    sd = math.sqrt(p * (1 - p) / n)
+    return (mean, sd) if all(abs(v - mean) <= sd for v in values) else None  # type: ignore[operator]
+
+
+def settled_reason(trained: Sequence[Outcome], n: int, n_noisy: int, rounds: int) -> str | None:
+    """Why a control run has settled, or None: over its last ``rounds`` trained rounds (k ≥ 1,
+    in order, in ``trained``), its test accuracy on ``n`` images and its memorization of
+    ``n_noisy`` wrong labels (when it has any) each stay within the noise of their mean."""
+    window = trained[-rounds:]
+    if len(window) < rounds:
+        return None
+    test = within_noise([o[0] for o in window], n)
+    if test is None:
+        return None
+    if n_noisy and within_noise([o[2] if len(o) > 2 else None for o in window], n_noisy) is None:
+        return None
+    mean, sd = test
+    return f"test accuracy within {sd:.2%} of its mean {mean:.2%} for {rounds} rounds"
 
 
 def stop_reason(
-    cfg: Config, trained: Sequence[Outcome], kept_dense: Collection[str], test_y: torch.Tensor
+    cfg: Config,
+    trained: Sequence[Outcome],
+    kept_dense: Collection[str],
+    test_y: torch.Tensor,
+    n_noisy: int,
 ) -> str | None:
     """Why a run stops after its last trained round in ``trained`` (its rounds k ≥ 1): a
-    pruned run that collapsed, a control (``pruning`` false) that settled; else None."""
+    pruned run that collapsed, a control (``pruning`` false) that settled; else None.
+    ``n_noisy``: the training images whose label is wrong."""
     n = len(test_y)
     if not cfg.pruning:
-        return settled_reason(trained, n, cfg.settle_rounds)
+        return settled_reason(trained, n, n_noisy, cfg.settle_rounds)
     return collapse_reason(trained, kept_dense, constant_accuracy(test_y), n, cfg.collapse_rounds)
 
 

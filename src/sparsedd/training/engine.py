@@ -77,7 +77,7 @@ class Run(Protocol):
     model: torch.nn.Module
     masks: Masks
     kept_dense: set[str]
-    pruned_outcomes: dict[int, Outcome]  # (test accuracy, density) of trained rounds k ≥ 1
+    pruned_outcomes: dict[int, Outcome]  # (test acc, density, memorization) of rounds k ≥ 1
     collapsed_at: int | None  # the trained round the run collapsed in, once it has
 
     def write_run_files(self) -> None: ...
@@ -269,9 +269,11 @@ def settle_rounds(run: Run) -> set[int]:
     checkpoint. Rounds whose checkpoints were deleted are dropped (``drop_stale_rounds``).
     """
     outcomes = run.store.round_outcomes(run.id)
-    collapsed = sorted(k for k, (flag, _, _) in outcomes.items() if flag)
+    collapsed = sorted(k for k, (flag, *_) in outcomes.items() if flag)
     run.pruned_outcomes = {
-        k: (acc, density) for k, (flag, acc, density) in outcomes.items() if not flag and k
+        k: (acc, density, memo)
+        for k, (flag, acc, density, memo) in outcomes.items()
+        if not flag and k
     }
     run.collapsed_at = None
     if collapsed:

@@ -303,7 +303,7 @@ class Experiment:
         self.store.record_round(self.id, row)
         self.files.progress.unlink(missing_ok=True)
         if k:
-            self.pruned_outcomes[k] = (row["test_acc"], row["layer_density"])
+            self.pruned_outcomes[k] = (row["test_acc"], row["layer_density"], row["memorization"])
         self.reporter.round_done(self.id, row)
         if k == 0:
             self._check_dense_convergence(epochs)
@@ -379,7 +379,8 @@ class Experiment:
         """Why the run stops after trained round ``k`` (collapsed, or a control that settled),
         or None (see ``collapse``)."""
         pruned = [self.pruned_outcomes[j] for j in sorted(self.pruned_outcomes) if j <= k]
-        return stop_reason(self.cfg, pruned, self.kept_dense, self.splits.test_y)
+        noisy = int(self.splits.train_is_noisy.sum())
+        return stop_reason(self.cfg, pruned, self.kept_dense, self.splits.test_y, noisy)
 
     def save_progress(self, k: int, epoch: int, trainer: Trainer, seconds: float) -> None:
         """Save what resuming needs after ``epoch`` of round ``k``: weights, masks, optimizer."""
