@@ -82,3 +82,36 @@ def test_a_flat_pruned_run_is_not_stopped_as_settled(tmp_path: Path) -> None:
     notes = Notes()
     Experiment(tiny_config(**{**FLAT, "pruning": True}), tmp_path, reporter=notes).run()
     assert not any("settled" in n for n in notes.notes)  # settling is a control's stop only
+
+
+# ---------------------------------------------------------------- the shared dense round
+
+
+def test_a_control_adopts_its_twins_dense_round_without_training_it(tmp_path: Path) -> None:
+    pruned, control = tiny_config(rounds=2), tiny_config(rounds=2, pruning=False)
+    Experiment(pruned, tmp_path).run()
+    notes = Notes()
+    Experiment(control, tmp_path, reporter=notes).run()
+    rows = {(r["run_id"], r["round"]): r for r in ResultsStore(tmp_path).round_rows()}
+    mine, twins = rows[(run_id(control), 0)], rows[(run_id(pruned), 0)]
+    skip = {"run_id", "pruning"}
+    assert {k: v for k, v in mine.items() if k not in skip} == {
+        k: v for k, v in twins.items() if k not in skip
+    }
+    epochs = ResultsStore(tmp_path).epoch_rows()
+    trained = sorted({r["round"] for r in epochs if r["run_id"] == run_id(control)})
+    assert trained == [1, 2]  # no dense epoch trained for the control
+    assert any(f"round 0 is run {run_id(pruned)}'s dense round" in n for n in notes.notes)
+    # its rounds 1.. train from the adopted checkpoint, as if it had trained round 0 itself
+    alone = tmp_path / "alone"
+    Experiment(control, alone).run()
+    again = {r["round"]: r["test_acc"] for r in ResultsStore(alone).round_rows()}
+    assert again == {k: rows[(run_id(control), k)]["test_acc"] for k in (0, 1, 2)}
+
+
+def test_the_reverse_a_pruned_run_adopts_its_controls_dense_round(tmp_path: Path) -> None:
+    pruned, control = tiny_config(rounds=1), tiny_config(rounds=1, pruning=False)
+    Experiment(control, tmp_path).run()
+    Experiment(pruned, tmp_path).run()
+    epochs = ResultsStore(tmp_path).epoch_rows()
+    assert sorted({r["round"] for r in epochs if r["run_id"] == run_id(pruned)}) == [1]

@@ -312,6 +312,16 @@ class ResultsStore:
         if rows:
             self._execute(_INSERT_ROUND, [_round_values(run_id, row) for row in rows], batch=True)
 
+    def copy_round(self, source: str, run_id: str, round_: int) -> None:
+        """Record round ``round_`` of run ``source`` as the same round of ``run_id`` (a twin's
+        shared dense round: every column but the run id)."""
+        cols = ", ".join(c for c in _INSERT_COLUMNS if c != "run_id")
+        self._execute(
+            f"INSERT OR REPLACE INTO rounds (run_id, {cols}) "
+            f"SELECT ?, {cols} FROM rounds WHERE run_id = ? AND round = ?",
+            (run_id, source, round_),
+        )
+
     def record_epoch(self, run_id: str, round_: int, epoch: int, loss: float, acc: float) -> None:
         """Record one epoch's training loss and accuracy."""
         self._execute(

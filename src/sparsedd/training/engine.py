@@ -35,6 +35,7 @@ from sparsedd.training.collapse import Outcome, collapsed_rows, span, stopped_wo
 from sparsedd.training.prune import Masks, count_total
 from sparsedd.training.reporter import Reporter
 from sparsedd.training.trainer import EpochStats, Trainer, steps_per_epoch
+from sparsedd.training.twin import adopt_dense_round
 
 
 @dataclass
@@ -81,6 +82,7 @@ class Run(Protocol):
     collapsed_at: int | None  # the trained round the run collapsed in, once it has
 
     def write_run_files(self) -> None: ...
+    def input_meta(self) -> dict[str, Any]: ...
     def drop_stale_rounds(self) -> set[int]: ...
     def note_other_versions(self) -> None: ...
     def note_waiting(self) -> None: ...
@@ -294,6 +296,8 @@ def settle_rounds(run: Run) -> set[int]:
                 f"and {why}: dropped them, training on from round {last}",
             )
     done = run.drop_stale_rounds()
+    if 0 not in done and adopt_dense_round(run):
+        done.add(0)  # its twin's dense round: the same training
     if run.collapsed_at is not None and run.collapsed_at in done:
         record_collapsed(run, run.collapsed_at, max(done) + 1, None)
         return done | set(range(run.cfg.rounds + 1))
