@@ -31,6 +31,7 @@ from sparsedd.analysis.report_sections import (  # re-exported: public names
     verdict_cell,
     verdict_notes,
 )
+from sparsedd.analysis.report_view import VIEW_CSS, view_html
 from sparsedd.analysis.tables import Analysis, config_keys
 from sparsedd.errors import UserError
 from sparsedd.store.atomic import atomic_write_text
@@ -38,6 +39,7 @@ from sparsedd.store.results import PROVENANCE_FIELDS
 
 __all__ = [
     "DISPLAY_COLUMNS",
+    "REPORT_WIDTH",
     "LAMBDA_RULE",
     "amount",
     "collapse_lines",
@@ -57,6 +59,11 @@ __all__ = [
     "verdict_notes",
     "write_report",
 ]
+
+
+#: The figure's width in inches in the report: 1,100 pixels at figure_png's 110 dpi, the page's
+#: full width.
+REPORT_WIDTH = 10.0
 
 
 def _tradeoff_html(result: Analysis) -> str:
@@ -80,7 +87,7 @@ table { border-collapse: collapse; font-size: .85em; margin: .5em 0 1.5em; }
 th, td { border: 1px solid #ddd; padding: .25em .5em; text-align: right; }
 th { background: #f3f3f3; } td.l, th.l { text-align: left; }
 .yes { color: #0072B2; font-weight: bold; } .no { color: #555; }
-img { max-width: 100%; height: auto; }
+figure { margin: 1em 0; } figure img { width: 100%; height: auto; }
 .meta { color: #555; } details { margin: 1em 0; } code { background: #f5f5f5; }
 """
 
@@ -123,11 +130,17 @@ def _unread_keys(runs: pd.DataFrame) -> set[str]:
     return set.intersection(*map(set, unread)) if unread else set()
 
 
+def _texts(values: pd.Series) -> pd.Series:
+    """Values as text, every missing value (None, NaN) as one missing value."""
+    return values.astype(str).where(values.notna(), None)
+
+
 def _config_sections(result: Analysis) -> str:
     runs = result.rounds.drop_duplicates("run_id")
     unread = _unread_keys(runs)
-    cols = [c for c in config_keys(runs) if c not in unread]
-    shared = {c: runs[c].iloc[0] for c in cols if runs[c].astype(str).nunique() == 1}
+    # a key that no run sets (every value missing: recorded before it existed) is not listed
+    cols = [c for c in config_keys(runs) if c not in unread and runs[c].notna().any()]
+    shared = {c: runs[c].iloc[0] for c in cols if _texts(runs[c]).nunique(dropna=False) == 1}
     varying = [c for c in cols if c not in shared]
     shared_rows = [{"key": k, "value": v} for k, v in shared.items()]
     run_rows = [{"run_id": r["run_id"], **{c: r[c] for c in varying}} for _, r in runs.iterrows()]
@@ -159,7 +172,7 @@ def render_html(result: Analysis, figure_png: bytes, source: str) -> str:
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>sparsedd report: {html.escape(source)}</title><style>{_CSS}</style></head>
+<title>sparsedd report: {html.escape(source)}</title><style>{_CSS}{VIEW_CSS}</style></head>
 <body>
 <h1>Sparse double descent report</h1>
 <p class="meta">Results folder <code>{html.escape(source)}</code>: {n_runs} runs,
@@ -180,6 +193,11 @@ verdict is taken on; ▼ dip and ▲ peak on it where the verdict is SDD (hollow
 an inconclusive curve is drawn dashed; × ends a curve whose runs stopped as collapsed (the
 rounds they skipped are not drawn). The x axis is logarithmic in the fraction of weights
 remaining and labelled in sparsity.</figcaption></figure>
+<h2>Explore the curves</h2>
+<p class="meta">Every run's rounds (one line per seed): hover a point for its run, seed, round,
+sparsity, test and validation accuracy and memorization; click a curve's name to hide or show it;
+choose what the y axis shows. Drawn by a script inside this file: it works offline.</p>
+{view_html(result)}
 <h2>Curves</h2>
 {html_table(display_rows(result), left=tuple(result.keys))}
 <p class="meta">Compressible to: highest sparsity whose mean test accuracy is within

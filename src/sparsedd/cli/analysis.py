@@ -223,11 +223,13 @@ def report(
 ) -> None:
     """Write one self-contained HTML page: verdicts, λ choice, figure, tables, configs."""
     from sparsedd.analysis.plot import figure_png, has_entropy
-    from sparsedd.analysis.report import write_report
+    from sparsedd.analysis.plot_study import is_study
+    from sparsedd.analysis.report import REPORT_WIDTH, write_report
 
     path = Path(output) if output else _default_path(out_dir, "report.html")
     result = _analysis(out_dir, min_rise, lambda_rule, target_sparsity)
-    png = _with_figure(result, figure_png, entropy=has_entropy(result))
+    entropy = has_entropy(result) and not is_study(result)
+    png = _with_figure(result, figure_png, entropy=entropy, width=REPORT_WIDTH)
     write_report(result, png, path, source=str(out_dir))
     click.echo(f"wrote {path}")
 
