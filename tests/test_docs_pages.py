@@ -100,7 +100,6 @@ def test_the_glossary_defines_each_term_before_another_entry_uses_it():
 
 
 def test_the_glossary_defines_the_words_the_readme_uses():
-    readme = (ROOT / "README.md").read_text()
     defined = " ".join(" ".join(t) for t, _ in _entries()).lower()
     for word in ("collapse stop", "collapsed", "90% bounds", "dense epochs", "demo", "chance",
                  "collapse_rounds", "noise_seed", "cifar-100n", "best val", "compressible to",
