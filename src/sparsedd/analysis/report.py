@@ -27,6 +27,7 @@ from sparsedd.analysis.report_sections import (  # re-exported: public names
     stats_rows,
     text_table,
     tradeoff_rows,
+    unequal_rounds_lines,
     verdict,
     verdict_cell,
     verdict_notes,
@@ -54,6 +55,7 @@ __all__ = [
     "render_html",
     "text_table",
     "tradeoff_rows",
+    "unequal_rounds_lines",
     "verdict",
     "verdict_cell",
     "verdict_notes",
@@ -168,6 +170,9 @@ def render_html(result: Analysis, figure_png: bytes, source: str) -> str:
         if collapses
         else ""
     )
+    unequal = "".join(f"<li>{html.escape(v)}</li>" for v in unequal_rounds_lines(result))
+    if unequal:
+        collapsed += f'<h2>Runs with fewer rounds</h2><ul id="unequal">{unequal}</ul>'
     stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">

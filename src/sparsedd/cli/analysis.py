@@ -121,6 +121,7 @@ def analyze(
         display_rows,
         lambda_verdicts,
         text_table,
+        unequal_rounds_lines,
         verdict_notes,
     )
     from sparsedd.analysis.rounds import rounds_json, rounds_text_rows
@@ -135,6 +136,8 @@ def analyze(
     click.echo(text_table(display_rows(result)))
     for line in verdict_notes(result):
         click.echo(f"verdict   {line}")
+    for line in unequal_rounds_lines(result):
+        click.echo(f"rounds    {line}")
     for line in collapse_lines(result):
         click.echo(f"collapsed {line}")
     for line in lambda_verdicts(result):
