@@ -85,3 +85,21 @@ def test_cli_plot_on_a_study_folder_draws_the_panels_at_a_papers_width(study, tm
         assert 0.85 * width * 150 <= _png_width(png) <= (width + 0.2) * 150 + 2
     code, _, err = run_cli(["plot", str(out), "--width", "0"], capsys)
     assert code == 2 and "--width" in err and err.count("\n") == 1
+
+
+def test_report_on_a_study_embeds_the_panels(study, tmp_path, capsys, monkeypatch):
+    import sparsedd.analysis.plot_study as plot_study_module
+
+    drawn = []
+    real = plot_study_module.plot_study
+
+    def spy(*args, **kwargs):
+        drawn.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(plot_study_module, "plot_study", spy)
+    out = write_store(study, tmp_path / "runs")
+    assert run_cli(["report", str(out)], capsys)[0] == 0
+    assert len(drawn) == 1  # the study's panels, not the curves' rows
+    page = (out / "report.html").read_text()
+    assert 'id="sdd-figure"' in page and 'id="sdd-data"' in page
