@@ -261,3 +261,20 @@ def test_report_view_hover_hide_and_metric_in_headless_chromium(store_dir, tmp_p
     before, after = int(points.group(1)), int(points.group(2))
     assert before == 2 * 2 * 13 and after == before // 2  # 2 curves × 2 seeds × 13 rounds
     assert 'data-metric="Memorization of noisy labels (%)"' in page.stdout
+
+
+def test_view_data_holds_every_trained_round_and_no_collapsed_one():
+    from sparsedd.analysis.report_view import view_data
+
+    df = pd.concat(
+        [
+            an.synthetic_rounds("sdd", 0.05, rounds=8, n_seeds=2, weight_decay=0.0, seed=1),
+            an.synthetic_rounds("flat", rounds=8, n_seeds=2, weight_decay=2.0, seed=2,
+                                collapsed_from=[5, None]),
+        ]
+    )  # fmt: skip
+    data = view_data(an.analyze(df))
+    assert [c["label"] for c in data["curves"]] == ["λ = 0", "λ = 2"]
+    points = [len(r["points"]) for c in data["curves"] for r in c["runs"]]
+    assert sorted(points) == [5, 9, 9, 9]  # the stopped seed's 4 collapsed rounds left out
+    assert [m["key"] for m in data["metrics"]][:3] == ["test_acc", "val_acc", "memorization"]

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from sparsedd.analysis.load import collapsed_flags
+from sparsedd.analysis.report_sections import key_cell
 from sparsedd.analysis.tables import Analysis
 
 #: Colour-blind-safe colours (Okabe & Ito), one per curve in order, as the figure uses them.
@@ -61,13 +62,25 @@ def view_data(result: Analysis) -> dict[str, Any]:
             runs.append({"run_id": str(run_id), "seed": _seed(seed), "points": points})
         curves.append(
             {
-                "label": str(curve["curve"]),
+                "label": _label(result, curve),
+                "curve": str(curve["curve"]),
                 "colour": COLOURS[i % len(COLOURS)],
                 "verdict": str(curve["verdict"]),
                 "runs": runs,
             }
         )
     return {"metrics": metrics, "curves": curves}
+
+
+def _label(result: Analysis, curve: pd.Series) -> str:
+    """What sets the curve apart from the others ("λ = 0", "noise = 0.5, λ = 0"); the whole
+    curve name when nothing does (one curve)."""
+    keys = [k for k in result.keys if result.curves[k].nunique(dropna=False) > 1]
+    pairs = [
+        f"λ = {key_cell(curve[k])}" if k == "weight_decay" else f"{k} = {key_cell(curve[k])}"
+        for k in keys
+    ]
+    return ", ".join(pairs) or str(curve["curve"])
 
 
 def _seed(value: Any) -> Any:
@@ -134,9 +147,9 @@ VIEW_JS = r"""
     const metric = data.metrics[+select.value || 0];
     if (!metric) return;
     const pts = [];
-    data.curves.forEach(c => c.runs.forEach(r => r.points.forEach(p => {
+    data.curves.forEach((c, i) => hidden.has(i) || c.runs.forEach(r => r.points.forEach(p => {
       if (p[metric.key] !== null && p.sparsity !== null) pts.push(p);
-    })));
+    })));  // the axes fit the curves shown
     if (!pts.length) return;
     const xs = pts.map(p => lx(p.sparsity)), ys = pts.map(p => p[metric.key] * metric.scale);
     const x0 = Math.max(...xs), x1 = Math.min(...xs) - 0.05;
@@ -180,7 +193,7 @@ VIEW_JS = r"""
     });
   }
   function show(event, curve, run, p) {
-    const lines = [curve.label, "run " + run.run_id + ", seed " + run.seed,
+    const lines = [curve.curve, "run " + run.run_id + ", seed " + run.seed,
       "round " + p.round + ", sparsity " + pct(p.sparsity, 2),
       "test accuracy " + pct(p.test_acc, 2), "validation accuracy " + pct(p.val_acc, 2),
       "memorization " + pct(p.memorization, 1)];
