@@ -224,3 +224,22 @@ def test_the_script_makes_every_output_a_page_shows():
         if line.startswith("$ sparsedd ")
     }
     assert shown and shown <= made, shown - made
+
+
+def test_the_readme_round_table_is_the_one_the_script_makes(tmp_path):
+    """The README's per-round table has the header and row shapes that the script's
+    per_round_table writes (on a generated demo-shaped folder: λ 0 and 2, a collapsed seed)."""
+    frame = pd.concat(
+        [
+            an.synthetic_rounds("sdd", 0.1, rounds=18, n_seeds=2, weight_decay=0.0, seed=1),
+            an.synthetic_rounds("flat", rounds=18, n_seeds=2, weight_decay=2.0, seed=2,
+                                collapsed_from=[13, 16]),
+        ]
+    )  # fmt: skip
+    made = _script().per_round_table(write_store(frame, tmp_path / "runs")).splitlines()
+    assert len(made) == 2 + 10  # header, rule, rounds 0, 2, ..., 18
+    readme = (ROOT / "README.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(readme) if line.startswith("| round | sparsity |"))
+    shown = readme[start : start + 12]
+    assert shown[0] == made[0] and shown[1] == made[1]
+    assert {shape(line) for line in shown[2:]} <= {shape(line) for line in made[2:]}
