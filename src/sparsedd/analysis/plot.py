@@ -6,9 +6,12 @@ sparsity in percent. Bands are ±1 standard deviation over seeds (clipped to [0,
 dash-dot line marks each curve's dense accuracy. The test-accuracy panel also draws, dotted, the
 3-round mean the verdict is taken on, with the dip (▼) and peak (▲) on it: filled where the
 verdict is SDD, hollow where it is inconclusive (whose curve is drawn dashed). A curve whose
-runs stopped as collapsed (the training's collapse stop) ends at its last trained round with a
-× in every row; the rounds skipped are not drawn. The title names the setting (model, dataset,
-ε). ``plot_layers`` (in ``plot_layers``) draws, per curve, how much of each layer survives
+runs stopped as collapsed (the training's collapse stop) ends where its first seed stopped, with a
+× in every row; each seed that trained on is drawn on its own (a thin line) to its last trained
+round, with its own × where it stopped; rounds no seed trained are not drawn. The legend sits
+below the axes, which take most of the width; tick labels that would touch are thinned once the
+figure is laid out (``figure_parts.thin_tick_labels``). The title names the setting (model,
+dataset, ε). ``plot_layers`` (in ``plot_layers``) draws, per curve, how much of each layer survives
 against the global sparsity; the axes, titles and saving live in ``figure_parts``. PDFs embed
 TrueType (Type 42) fonts, which journals and editors accept, not Type 3.
 """

@@ -195,8 +195,9 @@ def render_html(result: Analysis, figure_png: bytes, source: str) -> str:
 the activation-state entropy (bits: the mean over ReLU/GELU units of the entropy of their on/off
 state over 512 training images, a signal that needs no labels); dotted: the 3-round mean the
 verdict is taken on; ▼ dip and ▲ peak on it where the verdict is SDD (hollow: inconclusive);
-an inconclusive curve is drawn dashed; × ends a curve whose runs stopped as collapsed (the
-rounds they skipped are not drawn). The x axis is logarithmic in the fraction of weights
+an inconclusive curve is drawn dashed; × ends a curve where its first run stopped as collapsed,
+and a thin line carries each seed that trained on to its own last round (rounds no seed trained
+are not drawn). The x axis is logarithmic in the fraction of weights
 remaining and labelled in sparsity.</figcaption></figure>
 <h2>Explore the curves</h2>
 <p class="meta">Every run's rounds (one line per seed): hover a point for its run, seed, round,
