@@ -15,16 +15,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sparsedd.analysis.set_size import recover_n_test
 from sparsedd.config import NON_SEMANTIC, NOT_IN_RUN_ID
 from sparsedd.errors import UserError
 from sparsedd.store.results import ROUND_COLUMNS as STORE_ROUND_COLUMNS
 from sparsedd.store.results import ResultsStore
+from sparsedd.store.schema import CORRECTNESS_FIELD
 
 #: Keys always in a curve's label (when present), varying or not.
 ALWAYS_KEYS = ("model", "dataset", "noise", "weight_decay")
 #: Per-round columns that are not config keys (``round_epochs`` is the round's own epoch count;
 #: the config key ``epochs`` keeps its name, and runs that differ in it are different curves).
-ROUND_COLUMNS = frozenset(STORE_ROUND_COLUMNS) | {"curve"}
+ROUND_COLUMNS = frozenset(STORE_ROUND_COLUMNS) | {"curve", CORRECTNESS_FIELD}
 
 
 def row_config_keys(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -76,7 +78,7 @@ def rows_to_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(order_rows(rows))
 
 
-def load_results(out_dir: str | Path) -> pd.DataFrame:
+def load_results(out_dir: str | Path, correctness: bool = False) -> pd.DataFrame:
     """All recorded rounds of a results folder: one row per (run, round).
 
     Columns, as ``sparsedd results`` prints them: every config key of the run (``epochs`` is
@@ -84,8 +86,21 @@ def load_results(out_dir: str | Path) -> pd.DataFrame:
     ``round_epochs`` (epochs trained in that round), the provenance fields, ``collapsed`` (1: a
     round the run skipped once it had collapsed; its metrics are None) and ``layer_density``
     (a dict column: layer name → fraction of weights surviving).
+
+    Runs that recorded no test-set size (older databases) get it recovered where it can be
+    (``set_size.recover_n_test``), said in a note in ``df.attrs["notes"]``; where it cannot
+    be, it stays missing.
+
+    ``correctness``: also a ``test_correct`` column, the round's packed per-image test
+    correctness (bytes; None where not recorded: collapsed rounds, older databases), which
+    ``analysis.paired`` reads. Left out by default: the tables have no use for it.
     """
-    rows = ResultsStore(out_dir, create=False).round_rows()
+    store = ResultsStore(out_dir, create=False)
+    rows = store.round_rows()
+    if correctness:
+        bits = store.round_correctness()
+        for row in rows:
+            row[CORRECTNESS_FIELD] = bits.get((row["run_id"], row["round"]), (None, 0))[0]
     if not rows:
         raise UserError(f"no recorded rounds in {out_dir}; let a run finish its dense round first")
     kept, diverged = drop_diverged(rows)
@@ -94,11 +109,11 @@ def load_results(out_dir: str | Path) -> pd.DataFrame:
             f"every recorded run in {out_dir} diverged at its dense round (non-finite loss); "
             f"re-run with a lower 'lr'"
         )
-    df = rows_to_frame(kept)
+    df, size_notes = recover_n_test(rows_to_frame(kept))
     df.attrs["notes"] = [
         f"run {run} diverged at round {k} (non-finite loss): its rounds from {k} on are left out"
         for run, k in sorted(diverged.items())
-    ]
+    ] + size_notes
     return df
 
 

@@ -177,9 +177,42 @@ def lambda_verdicts(result: Analysis) -> list[str]:
         among = ", ".join(f"{v:g}" for v in g["lambdas"])
         out.append(
             f"{g['lambda_group']}: λ* = {lam:g} of {{{among}}} by {g['rule']}{note} "
-            f"(validation accuracy {pct(g['best_val_acc'])}). {each}."
+            f"(validation accuracy {pct(g['best_val_acc'])}{_edge(g)}).{_reach(g, lam)} {each}."
         )
     return out
+
+
+def _edge(g: pd.Series) -> str:
+    """The chosen λ's validation edge over the runner-up, with its interval paired by seed."""
+    if missing(g.get("val_diff")):
+        return ""
+    diff = (
+        f"{100 * g['val_diff']:+.2f} points over λ = {g['runner_up']:g} ({g['runner_up_verdict']})"
+    )
+    if missing(g["val_diff_low"]):
+        return f", {diff}, one seed in common: no interval"
+    low, high = (f"{100 * g[k]:+.2f}" for k in ("val_diff_low", "val_diff_high"))
+    tie = ": a tie within it" if g["val_diff_low"] <= 0 <= g["val_diff_high"] else ""
+    return f", {diff} [95% interval {low}, {high}, paired over {g['n_paired']} seeds{tie}]"
+
+
+def _reach(g: pd.Series, lam: float) -> str:
+    """How far λ* holds, whether its verdict is indicative, and who compresses past it."""
+    if missing(g.get("holds_to")):
+        return ""
+    held = pct(g["holds_to"])
+    text = f" λ* = {lam:g} holds to {held} sparsity"
+    text += "" if missing(g["collapse_at"]) else f" (it collapses from {pct(g['collapse_at'])})"
+    text += "."
+    if g["indicative"]:
+        text += " Its verdict rests on one seed: indicative; add seeds to confirm."
+    if g["compressible_beyond"]:
+        others = ", ".join(f"λ = {w:g} to {pct(s)}" for w, s in g["compressible_beyond"])
+        text += (
+            f" Past {held} it does not apply: other λ stay within the tolerance of dense "
+            f"further ({others})."
+        )
+    return text
 
 
 #: How λ* is chosen, as the report states it.

@@ -287,7 +287,7 @@ def _tables(
     lambdas = pd.DataFrame()
     table["best_weight_decay"] = math.nan
     if "weight_decay" in table.columns:
-        lambdas = choose_weight_decay(table, keys, lambda_rule, target_sparsity, stats)
+        lambdas = choose_weight_decay(table, keys, lambda_rule, target_sparsity, stats, df)
         table["lambda_group"] = lambda_groups(table, keys)
         chosen = dict(zip(lambdas["lambda_group"], lambdas["best_weight_decay"], strict=True))
         table["best_weight_decay"] = table["lambda_group"].map(chosen).astype(float)

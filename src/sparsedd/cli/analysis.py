@@ -65,7 +65,8 @@ def _analysis(
 
 
 def _load(out_dir: str) -> pd.DataFrame:
-    """The rounds of ``out_dir``; notes on rounds left out (diverged runs) go to stderr."""
+    """The rounds of ``out_dir``; notes on rounds left out (diverged runs) and on test-set
+    sizes recovered (older databases) go to stderr."""
     from sparsedd.analysis.tables import load_results
 
     rounds = load_results(out_dir)

@@ -18,6 +18,7 @@ from sparsedd.store.schema import (
     ADDED_COLUMNS,
     APP_ID,
     CORE_CONFIG_KEYS,
+    CORRECTNESS_FIELD,
     DB_NAME,
     EVAL_FIELDS,
     PROVENANCE_FIELDS,
@@ -265,15 +266,18 @@ class ResultsStore:
         """Record one finished round (replacing an identical earlier record of it).
 
         ``row`` holds ROUND_FIELDS, ``layer_density`` and, where known, PROVENANCE_FIELDS,
-        EVAL_FIELDS and ``collapsed`` (true for a round skipped by the collapse stop).
+        EVAL_FIELDS, ``collapsed`` (true for a round skipped by the collapse stop) and
+        ``test_correct`` (the packed per-image correctness; None for a collapsed round).
         """
-        cols = RECORD_COLUMNS
+        cols = (*RECORD_COLUMNS, CORRECTNESS_FIELD)
+        correct = row.get(CORRECTNESS_FIELD)
         values = (
             run_id,
             *(row[f] for f in ROUND_FIELDS),
             json.dumps(row["layer_density"]),
             *(row.get(f) for f in (*PROVENANCE_FIELDS, *EVAL_FIELDS)),
             int(bool(row.get("collapsed"))),
+            None if correct is None else bytes(correct),
         )
         self._execute(
             f"INSERT OR REPLACE INTO rounds ({', '.join(cols)}) "
@@ -396,6 +400,28 @@ class ResultsStore:
                 where = f"round {rec['round']} of run {short(rec['run_id'])}"
                 raise self._damaged(f"{where} records {problem}")
             out.append({**configs.get(rec["run_id"], {}), **{c: rec[c] for c in ROUND_COLUMNS}})
+        return out
+
+    def round_correctness(self) -> dict[tuple[str, int], tuple[bytes, int]]:
+        """Per (run id, round) that recorded it: the packed per-image test correctness and the
+        number of test images it holds (see ``schema.CORRECTNESS_FIELD``). Empty for a database
+        written before schema 6; rounds recorded before it, and collapsed rounds, are absent.
+        """
+        if CORRECTNESS_FIELD not in self._round_columns():
+            return {}
+        rows = self._execute(
+            f"SELECT run_id, round, n_test, {CORRECTNESS_FIELD} FROM rounds "
+            f"WHERE {CORRECTNESS_FIELD} IS NOT NULL ORDER BY run_id, round",
+            write=False,
+        )
+        out = {}
+        for run_id, k, n_test, blob in rows:
+            if not isinstance(n_test, int) or n_test < 1 or len(blob) != (n_test + 7) // 8:
+                raise self._damaged(
+                    f"round {k} of run {short(run_id)} records {len(blob)} bytes of per-image "
+                    f"test correctness for {short(n_test)} test images"
+                )
+            out[(run_id, k)] = (bytes(blob), n_test)
         return out
 
     def epoch_rows(self) -> list[dict[str, Any]]:

@@ -15,9 +15,9 @@ from sparsedd.errors import ConfigError
 
 DB_NAME = "results.sqlite"
 APP_ID = "sparsedd"
-SCHEMA_VERSION = "5"
+SCHEMA_VERSION = "6"
 #: Older schemas this version reads as they are and upgrades when it writes to them.
-UPGRADABLE_SCHEMAS = ("1", "2", "3", "4")
+UPGRADABLE_SCHEMAS = ("1", "2", "3", "4", "5")
 
 ROUND_FIELDS = (
     "round",
@@ -42,12 +42,19 @@ EVAL_FIELDS = ("n_test", "activation_entropy")
 #: so its metrics are NULL, its epochs 0 and its sparsity the one the round would have had.
 #: 0 for a trained round; NULL in rounds recorded before schema 5 (all trained).
 STOP_FIELDS = ("collapsed",)
+#: Added in schema 6 (NULL in rounds recorded before, and in collapsed rounds): which test images
+#: the round's model classified correctly, in the test set's order, as ``np.packbits`` of one
+#: bool per image (big-endian bit order; ``n_test`` bits, 10,000 images take 1,250 bytes). The
+#: verdict compares two rounds on the same images with it (``analysis/paired.py``). Read only
+#: by ``ResultsStore.round_correctness``, never into the rounds table ``round_rows`` returns.
+CORRECTNESS_FIELD = "test_correct"
 #: Columns an older database may lack; upgrading adds them (with their SQL types).
 ADDED_COLUMNS = {
     **dict.fromkeys(PROVENANCE_FIELDS, "TEXT"),
     "n_test": "INTEGER",
     "activation_entropy": "REAL",
     "collapsed": "INTEGER",
+    CORRECTNESS_FIELD: "BLOB",
 }
 #: The rounds table's columns in the order ``ResultsStore`` writes and reads them.
 RECORD_COLUMNS = (
@@ -79,7 +86,7 @@ CREATE TABLE IF NOT EXISTS rounds (
     train_acc_clean REAL, memorization REAL, val_acc REAL, epochs INTEGER, seconds REAL,
     layer_density TEXT, sparsedd_version TEXT, git_commit TEXT, torch_version TEXT,
     device_name TEXT, execution TEXT, n_test INTEGER, activation_entropy REAL,
-    collapsed INTEGER,
+    collapsed INTEGER, test_correct BLOB,
     PRIMARY KEY (run_id, round));
 CREATE TABLE IF NOT EXISTS epochs (
     run_id TEXT NOT NULL REFERENCES runs(run_id), round INTEGER NOT NULL,
@@ -95,6 +102,7 @@ _INTEGER_OR_NULL = "typeof({c}) IN ('integer', 'null')"
 _FLAG_OR_NULL = "typeof({c}) = 'null' OR {c} IN (0, 1)"
 _TEXT = "typeof({c}) = 'text'"
 _TEXT_OR_NULL = "typeof({c}) IN ('text', 'null')"
+_BLOB_OR_NULL = "typeof({c}) IN ('blob', 'null')"
 _JSON_OBJECT = (  # CASE: json_type would fail on invalid JSON before AND could stop it
     "typeof({c}) = 'text' AND CASE WHEN json_valid({c}) THEN json_type({c}) = 'object' ELSE 0 END"
 )
@@ -112,6 +120,7 @@ VALUE_RULES = {
         "n_test": _INTEGER_OR_NULL,
         "activation_entropy": _NUMBER_OR_NULL,
         "collapsed": _FLAG_OR_NULL,
+        CORRECTNESS_FIELD: _BLOB_OR_NULL,
         **dict.fromkeys(PROVENANCE_FIELDS, _TEXT_OR_NULL),
     },
     "epochs": {
@@ -131,6 +140,7 @@ RULE_WORDS = {
     _TEXT_OR_NULL: "text or NULL",
     _JSON_OBJECT: "a JSON object",
     _FLAG_OR_NULL: "0, 1 or NULL",
+    _BLOB_OR_NULL: "bytes or NULL",
 }
 
 

@@ -91,6 +91,7 @@ def collapsed_rows(
                 "seconds": 0.0,
                 "n_test": n_test,
                 "activation_entropy": None,
+                "test_correct": None,
                 "layer_density": {},
                 **provenance,
                 "execution": None,

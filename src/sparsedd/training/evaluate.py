@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -35,9 +36,11 @@ def evaluate_round(
     seconds: float,
 ) -> dict[str, Any]:
     """The row of trained round ``k``: sparsity, test/train/validation metrics, memorization
-    (accuracy on the noisy labels of the noisy samples), activation entropy, provenance."""
+    (accuracy on the noisy labels of the noisy samples), activation entropy, provenance, and
+    which test images it got right (``test_correct``: one bit per image, ``np.packbits``)."""
     s = splits
     test_logits = trainer.predict(s.test_x, s.mean, s.std)
+    test_hit = test_logits.argmax(1) == s.test_y
     train_pred = trainer.predict(s.train_x, s.mean, s.std).argmax(1)
     hit = train_pred == s.train_y
     pruned = count_total(masks) - count_remaining(masks)
@@ -45,7 +48,7 @@ def evaluate_round(
         "round": k,
         "sparsity": pruned / count_total(masks),
         "params_remaining": count_parameters(model) - pruned,
-        "test_acc": _mean(test_logits.argmax(1) == s.test_y),
+        "test_acc": _mean(test_hit),
         "test_loss": float(F.cross_entropy(test_logits, s.test_y)),
         "train_acc": _mean(hit),
         "train_acc_clean": _mean(hit[~s.train_is_noisy]),
@@ -58,6 +61,7 @@ def evaluate_round(
         "epochs": epochs,
         "seconds": seconds,
         "n_test": len(s.test_y),
+        "test_correct": np.packbits(test_hit.cpu().numpy()).tobytes(),
         "activation_entropy": activation_entropy(model, _entropy_sample(s, device)),
         "layer_density": layer_density(masks),
         **provenance(device),
