@@ -1,16 +1,21 @@
-"""Calibration of the SDD verdict: its false-alarm rate on curves without SDD and its power on
-curves with one, measured by seeded simulation over seeds, noise levels and test-set sizes.
+"""Calibration of the SDD verdict: its false SDD on curves without SDD, its false "no SDD" on
+curves with a dip, its power and its "no SDD" reach, by seeded simulation.
 
-    python bench/verdict_calibration.py            # 1,000 curves per cell
-    python bench/verdict_calibration.py --quick    # 200 curves per cell
+    python bench/verdict_calibration.py            # 200 curves per cell
+    python bench/verdict_calibration.py --quick    # 40 curves per cell
 
-Curves have 35 rounds (dense + 34, as the paper's protocol) and end
-in a collapse. Each seed's accuracy at a round has noise of s.d. ``noise`` made of the test
-set's binomial noise (shared by the seeds: one test set) and the seed's own training noise; a
-noise level below a test set's binomial noise is that noise (one cell, not several). Seeds also
-differ in level (1 point s.d.). Null curves: ``flat`` (80% until the collapse) and ``monotone``
-(a steady 5-point decline). Power: ``sdd`` curves whose dip is 3 × the per-round noise deep
-(every seed falls and rises by it), the floor we were asked for. Prints a table, then one JSON line.
+Curves have 35 rounds (dense + 34, the paper's protocol) and end in a collapse near round 21,
+each seed at its own round (±3). Each seed's accuracy at a round has noise of 1 point s.d.
+(never below the test set's binomial noise, 1.26 points at 1,000 images): the test set's
+binomial noise (shared by the seeds: one test set) and the seed's own training noise of one of
+five kinds (independent; AR(1) with ρ 0.5 or 0.8; a random walk; independent noise growing to
+4 × towards the collapse). Seeds also differ in level (1 point s.d.).
+
+Null curves: flat; a 5-point monotone decline; a 5-point fall, then a plateau; a plateau, then a
+5-point rise. Dips of 3 points, every seed's: aligned, misaligned (each seed's dip moved by
+−2..2 rounds) and one-round; and an aligned dip of 6 points (power). Then the adaptive
+procedure (``--adaptive-seeds 2:5``, alpha spent over its looks) against a fixed 5 seeds.
+Prints a table (markdown) and one JSON line.
 """
 
 from __future__ import annotations
@@ -25,75 +30,138 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from sparsedd.analysis.synthetic import simulate_curves  # noqa: E402
-from sparsedd.analysis.tables import DEFAULT_MIN_RISE  # noqa: E402
-from sparsedd.analysis.verdict import VERDICTS, sdd_verdict  # noqa: E402
+from sparsedd.analysis.synthetic import NOISE_KINDS, simulate_curves  # noqa: E402
+from sparsedd.analysis.verdict import ALPHA, DEFAULT_MIN_RISE, sdd_verdict  # noqa: E402
+from sparsedd.sweep.adaptive import AdaptiveSeeds, look_alpha  # noqa: E402
 
-NOISES = (0.005, 0.01, 0.02)
-SEEDS = (1, 2, 3, 5)
-TEST_SIZES = (100, 1000, 10_000)
-CASES = (("flat", 0.0), ("monotone", 0.05), ("sdd", 3.0))  # sdd: depth in units of noise
-SHAPE = {"flat": "flat", "monotone": "decline", "sdd": "sdd"}
+NOISE = 0.01
+SEEDS = (2, 3, 5)
+TEST_SIZES = (1000, 10_000)
+#: case: (shape, depth, dip shift); nulls first
+NULLS = {
+    "flat": ("flat", 0.0, 0),
+    "monotone": ("decline", 0.05, 0),
+    "fall-plateau": ("fall-plateau", 0.05, 0),
+    "plateau-rise": ("plateau-rise", 0.05, 0),
+}
+DIPS = {
+    "dip aligned": ("sdd", 0.03, 0),
+    "dip ±2 rounds": ("sdd", 0.03, 2),
+    "dip one round": ("one-round", 0.03, 0),
+    "dip 6 points": ("sdd", 0.06, 0),
+}
+CASES = NULLS | DIPS
+ADAPTIVE = AdaptiveSeeds(2, 5)
 
 
-def effective_noise(noise: float, n_test: int) -> float:
+def effective_noise(n_test: int) -> float:
     """The per-round noise a curve really has: never below the binomial noise at 80%."""
-    return max(noise, float(np.sqrt(0.8 * 0.2 / n_test)))
+    return max(NOISE, float(np.sqrt(0.8 * 0.2 / n_test)))
 
 
-def cell_rates(case: str, noise: float, seeds: int, n_test: int, curves: int) -> dict:
-    """Verdict rates over ``curves`` seeded curves of one cell of the grid."""
-    depth = dict(CASES)[case]
-    sigma = effective_noise(noise, n_test)
-    if case == "sdd":
-        depth = depth * sigma
-    rng = np.random.default_rng([seeds, n_test, int(noise * 1e4), list(dict(CASES)).index(case)])
-    counts = dict.fromkeys(VERDICTS, 0)
+def draw(case: str, kind: str, seeds: int, n_test: int, rng: np.random.Generator) -> np.ndarray:
+    """One simulated curve of the cell (seeds × 35 rounds)."""
+    shape, depth, shift = CASES[case]
+    return simulate_curves(
+        shape, depth, effective_noise(n_test), seeds, n_test, rng, noise_kind=kind,
+        dip_shift=shift, collapse_jitter=3,
+    )[0]  # fmt: skip
+
+
+def cell(case: str, kind: str, seeds: int, n_test: int, curves: int) -> dict[str, float]:
+    """Verdict shares over ``curves`` seeded curves of one cell."""
+    rng = np.random.default_rng([seeds, n_test, list(CASES).index(case), NOISE_KINDS.index(kind)])
+    out = {"SDD": 0, "no SDD": 0, "inconclusive": 0}
     for _ in range(curves):
-        test, _ = simulate_curves(SHAPE[case], depth, sigma, seeds, n_test, rng)
-        counts[sdd_verdict(test, n_test, DEFAULT_MIN_RISE).verdict] += 1
-    return {v: c / curves for v, c in counts.items()} | {"noise": sigma, "depth": depth}
+        out[sdd_verdict(draw(case, kind, seeds, n_test, rng), n_test).verdict] += 1
+    return {k: v / curves for k, v in out.items()}
+
+
+def adaptive_cell(case: str, kind: str, n_test: int, curves: int) -> dict[str, float]:
+    """The adaptive rule (ADAPTIVE, alpha spent over its looks) and a fixed MAX seeds on the
+    same curves: verdict shares of each and the adaptive rule's mean seeds."""
+    rng = np.random.default_rng([7, n_test, list(CASES).index(case), NOISE_KINDS.index(kind)])
+    fixed = {"SDD": 0, "no SDD": 0}
+    adaptive = {"SDD": 0, "no SDD": 0}
+    used = 0
+    for _ in range(curves):
+        acc = draw(case, kind, ADAPTIVE.most, n_test, rng)
+        v = sdd_verdict(acc, n_test, alpha=ALPHA).verdict
+        if v in fixed:
+            fixed[v] += 1
+        for n in range(ADAPTIVE.start, ADAPTIVE.most + 1):
+            v = sdd_verdict(acc[:n], n_test, alpha=look_alpha(ADAPTIVE, n)).verdict
+            if v in adaptive or n == ADAPTIVE.most:
+                break
+        if v in adaptive:
+            adaptive[v] += 1
+        used += n
+    return {
+        "fixed SDD": fixed["SDD"] / curves, "fixed no SDD": fixed["no SDD"] / curves,
+        "adaptive SDD": adaptive["SDD"] / curves,
+        "adaptive no SDD": adaptive["no SDD"] / curves, "mean seeds": used / curves,
+    }  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="200 curves per cell, not 1,000")
+    parser.add_argument("--quick", action="store_true", help="40 curves per cell, not 200")
+    parser.add_argument("--curves", type=int, help="curves per cell (overrides --quick)")
     args = parser.parse_args()
-    curves = 200 if args.quick else 1000
+    curves = args.curves or (40 if args.quick else 200)
     start = time.perf_counter()
+    print(f"verdict calibration: {curves} curves per cell, min_rise {DEFAULT_MIN_RISE:.1%}\n")
+    print("| case | noise | test images | seeds | SDD | no SDD | inconclusive |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     rows = []
-    print(f"verdict calibration: {curves} curves per cell, min_rise {DEFAULT_MIN_RISE:.1%}")
-    print(f"{'case':9} {'noise':>6} {'seeds':>5} {'n_test':>6}  {'SDD':>6} {'no SDD':>6} "
-          f"{'incon.':>6}")  # fmt: skip
-    for case, _ in CASES:
-        for n_test in TEST_SIZES:
-            # a noise below the test set's binomial noise is that noise: one cell, not three
-            noises = sorted({effective_noise(noise, n_test) for noise in NOISES})
-            for noise in noises:
+    for case in CASES:
+        for kind in NOISE_KINDS:
+            for n_test in TEST_SIZES:
                 for seeds in SEEDS:
-                    r = cell_rates(case, noise, seeds, n_test, curves)
-                    rows.append({"case": case, "seeds": seeds, "n_test": n_test, **r})
-                    print(
-                        f"{case:9} {100 * r['noise']:5.2f}p {seeds:5d} {n_test:6d}  "
-                        f"{r['SDD']:6.1%} {r['no SDD']:6.1%} {r['inconclusive']:6.1%}"
-                    )
-    null = [r for r in rows if r["case"] != "sdd"]
-    power = [r for r in rows if r["case"] == "sdd"]
-    multi = [r for r in power if r["seeds"] >= 2]
+                    r = cell(case, kind, seeds, n_test, curves)
+                    rows.append({"case": case, "kind": kind, "n_test": n_test, "seeds": seeds} | r)
+                    print(f"| {case} | {kind} | {n_test:,} | {seeds} | {r['SDD']:.1%} | "
+                          f"{r['no SDD']:.1%} | {r['inconclusive']:.1%} |", flush=True)  # fmt: skip
+    print(f"\nadaptive seeds {ADAPTIVE} (alpha spent over the looks) against a fixed "
+          f"{ADAPTIVE.most} seeds, 10,000 test images:\n")  # fmt: skip
+    print("| case | noise | fixed: SDD | fixed: no SDD | adaptive: SDD | adaptive: no SDD | "
+          "adaptive: mean seeds |")  # fmt: skip
+    print("|---|---|---:|---:|---:|---:|---:|")
+    adaptive = []
+    for case in ("flat", "fall-plateau", "plateau-rise", "dip 6 points"):
+        for kind in ("independent", "growing"):
+            r = adaptive_cell(case, kind, 10_000, curves)
+            adaptive.append({"case": case, "kind": kind} | r)
+            print(f"| {case} | {kind} | {r['fixed SDD']:.1%} | {r['fixed no SDD']:.1%} | "
+                  f"{r['adaptive SDD']:.1%} | {r['adaptive no SDD']:.1%} | "
+                  f"{r['mean seeds']:.2f} |", flush=True)  # fmt: skip
+    null = [r for r in rows if r["case"] in NULLS]
+    dips = [r for r in rows if r["case"] in DIPS]  # every dip is 3 points deep or more
+    target = [r for r in null if r["case"] in ("flat", "plateau-rise") and r["seeds"] == 3
+              and r["n_test"] == 10_000 and r["kind"] == "independent"]  # fmt: skip
     summary = {
         "curves_per_cell": curves,
         "min_rise": DEFAULT_MIN_RISE,
         "false_sdd_max": max(r["SDD"] for r in null),
-        "false_sdd_mean": float(np.mean([r["SDD"] for r in null])),
-        "power_min_2plus_seeds": min(r["SDD"] for r in multi),
-        "power_mean_2plus_seeds": float(np.mean([r["SDD"] for r in multi])),
-        "power_min_3plus_seeds": min(r["SDD"] for r in multi if r["seeds"] >= 3),
-        "power_one_seed_mean": float(np.mean([r["SDD"] for r in power if r["seeds"] == 1])),
-        "cells_power_below_80": [
-            f"{r['noise'] * 100:.2f}p/{r['seeds']}s/{r['n_test']}: {r['SDD']:.1%}"
-            for r in power
-            if r["SDD"] < 0.8
-        ],
+        "false_sdd_over_5pct": [
+            f"{r['case']}/{r['kind']}/{r['n_test']}/{r['seeds']}: {r['SDD']:.1%}"
+            for r in null
+            if r["SDD"] > 0.05
+        ],  # fmt: skip
+        "false_no_sdd_max": max(r["no SDD"] for r in dips),
+        "false_no_sdd_over_5pct": [
+            f"{r['case']}/{r['kind']}/{r['n_test']}/{r['seeds']}: {r['no SDD']:.1%}"
+            for r in dips
+            if r["no SDD"] > 0.05
+        ],  # fmt: skip
+        "no_sdd_flat_rising_3_seeds_10k_1pt": [r["no SDD"] for r in target],
+        "power_mean_aligned": float(
+            np.mean([r["SDD"] for r in dips if r["case"] == "dip aligned"])
+        ),
+        "power_mean_6_points": float(
+            np.mean([r["SDD"] for r in dips if r["case"] == "dip 6 points"])
+        ),
+        "adaptive": adaptive,
         "seconds": round(time.perf_counter() - start, 1),
     }
     print(json.dumps(summary))

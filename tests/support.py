@@ -224,6 +224,7 @@ def write_store(df: pd.DataFrame, out: Path, extra: dict | None = None) -> Path:
         store.record_run(str(run_id), {**cfg, "epochs": 7, "threads": 1, **(extra or {})})
         for _, r in run.iterrows():
             row = {f: py_value(r.get(f)) for f in ("round", "sparsity", "test_acc", "memorization")}
+            row["n_test"] = py_value(r.get("n_test"))
             row.update(
                 params_remaining=1000,
                 test_loss=1.0,
@@ -246,7 +247,7 @@ def sweep(rounds: int = 25, n_seeds: int = 3) -> pd.DataFrame:
     return pd.concat(
         [
             an.synthetic_rounds(
-                "sdd", 0.05, n_seeds=n_seeds, rounds=rounds, weight_decay=0.0, seed=1
+                "sdd", 0.10, n_seeds=n_seeds, rounds=rounds, weight_decay=0.0, seed=1
             ),
             an.synthetic_rounds("flat", n_seeds=n_seeds, rounds=rounds, weight_decay=0.01, seed=2),
         ]

@@ -96,9 +96,11 @@ def test_a_steered_study_trains_wave_by_wave(tmp_path, capsys, monkeypatch, wave
     λ = 0.5 stays inconclusive and gets one seed a wave up to MAX."""
     seen: list[tuple[float, tuple[int, ...]]] = []
 
-    def steered(frame, ids):
+    def steered(frame, ids, alpha):
         rows = frame[frame["run_id"].isin(list(ids))]
         seen.append((float(rows["weight_decay"].iloc[0]), tuple(sorted(set(rows["seed"])))))
+        # 2:4 has 3 looks: alpha 0.05 spent as 0.0125 at 2 and 3 seeds, 0.025 at 4
+        assert alpha == {2: 0.0125, 3: 0.0125, 4: 0.025}[len(set(rows["seed"]))]
         return "SDD" if rows["weight_decay"].iloc[0] == 0 else "inconclusive"
 
     monkeypatch.setattr(adaptive, "curve_verdict", steered)
@@ -135,7 +137,7 @@ def test_a_steered_study_trains_wave_by_wave(tmp_path, capsys, monkeypatch, wave
 def test_a_stopped_study_resumes_its_plan(tmp_path, capsys, monkeypatch, waves) -> None:
     """Wave 1's runs recorded by a plain grid (as a study stopped after wave 1 leaves them):
     the adaptive command trains none of them again and goes on with wave 2."""
-    monkeypatch.setattr(adaptive, "curve_verdict", lambda frame, ids: "inconclusive")
+    monkeypatch.setattr(adaptive, "curve_verdict", lambda frame, ids, alpha: "inconclusive")
     out = ["--out", str(tmp_path), "-q", "--backend", "test-waves"]
     code, _, err = run_cli([*TWO_CURVES, "--grid", "seed=0,1", *out], capsys)
     assert code == 0, err
@@ -156,24 +158,26 @@ def test_a_stopped_study_resumes_its_plan(tmp_path, capsys, monkeypatch, waves) 
 # ---------------------------------------------------------------- end to end, real verdicts
 
 
-def test_real_verdicts_stop_a_decided_curve_and_feed_an_open_one(tmp_path, capsys) -> None:
-    """prune_rate 0.2 over 4 rounds keeps the tiny model flat (no valley: ``no SDD`` on 2 seeds);
-    prune_rate 0.97 collapses at once (too few rounds: ``inconclusive``) and gets seeds up to
-    MAX. Two processes (--jobs 2) train each wave."""
+def test_real_verdicts_feed_open_curves_up_to_max(tmp_path, capsys) -> None:
+    """prune_rate 0.2 over 4 rounds keeps the tiny model flat, but 5 rounds of a 512-image test
+    set cannot bound its deepest valley below the minimum rise at the looks' shares of alpha
+    before MAX (``inconclusive`` on 2 and 3 seeds, ``no SDD`` on 4); prune_rate 0.97 collapses
+    at once (too few rounds: ``inconclusive``). Both get seeds up to MAX (a decided curve
+    stopping early: the steered tests). Two processes (--jobs 2) train each wave."""
     args = ["run", "-p", "tiny", "--set", "rounds=4", "--grid", "prune_rate=0.2,0.97"]
     args += ["--adaptive-seeds", "2:4", "--out", str(tmp_path), "-q", "--jobs", "2"]
     code, _, err = run_cli(args, capsys)
     assert code == 0, err
-    assert seeds_by_curve(tmp_path, "prune_rate") == {0.2: [0, 1], 0.97: [0, 1, 2, 3]}
+    assert seeds_by_curve(tmp_path, "prune_rate") == {0.2: [0, 1, 2, 3], 0.97: [0, 1, 2, 3]}
     assert "curves: 1 no SDD, 1 inconclusive" in err
     code, text, err = run_cli(["status", str(tmp_path)], capsys)
     assert code == 0, err
-    # 8 runs of 5 rounds x 2 epochs: the 2 runs not needed saved 20 of the 80 epochs, and the
-    # collapse stop 16 more (the 4 runs at prune_rate 0.97 sit at chance in rounds 1 and 2, so
-    # rounds 3 and 4 are recorded as collapsed, not trained)
-    assert "adaptive seeds 2:4: 44 epochs trained; 36 saved so far (45%)" in text
-    assert "of the full grid's 80 epochs (8 runs; 2 not needed)" in text
-    assert "runs: 6 done, 0 running, 0 waiting" in text
+    # 8 runs of 5 rounds x 2 epochs: the collapse stop saved 16 of the 80 epochs (the 4 runs at
+    # prune_rate 0.97 sit at chance in rounds 1 and 2, so rounds 3 and 4 are recorded as
+    # collapsed, not trained)
+    assert "adaptive seeds 2:4: 64 epochs trained; 16 saved so far (20%)" in text
+    assert "of the full grid's 80 epochs (8 runs; 0 not needed)" in text
+    assert "runs: 8 done, 0 running, 0 waiting" in text
     sweep_files = list((tmp_path / "sweeps").glob("*.json"))
     assert len(sweep_files) == 1  # one file per study, rewritten after every wave
     assert len(json.loads(sweep_files[0].read_text())["adaptive"]["grid"]) == 8
@@ -240,7 +244,7 @@ def test_waves_run_on_ray(tmp_path, capsys, monkeypatch) -> None:
     """Each wave goes to the Ray backend like any grid (rows sent to this driver)."""
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'sparsedd[ray]')")
 
-    def steered(frame, ids):
+    def steered(frame, ids, alpha):
         return "no SDD" if 0 in set(frame[frame.run_id.isin(ids)].weight_decay) else "inconclusive"
 
     monkeypatch.setattr(adaptive, "curve_verdict", steered)
@@ -252,3 +256,14 @@ def test_waves_run_on_ray(tmp_path, capsys, monkeypatch) -> None:
         ray.shutdown()
     assert code == 0, err
     assert seeds_by_curve(tmp_path) == {0.0: [0, 1], 0.5: [0, 1, 2]}
+
+
+def test_the_looks_spend_alpha_at_most_once_in_all() -> None:
+    for start, most in [(2, 5), (1, 4), (3, 3), (2, 2), (2, 10)]:
+        spec = adaptive.AdaptiveSeeds(start, most)
+        looks = [adaptive.look_alpha(spec, n) for n in range(max(start, 2), most + 1)]
+        assert sum(looks) == pytest.approx(0.05) or looks == [0.05]
+        assert all(a <= 0.05 for a in looks)
+    spec = adaptive.AdaptiveSeeds(2, 5)
+    assert adaptive.look_alpha(spec, 5) == 0.025 and adaptive.look_alpha(spec, 2) < 0.025
+    assert adaptive.look_alpha(spec, 1) == 0.05  # one seed decides nothing, spends nothing

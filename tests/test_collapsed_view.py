@@ -135,19 +135,24 @@ def test_best_accuracy_and_compression_never_come_from_collapsed_points() -> Non
     assert curve["n_collapsed_runs"] == 1 and curve["skipped_rounds"] == 2
 
 
-def test_the_verdict_collapses_at_the_first_collapsed_round() -> None:
+def test_the_verdict_leaves_out_each_seed_from_its_own_collapsed_round() -> None:
     kwargs = {"shape": "sdd", "depth": 0.05, "noise_sd": 0.002, "n_seeds": 3, "rounds": 14}
     free = an.analyze(an.synthetic_rounds(**kwargs, n_test=10_000)).curves.iloc[0]
     assert math.isnan(free["collapse_sparsity"])  # no collapse within 14 rounds
     stopped = an.synthetic_rounds(**kwargs, n_test=10_000, collapsed_from=[None, 11, None])
     curve = an.analyze(stopped).curves.iloc[0]
+    # one seed stopped: the two others carry the later rounds; the curve has not collapsed
+    assert math.isnan(curve["collapse_sparsity"])
+    assert curve["collapsed_round"] == 11
+    acc, _ = an.seed_matrix(stopped)
+    mask = an.collapsed_matrix(stopped)
+    assert mask.sum() == 4
+    assert sdd_verdict(acc, 10_000).seed_collapse_rounds == (None, None, None)
+    assert sdd_verdict(acc, 10_000, collapsed=mask).seed_collapse_rounds == (None, 11, None)
+    every = an.synthetic_rounds(**kwargs, n_test=10_000, collapsed_from=11)
+    curve = an.analyze(every).curves.iloc[0]
     assert curve["collapse_sparsity"] == pytest.approx(SPARSITY[11])
     assert curve["peak_sparsity"] < SPARSITY[11]
-    # the same accuracies without the flags: the verdict would read past round 11
-    acc, _ = an.seed_matrix(stopped)
-    assert sdd_verdict(acc, 10_000).collapse_round is None
-    mask = an.collapsed_matrix(stopped)
-    assert mask.sum() == 4 and sdd_verdict(acc, 10_000, collapsed=mask).collapse_round == 11
 
 
 def test_an_accuracy_collapse_before_the_stop_stays_the_collapse() -> None:

@@ -69,6 +69,15 @@ def _shift_rows(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def _column_twice(tensors: Tensors, meta: Meta) -> None:
+    """The second entry of the first row holding two names the first one's column again."""
+    crow, col = tensors[f"{WEIGHT}.crow_indices"], tensors[f"{WEIGHT}.col_indices"].clone()
+    row = int(((crow[1:] - crow[:-1]) >= 2).nonzero()[0])
+    start = int(crow[row])
+    col[start + 1] = col[start]
+    tensors[f"{WEIGHT}.col_indices"] = col
+
+
 CASES = {
     # metadata: wrong types and absurd sizes
     "shapes not a mapping": (meta_edit("shapes", [1, 2]), "field 'shapes' must be a mapping"),
@@ -86,6 +95,9 @@ CASES = {
     "absurd classes": (meta_edit("input.num_classes", 10**12), "'input.num_classes'"),
     "negative channels": (meta_edit("input.channels", -3), "'input.channels'"),
     "std of zero": (meta_edit("input.std", [0.0]), "'input.std' must be a list of 1 positive"),
+    "mean beyond float32": (meta_edit("input.mean", [1e308]), "'input.mean' must lie within"),
+    "std that is 0 in float32": (meta_edit("input.std", [1e-320]), "'input.std' must lie in"),
+    "std absurdly large": (meta_edit("input.std", [1e30]), "'input.std' must lie in"),
     "mean of wrong length": (meta_edit("input.mean", [0.1, 0.2]), "'input.mean'"),
     "class names too few": (meta_edit("input.classes", ["a"]), "'input.classes' must list 4"),
     "config not a mapping": (meta_edit("config", "vit"), "field 'config' must be a mapping"),
@@ -104,6 +116,10 @@ CASES = {
     "float column indices": (
         tensor_edit(f"{WEIGHT}.col_indices", lambda t: t.float()),
         "col_indices' must be a vector of integers, not torch.float32",
+    ),
+    "a column named twice in a row": (
+        _column_twice,
+        "col_indices' must rise strictly within each row; row",
     ),
     "row pointers past the end": (
         tensor_edit(f"{WEIGHT}.crow_indices", _shift_rows),
@@ -200,3 +216,87 @@ def test_export_refuses_and_removes_a_file_that_reads_back_damaged(
     with pytest.raises(CheckpointError, match="float64"):
         export_pruned(out, run_id, 2, target)
     assert not target.exists()
+
+
+# ---------------------------------------------------------------- predict on odd names and files
+
+
+def _png_header_claiming(width: int, height: int) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 64)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def test_predict_escapes_control_characters_in_names_and_paths(export, tmp_path, capsys) -> None:
+    from PIL import Image
+    from support import run_cli
+
+    tensors, meta = ckpt.load_tensors(export)
+    meta = copy.deepcopy(meta)
+    meta["input"]["classes"] = ["a\tb", "c\x1b[31m", "d\ne", "f"]
+    model = tmp_path / "named.safetensors"
+    ckpt.save_tensors(model, tensors, meta)
+    images = []
+    for i in range(8):
+        images.append(tmp_path / f"im\tg{i}.png")
+        Image.new("L", (8, 8), 30 * i).save(images[-1])
+    code, out, err = run_cli(["predict", str(model), *map(str, images)], capsys)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert len(lines) == len(images) and "\x1b" not in out
+    assert all(line.count("\t") == 1 for line in lines)
+    assert lines[0].startswith(str(tmp_path / "im\\tg0.png") + "\t")
+    assert {line.split("\t")[1] for line in lines} <= {"a\\tb", "c\\x1b[31m", "d\\ne", "f"}
+
+
+def test_predict_refuses_a_fifo_and_a_huge_image_as_training_would(export, tmp_path, capsys):
+    import os
+
+    from support import assert_one_error_line, run_cli
+
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    code, _, err = run_cli(["predict", str(export), str(fifo)], capsys)  # a read would hang
+    assert code == 2
+    assert_one_error_line(err, ["not regular files", "pipe.png"])
+    fifo.unlink()
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(_png_header_claiming(20_000, 20_000))
+    err = assert_refused_unchanged(
+        tmp_path, ["predict", str(export), str(huge)], ["64,000,000 pixels", "20000×20000"], capsys
+    )
+    assert "cannot be read" not in err
+    big = tmp_path / "big.png"  # 144 megapixels: under Pillow's own bound, over training's
+    big.write_bytes(_png_header_claiming(12_000, 12_000))
+    assert_refused_unchanged(
+        tmp_path, ["predict", str(export), str(big)], ["64,000,000 pixels", "12000×12000"], capsys
+    )
+
+
+def test_predict_to_a_full_stdout_ends_in_one_line(export, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    image = tmp_path / "x.png"
+    Image.new("L", (8, 8), 40).save(image)
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            [sys.executable, "-m", "sparsedd", "predict", str(export), str(image)],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+        )
+    err = proc.stderr
+    assert proc.returncode == 2, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "cannot write to standard output" in err

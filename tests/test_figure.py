@@ -40,7 +40,7 @@ def sdd_and_flat() -> an.Analysis:
             pd.concat(
                 [
                     an.synthetic_rounds(
-                        "sdd", 0.05, n_seeds=2, rounds=20, weight_decay=0.0, seed=1
+                        "sdd", 0.10, n_seeds=2, rounds=20, weight_decay=0.0, seed=1
                     ),
                     an.synthetic_rounds("flat", n_seeds=2, rounds=20, weight_decay=0.01, seed=2),
                 ]
@@ -164,7 +164,7 @@ def test_layers_figure_draws_each_layer_against_sparsity(sdd_and_flat, tmp_path)
 def test_cli_plot_layers(tmp_path, capsys):
     df = pd.concat(
         [
-            an.synthetic_rounds("sdd", 0.05, n_seeds=2, rounds=8, weight_decay=0.0, seed=1),
+            an.synthetic_rounds("sdd", 0.10, n_seeds=2, rounds=8, weight_decay=0.0, seed=1),
             an.synthetic_rounds("flat", n_seeds=2, rounds=8, weight_decay=0.01, seed=2),
         ]
     )

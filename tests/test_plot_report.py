@@ -31,7 +31,7 @@ def result() -> an.Analysis:
     return an.analyze(
         pd.concat(
             [
-                an.synthetic_rounds("sdd", 0.05, rounds=20, weight_decay=0.0, seed=1),
+                an.synthetic_rounds("sdd", 0.10, rounds=20, weight_decay=0.0, seed=1),
                 an.synthetic_rounds("flat", rounds=20, weight_decay=0.01, seed=2),
             ]
         )
@@ -60,11 +60,11 @@ def test_figure_axes_lines_and_sdd_markers(result):
         assert "Test accuracy (%)" in top.get_ylabel()
         assert "Memorization" in bottom.get_ylabel() and "Sparsity" in bottom.get_xlabel()
         assert _markers(top, "v", filled=True) == 1 and _markers(top, "^", filled=True) == 1
-        assert result.curves.iloc[1]["verdict"] == "inconclusive"  # hollow markers, dashed
-        assert _markers(top, "v", filled=False) == 1
+        assert result.curves.iloc[1]["verdict"] == "no SDD"  # no markers
+        assert _markers(top, "v", filled=False) == 0
         legend = [t.get_text() for t in fig.legends[0].get_texts()]
         assert "λ = 0" in legend and "λ = 0.01" in legend
-        assert any("s.d." in t for t in legend) and "inconclusive" in legend
+        assert any("s.d." in t for t in legend) and "inconclusive" not in legend
         # the dip marker sits on the judged 3-round mean, drawn dotted, at the verdict's dip
         dip = next(line for line in top.get_lines() if line.get_marker() == "v")
         curve = result.curves.iloc[0]
@@ -122,7 +122,10 @@ def test_report_is_self_contained_and_escaped(result, tmp_path):
     scripts = re.findall(r"<script[^>]*>", page)
     assert scripts == ['<script type="application/json" id="sdd-data">', "<script>"]
     assert page.count("</script>") == 2  # no data closes a script early
-    assert "sparse double descent (3 seeds" in page and "inconclusive (3 seeds)" in page
+    assert (
+        "sparse double descent (3 seeds" in page
+        and "(3 seeds; no valley of 2.5% or more up to" in page
+    )
     # λ = 0 shows SDD: the default rule (avoid-sdd) chooses among the others, and says so
     assert "λ* = 0.01 of {0.01} by best validation accuracy among λ without SDD" in page
     with pytest.raises(UserError, match=".html"):
@@ -134,7 +137,7 @@ def store_dir(tmp_path_factory) -> Path:
     """A results folder with a dip (λ=0) and without (λ=0.01), 2 seeds, 13 rounds."""
     df = pd.concat(
         [
-            an.synthetic_rounds("sdd", 0.05, n_seeds=2, rounds=12, weight_decay=0.0, seed=1),
+            an.synthetic_rounds("sdd", 0.10, n_seeds=2, rounds=12, weight_decay=0.0, seed=1),
             an.synthetic_rounds("flat", n_seeds=2, rounds=12, weight_decay=0.01, seed=2),
         ]
     )

@@ -121,4 +121,7 @@ def test_damaged_data_json_is_one_line(tmp_path, capsys, text) -> None:
     assert code == 0, err
     next(out.glob("runs/*/data.json")).write_text(text)
     args = [*TINY, "--set", "rounds=2", "--out", str(out)]
-    assert_refused_unchanged(out, args, ["data.json", "damaged", "delete it"], capsys)
+    # deleting it would let the run resume on changed data unchecked: the advice is to move
+    # the run away (issue 28)
+    err = assert_refused_unchanged(out, args, ["data.json", "damaged", "move"], capsys)
+    assert "delete" not in err

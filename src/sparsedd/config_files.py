@@ -1,11 +1,14 @@
 """Config files: YAML read safely into a mapping of config keys.
 
 A key given twice in one mapping and aliases that expand past ``MAX_YAML_VALUES`` values are
-refused with one line; a pipe (``--config /dev/stdin``) is read once and remembered.
+refused with one line (merge keys, ``<<: *base``, work as YAML 1.1 says); a file is checked to
+be a regular file of at most ``MAX_CONFIG_BYTES`` before it is read; a pipe (``--config
+/dev/stdin``) is read once, up to that size, and remembered.
 """
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +20,39 @@ from sparsedd.errors import ConfigError
 _PIPE_TEXTS: dict[str, str] = {}
 
 
+#: The most bytes a config file may hold: a config of every key takes about 3 KB, a study
+#: with its grid a few more; a larger file is refused before it is read.
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def _config_text(path: Path) -> str:
-    """A config file's text; a pipe (``--config /dev/stdin``, ``<(...)``) is read only once."""
-    if path.is_file() or not path.exists():
+    """A config file's text, read only after it proved a regular file (or a pipe) of at most
+    MAX_CONFIG_BYTES; a pipe (``--config /dev/stdin``, ``<(...)``) is read only once."""
+    mode = path.stat().st_mode  # FileNotFoundError, PermissionError: the caller names them
+    if stat.S_ISREG(mode):
+        _check_size(path, path.stat().st_size)
         return path.read_text(encoding="utf-8")
+    if not stat.S_ISFIFO(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a device or socket"
+        raise ConfigError(
+            f"config file {str(path)!r} is not a regular file ({kind}); give a YAML file"
+        )
     # A pipe yields its text to the first read alone; a run reads its config more than once.
     key = str(path)
     if key not in _PIPE_TEXTS:
-        _PIPE_TEXTS[key] = path.read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+        _check_size(path, len(data))
+        _PIPE_TEXTS[key] = data.decode("utf-8")
     return _PIPE_TEXTS[key]
+
+
+def _check_size(path: Path, size: int) -> None:
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"config file {str(path)!r} holds more than {MAX_CONFIG_BYTES:,} bytes, far more "
+            f"than a config of every key takes (a few KB); give the YAML file of config keys"
+        )
 
 
 #: The most values (scalars, lists and mappings, counted as aliases expand them) a config
@@ -50,6 +77,8 @@ class _ConfigLoader(yaml.SafeLoader):
         """A mapping; _LoaderRefusal naming the key and line of a key given twice."""
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` merges, it is no key
+                continue
             key = self.construct_object(key_node, deep=True)
             try:
                 duplicate = key in seen

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sparsedd.analysis.convergence import dense_epoch_accs
 from sparsedd.analysis.set_size import recover_n_test
 from sparsedd.config import NON_SEMANTIC, NOT_IN_RUN_ID
 from sparsedd.errors import UserError
@@ -114,6 +115,8 @@ def load_results(out_dir: str | Path, correctness: bool = False) -> pd.DataFrame
         f"run {run} diverged at round {k} (non-finite loss): its rounds from {k} on are left out"
         for run, k in sorted(diverged.items())
     ] + size_notes
+    # the dense round's training accuracy per epoch (analysis/convergence.py reads it)
+    df.attrs["dense_train_acc"] = dense_epoch_accs(store.epoch_rows())
     return df
 
 

@@ -52,6 +52,7 @@ from sparsedd.analysis.figure_parts import (  # noqa: E402  (re-exported: public
     thin_tick_labels,
 )
 from sparsedd.analysis.load import collapsed_flags  # noqa: E402
+from sparsedd.analysis.plot_control import control_handle, draw_control  # noqa: E402
 from sparsedd.analysis.plot_layers import (  # noqa: E402  (re-exported: public names)
     DENSITY_TICKS,
     layer_density_table,
@@ -292,6 +293,7 @@ def _draw_analysis(
             stats = result.stats[result.stats["curve"] == curve["curve"]].sort_values("round")
             runs = result.rounds[result.rounds["curve"] == curve["curve"]]
             draw_metric(top, stats, "test_acc", color, style, runs=runs)
+            draw_control(top, result.controls, curve["curve"], stats)
             draw_metric(memo, stats, "memorization", color, style, runs=runs)
             if entropy:
                 draw_metric(axes[2][col], stats, "activation_entropy", color, style, 1, runs)
@@ -307,7 +309,8 @@ def _draw_analysis(
             axes[2][col].set_ylabel("Activation entropy (bits)")
             axes[2][col].set_ylim(0, 1)
         axes[rows - 1][col].set_xlabel("Sparsity (%; log scale of weights remaining)")
-    place_legend(fig, legend_handles(curves, line, colors))
+    extra = [] if result.controls.empty else [control_handle()]
+    place_legend(fig, legend_handles(curves, line, colors, extra))
     default = "Test accuracy and memorization across pruning rounds"
     setting = textwrap.fill(setting_title(result), TITLE_WIDTH + 12)
     fig.suptitle(title or "\n".join(filter(None, (setting, default))), fontsize="large")
@@ -321,13 +324,15 @@ def _line_values(curves: pd.DataFrame, line: str | None) -> list[Any]:
     return sorted(curves[line].dropna().unique())
 
 
-def legend_handles(curves: pd.DataFrame, line: str | None, colors: dict) -> list[Any]:
+def legend_handles(
+    curves: pd.DataFrame, line: str | None, colors: dict, extra: list[Any] | None = None
+) -> list[Any]:
     """The legend entries of a figure of ``curves``: a line per value of ``line`` (its colour),
-    then the band, the reference lines and each marker that the figure draws."""
+    ``extra`` entries, then the band, the reference lines and each marker the figure draws."""
     handles: list[Any] = [
         Line2D([], [], color=c, marker="o", markersize=4, label=_line_label(line, v, str(v)))
         for v, c in colors.items()
-    ]
+    ] + (extra or [])
     seeds = int(pd.to_numeric(curves["n_seeds"]).max())
     band = f"±1 s.d. over {seeds} seeds" if seeds > 1 else "one seed: no band"
     handles += [

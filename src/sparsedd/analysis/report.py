@@ -173,6 +173,10 @@ def render_html(result: Analysis, figure_png: bytes, source: str) -> str:
     unequal = "".join(f"<li>{html.escape(v)}</li>" for v in unequal_rounds_lines(result))
     if unequal:
         collapsed += f'<h2>Runs with fewer rounds</h2><ul id="unequal">{unequal}</ul>'
+    control = "".join(
+        f"<li>{html.escape(v)}</li>" for v in [*result.control_lines, *result.convergence_lines]
+    )
+    control = f'<h2>Pruning or training?</h2><ul id="control">{control}</ul>' if control else ""
     stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -185,6 +189,7 @@ def render_html(result: Analysis, figure_png: bytes, source: str) -> str:
 <h2>Verdicts</h2><ul id="verdicts">{verdicts}</ul>
 <p class="meta">{html.escape(noise_draw_line(result))}</p>
 {collapsed}
+{control}
 <h2>Choice of λ (on validation accuracy, never test)</h2><ul id="lambdas">{lambdas}</ul>
 <h2>Trade-off across λ</h2>
 {_tradeoff_html(result)}
@@ -197,7 +202,8 @@ state over 512 training images, a signal that needs no labels); dotted: the 3-ro
 verdict is taken on; ▼ dip and ▲ peak on it where the verdict is SDD (hollow: inconclusive);
 an inconclusive curve is drawn dashed; × ends a curve where its first run stopped as collapsed,
 and a thin line carries each seed that trained on to its own last round (rounds no seed trained
-are not drawn). The x axis is logarithmic in the fraction of weights
+are not drawn); grey: the control (pruning off), round k drawn at the pruned curve's sparsity in
+round k. The x axis is logarithmic in the fraction of weights
 remaining and labelled in sparsity.</figcaption></figure>
 <h2>Explore the curves</h2>
 <p class="meta">Every run's rounds (one line per seed): hover a point for its run, seed, round,
@@ -207,13 +213,14 @@ choose what the y axis shows. Drawn by a script inside this file: it works offli
 <h2>Curves</h2>
 {html_table(display_rows(result), left=tuple(result.keys))}
 <p class="meta">Compressible to: highest sparsity whose mean test accuracy is within
-{amount(result.tolerance)} of the dense model. Dip, peak, fall and rise are measured on the seeds'
-mean accuracy averaged over 3 rounds, before the final collapse. The lower bounds subtract the
-depth that noise alone finds in a flat curve of the same length (95th percentile, calibrated by
-simulation); the upper bounds add 1.645 standard errors. SDD: both lower bounds above the minimum
-rise ({amount(result.min_rise)}); no SDD: no valley, or an upper bound below it; otherwise
-inconclusive. The noise per seed and round combines the seeds' spread and the test set's binomial
-noise.</p>
+{amount(result.tolerance)} of the dense model. Dip, peak, fall and rise are measured within
+each seed (its accuracy averaged over 3 rounds), averaged over the seeds still alive at the peak;
+a seed counts up to its own collapse (it stays below chance + 80% of its dense accuracy's margin
+over chance). The lower bounds subtract the largest fall or rise that noise alone finds in the
+curve (simulated with the curve's fitted noise: each seed's own, correlated across rounds and
+growing with sparsity, and the test set's); SDD: both lower bounds above the minimum
+rise ({amount(result.min_rise)}); no SDD: the upper bound on every valley below it, over the
+rounds judged; otherwise inconclusive (each claim at one-sided level {result.alpha:g}).</p>
 <details><summary>Per-round statistics</summary>
 {html_table(stats_rows(result), left=("curve",))}</details>
 <h2>Configs</h2>

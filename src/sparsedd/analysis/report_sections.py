@@ -334,7 +334,7 @@ def collapse_lines(result: Analysis) -> list[str]:
         out.append(
             f"{c['curve']}: {c['n_collapsed_runs']} of {c['n_seeds']} runs stopped as collapsed, "
             f"{where}; {skipped} round{'s' if skipped != 1 else ''} skipped (not trained, shown "
-            f"as collapsed); the verdict reads the rounds before round {first}"
+            f"as collapsed); the verdict reads each run's rounds before its own collapse"
         )
     return out
 

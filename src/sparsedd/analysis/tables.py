@@ -19,6 +19,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sparsedd.analysis.control import (
+    CONTROL_FIELDS,
+    control_lines,
+    control_matrix,
+    controlled_verdict,
+    convergence_lines,
+    split_controls,
+    with_twin_curves,
+)
 from sparsedd.analysis.export import export_table
 from sparsedd.analysis.lambdas import (
     DEFAULT_LAMBDA_RULE,
@@ -42,6 +51,7 @@ from sparsedd.analysis.load import (
     rows_to_frame,
     varying_keys,
 )
+from sparsedd.analysis.paired import paired_noise
 from sparsedd.analysis.stats import (
     METRICS,
     curve_stats,
@@ -51,6 +61,7 @@ from sparsedd.analysis.stats import (
 )
 from sparsedd.analysis.synthetic import SHAPES, synthetic_rounds
 from sparsedd.analysis.verdict import (
+    ALPHA,
     DEFAULT_MIN_RISE,
     SDD,
     VERDICTS,
@@ -222,7 +233,12 @@ def _verdict_fields(v: Verdict, sparsity: list[float]) -> dict[str, Any]:
 
 
 def _curve_row(
-    group: pd.DataFrame, stats: pd.DataFrame, min_rise: float, tolerance: float
+    group: pd.DataFrame,
+    stats: pd.DataFrame,
+    min_rise: float,
+    tolerance: float,
+    alpha: float,
+    controls: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     stats = stats.sort_values("round")
     spars = list(stats["sparsity"])
@@ -231,7 +247,18 @@ def _curve_row(
     best = int(np.nanargmax(acc)) if np.isfinite(acc).any() else None
     matrix, _ = seed_matrix(group)
     n_test = eval_size(group, "n_test")
-    verdict = sdd_verdict(matrix, n_test, min_rise, collapsed=collapsed_matrix(group))
+    # the control arm (analysis/control.py): the verdict judges pruning, not more training
+    control = control_matrix(group, controls) if controls is not None else None
+    verdict, control_info = controlled_verdict(
+        matrix,
+        collapsed_matrix(group),
+        control,
+        n_test,
+        min_rise,
+        spars,
+        alpha=alpha,
+        paired_diff_sd=paired_noise(group),
+    )
     val = pd.to_numeric(stats["val_acc_mean"], errors="coerce").to_numpy(dtype=float)
     has_val = bool(np.isfinite(val).any())
     best_val = int(np.nanargmax(val)) if has_val else None
@@ -248,6 +275,7 @@ def _curve_row(
         "best_val_acc": float(val[best_val]) if best_val is not None else math.nan,
         "best_val_sparsity": _at(spars, best_val),
         "test_at_best_val": acc[best_val] if best_val is not None else math.nan,
+        **control_info,
     }
 
 
@@ -257,13 +285,14 @@ def curve_table(
     tolerance: float = DEFAULT_TOLERANCE,
     lambda_rule: str = DEFAULT_LAMBDA_RULE,
     target_sparsity: float | None = None,
+    alpha: float = ALPHA,
 ) -> pd.DataFrame:
     """One row per curve: its keys, then CURVE_FIELDS (numbers as floats, NaN where missing).
 
     ``best_weight_decay`` is the λ that ``lambda_rule`` chooses among the curves that differ
     from this one only in ``weight_decay`` (see ``lambdas.choose_weight_decay``).
     """
-    return _tables(df, min_rise, tolerance, lambda_rule, target_sparsity)[0]
+    return _tables(df, min_rise, tolerance, lambda_rule, target_sparsity, alpha)[0]
 
 
 def _tables(
@@ -272,8 +301,11 @@ def _tables(
     tolerance: float,
     lambda_rule: str,
     target_sparsity: float | None,
+    controls: pd.DataFrame | None = None,
+    alpha: float = ALPHA,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(curves, λ choices, per-round stats) of a rounds DataFrame."""
+    """(curves, λ choices, per-round stats) of a rounds DataFrame (of pruned runs; their
+    ``controls``' rows apart)."""
     df = df if "curve" in df.columns else add_curve_column(df)
     keys = curve_keys(df)
     stats = curve_stats(df)
@@ -281,7 +313,9 @@ def _tables(
     for curve, group in df.groupby("curve", sort=False):
         first = group.iloc[0]
         rec = {"curve": curve, **{k: hashable(first[k]) for k in keys}}
-        rec.update(_curve_row(group, stats[stats["curve"] == curve], min_rise, tolerance))
+        rec.update(
+            _curve_row(group, stats[stats["curve"] == curve], min_rise, tolerance, alpha, controls)
+        )
         records.append(rec)
     table = pd.DataFrame.from_records(records)
     lambdas = pd.DataFrame()
@@ -304,6 +338,8 @@ def _typed(table: pd.DataFrame) -> pd.DataFrame:
             table[name] = table[name].astype(int)
         elif name not in _TEXT_FIELDS:
             table[name] = pd.to_numeric(table[name], errors="coerce").astype(float)
+    for name in CONTROL_FIELDS[:-1]:  # the last is the note
+        table[name] = pd.to_numeric(table[name], errors="coerce").astype(float)
     return table
 
 
@@ -322,6 +358,14 @@ class Analysis:
     lambda_rule: str = DEFAULT_LAMBDA_RULE
     target_sparsity: float | None = None
     notes: list[str] = field(default_factory=list)
+    #: The control runs' rounds (``pruning: false``; see analysis/control.py), with a curve
+    #: column; empty where there are none.
+    controls: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: Per curve: what its fall is against the control; dense rounds that had not converged.
+    control_lines: list[str] = field(default_factory=list)
+    convergence_lines: list[str] = field(default_factory=list)
+    #: The one-sided level of each verdict's claims.
+    alpha: float = ALPHA
 
 
 def analyze(
@@ -330,22 +374,31 @@ def analyze(
     tolerance: float = DEFAULT_TOLERANCE,
     lambda_rule: str = DEFAULT_LAMBDA_RULE,
     target_sparsity: float | None = None,
+    alpha: float = ALPHA,
 ) -> Analysis:
     """Curves, per-round statistics, per-curve verdicts and λ choices of a rounds DataFrame."""
     if df.empty:
         raise UserError("no recorded rounds to analyse; run `sparsedd run --out DIR` first")
+    df, controls = split_controls(df)
+    if df.empty:
+        raise UserError("only control runs (pruning: false) are recorded; run the pruned ones")
     df = add_curve_column(df)
     keys = curve_keys(df)
-    curves, lambdas, stats = _tables(df, min_rise, tolerance, lambda_rule, target_sparsity)
+    controls = with_twin_curves(df, controls)
+    curves, lambdas, stats = _tables(
+        df, min_rise, tolerance, lambda_rule, target_sparsity, controls, alpha
+    )
     return Analysis(
         df, stats, curves, lambdas, keys, min_rise, tolerance, lambda_rule, target_sparsity,
-        notes=list(df.attrs.get("notes", [])),
+        notes=list(df.attrs.get("notes", [])), controls=controls, alpha=alpha,
+        control_lines=control_lines(curves),
+        convergence_lines=convergence_lines(df, controls, df.attrs.get("dense_train_acc", {})),
     )  # fmt: skip
 
 
 def analyze_dir(out_dir: str | Path, **options: Any) -> Analysis:
     """``analyze`` of the results folder ``out_dir`` (``options`` as ``analyze`` takes them)."""
-    return analyze(load_results(out_dir), **options)
+    return analyze(load_results(out_dir, correctness=True), **options)
 
 
 def curves_json(result: Analysis) -> list[dict[str, Any]]:

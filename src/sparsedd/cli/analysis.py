@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 import click
 
+from sparsedd.store.schema import CORRECTNESS_FIELD
+
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
@@ -21,7 +23,7 @@ T = TypeVar("T")
 # Same as sparsedd.analysis.tables.DEFAULT_MIN_RISE and lambdas.LAMBDA_RULES (pinned by a test);
 # analysis, pandas and matplotlib are imported only when a command runs, to keep `sparsedd
 # --help` fast.
-DEFAULT_MIN_RISE = 0.005
+DEFAULT_MIN_RISE = 0.025
 LAMBDA_RULES = ("avoid-sdd", "best-val", "at-sparsity")
 
 _DIR = click.argument("out_dir", default="./sparsedd-runs", type=click.Path(file_okay=False))
@@ -31,7 +33,7 @@ _MIN_RISE = click.option(
     show_default=True,
     type=click.FloatRange(0, 1),
     help="smallest fall and rise (as fractions) that count as SDD: SDD when both lower bounds "
-    "exceed it, no SDD when an upper bound is below it",
+    "exceed it, no SDD when the upper bound on the deepest valley is below it",
 )
 _LAMBDA_RULE = click.option(
     "--lambda-rule",
@@ -65,11 +67,12 @@ def _analysis(
 
 
 def _load(out_dir: str) -> pd.DataFrame:
-    """The rounds of ``out_dir``; notes on rounds left out (diverged runs) and on test-set
+    """The rounds of ``out_dir``, with each round's per-image test correctness (the verdict
+    pairs the test-set noise with it); notes on rounds left out (diverged runs) and on test-set
     sizes recovered (older databases) go to stderr."""
     from sparsedd.analysis.tables import load_results
 
-    rounds = load_results(out_dir)
+    rounds = load_results(out_dir, correctness=True)
     for note in rounds.attrs.get("notes", []):
         click.echo(f"note: {note}", err=True)
     return rounds
@@ -141,6 +144,10 @@ def analyze(
         click.echo(f"rounds    {line}")
     for line in collapse_lines(result):
         click.echo(f"collapsed {line}")
+    for line in result.control_lines:
+        click.echo(f"control   {line}")
+    for line in result.convergence_lines:
+        click.echo(f"dense     {line}")
     for line in lambda_verdicts(result):
         click.echo(f"λ choice  {line}")
     click.echo("\nrounds per run (sparsedd export --run ID --round best|dip|peak):")
@@ -293,7 +300,7 @@ def export(
 
     rounds = _load(out_dir)
     if which in (None, "rounds"):
-        table = rounds
+        table = rounds.drop(columns=[CORRECTNESS_FIELD], errors="ignore")  # packed bits
     else:
         result = analyze(rounds)
         table = result.stats if which == "stats" else result.curves

@@ -112,6 +112,12 @@ def cli() -> None:
     "curve whose verdict is inconclusive, up to MAX (e.g. 2:5); a study YAML may say "
     "adaptive_seeds: '2:5'",
 )
+@click.option(
+    "--control",
+    is_flag=True,
+    help="also train every run with pruning off (same seeds, rounds, epochs and data): the "
+    "control that tells a fall caused by pruning from one caused by more training",
+)
 @click.option("--quiet", "-q", is_flag=True, help="no progress bars, only summary lines")
 @click.option(
     "--batch-lambdas/--no-batch-lambdas",
@@ -141,6 +147,7 @@ def run(
     dry_run: bool,
     logs: tuple[str, ...],
     adaptive_seeds: str | None,
+    control: bool,
 ) -> None:
     """Train, then prune round after round, recording every sparsity (resumes if re-run).
 
@@ -148,9 +155,10 @@ def run(
     may hold a `grid:` mapping of keys to lists of values.
     """
     from sparsedd.sweep.backends import SweepRequest
-    from sparsedd.sweep.plan import format_plan
+    from sparsedd.sweep.plan import check_adaptive_bound, format_plan
     from sparsedd.sweep.service import describe, run_sweep
 
+    check_adaptive_bound(adaptive_seeds)
     request = SweepRequest(
         preset=preset,
         config_file=config_file,
@@ -165,6 +173,7 @@ def run(
         quiet=quiet,
         dry_run=dry_run,
         adaptive_seeds=adaptive_seeds,
+        control=control,
     )
     outcome = run_sweep(request, note=lambda line: click.echo(f"sparsedd: note: {line}", err=True))
     if dry_run and outcome.adaptive is not None:
@@ -297,6 +306,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     from sparsedd.cli import restore_ctrl_c
 
     restore_ctrl_c()
+    if sys.stdout is None:  # started with stdout closed (`>&-`): writing to it must fail
+        sys.stdout = _ClosedOutput()
     try:
         code = cli.main(
             args=list(argv) if argv is not None else None,
@@ -321,7 +332,58 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         print(INTERRUPTED, file=sys.stderr)
         sys.exit(130)
+    except OSError as err:
+        if not _stdout_failed(err):
+            raise
+        _output_failed(err.strerror or str(err))
+    except SystemExit:
+        if type(sys.stdout).__name__ == "_PacifyFlushWrapper":  # click's exit on a broken pipe
+            _output_failed("its reader closed it")
+        raise
     sys.exit(code if isinstance(code, int) else 0)
+
+
+class _ClosedOutput(io.TextIOBase):
+    """Standard output when the process started without one: every write fails."""
+
+    def write(self, text: str) -> int:
+        """Refuse (OSError: Bad file descriptor) unless there is nothing to write."""
+        if text:
+            raise OSError(9, "standard output is closed")
+        return 0
+
+
+def _output_failed(why: str) -> None:
+    _fail(
+        f"cannot write to standard output ({why}); the output was cut short: write it to a "
+        f"disk with free space, or to a reader that stays open"
+    )
+
+
+def _stdout_failed(err: OSError) -> bool:
+    """Whether ``err`` came from writing standard output (full or closed): raised inside
+    ``click.echo`` to stdout, or stdout cannot be flushed. If so, stdout is pointed at
+    /dev/null, so that Python's own flush at exit prints no second error."""
+    import os
+
+    tb, in_echo = err.__traceback__, False
+    while tb is not None:
+        code, local = tb.tb_frame.f_code, tb.tb_frame.f_locals
+        in_echo |= code.co_name == "echo" and "click" in code.co_filename and not local.get("err")
+        tb = tb.tb_next
+    if not in_echo:
+        try:
+            sys.stdout.flush()
+            return False
+        except (OSError, ValueError):
+            pass
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError):
+        pass
+    return True
 
 
 def _fail(message: str) -> None:

@@ -11,15 +11,26 @@ import click
 def predict(model_file: str, images: tuple[str, ...]) -> None:
     """Print each IMAGE's path, a tab and its predicted class name, one line per image.
 
+    Tabs, newlines and other control characters in paths and names are printed escaped
+    (``\\t``, ``\\x1b``), so that every line keeps two columns.
+
     MODEL_FILE is a .safetensors file written by `sparsedd export --run`; images of any size
     and format Pillow reads are prepared exactly as in training (the file says how).
     """
     from pathlib import Path
 
+    from sparsedd.data.preprocess import printable
     from sparsedd.errors import UserError
     from sparsedd.export.predict import predict as classify
 
+    shown = printable(model_file)
+    if not Path(model_file).exists():
+        raise UserError(f"model file {shown} does not exist; write one with `sparsedd export`")
     if not Path(model_file).is_file():
-        raise UserError(f"model file {model_file} does not exist; write one with `sparsedd export`")
+        raise UserError(
+            f"model file {shown} is not a regular file (a folder, pipe or device); give the "
+            f".safetensors file that `sparsedd export` wrote"
+        )
     for path, name in classify(model_file, images):
-        click.echo(f"{path}\t{name}")
+        # tabs, newlines and terminal escapes in a name would break the columns
+        click.echo(f"{printable(path)}\t{printable(name)}")

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import gzip
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +10,7 @@ import numpy as np
 import torch
 
 from sparsedd.config import Config
+from sparsedd.data.idx_files import IDX_FILES, check_readable, gather_idx_files
 from sparsedd.data.label_files import read_human_labels
 from sparsedd.data.noise import corrupt_labels
 from sparsedd.errors import ConfigError, DataError
@@ -202,13 +198,6 @@ def _synthetic(cfg: Config) -> ImageData:
 
 # ---------------------------------------------------------------- MNIST-format files
 
-_IDX_FILES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
-
 
 def _idx_dataset(torchvision_class: str, name: str, mean: float, std: float) -> DatasetLoader:
     def load(cfg: Config) -> ImageData:
@@ -217,13 +206,15 @@ def _idx_dataset(torchvision_class: str, name: str, mean: float, std: float) -> 
         cls = getattr(datasets, torchvision_class)
         root = Path(cfg.data_dir).expanduser()
         raw = root / torchvision_class / "raw"
-        _gather_idx_files(raw, [root, SYSTEM_DATA_ROOT / name])
-        missing = [f for f in _IDX_FILES if not (raw / f).exists()]
+        gather_idx_files(raw, [root, SYSTEM_DATA_ROOT / name])
+        missing = [f for f in IDX_FILES if not (raw / f).exists()]
         if missing:
             if cfg.download:
                 _download(lambda: cls(str(root), train=True, download=True), name, root)
             else:
                 raise DataError(_missing_message(name, [raw, root, SYSTEM_DATA_ROOT / name]))
+        for fname in IDX_FILES:
+            check_readable(raw / fname, f"{name} file")
         try:
             train = cls(str(root), train=True, download=False)
             test = cls(str(root), train=False, download=False)
@@ -252,43 +243,6 @@ def _idx_dataset(torchvision_class: str, name: str, mean: float, std: float) -> 
         return data
 
     return load
-
-
-def _gather_idx_files(raw: Path, places: list[Path]) -> None:
-    """Copy (decompressing) IDX files found in ``places`` into torchvision's ``raw`` folder."""
-    for fname in _IDX_FILES:
-        if (raw / fname).exists():
-            continue
-        for place in places:
-            for candidate in (place / fname, place / f"{fname}.gz"):
-                if candidate.is_file():
-                    _copy_decompressed(candidate, raw / fname)
-                    break
-            if (raw / fname).exists():
-                break
-
-
-def _copy_decompressed(src: Path, dst: Path) -> None:
-    opener = gzip.open if src.suffix == ".gz" else open
-    created = [p for p in (dst.parent, *dst.parent.parents) if not p.exists()]
-    try:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.")
-    except OSError as err:
-        raise DataError(
-            f"cannot write dataset files to {dst.parent}: {err.strerror or err}; "
-            f"set data_dir to a writable folder"
-        ) from None
-    try:
-        with opener(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
-            shutil.copyfileobj(fin, fout)
-        os.replace(tmp, dst)
-    except (OSError, EOFError, gzip.BadGzipFile) as err:
-        Path(tmp).unlink(missing_ok=True)
-        for folder in created:  # leave data_dir as it was
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-        raise DataError(f"cannot read dataset file {src}: {err}; fetch a fresh copy") from None
 
 
 def _download(fetch: Callable[[], object], name: str, root: Path) -> None:

@@ -3,12 +3,19 @@
 ``data_dir`` holds ``train/`` and ``test/``, each with one sub-folder per class. Images are decoded
 once, converted to RGB, resized to ``image_size`` × ``image_size`` and cached as uint8 tensors in
 ``data_dir/.sparsedd-cache-<size>px.safetensors``. The cache carries a manifest (every file's path,
-size, modification time and label) in its metadata: a folder whose files changed is decoded again.
+SHA-256 digest of its bytes and label) in its metadata: a folder whose files changed in content is
+decoded again, whatever their size and modification time say, and a cache whose own tensors no
+longer match the digest it was written with is decoded again too. Symlinks to folders are followed,
+but one that loops back to a folder above it is refused; a file that is not a regular file (a
+pipe, a device) is refused before it is opened.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,15 +25,12 @@ import torch
 
 from sparsedd.config import Config
 from sparsedd.data.datasets import DATASETS, FILES_IN_DATA_DIR, ImageData, check_image_data
-from sparsedd.data.preprocess import UNREADABLE, ImageTooLarge, read_image
+from sparsedd.data.preprocess import MAX_PIXELS, UNREADABLE, ImageTooLarge, read_image
 from sparsedd.errors import DataError, UserError
 from sparsedd.registry import Needs
 from sparsedd.store import checkpoint as ckpt
 
 SPLITS = ("train", "test")
-#: The most pixels an image may have (its header says how many before it is decoded): an
-#: 8,000 × 8,000 photo passes; larger ones would take seconds and gigabytes each to decode.
-MAX_PIXELS = 64_000_000
 # At most this many unreadable files are named; the count says how many more there are.
 NAMED_FAILURES = 5
 
@@ -38,8 +42,6 @@ def cache_path(root: Path, image_size: int) -> Path:
 
 def list_images(root: Path) -> tuple[list[str], dict[str, list[tuple[str, int]]]]:
     """Class names (from ``train/``) and, per split, (relative path, label) of every image."""
-    from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
-
     layout = f"put one sub-folder per class in {root}/train and {root}/test"
     for split in SPLITS:
         if not (root / split).is_dir():
@@ -49,47 +51,117 @@ def list_images(root: Path) -> tuple[list[str], dict[str, list[tuple[str, int]]]
         raise DataError(f"imagefolder {root}/train holds no class folders; {layout}")
     if len(classes) < 2:
         raise DataError(
-            f"imagefolder {root}/train holds one class folder ({classes[0]}); a classifier "
-            f"needs at least two: {layout}"
+            f"imagefolder {root}/train holds one class folder ({_printable(classes[0])}); a "
+            f"classifier needs at least two: {layout}"
         )
     extra = sorted({p.name for p in (root / "test").iterdir() if p.is_dir()} - set(classes))
     if extra:
         raise DataError(
-            f"imagefolder {root}/test has class folders that train/ lacks ({', '.join(extra)}); "
-            f"give both splits the same classes"
+            f"imagefolder {root}/test has class folders that train/ lacks "
+            f"({_printable(', '.join(extra))}); give both splits the same classes"
         )
     index = {c: i for i, c in enumerate(classes)}
     files = {}
     for split in SPLITS:
         present = {c: i for c, i in index.items() if (root / split / c).is_dir()}
-        found = make_dataset(str(root / split), present, IMG_EXTENSIONS, allow_empty=True)
-        files[split] = [(str(Path(path).relative_to(root)), label) for path, label in found]
+        files[split] = [
+            (str(Path(path).relative_to(root)), label)
+            for path, label in _class_files(root, root / split, present)
+        ]
         if not files[split]:
             raise DataError(
-                f"imagefolder {root}/{split} holds no images ({', '.join(IMG_EXTENSIONS)}); "
-                f"{layout}"
+                f"imagefolder {root}/{split} holds no images ({', '.join(_extensions())}); {layout}"
             )
     return classes, files
+
+
+def _extensions() -> tuple[str, ...]:
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    return IMG_EXTENSIONS
+
+
+def _class_files(root: Path, split: Path, classes: dict[str, int]) -> list[tuple[str, int]]:
+    """(path, label) of every image under each class folder, in torchvision's order; a
+    symlinked folder that loops back to a folder above it is refused (it would repeat images
+    without end)."""
+    found = []
+    for name, label in sorted(classes.items(), key=lambda item: item[1]):
+        for folder, _, names in sorted(_walk(root, split / name)):
+            found += [
+                (os.path.join(folder, n), label)
+                for n in sorted(names)
+                if n.lower().endswith(_extensions())
+            ]
+    return found
+
+
+def _walk(root: Path, top: Path) -> list[tuple[str, list[str], list[str]]]:
+    """``os.walk(top, followlinks=True)``, refusing a folder link that leads to a folder
+    holding it (a loop)."""
+    out = []
+    for folder, dirs, names in os.walk(top, followlinks=True):
+        here = os.path.realpath(folder)
+        for d in dirs:
+            target = os.path.realpath(os.path.join(folder, d))
+            if here == target or here.startswith(target + os.sep):
+                link = Path(folder, d).relative_to(root)
+                raise DataError(
+                    f"imagefolder {root}: {_printable(str(link))} is a symlink that loops back "
+                    f"to a folder above it (its images would be counted without end); remove "
+                    f"the link"
+                )
+        out.append((folder, dirs, names))
+    return out
+
+
+def _printable(text: str) -> str:
+    from sparsedd.data.preprocess import printable
+
+    return printable(text)
 
 
 def build_manifest(
     root: Path, image_size: int, classes: list[str], files: dict[str, list[tuple[str, int]]]
 ) -> dict[str, Any]:
-    """What the cache was made from: size, classes, and each file's path, bytes, mtime, label."""
-    entries, failed = {}, []
+    """What the cache was made from: size, classes, and each file's path, SHA-256 and label.
+
+    Content, not size and modification time, identifies a file: a picture replaced by
+    another with the same size and time (``cp -p``, ``touch -r``) is decoded again.
+    """
+    entries, failed, special = {}, [], []
     for split, items in files.items():
         rows = []
         for rel, label in items:
-            try:
-                stat = (root / rel).stat()
-            except OSError:  # a dangling symlink, a file removed meanwhile
+            digest = _file_digest(root / rel)
+            if digest is None:  # a dangling symlink, a file removed meanwhile, no permission
                 failed.append(rel)
-                continue
-            rows.append([rel, stat.st_size, stat.st_mtime_ns, label])
+            elif digest == "":
+                special.append(rel)
+            else:
+                rows.append([rel, digest, label])
         entries[split] = rows
+    if special:
+        raise DataError(
+            f"{len(special)} file(s) in {root} are not regular files (a pipe, device or "
+            f"socket): {_named([_printable(r) for r in special])}; remove them or put the "
+            f"image files there"
+        )
     if failed:
         raise DataError(unreadable_message(root, failed))
     return {"image_size": image_size, "classes": classes, "files": entries}
+
+
+def _file_digest(path: Path) -> str | None:
+    """SHA-256 of a regular file's bytes; "" for a pipe, device or socket (never opened);
+    None when it cannot be read."""
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            return ""
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError:
+        return None
 
 
 def decode_images(
@@ -104,7 +176,7 @@ def decode_images(
         try:
             out[i] = read_image(root / rel, image_size, max_pixels=MAX_PIXELS)
         except ImageTooLarge as err:
-            too_large.append(f"{rel} ({err.width}×{err.height})")
+            too_large.append(f"{_printable(rel)} ({err.width}×{err.height})")
         except (*UNREADABLE, Image.DecompressionBombError):
             failed.append(rel)
     if too_large:
@@ -119,7 +191,8 @@ def decode_images(
 def unreadable_message(root: Path, failed: list[str]) -> str:
     """One line naming the images that cannot be read (the first few, then a count)."""
     return (
-        f"{len(failed)} image(s) in {root} cannot be read: {_named(failed)}; repair or remove them"
+        f"{len(failed)} image(s) in {root} cannot be read: "
+        f"{_named([_printable(f) for f in failed])}; repair or remove them"
     )
 
 
@@ -174,13 +247,26 @@ def _read_cache(path: Path, manifest: dict[str, Any]) -> dict[str, torch.Tensor]
         return None  # a damaged cache is rebuilt
     if meta.get("manifest") != json.loads(json.dumps(manifest)):
         return None
+    if meta.get("tensors_sha256") != _tensors_digest(tensors):
+        return None  # the cache itself was changed: its pixels are not trusted
     return tensors
+
+
+def _tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the cached tensors' names, dtypes, shapes and bytes."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
+        digest.update(f"{name}:{t.dtype}:{list(t.shape)};".encode())
+        digest.update(t.numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _write_cache(path: Path, tensors: dict[str, torch.Tensor], manifest: dict[str, Any]) -> None:
     """Cache the decoded images; a read-only data folder only costs decoding again next time."""
     try:
-        ckpt.save_tensors(path, tensors, {"manifest": manifest})
+        meta = {"manifest": manifest, "tensors_sha256": _tensors_digest(tensors)}
+        ckpt.save_tensors(path, tensors, meta)
     except UserError as err:
         print(f"sparsedd: note: images not cached ({err})", file=sys.stderr)
 

@@ -11,6 +11,7 @@ code named by the file; ``.npy`` files are read with ``allow_pickle=False``.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ import torch
 from sparsedd.errors import ConfigError, DataError
 
 TEXT_SUFFIXES = (".txt",)
+_LABEL_TEXT = re.compile(r"[+-]?[0-9]+")
 #: The most bytes a label file may hold per training image (a .pt of CIFAR-100N holds four
 #: label sets, two as pickled lists, in about 40 bytes an image), beyond a fixed allowance: a
 #: file larger than that is not a label file of this dataset and is refused before it is read.
@@ -48,6 +50,11 @@ def read_human_labels(
     """
     n_train = len(train_labels)
     path = resolve_label_file(name, data_dir)
+    if path.exists() and not path.is_file():
+        raise DataError(
+            f"noise_file {str(path)!r} is not a regular file (a folder, pipe or device); give "
+            f"the path of a CIFAR-N .pt, .npy or text label file"
+        )
     if not path.is_file():
         where = "" if Path(name).expanduser().is_absolute() else f" here or in {data_dir}"
         raise DataError(
@@ -95,6 +102,7 @@ def _read(
     """(labels, the file's clean labels where it has them)."""
     suffix = path.suffix.lower()
     if suffix in (".pt", ".pth"):
+        _check_unpacked_size(path, n_train)
         data = _load_torch(path)
         labels = _pick_set(data, label_set, path)
         clean = data.get("clean_label") if isinstance(data, dict) else None
@@ -123,6 +131,28 @@ def _read(
         f"noise_file {str(path)!r} has an unknown suffix; use .pt (CIFAR-N), .npy or .txt "
         f"(one label a line)"
     )
+
+
+def _check_unpacked_size(path: Path, n_train: int) -> None:
+    """Refuse a .pt file (a zip archive) whose members would unpack to more than the labels of
+    ``n_train`` images can take, from its directory alone: a deflated member of a few hundred
+    KB can expand to gigabytes before its length could be checked."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return  # torch's legacy format: stored as is, its size was checked
+    limit = BYTES_ALLOWANCE + BYTES_PER_IMAGE * n_train
+    try:
+        with zipfile.ZipFile(path) as archive:
+            size = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # torch.load says what is wrong with it
+    if size > limit:
+        raise DataError(
+            f"noise_file {str(path)!r} unpacks to {size:,} bytes, more than the labels of "
+            f"{n_train:,} training images can take ({limit:,}); give the label file made for "
+            f"this dataset"
+        )
 
 
 def _check_npy_header(path: Path, n_train: int) -> None:
@@ -260,14 +290,15 @@ def _read_text(path: Path) -> torch.Tensor:
             f"noise_file {str(path)!r} holds {_cut(wide)}, not a class label; give one integer "
             f"label a line"
         )
-    try:
-        values = [int(token) for token in lines]
-    except ValueError:
-        bad = next(t for t in lines if not t.lstrip("-").isdigit())
-        raise DataError(
-            f"noise_file {str(path)!r} holds {bad[:20]!r}, not a class label; give one integer "
-            f"label a line"
-        ) from None
+    values = []
+    for token in lines:
+        # int() alone would take '٣' or '1_0'; a label is ASCII digits with an optional sign
+        if not _LABEL_TEXT.fullmatch(token):
+            raise DataError(
+                f"noise_file {str(path)!r} holds {_cut(token)}, not a class label; give one "
+                f"integer label a line"
+            )
+        values.append(int(token))
     if not values:
         raise DataError(f"noise_file {str(path)!r} is empty; give one integer label a line")
     return torch.tensor(values, dtype=torch.int64)

@@ -8,6 +8,9 @@ rules into an exported model, so that inference needs no source code.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,10 @@ import numpy as np
 RESIZE_FILTER = "bilinear"
 #: Pillow colour mode per channel count.
 COLOR_MODES = {1: "L", 3: "RGB"}
+#: The most pixels an image may have (its header says how many before it is decoded), in
+#: training and in ``predict``: an 8,000 × 8,000 photo passes; larger ones would take seconds
+#: and gigabytes each to decode.
+MAX_PIXELS = 64_000_000
 #: Errors Pillow raises on a file that is not a readable image.
 UNREADABLE = (OSError, ValueError, SyntaxError)
 
@@ -45,13 +52,45 @@ def read_image(
     with warnings.catch_warnings():
         # PIL warns (two raw lines) of images between its limits; the caller's is lower
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        with Image.open(path) as img:  # reads the header only
+        with _open_header(path, max_pixels is not None) as img:  # reads the header only
             width, height = img.size
             if max_pixels is not None and width * height > max_pixels:
                 raise ImageTooLarge(width, height)
             converted = img.convert(COLOR_MODES[channels]).resize((size, size), filter_)
             array = np.asarray(converted, dtype=np.uint8)
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+
+_PIL_LIMIT = threading.Lock()
+
+
+@contextlib.contextmanager
+def _open_header(path: str | Path, own_bound: bool) -> Iterator[Any]:
+    """``Image.open(path)``; with ``own_bound``, Pillow's own pixel limit (an error past 179
+    million pixels) is lifted for the open alone, so that the caller's bound names the size."""
+    from PIL import Image
+
+    if not own_bound:
+        with Image.open(path) as img:
+            yield img
+        return
+    with _PIL_LIMIT:
+        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            img = Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
+    with img:
+        yield img
+
+
+def printable(text: str) -> str:
+    """``text`` with every character that is not printable (tab, newline, escape, other
+    control and format characters) written as its Python escape (``\\t``, ``\\x1b``): a
+    file or class name can neither break a line of tab-separated output nor steer a terminal."""
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )
 
 
 def describe(channels: int, image_size: int, mean: list[float], std: list[float]) -> dict[str, Any]:

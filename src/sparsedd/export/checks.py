@@ -3,8 +3,10 @@
 ``check_export`` refuses, with one ``CheckpointError`` naming the field or tensor, metadata of
 the wrong type or of absurd size, a config that is not valid, tensors the model does not have
 (or lacks), shapes or dtypes other than the model's, non-finite values and CSR indices that
-are not integers, are negative, out of range or out of order. The model's expected tensors come
-from building it on PyTorch's ``meta`` device, which allocates no memory.
+are not integers, are negative, out of range, out of order or repeated within a row, and
+normalisation values that are not finite or not in a range pixels can have (as float32). The
+model's expected tensors come from building it on PyTorch's ``meta`` device, which allocates
+no memory.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ MAX_CHANNELS = 16
 MAX_IMAGE_SIZE = 4096
 MAX_CLASSES = 100_000
 INDEX_DTYPES = (torch.int16, torch.int32, torch.int64)
+#: Normalisation bounds (after float32 conversion): pixels scaled to 0..1 have a mean in 0..1
+#: and a std under 1; beyond these, every input becomes inf, 0 or NaN to the model.
+MAX_ABS_MEAN = 100.0
+STD_RANGE = (1e-4, 100.0)
 
 
 class ExportProblem(CheckpointError):
@@ -69,14 +75,34 @@ def check_input(label: str, meta: dict[str, Any]) -> dict[str, Any]:
     channels = _int_in(label, "input.channels", info.get("channels"), 1, MAX_CHANNELS)
     _int_in(label, "input.image_size", info.get("image_size"), 1, MAX_IMAGE_SIZE)
     classes = _int_in(label, "input.num_classes", info.get("num_classes"), 1, MAX_CLASSES)
-    _numbers(label, "input.mean", info.get("mean"), channels)
-    _numbers(label, "input.std", info.get("std"), channels, positive=True)
+    mean = _numbers(label, "input.mean", info.get("mean"), channels)
+    std = _numbers(label, "input.std", info.get("std"), channels, positive=True)
+    _check_normalisation(label, mean, std)
     names = info.get("classes")
     if names is not None and not (
         isinstance(names, list) and len(names) == classes and all(isinstance(n, str) for n in names)
     ):
         raise _fail(label, f"field 'input.classes' must list {classes} class names")
     return info
+
+
+def _check_normalisation(label: str, mean: list[float], std: list[float]) -> None:
+    """Mean and std as the model will see them (float32) are in a range pixels can have."""
+    mean32 = torch.tensor(mean, dtype=torch.float64).to(torch.float32).tolist()
+    std32 = torch.tensor(std, dtype=torch.float64).to(torch.float32).tolist()
+    if not all(math.isfinite(v) and abs(v) <= MAX_ABS_MEAN for v in mean32):
+        raise _fail(
+            label,
+            f"field 'input.mean' must lie within ±{MAX_ABS_MEAN:g} (pixels are scaled to "
+            f"0..1), not {_short(mean)}",
+        )
+    low, high = STD_RANGE
+    if not all(math.isfinite(v) and low <= v <= high for v in std32):
+        raise _fail(
+            label,
+            f"field 'input.std' must lie in {low:g}..{high:g} as float32 (pixels are scaled "
+            f"to 0..1), not {_short(std)}",
+        )
 
 
 def check_meta_fields(label: str, meta: dict[str, Any]) -> Config:
@@ -190,6 +216,16 @@ def check_csr(label: str, name: str, tensors: dict[str, torch.Tensor], want: tor
             label,
             f"tensor 'sparse.{name}.col_indices' holds an index outside 0..{cols - 1}",
         )
+    if len(col) > 1:
+        row_of = torch.repeat_interleave(torch.arange(rows), steps)
+        repeated = (col.long().diff() <= 0) & (row_of[1:] == row_of[:-1])
+        if bool(repeated.any()):
+            row = int(row_of[1:][repeated][0])
+            raise _fail(
+                label,
+                f"tensor 'sparse.{name}.col_indices' must rise strictly within each row; row "
+                f"{row} names a column twice or out of order",
+            )
     _check_tensor(label, f"sparse.{name}.values", values, want.dtype, (len(col),))
 
 

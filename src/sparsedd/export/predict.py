@@ -7,6 +7,8 @@ every image as training did (``sparsedd.data.preprocess.read_image``), normalize
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,7 +16,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from sparsedd.data.preprocess import UNREADABLE, read_image
+from sparsedd.data.preprocess import (
+    MAX_PIXELS,
+    UNREADABLE,
+    ImageTooLarge,
+    printable,
+    read_image,
+)
 from sparsedd.errors import DataError
 
 #: Images classified per forward pass.
@@ -41,23 +49,39 @@ class Predictor:
         self.std = torch.tensor(info["std"]).view(1, -1, 1, 1)
 
     def pixels(self, images: Sequence[str | Path]) -> torch.Tensor:
-        """The images as one uint8 NCHW tensor; DataError naming those that cannot be read."""
+        """The images as one uint8 NCHW tensor; DataError naming those that cannot be read
+        (or are not regular files, or are larger than training would take), with the cause."""
         out = np.zeros((len(images), self.channels, self.image_size, self.image_size), np.uint8)
-        failed = []
+        failed, special, too_large = [], [], []
         for i, path in enumerate(images):
+            shown = printable(str(path))
+            if not _regular_or_missing(path):
+                special.append(shown)
+                continue
             try:
-                out[i] = read_image(path, self.image_size, self.channels)
+                out[i] = read_image(path, self.image_size, self.channels, max_pixels=MAX_PIXELS)
+            except ImageTooLarge as err:
+                too_large.append(f"{shown} ({err.width}×{err.height})")
             except UNREADABLE:
-                failed.append(str(path))
+                failed.append(shown)
             except Exception as err:  # e.g. Pillow's DecompressionBombError
                 if type(err).__module__.split(".")[0] != "PIL":
                     raise
-                failed.append(str(path))
-        if failed:
-            more = f" and {len(failed) - NAMED} more" if len(failed) > NAMED else ""
+                failed.append(shown)
+        if special:
             raise DataError(
-                f"{len(failed)} image(s) cannot be read: {', '.join(failed[:NAMED])}{more}; "
-                f"give image files (PNG, JPEG, …) that exist"
+                f"{len(special)} input(s) are not regular files (a folder, pipe or device): "
+                f"{_named(special)}; give image files"
+            )
+        if too_large:
+            raise DataError(
+                f"{len(too_large)} image(s) have more than {MAX_PIXELS:,} pixels: "
+                f"{_named(too_large)}; shrink them: training refuses such images too"
+            )
+        if failed:
+            raise DataError(
+                f"{len(failed)} image(s) cannot be read: {_named(failed)}; give image files "
+                f"(PNG, JPEG, …) that exist"
             )
         return torch.from_numpy(out)
 
@@ -74,6 +98,19 @@ class Predictor:
         """``(path, predicted class name)`` for each image file, in the order given."""
         labels = self.labels(self.pixels(images)).tolist()
         return [(str(p), self.classes[k]) for p, k in zip(images, labels, strict=True)]
+
+
+def _regular_or_missing(path: str | Path) -> bool:
+    """False for a folder, pipe, device or socket (opening a pipe would wait for ever)."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:  # missing or unreadable: said as "cannot be read"
+        return True
+
+
+def _named(items: list[str]) -> str:
+    more = f" and {len(items) - NAMED} more" if len(items) > NAMED else ""
+    return f"{', '.join(items[:NAMED])}{more}"
 
 
 def predict(model_file: str | Path, images: Sequence[str | Path]) -> list[tuple[str, str]]:

@@ -54,6 +54,8 @@ def find_run_folder(out_dir: str | Path, run: str) -> Path:
     ids = sorted(p.name for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
     if not ids:
         raise StoreError(f"{out_dir} holds no runs; give the --out folder of `sparsedd run`")
+    if run in ids:  # an exact id wins over longer names it begins (ID and a copied ID.old)
+        return runs / run
     matches = [i for i in ids if i.startswith(run)] if run else []
     if len(matches) != 1:
         what = "matches several runs" if matches else "is not a run"

@@ -75,6 +75,18 @@ def _target(path: Path) -> Path:
     return target
 
 
+def _check_folders(path: Path, folder: Path) -> None:
+    """StoreError when a file stands where ``folder`` (or a folder above it) must be."""
+    for place in (folder, *folder.parents):
+        if place.exists():
+            if not place.is_dir():
+                raise StoreError(
+                    f"cannot write {path}: {place} is a file, not a folder; choose another "
+                    f"output file, or move {place} away"
+                )
+            return
+
+
 def _file_mode(target: Path) -> int:
     """The permissions the written file gets: the replaced file's, else what the umask allows."""
     if target.exists():
@@ -97,6 +109,7 @@ def atomic_write(
     """
     path = Path(path)
     target = _target(path)
+    _check_folders(path, target.parent)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         mode = _file_mode(target)
@@ -106,6 +119,8 @@ def atomic_write(
         os.close(fd)
         os.chmod(tmp, mode)  # mkstemp makes it private (0600); give it a normal file's mode
     except OSError as err:
+        if isinstance(err, PermissionError):
+            fix = "choose an output file in a folder you may write to"
         raise StoreError(f"cannot write {path}: {err.strerror or err}; {fix}") from None
     try:
         write(tmp)

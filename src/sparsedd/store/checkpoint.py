@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,9 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, A
 
 
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Tensors and metadata of a safetensors file; CheckpointError if unreadable."""
+    """Tensors and metadata of a safetensors file; CheckpointError if unreadable (a file that
+    cannot be opened is said to be so, with why: it is not called corrupt)."""
+    check_readable_file(path, "checkpoint")
     try:
         tensors = load_file(str(path))
         with safe_open(str(path), framework="pt") as f:
@@ -43,6 +47,26 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     if not isinstance(meta, dict):
         raise CheckpointError(f"checkpoint {path} has corrupt metadata; delete it to recompute")
     return tensors, meta
+
+
+def check_readable_file(path: Path, what: str) -> None:
+    """CheckpointError unless ``path`` is a regular file this process may open (a folder, pipe
+    or device is refused before it is opened; a pipe would block)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise CheckpointError(
+                f"{what} {path} is not a regular file (a folder, pipe or device); move it "
+                f"away (it is written again)"
+            )
+        with open(path, "rb"):
+            pass
+    except OSError as err:
+        if isinstance(err, FileNotFoundError):
+            raise CheckpointError(f"{what} {path} does not exist") from None
+        raise CheckpointError(
+            f"cannot read {what} {path}: {err.strerror or err}; make it readable (e.g. "
+            f"chmod u+r) and run again: the file itself may well be sound"
+        ) from None
 
 
 def check_meta(

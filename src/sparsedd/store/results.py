@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sparsedd.errors import NoResultsError, StoreError
+from sparsedd.store.run_folder import check_out_layout
 from sparsedd.store.schema import (
     ADDED_COLUMNS,
     APP_ID,
@@ -53,6 +54,7 @@ class RunStore(Protocol):
 
     def record_run(self, run_id: str, config: dict[str, Any]) -> None: ...
     def record_round(self, run_id: str, row: dict[str, Any]) -> None: ...
+    def record_rounds(self, run_id: str, rows: list[dict[str, Any]]) -> None: ...
     def record_epoch(
         self, run_id: str, round_: int, epoch: int, loss: float, acc: float
     ) -> None: ...
@@ -62,6 +64,27 @@ class RunStore(Protocol):
     def round_sparsity(self, run_id: str, round_: int) -> float | None: ...
     def round_outcomes(self, run_id: str) -> dict[int, RoundOutcome]: ...
     def round_rows(self) -> list[dict[str, Any]]: ...
+
+
+_INSERT_COLUMNS = (*RECORD_COLUMNS, CORRECTNESS_FIELD)
+_INSERT_ROUND = (
+    f"INSERT OR REPLACE INTO rounds ({', '.join(_INSERT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_INSERT_COLUMNS))})"
+)
+
+
+def _round_values(run_id: str, row: dict[str, Any]) -> tuple:
+    """The values of one ``rounds`` row, in RECORD_COLUMNS order, then its per-image
+    correctness (bytes, or None)."""
+    correct = row.get(CORRECTNESS_FIELD)
+    return (
+        run_id,
+        *(row[f] for f in ROUND_FIELDS),
+        json.dumps(row["layer_density"]),
+        *(row.get(f) for f in (*PROVENANCE_FIELDS, *EVAL_FIELDS)),
+        int(bool(row.get("collapsed"))),
+        None if correct is None else bytes(correct),
+    )
 
 
 class ResultsStore:
@@ -77,6 +100,7 @@ class ResultsStore:
         self.path = self.out_dir / DB_NAME
         self.read_only = not create
         self._immutable = False
+        check_out_layout(self.out_dir)
         if not self.path.exists():
             if not create:
                 raise NoResultsError(
@@ -129,9 +153,15 @@ class ResultsStore:
         return conn
 
     def _execute(
-        self, script: str, params: tuple = (), many: bool = False, write: bool = True
+        self,
+        script: str,
+        params: tuple | list[tuple] = (),
+        many: bool = False,
+        write: bool = True,
+        batch: bool = False,
     ) -> list[tuple]:
-        """Run one statement (or a script) in a transaction, retrying while locked."""
+        """Run one statement (or a script; or, with ``batch``, one statement for each tuple
+        of ``params``) in a transaction, retrying while locked."""
         deadline = time.monotonic() + LOCK_TIMEOUT_S
         attempt = 0
         while True:
@@ -143,7 +173,11 @@ class ResultsStore:
                         return []
                     if write:
                         conn.execute("BEGIN IMMEDIATE")
-                    rows = conn.execute(script, params).fetchall()
+                    if batch:
+                        conn.executemany(script, params)
+                        rows = []
+                    else:
+                        rows = conn.execute(script, params).fetchall()
                     if write:
                         conn.execute("COMMIT")
                     return rows
@@ -269,21 +303,13 @@ class ResultsStore:
         EVAL_FIELDS, ``collapsed`` (true for a round skipped by the collapse stop) and
         ``test_correct`` (the packed per-image correctness; None for a collapsed round).
         """
-        cols = (*RECORD_COLUMNS, CORRECTNESS_FIELD)
-        correct = row.get(CORRECTNESS_FIELD)
-        values = (
-            run_id,
-            *(row[f] for f in ROUND_FIELDS),
-            json.dumps(row["layer_density"]),
-            *(row.get(f) for f in (*PROVENANCE_FIELDS, *EVAL_FIELDS)),
-            int(bool(row.get("collapsed"))),
-            None if correct is None else bytes(correct),
-        )
-        self._execute(
-            f"INSERT OR REPLACE INTO rounds ({', '.join(cols)}) "
-            f"VALUES ({', '.join('?' * len(cols))})",
-            values,
-        )
+        self._execute(_INSERT_ROUND, _round_values(run_id, row))
+
+    def record_rounds(self, run_id: str, rows: list[dict[str, Any]]) -> None:
+        """Record several rounds in one transaction (a collapsed run's remaining rounds): the
+        cost is that of the rows, not of a commit each."""
+        if rows:
+            self._execute(_INSERT_ROUND, [_round_values(run_id, row) for row in rows], batch=True)
 
     def record_epoch(self, run_id: str, round_: int, epoch: int, loss: float, acc: float) -> None:
         """Record one epoch's training loss and accuracy."""

@@ -6,11 +6,13 @@ them. The names are part of the on-disk format (existing results folders resume 
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from sparsedd.errors import ConfigError
+from sparsedd.errors import ConfigError, StoreError
+from sparsedd.store.schema import DB_NAME
 
 RUNS_DIR = "runs"
 SWEEPS_DIR = "sweeps"
@@ -20,6 +22,8 @@ DATA_FILE = "data.json"
 PROGRESS_FILE = "progress.safetensors"
 LOCK_NAME = ".lock"
 _ROUND = re.compile(r"round_(\d+)\.safetensors")
+#: The name of a run's folder: its id, 16 hex digits.
+RUN_ID = re.compile(r"[0-9a-f]{16}")
 
 
 def runs_dir(out_dir: str | Path) -> Path:
@@ -98,3 +102,34 @@ def check_path_encoding(out_dir: Path) -> None:
             f"output folder {str(out_dir)!r} has a name that is not valid UTF-8, which "
             f"checkpoints cannot be written to; choose a UTF-8 --out name"
         ) from None
+
+
+def check_out_layout(out_dir: str | Path) -> None:
+    """StoreError naming the path and the fix when something under ``out_dir`` is not what
+    sparsedd keeps there: a file where a folder belongs (``runs``, ``sweeps``, a run's
+    folder) or a folder where a file belongs (``results.sqlite``). Called before anything is
+    written, so that a refusal leaves the folder as it was."""
+    out = Path(out_dir)
+    fix = "move it away, or choose another --out"
+    if out.exists() and not out.is_dir():
+        raise StoreError(f"output folder {out} is a file, not a folder; {fix}")
+    for name in (RUNS_DIR, SWEEPS_DIR):
+        path = out / name
+        if path.exists() and not path.is_dir():
+            raise StoreError(f"{path} is a file, but sparsedd keeps its {name} folder there; {fix}")
+    db = out / DB_NAME  # (its -wal and -shm may be absent where storage is read-only)
+    if (db.exists() or db.is_symlink()) and not db.is_file():
+        raise StoreError(
+            f"{db} is not a regular file (a folder, a dangling link or a device), but "
+            f"sparsedd keeps its results database there; {fix}"
+        )
+    runs = out / RUNS_DIR
+    if not runs.is_dir():
+        return
+    with os.scandir(runs) as entries:
+        for entry in entries:
+            if RUN_ID.fullmatch(entry.name) and not entry.is_dir():
+                raise StoreError(
+                    f"{entry.path} is not a folder, but it is where run {entry.name} keeps "
+                    f"its checkpoints; move it away (the run is then recomputed)"
+                )

@@ -8,6 +8,12 @@ seeds it has; a curve judged ``SDD`` or ``no SDD`` (on at least two seeds: one s
 indicative) stops, an ``inconclusive`` one gets one more seed in the next wave. The study ends
 when every curve is decided or has MAX seeds.
 
+Judging after every wave and stopping at the first decided verdict would spend the verdict's
+error rate once per look. The looks therefore share it (alpha spending, ``look_alpha``): each
+interim look (fewer than MAX seeds) judges at alpha / (2 (K − 1)), the last at alpha / 2, K the
+looks that can decide (those with two seeds or more); by the union bound a curve's chance of
+a false SDD (or a false no SDD) over all its looks is at most alpha, as with MAX fixed seeds.
+
 Nothing is stored about the plan itself: it is replayed from the recorded rounds (the same
 rows give the same verdicts, so the same waves), which is what makes a stopped study resume.
 Each wave is an ordinary set of runs handed to a backend.
@@ -31,6 +37,8 @@ if TYPE_CHECKING:
 
 #: The key of a study YAML file that asks for adaptive seeds (beside ``grid:``).
 FILE_KEY = "adaptive_seeds"
+#: The verdict's one-sided level over all looks (the analysis's default).
+ALPHA = 0.05
 #: Verdicts that stop a curve (the analysis's names).
 DECIDED = ("SDD", "no SDD")
 INCONCLUSIVE = "inconclusive"
@@ -142,9 +150,19 @@ def curves_of(planned: Sequence[PlannedRun]) -> list[list[PlannedRun]]:
     return list(groups.values())
 
 
-def curve_verdict(frame: pd.DataFrame | None, ids: Sequence[str]) -> str:
-    """The analysis's verdict on the curve made of runs ``ids`` (rows of ``frame``, as
-    ``analysis.load_results`` reads them); ``inconclusive`` when none is recorded."""
+def look_alpha(spec: AdaptiveSeeds, seeds: int, alpha: float = ALPHA) -> float:
+    """The one-sided level a curve is judged at with ``seeds`` seeds: its share of ``alpha``
+    (see the module docstring). Looks at one seed decide nothing and spend nothing."""
+    looks = [n for n in range(max(spec.start, 2), spec.most + 1)]
+    if len(looks) <= 1 or seeds < 2:
+        return alpha
+    return alpha / 2 if seeds >= spec.most else alpha / (2 * (len(looks) - 1))
+
+
+def curve_verdict(frame: pd.DataFrame | None, ids: Sequence[str], alpha: float = ALPHA) -> str:
+    """The analysis's verdict (at one-sided level ``alpha``) on the curve made of runs
+    ``ids`` (rows of ``frame``, as ``analysis.load_results`` reads them); ``inconclusive``
+    when none is recorded."""
     from sparsedd.analysis.tables import curve_table
 
     if frame is None:
@@ -152,7 +170,7 @@ def curve_verdict(frame: pd.DataFrame | None, ids: Sequence[str]) -> str:
     rows = frame[frame["run_id"].isin(list(ids))]
     if rows.empty:
         return INCONCLUSIVE
-    verdicts = set(curve_table(rows)["verdict"])
+    verdicts = set(curve_table(rows, alpha=alpha)["verdict"])
     return verdicts.pop() if len(verdicts) == 1 else INCONCLUSIVE
 
 
@@ -248,7 +266,10 @@ def plan_waves(
     done = {p.id for p in planned if p.state == "done"}
     frame = _load(out_dir) if done else None
     state = replay(
-        curves_of(planned), spec, done, lambda runs: curve_verdict(frame, [p.id for p in runs])
+        curves_of(planned),
+        spec,
+        done,
+        lambda runs: curve_verdict(frame, [p.id for p in runs], look_alpha(spec, len(runs))),
     )
     chosen = {p.id for p in state.chosen}
     trained = sum(

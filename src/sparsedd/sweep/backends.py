@@ -36,6 +36,8 @@ class SweepRequest:
     dry_run: bool = False
     #: ``START:MAX`` adaptive seeds (see sweep/adaptive.py); None: every seed of the grid
     adaptive_seeds: str | None = None
+    #: add every run's control: the same run with pruning off (see sweep/control.py)
+    control: bool = False
 
 
 class Backend(Protocol):

@@ -12,11 +12,18 @@ from typing import Any
 from sparsedd.components import run_id
 from sparsedd.config import Config, round_epochs, run_epochs
 from sparsedd.errors import ConfigError, NoResultsError, UserError
-from sparsedd.store.run_folder import RunFolder
+from sparsedd.store.run_folder import RunFolder, check_out_layout
 
 #: Keys of a YAML config file read by the sweep, not config keys: a study's ``grid:`` and its
 #: ``adaptive_seeds:`` (see sweep/adaptive.py).
 FILE_SWEEP_KEYS = ("grid", "adaptive_seeds")
+#: The most runs one sweep may hold: every run is planned, checked and trained, and 10,000
+#: runs of the demo already take weeks on one machine.
+MAX_GRID_RUNS = 10_000
+#: The most seeds one curve may get from ``--adaptive-seeds`` (each seed is a full run).
+MAX_ADAPTIVE_SEEDS = 1_000
+#: Config errors of a sweep named in full before "and N more".
+NAMED_ERRORS = 3
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,7 @@ def sweep_configs(
     """
     from sparsedd.components import resolve_config
 
+    check_grid_size(cells)
     out: dict[str, tuple[str, Config]] = {}
     errors: dict[str, list[str]] = {}
     tried = 0
@@ -138,17 +146,61 @@ def sweep_configs(
     return list(out.values())
 
 
+def check_grid_size(cells: Sequence[Cell]) -> None:
+    """UserError when the cells' grids hold more than MAX_GRID_RUNS runs (counted, not built)."""
+    total = 0
+    for cell in cells:
+        size = 1
+        for values in cell.axes.values():
+            size *= len(values)
+        total += size
+    if total > MAX_GRID_RUNS:
+        axes = " × ".join(f"{len(v)} {k}" for cell in cells for k, v in cell.axes.items())
+        raise UserError(
+            f"the grid holds {total:,} runs ({axes}), more than the {MAX_GRID_RUNS:,} one sweep "
+            f"may plan and train; split it into several sweeps, or give fewer values"
+        )
+
+
 def all_errors(errors: dict[str, list[str]], runs: int) -> str:
     """Config errors of a sweep's runs as one message: an error of every run reads as itself;
-    otherwise each error is prefixed by the runs (grid labels) that have it."""
+    otherwise each error is prefixed by the runs (grid labels) that have it. Long lists are
+    summarised: the first few errors and labels, then how many more."""
     failing = sum(len(labels) for labels in errors.values())
     if len(errors) == 1 and failing == runs:
         return next(iter(errors))
     parts = [
-        f"[{', '.join(label or 'the run' for label in labels)}] {message}"
-        for message, labels in errors.items()
+        f"[{_first_few([label or 'the run' for label in labels])}] {message}"
+        for message, labels in list(errors.items())[:NAMED_ERRORS]
     ]
+    if len(errors) > NAMED_ERRORS:
+        parts.append(f"and {len(errors) - NAMED_ERRORS} more errors")
     return f"{failing} of {runs} runs have config errors: " + "; ".join(parts)
+
+
+def _first_few(labels: list[str]) -> str:
+    more = f" and {len(labels) - NAMED_ERRORS} more runs" if len(labels) > NAMED_ERRORS else ""
+    return ", ".join(labels[:NAMED_ERRORS]) + more
+
+
+def check_adaptive_bound(text: str | None) -> None:
+    """UserError for an ``--adaptive-seeds START:MAX`` whose MAX is beyond
+    MAX_ADAPTIVE_SEEDS, or whose START is 0 (the rest of its form is checked where it is
+    parsed)."""
+    parts = str(text).split(":") if text is not None else []
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        return
+    start, most = int(parts[0]), int(parts[1])
+    if start < 1:
+        raise UserError(
+            f"--adaptive-seeds {text!r}: START must be at least 1 seed, e.g. "
+            f"{min(2, max(most, 1))}:{max(most, 2)}"
+        )
+    if most > MAX_ADAPTIVE_SEEDS:
+        raise UserError(
+            f"--adaptive-seeds {text!r}: MAX ({most:,}) is more seeds than one curve can train "
+            f"(each seed is a whole run); give MAX ≤ {MAX_ADAPTIVE_SEEDS:,}"
+        )
 
 
 def _text(value: Any) -> str:
@@ -211,33 +263,61 @@ def saved_epoch(folder: Path) -> tuple[int, int] | None:
 
 
 def plan(runs: Sequence[tuple[str, Config]], out_dir: str | Path) -> list[PlannedRun]:
-    """Each run with what is recorded of it in ``out_dir`` and what it costs in epochs."""
+    """Each run with what is recorded of it in ``out_dir`` and what it costs in epochs; the
+    recorded rows are grouped by run once, so planning costs the rows and runs, not their
+    product. Anything under ``out_dir`` that is not what sparsedd keeps there is refused
+    first, before any run writes."""
+    check_out_layout(out_dir)
     rows = recorded_rows(out_dir)
-    done = _rounds_by_run(rows)
+    by_run: dict[str, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        by_run.setdefault(row["run_id"], []).append(row)
+    pace_alike: dict[tuple[Any, ...], float | None] = {}
     planned = []
     for label, cfg in runs:
         rid = run_id(cfg)
-        rounds = done.get(rid, set())
+        own = by_run.get(rid, [])
+        rounds = {r["round"] for r in own}
         epochs = sum(round_epochs(cfg, k) for k in rounds if k <= cfg.rounds)
         saved = saved_epoch(RunFolder.of(out_dir, rid).path)
         if saved is not None and saved[0] not in rounds and saved[0] <= cfg.rounds:
             epochs += saved[1]
-        if cfg.collapse_stop and any(r["run_id"] == rid and r.get("collapsed") for r in rows):
+        if cfg.collapse_stop and any(r.get("collapsed") for r in own):
             epochs = run_epochs(cfg)  # collapsed: its rounds left are recorded, not trained
         n_recorded = len([k for k in rounds if k <= cfg.rounds])
-        if n_recorded == cfg.rounds + 1 and not _last_checkpoint_exists(out_dir, rid, rows):
+        if n_recorded == cfg.rounds + 1 and not _last_checkpoint_exists(out_dir, rid, own):
             n_recorded -= 1  # its folder was deleted: the run drops its rows and recomputes
-        pace = _pace(cfg, rid, rows)
+        pace = _pace(cfg, own, rows, pace_alike)
         planned.append(PlannedRun(cfg, rid, label, n_recorded, epochs, run_epochs(cfg), pace))
     return planned
 
 
+def _pace(
+    cfg: Config,
+    own: Sequence[Mapping[str, Any]],
+    rows: Sequence[Mapping[str, Any]],
+    alike_cache: dict[tuple[Any, ...], float | None],
+) -> float | None:
+    """A run's pace: its own recorded rounds, else those of runs of the same model, dataset
+    and batch size in the folder (computed once per such kind); None when neither exists."""
+    pace = seconds_per_epoch(own)
+    if pace is not None:
+        return pace
+    alike = ("model", "dataset", "batch_size")
+    key = tuple(getattr(cfg, k) for k in alike)
+    if key not in alike_cache:
+        alike_cache[key] = seconds_per_epoch(
+            [r for r in rows if all(r.get(k) == getattr(cfg, k) for k in alike)]
+        )
+    return alike_cache[key]
+
+
 def _last_checkpoint_exists(
-    out_dir: str | Path, rid: str, rows: Sequence[Mapping[str, Any]]
+    out_dir: str | Path, rid: str, own: Sequence[Mapping[str, Any]]
 ) -> bool:
     """Whether the checkpoint of the run's last trained round is there (collapsed rounds,
-    recorded without training, have none)."""
-    trained = [r["round"] for r in rows if r["run_id"] == rid and not r.get("collapsed")]
+    recorded without training, have none); ``own`` holds the run's recorded rows."""
+    trained = [r["round"] for r in own if not r.get("collapsed")]
     return not trained or RunFolder.of(out_dir, rid).round_file(max(trained)).exists()
 
 

@@ -139,6 +139,11 @@ class LedgerStore:
         """Send one finished round."""
         self._put(("round", run_id, row))
 
+    def record_rounds(self, run_id: str, rows: list[dict[str, Any]]) -> None:
+        """Send several finished (collapsed) rounds."""
+        for row in rows:
+            self.record_round(run_id, row)
+
     def record_epoch(self, run_id: str, round_: int, epoch: int, loss: float, acc: float) -> None:
         """Send one epoch's training loss and accuracy."""
         self._put(("epoch", run_id, round_, epoch, loss, acc))

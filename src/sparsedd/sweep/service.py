@@ -59,6 +59,16 @@ def run_sweep(request: SweepRequest, note: Callable[[str], None] = _quiet) -> Sw
             note(line)
         cells = adaptive.adaptive_cells(cells, request.assignments, seeds)
     labelled = sweep_configs(cells, request.assignments)
+    if request.control:
+        from sparsedd.sweep.control import with_controls
+
+        if seeds is not None:
+            raise ConfigError(
+                "--control does not yet combine with --adaptive-seeds; run the study first, "
+                "then the same command with --control instead of --adaptive-seeds for its seeds"
+            )
+
+        labelled = with_controls(labelled)
     if preset == run_setup.OWN_DATA_PRESET:
         options = [*request.assignments, *request.grid]
         labelled = run_setup.sized_for_data(labelled, request.config_file, options)

@@ -110,12 +110,17 @@ def _read_recorded(folder: Path) -> dict[str, Any] | None:
         return None
     try:
         recorded = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+    except OSError as err:  # unreadable, not damaged: deleting it would drop the check
+        raise DataError(
+            f"cannot read {path}: {err.strerror or err}; make it readable (e.g. chmod u+r) "
+            f"so that the run's data can be checked, and run again"
+        ) from None
+    except (UnicodeDecodeError, ValueError, RecursionError):
         recorded = None
     if not isinstance(recorded, dict):
         raise DataError(
-            f"{path} is damaged, so what run data it records cannot be checked; "
-            f"delete it (it is written again from the data as it is now) or move the run away"
+            f"{path} is damaged, so what data the run trained on cannot be checked; move "
+            f"{folder} away (the run is then recomputed) or restore the file from a copy"
         )
     return recorded
 

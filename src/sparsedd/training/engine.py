@@ -216,7 +216,15 @@ def save_due(cfg: Config, epoch: int, since_save: float) -> bool:
 
 
 def diverged_message(cfg: Config, run: str, k: int, where: str) -> str:
-    """One line saying where a run diverged and which key to lower."""
+    """One line saying where a run diverged and which key to lower: weight_decay where
+    λ·lr ≥ 1 (every step then shrinks each weight past zero), else lr."""
+    if cfg.weight_decay * cfg.lr >= 1:
+        return (
+            f"run {run} diverged in round {k}, {where}: the training loss or a weight is not "
+            f"finite; nothing is recorded for round {k}; config key 'weight_decay' "
+            f"({cfg.weight_decay:g}) times 'lr' ({cfg.lr:g}) is ≥ 1, so every step pushes each "
+            f"weight past zero: lower weight_decay below {1 / cfg.lr:g}"
+        )
     return (
         f"run {run} diverged in round {k}, {where}: the training loss or a weight is not finite; "
         f"nothing is recorded for round {k}; lower config key 'lr' (now {cfg.lr:g}), "
@@ -315,11 +323,9 @@ def record_collapsed(run: Run, last: int, first: int, reason: str | None) -> Non
     kept = sum(m.numel() for n, m in run.masks.items() if n in run.kept_dense)
     weights = (count_parameters(run.model), count_total(run.masks), kept)
     n_test = len(run.splits.test_y)
-    rows = collapsed_rows(
-        last, sparsity, upto, run.cfg.prune_rate, weights, n_test, provenance(run.device)
-    )
-    for row in rows:
-        run.store.record_round(run.id, row)
+    rate = run.cfg.prune_rate if run.cfg.pruning else 0.0  # a control's sparsity stays 0
+    rows = collapsed_rows(last, sparsity, upto, rate, weights, n_test, provenance(run.device))
+    run.store.record_rounds(run.id, rows)  # one transaction: the cost of the rows alone
     run.files.progress.unlink(missing_ok=True)
     why = f" ({reason})" if reason else ""
     run.reporter.note(

@@ -10,10 +10,32 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import shutil
 from pathlib import Path
 
 import torch
+
+#: Environment variables naming torch's compile caches (Inductor's kernels, Triton's on a
+#: GPU); by default they lie in $TMPDIR, outside any folder a user gave.
+COMPILE_CACHE_VARIABLES = {"TORCHINDUCTOR_CACHE_DIR": "inductor", "TRITON_CACHE_DIR": "triton"}
+
+
+def cache_folder() -> Path:
+    """sparsedd's own cache folder: ``$XDG_CACHE_HOME/sparsedd`` (default ``~/.cache/sparsedd``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "sparsedd"
+
+
+def use_own_compile_cache() -> None:
+    """Point torch's compile caches into ``cache_folder()/torch-compile`` (where a user has
+    not set them), so that a run leaves nothing in $TMPDIR and later runs reuse the kernels."""
+    for variable, name in COMPILE_CACHE_VARIABLES.items():
+        os.environ.setdefault(variable, str(cache_folder() / "torch-compile" / name))
+
+
+# torch creates its Inductor cache folder on a first optimizer step, compiled or not.
+use_own_compile_cache()
 
 # x86 CPU flags (Linux /proc/cpuinfo) of native bf16 matrix products: AVX512-BF16 and AMX.
 NATIVE_BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
@@ -102,10 +124,12 @@ def mul_each_(tensors: list[torch.Tensor], factors: list[torch.Tensor] | float) 
 
 
 __all__ = [
+    "cache_folder",
     "cpu_has_native_bf16",
     "describe_execution",
     "device_has_native_bf16",
     "mul_each_",
     "resolve_compile",
     "resolve_precision",
+    "use_own_compile_cache",
 ]

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sparsedd.analysis.convergence import fix_hint, not_converged
 from sparsedd.components import canonical, run_id
 from sparsedd.config import Config, round_epochs, to_dict, to_yaml
 from sparsedd.data.datasets import ImageData, Splits, load_dataset, make_splits
@@ -143,6 +144,8 @@ class Experiment:
         # The collapse stop: outcomes of trained pruning rounds, the round the run collapsed in.
         self.pruned_outcomes: dict[int, Outcome] = {}
         self.collapsed_at: int | None = None
+        #: The dense round's training accuracy per epoch trained in this process.
+        self.dense_accs: dict[int, float] = {}
 
     # ------------------------------------------------------------ public
 
@@ -256,6 +259,8 @@ class Experiment:
     def check_finite(self, k: int, epoch: int, stats: EpochStats) -> None:
         """Stop the run (recording nothing more) if epoch ``epoch`` of round ``k`` diverged."""
         if stats.finite and math.isfinite(stats.loss):
+            if k == 0:  # kept for the dense convergence check at the round's end
+                self.dense_accs[epoch] = stats.acc
             return
         raise DivergedError(diverged_message(self.cfg, self.id, k, f"epoch {epoch + 1}"))
 
@@ -286,6 +291,22 @@ class Experiment:
         if k:
             self.pruned_outcomes[k] = (row["test_acc"], row["layer_density"])
         self.reporter.round_done(self.id, row)
+        if k == 0:
+            self._check_dense_convergence(epochs)
+
+    def _check_dense_convergence(self, epochs: int) -> None:
+        """One note when the dense round's training accuracy was still climbing at its end
+        (only when this process trained every one of its epochs)."""
+        if sorted(self.dense_accs) != list(range(epochs)):
+            return
+        why = not_converged([self.dense_accs[e] for e in range(epochs)])
+        if why is not None:
+            self.reporter.note(
+                self.id,
+                f"run {self.id}: the dense round has not converged on the noisy labels: {why}, "
+                f"so later rounds fall from more training too; "
+                f"{fix_hint(self.cfg.round0_epochs, control=not self.cfg.pruning)}",
+            )
 
     def input_meta(self) -> dict[str, Any]:
         """What the model takes: image shape, classes (and their names), the normalization."""
@@ -326,8 +347,9 @@ class Experiment:
         ckpt.check_meta(previous, meta, self.id, k - 1)
         self._check_sparsity(previous, tensors, k - 1, exact=True)
         ckpt.restore(previous, tensors, self.model, self.masks)
-        seed = derive_seed(self.cfg.seed, k, "prune")
-        prune_masks(self.model, self.masks, self.kept_dense, self.cfg, seed, trainer, splits)
+        if self.cfg.pruning:  # the control (pruning: false) retrains the same weights
+            seed = derive_seed(self.cfg.seed, k, "prune")
+            prune_masks(self.model, self.masks, self.kept_dense, self.cfg, seed, trainer, splits)
         if self.cfg.retrain == "lottery":
             self.model.load_state_dict(self.init_state)
         return 0, 0.0
