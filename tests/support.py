@@ -235,6 +235,8 @@ def write_store(df: pd.DataFrame, out: Path, extra: dict | None = None) -> Path:
                 seconds=0.1,
                 layer_density={"fc": 1 - py_value(r["sparsity"])},
             )
+            if pd.notna(r.get("n_test")):  # the test-set size, where the frame has one
+                row["n_test"] = int(r["n_test"])
             if r.get("collapsed") == 1:  # as the collapse stop records a skipped round
                 row.update(collapsed=True, test_loss=None, train_acc=None, train_acc_clean=None,
                            epochs=0, seconds=0.0, layer_density={})  # fmt: skip

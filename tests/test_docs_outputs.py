@@ -45,14 +45,15 @@ def shape(text: str) -> str:
 
 
 def clauses(line: str) -> set[str]:
-    """The clauses of a line, shaped: split at ';', '.', ':' and parentheses."""
-    parts = re.split(r"[;:()]|\.(?:\s|$)", shape(line))
+    """The clauses of a line, shaped: split at ';', ',', '.', ':' and parentheses."""
+    parts = re.split(r"[;:(),]|\.(?:\s|$)", shape(line))
     return {p.strip(" ,") for p in parts if p.strip(" ,")}
 
 
 def _frames() -> list[pd.DataFrame]:
     """Results that make analyze print each kind of row and line: SDD and no SDD with runs
-    stopped as collapsed; one seed of one λ; an inconclusive curve; unequal rounds."""
+    stopped as collapsed; one seed of one λ (test-set size unknown, and 60 test images); an
+    inconclusive curve; unequal rounds; a valley at the minimum rise."""
     both = pd.concat(
         [
             an.synthetic_rounds("sdd", 0.1, 0.004, 2, rounds=18, weight_decay=0.0, seed=1),
@@ -61,6 +62,8 @@ def _frames() -> list[pd.DataFrame]:
         ]
     )  # fmt: skip
     one = an.synthetic_rounds("sdd", 0.03, 0.02, 1, rounds=18, weight_decay=0.0, seed=3)
+    small = an.synthetic_rounds("sdd", 0.03, 0.02, 1, rounds=18, weight_decay=0.0, seed=7,
+                                n_test=60)  # fmt: skip
     wobbly = pd.concat(
         [
             an.synthetic_rounds("sdd", 0.01, 0.01, 2, rounds=10, weight_decay=lam, seed=4 + i)
@@ -69,7 +72,10 @@ def _frames() -> list[pd.DataFrame]:
     )
     unequal = an.synthetic_rounds("sdd", 0.05, rounds=12, n_seeds=2, seed=6)
     unequal = unequal[~((unequal["run_id"] == unequal["run_id"].iloc[0]) & (unequal["round"] > 5))]
-    return [both, one, wobbly, unequal]
+    # a valley as deep as the minimum rise: more seeds barely help ("many more seeds")
+    edge = an.synthetic_rounds("sdd", 0.025, 0.01, 2, rounds=12, weight_decay=0.0, seed=1,
+                               n_test=2000)  # fmt: skip
+    return [both, one, small, wobbly, unequal, edge]
 
 
 @pytest.fixture(scope="module")
