@@ -21,6 +21,9 @@ PINNED = {
     "tiny": "a16f68afdece6d22",
     # added after that measurement (issue 19): its id as first recorded
     "own-data": "1f160dfe5d3fd352",
+    # added with the remedies (issue 26): their ids as first recorded
+    "dsd2-vgg-cifar10": "e8effe540173d0fd",
+    "dsd2-vgg-cifar100": "7b064a8fed4e24a2",
 }
 
 

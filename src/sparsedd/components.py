@@ -9,8 +9,10 @@ so that the config never imports a registry.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ from sparsedd.errors import ConfigError
 from sparsedd.models.base import MODELS, InputSpec, model_needs
 from sparsedd.presets import preset_config
 from sparsedd.registry import Needs, Registry
+from sparsedd.remedies import REMEDIES
 
 #: The config key that names each kind of component, and its registry: the config holds these
 #: names as plain text, checked here against the registered names (a new noise kind, model,
@@ -45,10 +48,11 @@ KINDS: dict[str, Registry[Any]] = {
     "dataset": DATASETS,
     "noise_kind": NOISE_KINDS,
     "prune_criterion": CRITERIA,
+    "remedy": REMEDIES,
 }
 #: Kinds whose keys, set for a component that does not read them, are refused (a model's
 #: unread keys are only noted, and left out of the run id: see ``unused_keys``).
-REFUSE_UNREAD = ("dataset", "noise_kind")
+REFUSE_UNREAD = ("dataset", "noise_kind", "remedy")
 
 
 def validate(cfg: Config) -> Config:
@@ -66,6 +70,7 @@ def validate(cfg: Config) -> Config:
         errors += _needs_errors(cfg, kind_key, registry, needs)
     if known:
         errors += _input_errors(cfg)
+    errors += _teacher_errors(cfg)
     if errors:
         raise ConfigError("; ".join(dict.fromkeys(errors)))
     return cfg
@@ -90,6 +95,17 @@ def _needs_errors(cfg: Config, kind_key: str, registry: Registry[Any], needs: Ne
                 f"(now {name}); set {key}={default} (its default) or {kind_key}={readers[0]}"
             )
     return errors
+
+
+def _teacher_errors(cfg: Config) -> list[str]:
+    """``teacher`` must name a run id or an exported ``.safetensors`` file that exists."""
+    if cfg.teacher is None:
+        return []
+    try:
+        teacher_identity(cfg.teacher)
+    except ConfigError as err:
+        return [str(err)]
+    return []
 
 
 def _input_errors(cfg: Config) -> list[str]:
@@ -182,7 +198,39 @@ def normalized(cfg: Config) -> dict[str, Any]:
     }
     if cfg.label_seed != _FORMER_LABEL_SEED:
         values["noise_seed"] = cfg.label_seed
+    if values.get("teacher") is not None:  # the teacher's digest, not where its file lies
+        values["teacher"] = teacher_identity(values["teacher"])
     return values
+
+
+_RUN_ID = re.compile(r"[0-9a-f]{16}")
+
+
+def teacher_identity(teacher: str) -> str:
+    """What names a teacher in a run's identity: a run id as given (it hashes the teacher's
+    config), an exported file as ``sha256:`` and the digest of its bytes; ConfigError for
+    anything else."""
+    if _RUN_ID.fullmatch(teacher):
+        return teacher
+    path = Path(teacher).expanduser()
+    if path.suffix != ".safetensors":
+        raise ConfigError(
+            f"config key 'teacher' takes a run id (16 hex digits) or an exported .safetensors "
+            f"file, not {teacher!r}; see `sparsedd results` or `sparsedd export`"
+        )
+    if not path.is_file():
+        raise ConfigError(f"config key 'teacher': no file {str(path)!r}; export a run there first")
+    stat = path.stat()
+    return _file_digest(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _file_digest(path: str, mtime_ns: int, size: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return "sha256:" + digest.hexdigest()
 
 
 def run_id(cfg: Config) -> str:

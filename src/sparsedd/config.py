@@ -55,6 +55,10 @@ class Config:
         "ViT layout: paper (the seed paper's models/vit.py: no LayerNorm around the patch "
         "embedding, no dropout on attention weights) or modern (today's vit-pytorch)",
     )
+    vgg_depth: int = _f(5, "vgg-like: blocks of two convolutions and a max-pool (DSD²'s δ)", min=1)
+    vgg_width: int = _f(
+        32, "vgg-like: channels of the first block, doubled by each next (DSD²'s 2^γ)", min=1
+    )
     init: Literal["torch", "kaiming_normal", "kaiming_normal_fan_out"] = _f(
         "torch",
         "weight init: torch (PyTorch's layer defaults), kaiming_normal (every Linear and Conv "
@@ -152,6 +156,28 @@ class Config:
         "lr_rewind",
         "lr_rewind: weights carry over, full schedule; finetune: weights carry over, constant "
         "lr/100; lottery: weights rewound to their initialization",
+    )
+    # Remedy (registered in sparsedd.remedies): what the training loss adds beside ℓ2
+    remedy: str = _f(
+        "none",
+        "remedy for the dip beside ℓ2: none, label_smooth or distill (DSD²'s knowledge "
+        "distillation from a dense teacher; see `sparsedd models`)",
+    )
+    kd_alpha: float = _f(
+        0.8,
+        "remedy=distill: weight α of the distillation term (1 − α: the labels')",
+        min=0.0,
+        max=1.0,
+    )
+    kd_temperature: float = _f(10.0, "remedy=distill: softmax temperature T", min_excl=0.0)
+    teacher: str | None = _f(
+        None,
+        "remedy=distill: the teacher, a run id (in the same runs folder) or an exported "
+        ".safetensors (null: the dense round of this run without a remedy, trained first if "
+        "missing)",
+    )
+    label_smoothing: float = _f(
+        0.1, "remedy=label_smooth: label smoothing s", min=0.0, max_excl=1.0
     )
     # Execution
     seed: int = _f(0, "seed of initialization, batch order, augmentation and dropout", min=0)

@@ -55,6 +55,28 @@ _PAPER_RESNET: dict[str, Any] = dict(
     schedule="step",
 )
 
+# Checked against DSD²'s code (github VGCQ/DSD2): kd.py (CIFAR-10/100: SGD lr 0.1, momentum
+# 0.9, weight decay 1e-4, 160 epochs, batch 128, MultiStepLR [80, 120] ×0.1 stepped per epoch,
+# flip + crop(32, 4), ImageNet mean/std, ε 0.1 by default, 34 rounds of 20% global L1 pruning
+# of every Conv2d and Linear weight, the output layer included, lr rewound each round; α 0.8,
+# T 10), utils/models.py (VGGlikeModel, δ 5, width 2^5, PyTorch's default initialization).
+_DSD2_VGG: dict[str, Any] = dict(
+    _PAPER_COMMON,
+    model="vgg-like",
+    vgg_depth=5,
+    vgg_width=32,
+    init="torch",
+    optimizer="sgd",
+    lr=0.1,
+    momentum=0.9,
+    weight_decay=1e-4,
+    l2_mode="coupled",
+    batch_size=128,
+    epochs=160,
+    schedule="step",
+    noise=0.1,
+)
+
 # The small ViT and schedule of the CPU presets (demo, own-data): SDD in minutes on a CPU.
 _SMALL_VIT: dict[str, Any] = dict(
     model="vit",
@@ -141,6 +163,14 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "resnet18-cifar100": (
         "Quétu et al.: ResNet-18 on CIFAR-100, SGD, 160 epochs/round",
         dict(_PAPER_RESNET, dataset="cifar100"),
+    ),
+    "dsd2-vgg-cifar10": (
+        "Quétu & Tartaglione (DSD²): VGG-like student on CIFAR-10, SGD, 160 epochs/round",
+        dict(_DSD2_VGG, dataset="cifar10"),
+    ),
+    "dsd2-vgg-cifar100": (
+        "Quétu & Tartaglione (DSD²): VGG-like student on CIFAR-100, SGD, 160 epochs/round",
+        dict(_DSD2_VGG, dataset="cifar100"),
     ),
     # Checked against He et al.'s code (github he-zh/sparse-double-descent, built on open_lth):
     # models/mnist_mlp.py default_hparams (SGD lr 0.1, 160 epochs, batch 128, kaiming_normal,

@@ -17,7 +17,7 @@ import pandas as pd
 
 from sparsedd.analysis.convergence import dense_epoch_accs
 from sparsedd.analysis.set_size import recover_n_test
-from sparsedd.config import NON_SEMANTIC, NOT_IN_RUN_ID
+from sparsedd.config import DEFAULTS, NON_SEMANTIC, NOT_IN_RUN_ID, to_dict
 from sparsedd.errors import UserError
 from sparsedd.store.results import ROUND_COLUMNS as STORE_ROUND_COLUMNS
 from sparsedd.store.results import ResultsStore
@@ -79,6 +79,16 @@ def rows_to_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(order_rows(rows))
 
 
+def with_default_keys(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows whose run recorded no value for a config key that other runs of the folder record
+    (it was recorded before the key existed) take the key's default: what that run computed,
+    as a new key's default keeps every earlier run's result and id. Runs of one curve then
+    never split on a key added since."""
+    recorded = set().union(*(r.keys() for r in rows)) if rows else set()
+    defaults = {k: v for k, v in to_dict(DEFAULTS).items() if k in recorded}
+    return [{**r, **{k: v for k, v in defaults.items() if k not in r}} for r in rows]
+
+
 def load_results(out_dir: str | Path, correctness: bool = False) -> pd.DataFrame:
     """All recorded rounds of a results folder: one row per (run, round).
 
@@ -97,7 +107,7 @@ def load_results(out_dir: str | Path, correctness: bool = False) -> pd.DataFrame
     ``analysis.paired`` reads. Left out by default: the tables have no use for it.
     """
     store = ResultsStore(out_dir, create=False)
-    rows = store.round_rows()
+    rows = with_default_keys(store.round_rows())
     if correctness:
         bits = store.round_correctness()
         for row in rows:

@@ -79,6 +79,24 @@ def _tradeoff_html(result: Analysis) -> str:
     )
 
 
+def _remedies_html(result: Analysis) -> str:
+    """The remedy × λ tables (see ``analysis.remedies``), or nothing where one remedy ran."""
+    from sparsedd.analysis.remedies import remedy_rows
+
+    sections = remedy_rows(result)
+    if not sections:
+        return ""
+    tables = "".join(
+        f"<h3>{html.escape(setting)}</h3>" + html_table(rows, left=("remedy", "λ*"))
+        for setting, rows in sections
+    )
+    return (
+        '<h2 id="remedies">Remedies × λ</h2>' + tables + '<p class="meta">Epochs per run: '
+        "every round a run trained, averaged over seeds, plus its teacher's dense round "
+        "(distill).</p>"
+    )
+
+
 # ---------------------------------------------------------------- HTML
 
 _CSS = """
@@ -193,6 +211,7 @@ def render_html(result: Analysis, figure_png: bytes, source: str) -> str:
 <h2>Choice of λ (on validation accuracy, never test)</h2><ul id="lambdas">{lambdas}</ul>
 <h2>Trade-off across λ</h2>
 {_tradeoff_html(result)}
+{_remedies_html(result)}
 <h2>Figure</h2>
 <figure><img id="sdd-figure" alt="Test accuracy and memorization against sparsity"
  src="data:image/png;base64,{img}">

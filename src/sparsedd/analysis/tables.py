@@ -292,7 +292,7 @@ def curve_table(
     ``best_weight_decay`` is the λ that ``lambda_rule`` chooses among the curves that differ
     from this one only in ``weight_decay`` (see ``lambdas.choose_weight_decay``).
     """
-    return _tables(df, min_rise, tolerance, lambda_rule, target_sparsity, alpha)[0]
+    return _tables(df, min_rise, tolerance, lambda_rule, target_sparsity, alpha=alpha)[0]
 
 
 def _tables(

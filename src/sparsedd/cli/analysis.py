@@ -120,6 +120,7 @@ def analyze(
     out_dir: str, fmt: str, min_rise: float, lambda_rule: str, target_sparsity: float | None
 ) -> None:
     """Per curve (runs differing only in seed): SDD verdict, dip/peak, compression, λ*."""
+    from sparsedd.analysis.remedies import remedy_rows
     from sparsedd.analysis.report import (
         collapse_lines,
         display_rows,
@@ -150,6 +151,9 @@ def analyze(
         click.echo(f"dense     {line}")
     for line in lambda_verdicts(result):
         click.echo(f"λ choice  {line}")
+    for setting, rows in remedy_rows(result):
+        click.echo(f"\nremedies × λ, {setting} (epochs per run, a teacher's included):")
+        click.echo(text_table(rows))
     click.echo("\nrounds per run (sparsedd export --run ID --round best|dip|peak):")
     click.echo(text_table(rounds_text_rows(result)))
 

@@ -111,12 +111,13 @@ def _model_size(cfg: Any) -> tuple[int, int]:
 
 @click.command()
 def models() -> None:
-    """List the registered models, datasets, noise kinds, pruning criteria and sweep backends,
-    with the model-specific config keys each model reads."""
+    """List the registered models, datasets, noise kinds, pruning criteria, remedies and sweep
+    backends, with the model-specific config keys each model reads."""
     from sparsedd.criteria import CRITERIA
     from sparsedd.data.datasets import DATASETS
     from sparsedd.data.noise import NOISE_KINDS
     from sparsedd.models.base import MODELS
+    from sparsedd.remedies import REMEDIES
     from sparsedd.sweep.backends import BACKENDS
 
     for label, registry in (
@@ -124,6 +125,7 @@ def models() -> None:
         ("datasets", DATASETS),
         ("noise kinds", NOISE_KINDS),
         ("pruning criteria", CRITERIA),
+        ("remedies", REMEDIES),
         ("sweep backends", BACKENDS),
     ):
         click.echo(f"{label}: {', '.join(registry.names())}")

@@ -32,6 +32,7 @@ from sparsedd.errors import CheckpointError, StoreError, UserError
 from sparsedd.export.checks import CSR_PARTS, FORMATS, check_export
 from sparsedd.store import checkpoint as ckpt
 from sparsedd.store.run_folder import RunFolder, runs_dir
+from sparsedd.training.teacher import TEACHER_FILES
 
 
 @dataclass(frozen=True)
@@ -224,6 +225,13 @@ def load_pruned(path: str | Path) -> nn.Module:
             f"{path} does not match its model ({first}); export it again"
         ) from None
     return model.eval()
+
+
+@TEACHER_FILES.register(".safetensors")
+def teacher_file(path: Path) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
+    """An exported model as a distillation teacher: (model, its run's config, its input)."""
+    meta = pruned_metadata(path)
+    return load_pruned(path), dict(meta["config"]), dict(meta["input"])
 
 
 def _ranges(rounds: list[int]) -> str:

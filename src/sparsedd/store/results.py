@@ -442,6 +442,8 @@ class ResultsStore:
         )
         out = {}
         for run_id, k, n_test, blob in rows:
+            if n_test is None:  # size unrecorded: the bits cannot be read (judged without them)
+                continue
             if not isinstance(n_test, int) or n_test < 1 or len(blob) != (n_test + 7) // 8:
                 raise self._damaged(
                     f"round {k} of run {short(run_id)} records {len(blob)} bytes of per-image "

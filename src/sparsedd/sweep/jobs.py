@@ -53,6 +53,7 @@ def run_job(
     ``labels`` name runs by their grid values. SIGINT and SIGTERM (what batch schedulers send
     before killing) set the stop flag: the job saves its progress and raises ``Interrupted``.
     """
+    import sparsedd.export.pruned  # noqa: F401  registers exported models as teacher files
     from sparsedd.components import run_id
     from sparsedd.events.progress import ConsoleReporter
     from sparsedd.events.trackers import with_trackers

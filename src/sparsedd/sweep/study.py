@@ -42,6 +42,23 @@ def _cifar100n_cell() -> Cell:
     return Cell("vit-cifar100n", axes)
 
 
+#: DSD²'s comparison: its models (the VGG-like student, ResNet-18) on CIFAR-10/100 at its noise
+#: levels, each without a remedy and distilled from its own dense round, at λ = 0 and its 1e-4.
+DSD2_LAMBDAS = [0.0, 1e-4]
+
+
+def _dsd2_cells() -> list[Cell]:
+    axes = {
+        "noise": NOISES,
+        "remedy": ["none", "distill"],
+        "weight_decay": DSD2_LAMBDAS,
+        "seed": SEEDS,
+        "val_size": [STUDY_VAL_SIZE],
+    }
+    presets = [f"{m}-{d}" for m in ("dsd2-vgg", "resnet18") for d in ("cifar10", "cifar100")]
+    return [Cell(p, axes) for p in presets]
+
+
 def _studies() -> dict[str, tuple[str, list[Cell]]]:
     cells = {(m, d): _paper_cell(m, d) for m in _PAPER_PRESETS for d in ("cifar10", "cifar100")}
     studies = {
@@ -59,6 +76,11 @@ def _studies() -> dict[str, tuple[str, list[Cell]]]:
     studies["quetu2023-vit-cifar100n"] = (
         f"slice of quetu2023: vit on CIFAR-100N (human labels); {_WHAT}",
         [_cifar100n_cell()],
+    )
+    studies["dsd2"] = (
+        "Quétu & Tartaglione's DSD²: VGG-like and ResNet-18 × CIFAR-10/100 × ε 10/20/50% × "
+        "remedy none/distill × λ 0/1e-4, 3 seeds, 5,000 validation images",
+        _dsd2_cells(),
     )
     return studies
 

@@ -24,6 +24,7 @@ from torch.func import functional_call
 
 from sparsedd.config import Config, to_dict
 from sparsedd.data.batches import channel_stats, eval_batches
+from sparsedd.remedies import REMEDIES
 from sparsedd.training.execution import describe_execution, mul_each_, resolve_precision
 from sparsedd.training.prune import Masks
 from sparsedd.training.trainer import (
@@ -39,8 +40,15 @@ BATCHABLE_KEYS = frozenset({"weight_decay"})
 
 
 def batch_key(cfg: Config) -> tuple:
-    """Configs with equal keys can train as one batched model (they differ only in λ)."""
-    return tuple(sorted((k, repr(v)) for k, v in to_dict(cfg).items() if k not in BATCHABLE_KEYS))
+    """Configs with equal keys can train as one batched model (they differ only in λ).
+
+    A remedy with a teacher keeps λ in the key: each λ has its own teacher by default, and a
+    batched model shares one batch's logits, not K teachers, so such runs train one by one.
+    """
+    shared = BATCHABLE_KEYS - (
+        {"weight_decay"} if REMEDIES.get(cfg.remedy).needs_teacher else set()
+    )
+    return tuple(sorted((k, repr(v)) for k, v in to_dict(cfg).items() if k not in shared))
 
 
 def can_batch(cfgs: Sequence[Config]) -> bool:
@@ -169,9 +177,12 @@ class BatchedTrainer:
         """The summed loss to differentiate, and each run's mean loss and correct count."""
         k = self.k
         logits = self.forward(xb).float()
-        losses = F.cross_entropy(
-            logits.reshape(k * len(yb), -1), yb.repeat(k), reduction="none"
-        ).view(k, -1)
+        if self.cfg.remedy == "none":  # as before remedies existed: bit for bit the same runs
+            losses = F.cross_entropy(
+                logits.reshape(k * len(yb), -1), yb.repeat(k), reduction="none"
+            ).view(k, -1)
+        else:  # batch_key keeps remedies with a teacher out of batched models
+            losses = REMEDIES.get(self.cfg.remedy).loss(logits, yb, None, self.cfg)
         losses = losses.mean(1)
         return losses.sum(), losses, (logits.argmax(2) == yb).sum(1)
 

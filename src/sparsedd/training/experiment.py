@@ -23,6 +23,7 @@ from sparsedd.config import Config, round_epochs, to_dict, to_yaml
 from sparsedd.data.datasets import ImageData, Splits, load_dataset, make_splits
 from sparsedd.errors import CheckpointError, ConfigError, DivergedError, Interrupted
 from sparsedd.models.base import InputSpec, create_model
+from sparsedd.remedies import REMEDIES
 from sparsedd.store import checkpoint as ckpt
 from sparsedd.store.atomic import atomic_write_text, temp_files
 from sparsedd.store.results import ResultsStore, RunStore
@@ -55,6 +56,7 @@ from sparsedd.training.prune import (
 )
 from sparsedd.training.reporter import Reporter, SilentReporter
 from sparsedd.training.round_start import check_mask_sparsity, prune_masks
+from sparsedd.training.teacher import default_teacher, load_teacher
 from sparsedd.training.trainer import EpochStats, Trainer, check_device
 
 __all__ = [
@@ -122,6 +124,11 @@ class Experiment:
         self.spec = InputSpec(data.channels, data.image_size, data.num_classes)
         self.class_names = data.class_names
         self.splits: Splits = make_splits(data, cfg)
+        self.data = data  # a default teacher trained first reads the same data
+        self.needs_teacher = REMEDIES.get(cfg.remedy).needs_teacher
+        self.teacher: nn.Module | None = None
+        if self.needs_teacher and cfg.teacher is not None:
+            self.teacher = load_teacher(cfg, out_dir, self.spec).to(self.device)
         self.data_identity = data_identity(cfg, data, self.splits)
         torch.manual_seed(cfg.seed)
         try:
@@ -249,12 +256,23 @@ class Experiment:
     def run_round(self, k: int, splits: Splits) -> None:
         """Train round ``k`` from its starting state (resuming if saved), then record it."""
         cfg = self.cfg
-        trainer = Trainer(
-            self.model, self.masks, cfg, self.device, finetune=cfg.retrain == "finetune" and k > 0
-        )
+        finetune = cfg.retrain == "finetune" and k > 0
+        trainer = Trainer(self.model, self.masks, cfg, self.device, finetune, self.teacher_model())
         first_epoch, seconds = self.load_round_start(k, trainer, splits)
         trainer.refresh_masks()
         train_round([self], [trainer], trainer, k, splits, first_epoch, seconds)
+
+    def teacher_model(self) -> nn.Module | None:
+        """The frozen teacher of a distilled run (None without one); the default teacher is
+        trained first where it is missing (``teacher.default_teacher``)."""
+        if self.needs_teacher and self.teacher is None:
+            self.teacher = default_teacher(self.cfg, self.out_dir, self.store, self._train_teacher)
+            self.teacher.to(self.device)
+        return self.teacher
+
+    def _train_teacher(self, cfg: Config) -> None:
+        self.reporter.note(self.id, f"training its teacher first: run {run_id(cfg)}, round 0")
+        Experiment(cfg, self.out_dir, None, self.stop, data=self.data, store=self.store).run()
 
     def check_finite(self, k: int, epoch: int, stats: EpochStats) -> None:
         """Stop the run (recording nothing more) if epoch ``epoch`` of round ``k`` diverged."""

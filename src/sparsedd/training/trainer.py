@@ -15,6 +15,7 @@ from torch import nn
 from sparsedd.config import Config
 from sparsedd.data.batches import channel_stats, epoch_batches, eval_batches
 from sparsedd.errors import ConfigError
+from sparsedd.remedies import REMEDIES
 from sparsedd.training.execution import (
     describe_execution,
     mul_each_,
@@ -202,6 +203,15 @@ def masked_step(
         mul_each_(masked, mask_values)
 
 
+@torch.no_grad()
+def teacher_logits(teacher: nn.Module | None, xb: torch.Tensor) -> torch.Tensor | None:
+    """A frozen teacher's logits (fp32) on the same, augmented, batch; None without one."""
+    if teacher is None:
+        return None
+    teacher.eval()  # DSD²'s teacher_model.eval(): its BatchNorm and dropout never train
+    return teacher(xb).float()
+
+
 def steps_per_epoch(n: int, batch_size: int) -> int:
     """Batches in one epoch over ``n`` samples (the last one may be short)."""
     return math.ceil(n / batch_size)
@@ -226,8 +236,12 @@ class Trainer:
         cfg: Config,
         device: torch.device,
         finetune: bool = False,
+        teacher: nn.Module | None = None,
     ) -> None:
         self.model, self.cfg, self.device, self.finetune = model, cfg, device, finetune
+        self.remedy, self.teacher = REMEDIES.get(cfg.remedy), teacher
+        if self.remedy.needs_teacher and teacher is None:
+            raise ValueError(f"remedy={cfg.remedy} needs a teacher model")
         names = dict(model.named_parameters())
         self.masked_params = [names[n] for n in masks]
         self.masks = masks
@@ -285,7 +299,11 @@ class Trainer:
         self, xb: torch.Tensor, yb: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         logits = self.forward(xb)
-        loss = F.cross_entropy(logits.float(), yb)
+        if self.cfg.remedy == "none":  # as before remedies existed: bit for bit the same runs
+            loss = F.cross_entropy(logits.float(), yb)
+        else:
+            loss = self.remedy.loss(logits.float(), yb, teacher_logits(self.teacher, xb), self.cfg)
+            loss = loss.mean()
         return loss, loss, (logits.argmax(1) == yb).sum()
 
     def masked_step(self, lr: float) -> None:
