@@ -1,4 +1,5 @@
-"""Writers of small dataset files in the real formats (MNIST IDX, CIFAR python batches)."""
+"""Writers of small dataset files in the real formats (MNIST IDX, CIFAR python batches) and of
+a folder of generated shape images (imagefolder layout)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import struct
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageDraw
 
 IDX_NAMES = (
     "train-images-idx3-ubyte",
@@ -78,3 +80,36 @@ def patch_cifar10_checksums(monkeypatch, md5s: dict[str, str]) -> None:
         "meta",
         {"filename": "batches.meta", "key": "label_names", "md5": md5s["batches.meta"]},
     )
+
+
+#: The classes of the generated own-data folder (docs/own-data.md shows a run on it).
+SHAPES = ("circle", "square", "triangle")
+
+
+def draw_shape(shape: str, rng: np.random.Generator) -> Image.Image:
+    """One shape on a noisy background, in a random colour, size and aspect ratio."""
+    w, h = (int(v) for v in rng.integers(24, 90, 2))
+    background = rng.integers(0, 90, (h, w, 3), dtype=np.uint8)
+    img = Image.fromarray(background)
+    draw = ImageDraw.Draw(img)
+    colour = tuple(int(c) for c in rng.integers(120, 256, 3))
+    x0, y0 = w * rng.uniform(0.05, 0.2), h * rng.uniform(0.05, 0.2)
+    x1, y1 = w * rng.uniform(0.8, 0.95), h * rng.uniform(0.8, 0.95)
+    if shape == "circle":
+        draw.ellipse((x0, y0, x1, y1), fill=colour)
+    elif shape == "square":
+        draw.rectangle((x0, y0, x1, y1), fill=colour)
+    else:
+        draw.polygon(((x0, y1), (x1, y1), ((x0 + x1) / 2, y0)), fill=colour)
+    return img
+
+
+def write_shapes(root: Path, train: int = 50, test: int = 20, seed: int = 0) -> None:
+    """``train`` and ``test`` images per class, PNG and JPEG, of many sizes."""
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", train), ("test", test)):
+        for shape in SHAPES:
+            folder = root / split / shape
+            folder.mkdir(parents=True)
+            for i in range(n):
+                draw_shape(shape, rng).save(folder / f"{shape}{i}.{'png' if i % 2 else 'jpg'}")

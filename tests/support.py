@@ -215,7 +215,8 @@ def py_value(value: Any) -> Any:
 
 
 def write_store(df: pd.DataFrame, out: Path, extra: dict | None = None) -> Path:
-    """Write a synthetic rounds DataFrame into a real results store (with layer densities)."""
+    """Write a synthetic rounds DataFrame into a real results store (with layer densities);
+    rows with ``collapsed`` 1 are recorded as the collapse stop records them."""
     store = ResultsStore(out)
     for run_id, run in df.groupby("run_id"):
         first = run.iloc[0]
@@ -234,6 +235,11 @@ def write_store(df: pd.DataFrame, out: Path, extra: dict | None = None) -> Path:
                 seconds=0.1,
                 layer_density={"fc": 1 - py_value(r["sparsity"])},
             )
+            if pd.notna(r.get("n_test")):  # the test-set size, where the frame has one
+                row["n_test"] = int(r["n_test"])
+            if r.get("collapsed") == 1:  # as the collapse stop records a skipped round
+                row.update(collapsed=True, test_loss=None, train_acc=None, train_acc_clean=None,
+                           epochs=0, seconds=0.0, layer_density={})  # fmt: skip
             store.record_round(str(run_id), row)
     return out
 

@@ -243,6 +243,12 @@ def test_plot_ends_a_collapsed_curve_with_a_marker_in_every_row() -> None:
         mean_line = axes[0].get_lines()[0]
         drawn = np.isfinite(np.asarray(mean_line.get_ydata(), dtype=float))
         assert drawn.sum() == 10 and not drawn[10:].any()  # ends at the last trained round
+        for ax in axes:  # each seed's rounds after the mean ends are drawn: none left out
+            tails = [line for line in ax.get_lines() if line.get_gid() == "seed-tail"]
+            ends = sorted(round(float(line.get_xdata()[-1]), 6) for line in tails)
+            assert ends == sorted(round(remaining(SPARSITY[k])[()], 6) for k in (11, 16))
+            (stop,) = [line for line in ax.get_lines() if line.get_gid() == "seed-collapsed"]
+            assert stop.get_xdata()[0] == pytest.approx(remaining(SPARSITY[11]))
         texts = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
         assert any("collapsed" in t for t in texts)
     finally:
@@ -250,6 +256,7 @@ def test_plot_ends_a_collapsed_curve_with_a_marker_in_every_row() -> None:
     plain = plot_analysis(an.analyze(an.synthetic_rounds("sdd", rounds=16, n_test=10_000)))
     try:
         assert not any(_end_markers(ax) for ax in plain.axes)
+        assert not any(line.get_gid() == "seed-tail" for ax in plain.axes for line in ax.lines)
         texts = [t.get_text() for legend in plain.legends for t in legend.get_texts()]
         assert not any("collapsed" in t for t in texts)
     finally:

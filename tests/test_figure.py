@@ -9,11 +9,13 @@ import tempfile
 from itertools import combinations
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 from support import run_cli, write_store
 
 from sparsedd.analysis import tables as an
+from sparsedd.analysis.figure_parts import format_sparsity_axis, thin_tick_labels
 from sparsedd.analysis.plot import close, plot_analysis, plot_layers, save_figure, sparsity_ticks
 from sparsedd.analysis.report import render_html, tradeoff_rows
 
@@ -204,3 +206,61 @@ def test_tradeoff_ties_go_to_the_smaller_lambda():
     df["val_acc"] = 0.5  # every λ validates equally
     rows = tradeoff_rows(an.analyze(df))[0][1]
     assert [r["λ*"] for r in rows] == ["λ*", ""]  # 0.001 (listed first), not 0.1
+
+
+def _axes_share(fig) -> float:
+    """The widest row of axes' summed width as a share of the figure's drawn width."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    whole = fig.get_tightbbox(renderer).width * fig.dpi  # inches → pixels, as saved
+    rows: dict[float, float] = {}
+    for ax in fig.axes:
+        box = ax.get_window_extent(renderer)
+        rows[round(box.y0)] = rows.get(round(box.y0), 0.0) + box.width
+    return max(rows.values()) / whole
+
+
+def _tick_overlaps(fig) -> list[tuple[str, str]]:
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    found = []
+    for ax in fig.axes:
+        labels = [t for t in ax.get_xticklabels() if t.get_visible() and t.get_text()]
+        boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in labels]
+        found += [(a, b) for (a, p), (b, q) in combinations(boxes, 2) if p.overlaps(q)]
+    return found
+
+
+@pytest.mark.parametrize("rounds", [5, 19, 35])
+@pytest.mark.parametrize("width", [None, 7.0, 3.4])
+def test_axes_take_most_of_the_width_and_tick_labels_never_overlap(rounds, width):
+    frames = [
+        an.synthetic_rounds("sdd", n_seeds=2, rounds=rounds, weight_decay=lam, seed=i)
+        for i, lam in enumerate((0.0, 0.003, 0.03, 0.3))
+    ]
+    fig = plot_analysis(an.analyze(pd.concat(frames)), width=width)
+    try:
+        assert _axes_share(fig) >= 0.6
+        assert _tick_overlaps(fig) == []
+        labels = [t.get_text() for t in fig.axes[1].get_xticklabels() if t.get_text()]
+        assert len(labels) >= 4, labels  # thinned, never emptied
+        if width is not None:
+            assert fig.get_figwidth() == width
+    finally:
+        close(fig)
+
+
+def test_crowded_tick_labels_would_overlap_without_thinning():
+    """Control: at a one-column width and 35 rounds the wanted ticks do collide, so the test above
+    measures the thinning and not a lucky layout."""
+    from sparsedd.analysis.figure_parts import figure_size
+
+    fig = plt.figure(figsize=figure_size(1, 2, 3.4), layout="constrained")
+    ax = fig.add_subplot()
+    format_sparsity_axis(ax, 1 - 0.8**35)
+    try:
+        assert _tick_overlaps(fig) != []
+        thin_tick_labels(fig)
+        assert _tick_overlaps(fig) == []
+    finally:
+        close(fig)

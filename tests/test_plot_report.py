@@ -118,7 +118,10 @@ def test_report_is_self_contained_and_escaped(result, tmp_path):
     assert "&lt;runs &amp; co&gt;" in page and "<runs & co>" not in page
     assert re.search(r'<img id="sdd-figure"[^>]*src="data:image/png;base64,', page)
     assert not re.search(r'(src|href)="(https?:)?//', page)  # no network resources
-    assert "<script" not in page
+    # the interactive view's script and data are inside the page, never fetched
+    scripts = re.findall(r"<script[^>]*>", page)
+    assert scripts == ['<script type="application/json" id="sdd-data">', "<script>"]
+    assert page.count("</script>") == 2  # no data closes a script early
     assert (
         "sparse double descent (3 seeds" in page
         and "(3 seeds; no valley of 2.5% or more up to" in page
@@ -218,3 +221,63 @@ def test_report_in_headless_chromium(store_dir, tmp_path, capsys):
     assert shot.returncode == 0, shot.stderr[-2000:]
     assert SCREENSHOT.read_bytes().startswith(b"\x89PNG") and SCREENSHOT.stat().st_size > 20_000
     print(f"\nscreenshot of the report: {SCREENSHOT}")
+
+
+# The interaction, driven inside the page once it has loaded: hover the first point of the first
+# curve (the browser's own mouseenter event), read the tooltip; click the first legend entry,
+# count the points still shown; choose the second metric, read the y axis' label.
+_INTERACT = """
+const before = document.querySelectorAll("#sdd-plot circle").length;
+const dot = document.querySelector('#sdd-plot g.curve[data-curve="0"] circle');
+const r = dot.getBoundingClientRect();
+dot.dispatchEvent(new MouseEvent("mouseenter", {clientX: r.x + 2, clientY: r.y + 2}));
+const tip = document.getElementById("sdd-tip");
+document.body.setAttribute("data-tip", (tip.hidden ? "hidden" : "shown") + "|" + tip.textContent);
+document.querySelector('#sdd-legend span[data-curve="0"]').click();
+const after = [...document.querySelectorAll("#sdd-plot circle")]
+  .filter(c => c.getBoundingClientRect().width > 0).length;
+document.body.setAttribute("data-points", before + ":" + after);
+const select = document.getElementById("sdd-metric");
+select.value = "2"; select.dispatchEvent(new Event("change"));
+const labels = [...document.querySelectorAll("#sdd-plot .axes text")].map(t => t.textContent);
+document.body.setAttribute("data-metric", labels[labels.length - 1]);
+"""
+OFFLINE = ("--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9")
+
+
+def test_report_view_hover_hide_and_metric_in_headless_chromium(store_dir, tmp_path, capsys):
+    """The demo-shaped report, opened offline: hovering a point shows its run, seed, round,
+    sparsity, accuracies and memorization; clicking a legend entry hides that curve's points."""
+    report = tmp_path / "report.html"
+    assert run_cli(["report", str(store_dir), "-o", str(report)], capsys)[0] == 0
+    page = _chromium(tmp_path, _probed(report, tmp_path, _INTERACT), *OFFLINE, "--dump-dom")
+    assert page.returncode == 0, page.stderr[-2000:]
+    assert _console_errors(page.stderr) == [], _console_errors(page.stderr)
+    tip = re.search(r'data-tip="([^"]*)"', page.stdout)
+    assert tip, page.stdout[-2000:]
+    state, text = tip.group(1).split("|", 1)
+    assert state == "shown"
+    for word in ("run sdd-", "seed 0", "round 0", "sparsity 0.00%", "test accuracy",
+                 "validation accuracy", "memorization"):  # fmt: skip
+        assert word in text, text
+    points = re.search(r'data-points="(\d+):(\d+)"', page.stdout)
+    before, after = int(points.group(1)), int(points.group(2))
+    assert before == 2 * 2 * 13 and after == before // 2  # 2 curves × 2 seeds × 13 rounds
+    assert 'data-metric="Memorization of noisy labels (%)"' in page.stdout
+
+
+def test_view_data_holds_every_trained_round_and_no_collapsed_one():
+    from sparsedd.analysis.report_view import view_data
+
+    df = pd.concat(
+        [
+            an.synthetic_rounds("sdd", 0.05, rounds=8, n_seeds=2, weight_decay=0.0, seed=1),
+            an.synthetic_rounds("flat", rounds=8, n_seeds=2, weight_decay=2.0, seed=2,
+                                collapsed_from=[5, None]),
+        ]
+    )  # fmt: skip
+    data = view_data(an.analyze(df))
+    assert [c["label"] for c in data["curves"]] == ["λ = 0", "λ = 2"]
+    points = [len(r["points"]) for c in data["curves"] for r in c["runs"]]
+    assert sorted(points) == [5, 9, 9, 9]  # the stopped seed's 4 collapsed rounds left out
+    assert [m["key"] for m in data["metrics"]][:3] == ["test_acc", "val_acc", "memorization"]

@@ -99,7 +99,11 @@ def test_dry_run_lists_every_run_and_writes_nothing(capsys, tmp_path) -> None:
     ], capsys)  # fmt: skip
     assert code == 0
     lines = stdout.splitlines()
-    assert len(lines) == 6 and all(" new " in line for line in lines[:4])
+    assert lines[0].split() == ["run", "state", "epochs", "left", "time", "setting"]
+    assert len(lines) == 7 and all(" new " in line for line in lines[1:5])
+    # the header's names stand over their columns
+    assert lines[0].index("state") == lines[1].index("new")
+    assert lines[0].index("left") + 4 == lines[1].index("epochs") + 6
     assert lines[-2] == "4 runs: 0 done, 0 partial, 4 new; 24 epochs left of 24"
     assert lines[-1].startswith("time left: unknown (no round")
     assert not out.exists()

@@ -78,9 +78,78 @@ def format_sparsity_axis(ax: Any, max_sparsity: float) -> None:
     ticks = sparsity_ticks(max_sparsity)
     ax.xaxis.set_major_locator(FixedLocator(list(remaining(np.array(ticks) / 100))))
     ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xticklabels([f"{t:g}" for t in ticks], rotation=45)
+    ax.set_xticklabels([f"{t:g}" for t in ticks])
     ax.set_xlim(*_xlim(max_sparsity))
     ax.grid(True, which="major", alpha=0.3)
+    ax.sparsity_ticks = ticks  # read by thin_tick_labels once the figure is laid out
+
+
+def thin_tick_labels(fig: Figure, pad: float = 3.0) -> None:
+    """Drop the sparsity ticks whose labels would touch another's, as drawn at ``fig``'s size:
+    the most wanted ticks (SPARSITY_TICKS' order) stay. Lays the figure out once."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    for ax in fig.axes:
+        ticks = getattr(ax, "sparsity_ticks", None)
+        labels = [t for t in ax.get_xticklabels() if t.get_visible() and t.get_text()]
+        if not ticks or len(labels) != len(ticks):
+            continue
+        boxes = {
+            t: lab.get_window_extent(renderer).padded(pad)
+            for t, lab in zip(ticks, labels, strict=True)
+        }
+        kept: list[float] = []
+        for tick in sorted(ticks, key=_priority):
+            if not any(boxes[tick].overlaps(boxes[k]) for k in kept):
+                kept.append(tick)
+        kept.sort()
+        if kept != list(ticks):
+            ax.xaxis.set_major_locator(FixedLocator(list(remaining(np.array(kept) / 100))))
+            ax.set_xticklabels([f"{t:g}" for t in kept])
+            ax.sparsity_ticks = kept
+
+
+def _priority(tick: float) -> int:
+    return SPARSITY_TICKS.index(tick) if tick in SPARSITY_TICKS else len(SPARSITY_TICKS)
+
+
+def figure_size(cols: int, rows: int, width: float | None = None) -> tuple[float, float]:
+    """(width, height) in inches of a figure of ``cols`` × ``rows`` panels: 5.2 inches per
+    column unless ``width`` is given (7 for a two-column paper's full width, 3.4 for one
+    column); each row a little shorter than its panels are wide, plus room for the title and
+    the legend below."""
+    total = 5.2 * cols if width is None else float(width)
+    if total <= 0:
+        raise UserError(f"--width must be a positive number of inches, not {width:g}")
+    row = min(3.75, max(1.8, 0.72 * total / cols))
+    return total, rows * row + 1.6
+
+
+def text_rc(panel_width: float) -> dict[str, Any]:
+    """Matplotlib settings for text in panels ``panel_width`` inches wide: 10 pt at 5 inches
+    and more, down to 7 pt in a narrow column, so that labels keep their place."""
+    size = min(10.0, max(7.0, 10.0 * panel_width / 5.0))
+    return {"font.size": size, "legend.fontsize": 0.9 * size}
+
+
+def place_legend(fig: Figure, handles: Sequence[Any]) -> None:
+    """The figure's legend below its axes, in as many columns as fit across its width."""
+    fig.legend(handles=handles, loc="outside lower center", fontsize="small", frameon=False,
+               ncols=legend_columns(fig, handles))  # fmt: skip
+
+
+def legend_columns(fig: Figure, handles: Sequence[Any], fontsize: float | None = None) -> int:
+    """The most legend columns whose entries fit across ``fig``'s width (columns fill top to
+    bottom, each as wide as its longest label, as matplotlib lays them out)."""
+    fontsize = fontsize or 0.9 * plt.rcParams["font.size"]
+    sizes = [len(h.get_label()) for h in handles]
+    for ncols in range(len(sizes), 1, -1):
+        per = math.ceil(len(sizes) / ncols)
+        chunks = [sizes[i : i + per] for i in range(0, len(sizes), per)]
+        inches = sum(0.55 * fontsize / 72 * max(c) + 0.75 for c in chunks)
+        if inches <= 0.95 * fig.get_figwidth():
+            return ncols
+    return 1
 
 
 def panel_title(keys: Sequence[str], curve: pd.Series) -> str:

@@ -6,9 +6,12 @@ sparsity in percent. Bands are ±1 standard deviation over seeds (clipped to [0,
 dash-dot line marks each curve's dense accuracy. The test-accuracy panel also draws, dotted, the
 3-round mean the verdict is taken on, with the dip (▼) and peak (▲) on it: filled where the
 verdict is SDD, hollow where it is inconclusive (whose curve is drawn dashed). A curve whose
-runs stopped as collapsed (the training's collapse stop) ends at its last trained round with a
-× in every row; the rounds skipped are not drawn. The title names the setting (model, dataset,
-ε). ``plot_layers`` (in ``plot_layers``) draws, per curve, how much of each layer survives
+runs stopped as collapsed (the training's collapse stop) ends where its first seed stopped, with a
+× in every row; each seed that trained on is drawn on its own (a thin line) to its last trained
+round, with its own × where it stopped; rounds no seed trained are not drawn. The legend sits
+below the axes, which take most of the width; tick labels that would touch are thinned once the
+figure is laid out (``figure_parts.thin_tick_labels``). The title names the setting (model,
+dataset, ε). ``plot_layers`` (in ``plot_layers``) draws, per curve, how much of each layer survives
 against the global sparsity; the axes, titles and saving live in ``figure_parts``. PDFs embed
 TrueType (Type 42) fonts, which journals and editors accept, not Type 3.
 """
@@ -37,12 +40,16 @@ from sparsedd.analysis.figure_parts import (  # noqa: E402  (re-exported: public
     TITLE_WIDTH,
     close,
     figure_png,
+    figure_size,
     format_sparsity_axis,
     panel_title,
+    place_legend,
     remaining,
     save_figure,
     setting_title,
     sparsity_ticks,
+    text_rc,
+    thin_tick_labels,
 )
 from sparsedd.analysis.load import collapsed_flags  # noqa: E402
 from sparsedd.analysis.plot_control import control_handle, draw_control  # noqa: E402
@@ -73,6 +80,7 @@ __all__ = [
     "plot_layers",
     "remaining",
     "save_figure",
+    "seed_tails",
     "setting_title",
     "sparsity_ticks",
 ]
@@ -86,7 +94,7 @@ SMOOTH_STYLE = (0, (1, 1.5))
 #: The marker at the last trained round of a curve whose runs stopped as collapsed.
 COLLAPSED_MARKER = "X"
 #: The legend's words for that marker.
-COLLAPSED_LABEL = "collapsed: runs stopped after this round"
+COLLAPSED_LABEL = "collapsed: run stopped"
 
 
 def line_key(result: Analysis) -> str | None:
@@ -115,10 +123,17 @@ def _line_label(key: str | None, value: Any, curve: str) -> str:
     return curve
 
 
-def _draw_metric(
-    ax: Any, stats: pd.DataFrame, metric: str, color: str, style: Any, scale: float = 100
+def draw_metric(
+    ax: Any,
+    stats: pd.DataFrame,
+    metric: str,
+    color: str,
+    style: Any,
+    scale: float = 100,
+    runs: pd.DataFrame | None = None,
 ) -> bool:
-    """The metric's mean over seeds and a ±1 s.d. band, clipped to [0, ``scale``]."""
+    """The metric's mean over seeds and a ±1 s.d. band, clipped to [0, ``scale``]; with the
+    curve's ``runs``, each seed that trained past the mean's last point is drawn on its own."""
     mean = pd.to_numeric(stats[f"{metric}_mean"], errors="coerce").to_numpy() * scale
     if np.isnan(mean).all():
         return False
@@ -127,8 +142,43 @@ def _draw_metric(
     std = pd.to_numeric(stats[f"{metric}_std"], errors="coerce").fillna(0).to_numpy() * scale
     ax.fill_between(x, np.clip(mean - std, 0, scale), np.clip(mean + std, 0, scale), color=color,
                     alpha=0.18, linewidth=0)  # fmt: skip
-    _mark_collapse(ax, x, mean, collapsed_flags(stats).to_numpy(), color)
+    flags = collapsed_flags(stats).to_numpy()
+    _mark_collapse(ax, x, mean, flags, color)
+    end = last_trained(mean, flags)
+    if runs is not None and end is not None:
+        _draw_seed_tails(ax, runs, metric, int(stats["round"].iloc[end]), color, scale)
     return True
+
+
+def seed_tails(runs: pd.DataFrame, metric: str, from_round: int) -> list[pd.DataFrame]:
+    """Per run (seed) that trained past ``from_round``: its trained rounds from ``from_round``
+    on (sorted), the rounds the mean over seeds no longer covers once another seed stopped."""
+    trained = runs[~collapsed_flags(runs)]
+    tails = []
+    for _, run in trained.groupby("run_id", sort=True):
+        run = run[run["round"] >= from_round].sort_values("round")
+        run = run[pd.to_numeric(run[metric], errors="coerce").notna()] if metric in run else run[:0]
+        if len(run) and int(run["round"].max()) > from_round:
+            tails.append(run)
+    return tails
+
+
+def _draw_seed_tails(
+    ax: Any, runs: pd.DataFrame, metric: str, from_round: int, color: str, scale: float
+) -> None:
+    """Thin lines: each seed's own rounds after the mean ends, with a × at the last one of a
+    seed whose run stopped as collapsed."""
+    stopped = set(runs.loc[collapsed_flags(runs), "run_id"])
+    for tail in seed_tails(runs, metric, from_round):
+        x = remaining(tail["sparsity"])
+        y = pd.to_numeric(tail[metric], errors="coerce").to_numpy() * scale
+        ax.plot(x, y, color=color, linewidth=0.9, alpha=0.75, marker="o", markersize=2,
+                gid="seed-tail")  # fmt: skip
+        if tail["run_id"].iloc[0] not in stopped:
+            continue
+        ax.plot(x[-1], y[-1], marker=COLLAPSED_MARKER, markersize=7, color=color,
+                markeredgecolor="black", markeredgewidth=0.6, linestyle="none", zorder=6,
+                gid="seed-collapsed")  # fmt: skip
 
 
 def last_trained(mean: np.ndarray, collapsed: np.ndarray) -> int | None:
@@ -170,7 +220,7 @@ def judged_curve(stats: pd.DataFrame, curve: pd.Series) -> tuple[np.ndarray, np.
     return sparsity[:end], smooth(mean[:end])
 
 
-def _mark_dense(ax: Any, curve: pd.Series, color: str) -> None:
+def mark_dense(ax: Any, curve: pd.Series, color: str) -> None:
     """A dash-dot line across the panel at the curve's dense (round 0) test accuracy."""
     if not np.isfinite(float(curve["dense_acc"])):
         return
@@ -178,7 +228,7 @@ def _mark_dense(ax: Any, curve: pd.Series, color: str) -> None:
                linewidth=0.9, alpha=0.7, zorder=1)  # fmt: skip
 
 
-def _mark_sdd(ax: Any, stats: pd.DataFrame, curve: pd.Series, color: str, order: int) -> None:
+def mark_sdd(ax: Any, stats: pd.DataFrame, curve: pd.Series, color: str, order: int) -> None:
     """The judged 3-round mean, dotted, and on it the dip and peak of an SDD (filled) or an
     inconclusive (hollow) verdict. Later curves get smaller markers, so none hides another."""
     sparsity, judged = judged_curve(stats, curve)
@@ -196,22 +246,37 @@ def _mark_sdd(ax: Any, stats: pd.DataFrame, curve: pd.Series, color: str, order:
                 alpha=0.9, linestyle="none", zorder=5 + order, gid=kind)  # fmt: skip
 
 
-def plot_analysis(result: Analysis, title: str | None = None, entropy: bool = False) -> Figure:
+def plot_analysis(
+    result: Analysis, title: str | None = None, entropy: bool = False, width: float | None = None
+) -> Figure:
     """The figure of an analysis: per panel group, test accuracy (top) and memorization (below);
-    with ``entropy``, the activation-state entropy (bits) in a third row."""
+    with ``entropy``, the activation-state entropy (bits) in a third row. ``width``: the
+    figure's width in inches (default 5.2 per panel column); the legend sits below the axes."""
     if entropy and not has_entropy(result):
         raise UserError(
             "these results hold no activation entropy (rounds recorded before sparsedd "
             "recorded it); leave out --entropy, or re-run into a new --out"
         )
-    line, pkeys = line_key(result), panel_keys(result)
-    curves = result.curves
+    pkeys, curves = panel_keys(result), result.curves
     groups = [g for _, g in curves.groupby(pkeys, sort=True, dropna=False)] if pkeys else [curves]
+    size = figure_size(len(groups), 3 if entropy else 2, width)
+    with matplotlib.rc_context(text_rc(size[0] / len(groups))):
+        return _draw_analysis(result, groups, size, title, entropy)
+
+
+def _draw_analysis(
+    result: Analysis,
+    groups: list[pd.DataFrame],
+    size: tuple[float, float],
+    title: str | None,
+    entropy: bool,
+) -> Figure:
+    line, pkeys, curves = line_key(result), panel_keys(result), result.curves
     rows = 3 if entropy else 2
     fig, axes = plt.subplots(
         rows,
         len(groups),
-        figsize=(5.2 * len(groups), 3.75 * rows),
+        figsize=size,
         squeeze=False,
         sharex="col",
         layout="constrained",
@@ -226,14 +291,15 @@ def plot_analysis(result: Analysis, title: str | None = None, entropy: bool = Fa
             if curve["verdict"] == "inconclusive":
                 style = INCONCLUSIVE_STYLE
             stats = result.stats[result.stats["curve"] == curve["curve"]].sort_values("round")
-            _draw_metric(top, stats, "test_acc", color, style)
+            runs = result.rounds[result.rounds["curve"] == curve["curve"]]
+            draw_metric(top, stats, "test_acc", color, style, runs=runs)
             draw_control(top, result.controls, curve["curve"], stats)
-            _draw_metric(memo, stats, "memorization", color, style)
+            draw_metric(memo, stats, "memorization", color, style, runs=runs)
             if entropy:
-                _draw_metric(axes[2][col], stats, "activation_entropy", color, style, scale=1)
-            _mark_dense(top, curve, color)
-            _mark_sdd(top, stats, curve, color, i)
-        top.set_title(panel_title(pkeys, group.iloc[0]), fontsize=10)
+                draw_metric(axes[2][col], stats, "activation_entropy", color, style, 1, runs)
+            mark_dense(top, curve, color)
+            mark_sdd(top, stats, curve, color, i)
+        top.set_title(panel_title(pkeys, group.iloc[0]), fontsize="medium")
         for ax in (axes[r][col] for r in range(rows)):
             format_sparsity_axis(ax, max_sparsity)
         top.set_ylabel("Test accuracy (%)")
@@ -243,10 +309,12 @@ def plot_analysis(result: Analysis, title: str | None = None, entropy: bool = Fa
             axes[2][col].set_ylabel("Activation entropy (bits)")
             axes[2][col].set_ylim(0, 1)
         axes[rows - 1][col].set_xlabel("Sparsity (%; log scale of weights remaining)")
-    _legend(fig, curves, line, colors, [] if result.controls.empty else [control_handle()])
+    extra = [] if result.controls.empty else [control_handle()]
+    place_legend(fig, legend_handles(curves, line, colors, extra))
     default = "Test accuracy and memorization across pruning rounds"
     setting = textwrap.fill(setting_title(result), TITLE_WIDTH + 12)
-    fig.suptitle(title or "\n".join(filter(None, (setting, default))), fontsize=12)
+    fig.suptitle(title or "\n".join(filter(None, (setting, default))), fontsize="large")
+    thin_tick_labels(fig)
     return fig
 
 
@@ -256,13 +324,15 @@ def _line_values(curves: pd.DataFrame, line: str | None) -> list[Any]:
     return sorted(curves[line].dropna().unique())
 
 
-def _legend(
-    fig: Figure, curves: pd.DataFrame, line: str | None, colors: dict, extra: list[Any]
-) -> None:
-    handles = [
+def legend_handles(
+    curves: pd.DataFrame, line: str | None, colors: dict, extra: list[Any] | None = None
+) -> list[Any]:
+    """The legend entries of a figure of ``curves``: a line per value of ``line`` (its colour),
+    ``extra`` entries, then the band, the reference lines and each marker the figure draws."""
+    handles: list[Any] = [
         Line2D([], [], color=c, marker="o", markersize=4, label=_line_label(line, v, str(v)))
         for v, c in colors.items()
-    ] + extra
+    ] + (extra or [])
     seeds = int(pd.to_numeric(curves["n_seeds"]).max())
     band = f"±1 s.d. over {seeds} seeds" if seeds > 1 else "one seed: no band"
     handles += [
@@ -283,7 +353,11 @@ def _legend(
     inconclusive_dips = curves[(curves["verdict"] == "inconclusive") & curves["dip_acc"].notna()]
     if not inconclusive_dips.empty:
         handles.append(_marker_handle("v", "dip, inconclusive", face="white"))
-    fig.legend(handles=handles, loc="outside right center", fontsize=9, frameon=False)
+    if curves["n_collapsed_runs"].gt(0).any():
+        handles.append(
+            Line2D([], [], color="grey", linewidth=0.9, label="one seed, others stopped")
+        )
+    return handles
 
 
 def _marker_handle(marker: str, label: str, face: str = "grey") -> Line2D:

@@ -24,6 +24,7 @@ from sparsedd.analysis.figure_parts import (  # noqa: E402
     format_sparsity_axis,
     remaining,
     setting_title,
+    thin_tick_labels,
     value_text,
     wrap_pairs,
 )
@@ -128,4 +129,5 @@ def plot_layers(result: Analysis, title: str | None = None) -> Figure:
     setting = textwrap.fill(setting_title(result), TITLE_WIDTH + 12)
     default = "Weights remaining per layer across pruning rounds"
     fig.suptitle(title or "\n".join(filter(None, (setting, default))), fontsize=12)
+    thin_tick_labels(fig)
     return fig

@@ -27,10 +27,12 @@ from sparsedd.analysis.report_sections import (  # re-exported: public names
     stats_rows,
     text_table,
     tradeoff_rows,
+    unequal_rounds_lines,
     verdict,
     verdict_cell,
     verdict_notes,
 )
+from sparsedd.analysis.report_view import VIEW_CSS, view_html
 from sparsedd.analysis.tables import Analysis, config_keys
 from sparsedd.errors import UserError
 from sparsedd.store.atomic import atomic_write_text
@@ -38,6 +40,7 @@ from sparsedd.store.results import PROVENANCE_FIELDS
 
 __all__ = [
     "DISPLAY_COLUMNS",
+    "REPORT_WIDTH",
     "LAMBDA_RULE",
     "amount",
     "collapse_lines",
@@ -52,11 +55,17 @@ __all__ = [
     "render_html",
     "text_table",
     "tradeoff_rows",
+    "unequal_rounds_lines",
     "verdict",
     "verdict_cell",
     "verdict_notes",
     "write_report",
 ]
+
+
+#: The figure's width in inches in the report: 1,100 pixels at figure_png's 110 dpi, the page's
+#: full width.
+REPORT_WIDTH = 10.0
 
 
 def _tradeoff_html(result: Analysis) -> str:
@@ -98,7 +107,7 @@ table { border-collapse: collapse; font-size: .85em; margin: .5em 0 1.5em; }
 th, td { border: 1px solid #ddd; padding: .25em .5em; text-align: right; }
 th { background: #f3f3f3; } td.l, th.l { text-align: left; }
 .yes { color: #0072B2; font-weight: bold; } .no { color: #555; }
-img { max-width: 100%; height: auto; }
+figure { margin: 1em 0; } figure img { width: 100%; height: auto; }
 .meta { color: #555; } details { margin: 1em 0; } code { background: #f5f5f5; }
 """
 
@@ -141,11 +150,17 @@ def _unread_keys(runs: pd.DataFrame) -> set[str]:
     return set.intersection(*map(set, unread)) if unread else set()
 
 
+def _texts(values: pd.Series) -> pd.Series:
+    """Values as text, every missing value (None, NaN) as one missing value."""
+    return values.astype(str).where(values.notna(), None)
+
+
 def _config_sections(result: Analysis) -> str:
     runs = result.rounds.drop_duplicates("run_id")
     unread = _unread_keys(runs)
-    cols = [c for c in config_keys(runs) if c not in unread]
-    shared = {c: runs[c].iloc[0] for c in cols if runs[c].astype(str).nunique() == 1}
+    # a key that no run sets (every value missing: recorded before it existed) is not listed
+    cols = [c for c in config_keys(runs) if c not in unread and runs[c].notna().any()]
+    shared = {c: runs[c].iloc[0] for c in cols if _texts(runs[c]).nunique(dropna=False) == 1}
     varying = [c for c in cols if c not in shared]
     shared_rows = [{"key": k, "value": v} for k, v in shared.items()]
     run_rows = [{"run_id": r["run_id"], **{c: r[c] for c in varying}} for _, r in runs.iterrows()]
@@ -173,6 +188,9 @@ def render_html(result: Analysis, figure_png: bytes, source: str) -> str:
         if collapses
         else ""
     )
+    unequal = "".join(f"<li>{html.escape(v)}</li>" for v in unequal_rounds_lines(result))
+    if unequal:
+        collapsed += f'<h2>Runs with fewer rounds</h2><ul id="unequal">{unequal}</ul>'
     control = "".join(
         f"<li>{html.escape(v)}</li>" for v in [*result.control_lines, *result.convergence_lines]
     )
@@ -181,7 +199,7 @@ def render_html(result: Analysis, figure_png: bytes, source: str) -> str:
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>sparsedd report: {html.escape(source)}</title><style>{_CSS}</style></head>
+<title>sparsedd report: {html.escape(source)}</title><style>{_CSS}{VIEW_CSS}</style></head>
 <body>
 <h1>Sparse double descent report</h1>
 <p class="meta">Results folder <code>{html.escape(source)}</code>: {n_runs} runs,
@@ -201,10 +219,16 @@ def render_html(result: Analysis, figure_png: bytes, source: str) -> str:
 the activation-state entropy (bits: the mean over ReLU/GELU units of the entropy of their on/off
 state over 512 training images, a signal that needs no labels); dotted: the 3-round mean the
 verdict is taken on; ▼ dip and ▲ peak on it where the verdict is SDD (hollow: inconclusive);
-an inconclusive curve is drawn dashed; × ends a curve whose runs stopped as collapsed (the
-rounds they skipped are not drawn); grey: the control (pruning off), round k drawn at the
-pruned curve's sparsity in round k. The x axis is logarithmic in the fraction of weights
+an inconclusive curve is drawn dashed; × ends a curve where its first run stopped as collapsed,
+and a thin line carries each seed that trained on to its own last round (rounds no seed trained
+are not drawn); grey: the control (pruning off), round k drawn at the pruned curve's sparsity in
+round k. The x axis is logarithmic in the fraction of weights
 remaining and labelled in sparsity.</figcaption></figure>
+<h2>Explore the curves</h2>
+<p class="meta">Every run's rounds (one line per seed): hover a point for its run, seed, round,
+sparsity, test and validation accuracy and memorization; click a curve's name to hide or show it;
+choose what the y axis shows. Drawn by a script inside this file: it works offline.</p>
+{view_html(result)}
 <h2>Curves</h2>
 {html_table(display_rows(result), left=tuple(result.keys))}
 <p class="meta">Compressible to: highest sparsity whose mean test accuracy is within

@@ -343,3 +343,32 @@ def _round_at(result: Analysis, curve: str, round_: int) -> str:
     """'73.8% sparsity (round 6)' for ``round_`` of ``curve``."""
     stats = result.stats[(result.stats["curve"] == curve) & (result.stats["round"] == round_)]
     return f"{pct(stats['sparsity'].iloc[0])} sparsity (round {round_})"
+
+
+def unequal_rounds_lines(result: Analysis) -> list[str]:
+    """One line per curve whose runs recorded different numbers of rounds (a run still going,
+    or stopped early): from which round its mean rests on fewer seeds. Collapsed rounds count
+    as recorded: the collapse stop records every round it skips."""
+    out = []
+    last = result.rounds.groupby(["curve", "run_id"], sort=True)["round"].max()
+    for curve, runs in last.groupby(level="curve", sort=False):
+        if runs.nunique() < 2:
+            continue
+        seeds = result.rounds.drop_duplicates("run_id").set_index("run_id").get("seed")
+        each = ", ".join(
+            f"{_run_name(run_id, seeds)}: rounds 0-{int(n)}"
+            for (_, run_id), n in runs.sort_values(ascending=False).items()
+        )
+        short = int(runs.min())
+        out.append(
+            f"{curve}: its runs recorded different numbers of rounds ({each}); after round "
+            f"{short} the mean, the best round and 'compressible to' rest on fewer seeds "
+            f"(n_seeds per round: --format json or the report's per-round statistics)"
+        )
+    return out
+
+
+def _run_name(run_id: str, seeds: pd.Series | None) -> str:
+    if seeds is None or missing(seeds.get(run_id)):
+        return f"run {run_id[:8]}"
+    return f"seed {key_cell(seeds.get(run_id))}"

@@ -84,12 +84,22 @@ def _with_figure(
     layers: bool = False,
     title: str | None = None,
     entropy: bool = False,
+    width: float | None = None,
+    layout: str = "auto",
 ) -> T:
     """Draw the SDD figure (with ``entropy``, its entropy row; with ``layers``, the per-layer
-    density figure instead) of ``result``, hand it to ``use``, and always close it."""
+    density figure instead) of ``result``, ``width`` inches wide, hand it to ``use``, and
+    always close it. ``layout``: "study" draws a panel per setting (``plot_study``), "curves"
+    accuracy and memorization rows, "auto" the first for a study's results."""
     from sparsedd.analysis.plot import close, plot_analysis, plot_layers
+    from sparsedd.analysis.plot_study import is_study, plot_study
 
-    fig = plot_layers(result, title) if layers else plot_analysis(result, title, entropy)
+    if layers:
+        fig = plot_layers(result, title)
+    elif layout == "study" or (layout == "auto" and is_study(result) and not entropy):
+        fig = plot_study(result, title, width)
+    else:
+        fig = plot_analysis(result, title, entropy, width)
     try:
         return use(fig)
     finally:
@@ -116,6 +126,7 @@ def analyze(
         display_rows,
         lambda_verdicts,
         text_table,
+        unequal_rounds_lines,
         verdict_notes,
     )
     from sparsedd.analysis.rounds import rounds_json, rounds_text_rows
@@ -130,6 +141,8 @@ def analyze(
     click.echo(text_table(display_rows(result)))
     for line in verdict_notes(result):
         click.echo(f"verdict   {line}")
+    for line in unequal_rounds_lines(result):
+        click.echo(f"rounds    {line}")
     for line in collapse_lines(result):
         click.echo(f"collapsed {line}")
     for line in result.control_lines:
@@ -168,6 +181,22 @@ def _default_path(out_dir: str, name: str) -> Path:
     is_flag=True,
     help="add a row: each round's activation-state entropy (bits), a label-free signal",
 )
+@click.option(
+    "--width",
+    type=click.FloatRange(1.5, 40),
+    default=None,
+    help="the figure's width in inches: 7 for a two-column paper's full width, 3.4 for one "
+    "column  [default: 5.2 per panel]",
+)
+@click.option(
+    "--layout",
+    type=click.Choice(["auto", "study", "curves"]),
+    default="auto",
+    show_default=True,
+    help="study: a panel of test accuracy per model, dataset and ε (λ as colours, each "
+    "curve's verdict written in); curves: accuracy and memorization rows; auto: study when "
+    "the results span several settings",
+)
 @_options
 def plot(
     out_dir: str,
@@ -175,6 +204,8 @@ def plot(
     layers: bool,
     title: str | None,
     entropy: bool,
+    width: float | None,
+    layout: str,
     min_rise: float,
     lambda_rule: str,
     target_sparsity: float | None,
@@ -185,7 +216,7 @@ def plot(
     default = "layers.png" if layers else "sdd.png"
     path = Path(output) if output else _default_path(out_dir, default)
     result = _analysis(out_dir, min_rise, lambda_rule, target_sparsity)
-    _with_figure(result, lambda fig: save_figure(fig, path), layers, title, entropy)
+    _with_figure(result, lambda fig: save_figure(fig, path), layers, title, entropy, width, layout)
     click.echo(f"wrote {path}")
 
 
@@ -207,11 +238,13 @@ def report(
 ) -> None:
     """Write one self-contained HTML page: verdicts, λ choice, figure, tables, configs."""
     from sparsedd.analysis.plot import figure_png, has_entropy
-    from sparsedd.analysis.report import write_report
+    from sparsedd.analysis.plot_study import is_study
+    from sparsedd.analysis.report import REPORT_WIDTH, write_report
 
     path = Path(output) if output else _default_path(out_dir, "report.html")
     result = _analysis(out_dir, min_rise, lambda_rule, target_sparsity)
-    png = _with_figure(result, figure_png, entropy=has_entropy(result))
+    entropy = has_entropy(result) and not is_study(result)
+    png = _with_figure(result, figure_png, entropy=entropy, width=REPORT_WIDTH)
     write_report(result, png, path, source=str(out_dir))
     click.echo(f"wrote {path}")
 

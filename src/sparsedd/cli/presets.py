@@ -51,7 +51,35 @@ def presets(name: str | None, fmt: str, parameters: bool) -> None:
         total, prunable = _model_size(cfg)
         click.echo(f"parameters {total}\nprunable {prunable}")
         return
-    click.echo(json.dumps(to_dict(cfg), indent=1) if fmt == "json" else to_yaml(cfg).rstrip())
+    if fmt == "json":
+        click.echo(json.dumps(to_dict(cfg), indent=1))
+        return
+    click.echo(with_notes(to_yaml(cfg).rstrip(), data_notes(cfg)))
+
+
+def data_notes(cfg: Any) -> dict[str, str]:
+    """Comments for the keys whose printed value is not what a run uses: on imagefolder data
+    (the own-data preset) the folder is yours, nothing is downloaded, and ``val_size`` is chosen
+    from the folder when the run starts."""
+    if cfg.dataset != "imagefolder":
+        return {}
+    from sparsedd.data.own_data import VAL_FRACTION
+
+    return {
+        "data_dir": "your folder, with train/ and test/ inside: --set data_dir=DIR",
+        "download": "not read: imagefolder data is never downloaded",
+        "val_size": f"0 here; a run holds out {VAL_FRACTION:.0%} of the folder's training images "
+        "(at least 1) unless --set val_size=N",
+    }
+
+
+def with_notes(yaml_text: str, notes: dict[str, str]) -> str:
+    """``yaml_text`` with a ``# note`` after each top-level key that ``notes`` names."""
+    lines = []
+    for line in yaml_text.splitlines():
+        key = line.split(":", 1)[0]
+        lines.append(f"{line}  # {notes[key]}" if key in notes and ":" in line else line)
+    return "\n".join(lines)
 
 
 def _yaml(value: Any) -> str:

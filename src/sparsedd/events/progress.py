@@ -50,6 +50,7 @@ class RunPlan:
     epochs: list[int] = field(default_factory=list)  # per round, round 0 first
     trained: int = 0  # epochs trained in this process
     training_s: float = 0.0  # ... and the seconds they took
+    first_epoch_s: float | None = None  # the first of them: warm-up (torch.compile) included
     evaluated: int = 0  # rounds evaluated (and saved) in this process
     evaluating_s: float = 0.0  # ... and the seconds that took
     last: float | None = None  # when the last event of this run came
@@ -60,6 +61,20 @@ class RunPlan:
         seconds = 0.0 if self.last is None else now - self.last
         self.last = now
         return seconds
+
+    def epoch_done(self, seconds: float) -> None:
+        """Count one trained epoch of ``seconds``."""
+        if self.first_epoch_s is None:
+            self.first_epoch_s = seconds
+        self.training_s += seconds
+        self.trained += 1
+
+    def epoch_pace(self) -> float:
+        """Mean seconds per epoch, leaving out this process's first epoch once there are others:
+        it carries one-time work (torch.compile's kernels, warm caches) no later epoch repeats."""
+        if self.trained > 1 and self.first_epoch_s is not None:
+            return (self.training_s - self.first_epoch_s) / (self.trained - 1)
+        return self.training_s / self.trained
 
     def eta(self, round_: int, epochs_left_in_round: int, evaluated: bool = False) -> str:
         """Time left for the run at the pace of this process: epochs left times the mean epoch
@@ -72,7 +87,7 @@ class RunPlan:
         if not self.trained:
             return ""
         left = epochs_left_in_round + sum(self.epochs[round_ + 1 :])
-        seconds = self.training_s / self.trained * left
+        seconds = self.epoch_pace() * left
         if self.evaluated:
             seconds += self.evaluating_s / self.evaluated * (last_round - round_ + (not evaluated))
         return f"ETA run {duration(seconds)}"
@@ -176,8 +191,7 @@ class ConsoleReporter:
     def epoch_done(self, run: str, round_: int, epoch: int, stats: EpochStats) -> None:
         """Advance the bar."""
         plan = self._plan(run)
-        plan.training_s += plan.lap()
-        plan.trained += 1
+        plan.epoch_done(plan.lap())
         total = plan.epochs[round_] if round_ < len(plan.epochs) else epoch + 1
         if self.task is not None:
             self.progress.update(

@@ -322,12 +322,16 @@ def _last_checkpoint_exists(
     return not trained or RunFolder.of(out_dir, rid).round_file(max(trained)).exists()
 
 
+#: The column names above the dry-run's lines, aligned with them.
+PLAN_HEADER = f"{'run':<16}  {'state':<22} {'epochs left':>14}  {'time':>8}  setting"
+
+
 def format_plan(planned: Sequence[PlannedRun]) -> str:
     """One line per run (id, state, epochs and time left, label), a total, and the time left
     at the pace recorded in the folder (for runs alike when a run has no round of its own)."""
     from sparsedd.events.progress import duration
 
-    lines = [
+    lines = [PLAN_HEADER] + [
         f"{p.id}  {p.state:<22} {p.epochs_left:>7} epochs  {_time(p.seconds_left):>8}  {p.label}"
         for p in planned
     ]

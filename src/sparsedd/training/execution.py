@@ -9,6 +9,7 @@ CUDA, compile stays off under ``auto`` until ``bench/gpu_check.sh`` has measured
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -82,6 +83,19 @@ def resolve_compile(compile: bool | None, precision: str, device: torch.device) 
     if compile is not None:
         return compile
     return device.type == "cpu" and precision == "bf16" and has_cpp_compiler()
+
+
+def quiet_compile_imports() -> None:
+    """Import torch.compile's C++ toolchain module now, before any progress line: importing it
+    logs "No CUDA runtime is found, using CUDA_HOME=..." on a machine with a CUDA toolkit and no
+    GPU, which said nothing the run needs and landed among the progress lines."""
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        import torch.utils.cpp_extension  # noqa: F401
+    finally:
+        logger.setLevel(level)
 
 
 def describe_execution(precision: str, compiled: bool, batched: int = 1) -> str:

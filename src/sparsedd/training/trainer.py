@@ -19,6 +19,7 @@ from sparsedd.remedies import REMEDIES
 from sparsedd.training.execution import (
     describe_execution,
     mul_each_,
+    quiet_compile_imports,
     resolve_compile,
     resolve_precision,
 )
@@ -248,6 +249,8 @@ class Trainer:
         self.decoupled_sgd = decay_stage(cfg) == "after"
         self.precision = resolve_precision(cfg.precision, device)
         compiled = resolve_compile(cfg.compile, self.precision, device)
+        if compiled:
+            quiet_compile_imports()
         self.forward = torch.compile(model) if compiled else model
         self.execution = describe_execution(self.precision, compiled)
 
