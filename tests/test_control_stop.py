@@ -53,6 +53,10 @@ def test_a_flat_control_stops_and_records_its_later_rounds_settled(tmp_path: Pat
     said = " ".join(notes.notes)
     assert f"run {run_id(cfg)} settled in round 3 (test accuracy within" in said
     assert "rounds 4..8 recorded as settled, not trained" in said
+    from sparsedd.cli.main import format_rows
+
+    shown = format_rows(rows, "table", ["round", "test_acc"]).splitlines()
+    assert shown[5].split() == ["4", "settled"] and "collapsed" not in "".join(shown)
     # resume, status and the planner agree: nothing is left to train
     from sparsedd.sweep.plan import plan
     from sparsedd.sweep.status import sweep_status

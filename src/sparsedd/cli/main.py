@@ -221,7 +221,8 @@ def format_rows(
 ) -> str:
     """Rows as JSON, CSV (every field) or an aligned table of ``columns`` (default: those of
     ``table_columns``); ``exact`` columns show floats in full (λ = 1e-05 is not 0.0000). In
-    the table, the metrics of a collapsed round (``collapsed`` true) read "collapsed"."""
+    the table, the metrics of a collapsed round (``collapsed`` true) read "collapsed" ("settled"
+    in a control's)."""
     if columns is None:
         columns, exact = table_columns(rows)
     if fmt == "json":
@@ -238,7 +239,7 @@ def format_rows(
         return buf.getvalue().rstrip("\n")
     table = [
         [
-            COLLAPSED
+            (COLLAPSED if row.get("pruning", True) is not False else "settled")
             if row.get("collapsed") and c in COLLAPSED_COLUMNS
             else _cell(row.get(c), c in exact)
             for c in columns
