@@ -133,3 +133,19 @@ def check_out_layout(out_dir: str | Path) -> None:
                     f"{entry.path} is not a folder, but it is where run {entry.name} keeps "
                     f"its checkpoints; move it away (the run is then recomputed)"
                 )
+            if RUN_ID.fullmatch(entry.name) and entry.is_dir():
+                _check_run_files(Path(entry.path))
+
+
+def _check_run_files(folder: Path) -> None:
+    """StoreError when something other than a regular file stands where a run keeps one of its
+    files (its config, labels, data identity, progress or a round's checkpoint)."""
+    names = (CONFIG_FILE, LABELS_FILE, DATA_FILE, PROGRESS_FILE)
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            kept = entry.name in names or _ROUND.fullmatch(entry.name)
+            if kept and not entry.is_file():
+                raise StoreError(
+                    f"{entry.path} is not a regular file, but it is where run {folder.name} "
+                    f"keeps its {entry.name}; move it away, or choose another --out"
+                )
