@@ -19,9 +19,9 @@ from sparsedd.analysis.convergence import dense_epoch_accs
 from sparsedd.analysis.set_size import recover_n_test
 from sparsedd.config import DEFAULTS, NON_SEMANTIC, NOT_IN_RUN_ID, to_dict
 from sparsedd.errors import UserError
-from sparsedd.store.results import ROUND_COLUMNS as STORE_ROUND_COLUMNS
 from sparsedd.store.results import ResultsStore
 from sparsedd.store.schema import CORRECTNESS_FIELD
+from sparsedd.store.schema import ROUND_COLUMNS as STORE_ROUND_COLUMNS
 
 #: Keys always in a curve's label (when present), varying or not.
 ALWAYS_KEYS = ("model", "dataset", "noise", "weight_decay")

@@ -36,7 +36,7 @@ from sparsedd.analysis.report_view import VIEW_CSS, view_html
 from sparsedd.analysis.tables import Analysis, config_keys
 from sparsedd.errors import UserError
 from sparsedd.store.atomic import atomic_write_text
-from sparsedd.store.results import PROVENANCE_FIELDS
+from sparsedd.store.schema import PROVENANCE_FIELDS
 
 __all__ = [
     "DISPLAY_COLUMNS",

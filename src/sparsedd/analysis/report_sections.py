@@ -12,7 +12,7 @@ import pandas as pd
 
 from sparsedd.analysis.load import collapsed_flags
 from sparsedd.analysis.tables import DEFAULT_TOLERANCE, Analysis
-from sparsedd.store.results import PROVENANCE_FIELDS
+from sparsedd.store.schema import PROVENANCE_FIELDS
 
 #: What a collapsed round or point reads instead of its metrics.
 COLLAPSED = "collapsed"
