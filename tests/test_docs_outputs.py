@@ -185,11 +185,7 @@ def test_pages_show_analyze_outputs():
 
 #: Pages whose pasted output is known to be stale, and why: strict, so that the test fails once
 #: the page is re-pasted and the entry must go.
-STALE_PAGES = {
-    "README.md": "the demo block predates issue 24's collapse line ('the verdict reads each "
-    "run's rounds before its own collapse'): re-run `python scripts/docs_outputs.py --demo` "
-    "with the merged code and paste demo-analyze.txt (issue 29 re-measures the demo)",
-}
+STALE_PAGES: dict[str, str] = {}
 
 
 def _cases() -> list:
