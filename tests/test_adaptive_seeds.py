@@ -226,6 +226,18 @@ def test_an_unquoted_yaml_value_is_refused(tmp_path, capsys) -> None:
     assert_one_error_line(err, ["adaptive_seeds", "quoted '2:5'", "125"])
 
 
+def test_a_study_files_adaptive_max_is_bounded_like_the_options(tmp_path, capsys) -> None:
+    study = tmp_path / "study.yaml"
+    study.write_text("adaptive_seeds: '1:100000000'\n")
+    out = tmp_path / "o"
+    code, _, err = run_cli(
+        ["run", "-p", "tiny", "--config", str(study), "--out", str(out), "--dry-run"], capsys
+    )
+    assert code == 2
+    assert_one_error_line(err, ["adaptive_seeds", "100,000,000", "MAX ≤ 1,000"])
+    assert not out.exists()
+
+
 def test_parse_adaptive_seeds() -> None:
     assert parse_adaptive_seeds(" 2 : 5 ") == AdaptiveSeeds(2, 5)
     assert str(parse_adaptive_seeds("3:3")) == "3:3"

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from sparsedd.components import run_id
 from sparsedd.errors import ConfigError, UserError
-from sparsedd.sweep.plan import FILE_SWEEP_KEYS, Cell, PlannedRun
+from sparsedd.sweep.plan import FILE_SWEEP_KEYS, MAX_ADAPTIVE_SEEDS, Cell, PlannedRun
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -71,6 +71,11 @@ def parse_adaptive_seeds(text: str, where: str = "--adaptive-seeds") -> Adaptive
         raise UserError(
             f"{where} {text!r}: MAX ({most}) is below START ({start}); give START:MAX with "
             f"START <= MAX, e.g. {most}:{start}"
+        )
+    if most > MAX_ADAPTIVE_SEEDS:  # the option's bound, for a study file's value too
+        raise UserError(
+            f"{where} {text!r}: MAX ({most:,}) is more seeds than one curve can train (each "
+            f"seed is a whole run); give MAX ≤ {MAX_ADAPTIVE_SEEDS:,}"
         )
     return AdaptiveSeeds(start, most)
 
