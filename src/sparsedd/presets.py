@@ -61,20 +61,7 @@ _PAPER_RESNET: dict[str, Any] = dict(
 # of every Conv2d and Linear weight, the output layer included, lr rewound each round; α 0.8,
 # T 10), utils/models.py (VGGlikeModel, δ 5, width 2^5, PyTorch's default initialization).
 _DSD2_VGG: dict[str, Any] = dict(
-    _PAPER_COMMON,
-    model="vgg-like",
-    vgg_depth=5,
-    vgg_width=32,
-    init="torch",
-    optimizer="sgd",
-    lr=0.1,
-    momentum=0.9,
-    weight_decay=1e-4,
-    l2_mode="coupled",
-    batch_size=128,
-    epochs=160,
-    schedule="step",
-    noise=0.1,
+    _PAPER_RESNET, model="vgg-like", vgg_depth=5, vgg_width=32, init="torch", noise=0.1
 )
 
 # The small ViT and schedule of the CPU presets (demo, own-data): SDD in minutes on a CPU.

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sparsedd.errors import StoreError
 from sparsedd.store.schema import (
     CORE_CONFIG_KEYS,
     CORRECTNESS_FIELD,
@@ -19,23 +18,8 @@ from sparsedd.store.schema import (
 
 
 class TableReads:
-    """The whole-table readers; the store supplies its statement runner and damage report."""
-
-    def _execute(
-        self,
-        script: str,
-        params: tuple | list[tuple] = (),
-        many: bool = False,
-        write: bool = True,
-        batch: bool = False,
-    ) -> list[tuple]:
-        raise NotImplementedError
-
-    def _round_columns(self) -> list[str]:
-        raise NotImplementedError
-
-    def _damaged(self, problem: str) -> StoreError:
-        raise NotImplementedError
+    """The whole-table readers, mixed into ``ResultsStore``, which supplies the ``_execute``,
+    ``_round_columns`` and ``_damaged`` they call."""
 
     def runs(self) -> dict[str, dict[str, Any]]:
         """Config of every run, by run id."""
