@@ -86,7 +86,8 @@ def adaptive_plan(settings: list[str], out: Path) -> Any:
 
 def answers(out: Path, runs: set[str] | None = None) -> dict[str, Any]:
     """Each λ's verdict and seeds, λ*, and the epochs recorded, of ``runs`` (default: all)."""
-    from sparsedd.analysis.tables import analyze, load_results
+    from sparsedd.analysis.load import load_results
+    from sparsedd.analysis.tables import analyze
 
     frame = load_results(out)
     if runs is not None:

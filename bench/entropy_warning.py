@@ -25,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from sparsedd.analysis.tables import load_results  # noqa: E402
+from sparsedd.analysis.load import load_results  # noqa: E402
 from sparsedd.analysis.verdict import sdd_verdict  # noqa: E402
 
 

@@ -24,8 +24,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from sparsedd.analysis.load import load_results  # noqa: E402
 from sparsedd.analysis.paired import independent_diff_sd, paired_noise  # noqa: E402
-from sparsedd.analysis.tables import analyze, load_results  # noqa: E402
+from sparsedd.analysis.tables import analyze  # noqa: E402
 from sparsedd.provenance import cpu_name  # noqa: E402
 
 

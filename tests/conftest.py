@@ -66,7 +66,9 @@ def partial_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A results folder whose `tiny` run stopped in round 1 after saving progress."""
     from support import Stopper
 
-    from sparsedd.training.experiment import Experiment, Interrupted, StopFlag
+    from sparsedd.errors import Interrupted
+    from sparsedd.training.engine import StopFlag
+    from sparsedd.training.experiment import Experiment
 
     out = tmp_path_factory.mktemp("partial") / "out"
     stop = StopFlag()

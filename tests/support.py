@@ -24,7 +24,7 @@ import pytest
 from conftest import tiny_config
 from rich.console import Console
 
-from sparsedd.analysis import tables as an
+from sparsedd.analysis.synthetic import synthetic_rounds
 from sparsedd.cli.main import main
 from sparsedd.components import resolve_config
 from sparsedd.components import run_id as id_of_run
@@ -36,7 +36,7 @@ from sparsedd.store.run_folder import RunFolder
 from sparsedd.sweep.backends import BACKENDS, SweepRequest
 from sparsedd.sweep.jobs import run_job
 from sparsedd.sweep.plan import Cell, sweep_configs
-from sparsedd.training.experiment import StopFlag
+from sparsedd.training.engine import StopFlag
 
 #: `sparsedd run` on the `tiny` preset, quietly.
 TINY = ["run", "--preset", "tiny", "-q"]
@@ -248,10 +248,8 @@ def sweep(rounds: int = 25, n_seeds: int = 3) -> pd.DataFrame:
     """Synthetic rounds: λ=0 with a dip, λ=0.01 without."""
     return pd.concat(
         [
-            an.synthetic_rounds(
-                "sdd", 0.10, n_seeds=n_seeds, rounds=rounds, weight_decay=0.0, seed=1
-            ),
-            an.synthetic_rounds("flat", n_seeds=n_seeds, rounds=rounds, weight_decay=0.01, seed=2),
+            synthetic_rounds("sdd", 0.10, n_seeds=n_seeds, rounds=rounds, weight_decay=0.0, seed=1),
+            synthetic_rounds("flat", n_seeds=n_seeds, rounds=rounds, weight_decay=0.01, seed=2),
         ]
     )
 

@@ -12,6 +12,11 @@ import pytest
 from support import run_cli, sweep, write_store
 
 from sparsedd.analysis import tables as an
+from sparsedd.analysis.figure_parts import save_figure
+from sparsedd.analysis.load import add_curve_column, curve_keys, load_results
+from sparsedd.analysis.stats import summarize, t_quantile_975
+from sparsedd.analysis.synthetic import synthetic_rounds
+from sparsedd.analysis.verdict import DEFAULT_MIN_RISE
 from sparsedd.errors import UserError
 from sparsedd.store.results import ResultsStore
 
@@ -43,23 +48,23 @@ def store_dir(tmp_path_factory) -> Path:
 
 
 def test_t_quantiles_match_known_values_and_decrease():
-    assert an.t_quantile_975(1) == pytest.approx(12.706, abs=1e-3)
-    assert an.t_quantile_975(10) == pytest.approx(2.228, abs=1e-3)
-    assert an.t_quantile_975(60) == pytest.approx(2.000, abs=2e-3)
-    assert an.t_quantile_975(10_000) == pytest.approx(1.960, abs=1e-3)
-    values = [an.t_quantile_975(d) for d in range(1, 200)]
+    assert t_quantile_975(1) == pytest.approx(12.706, abs=1e-3)
+    assert t_quantile_975(10) == pytest.approx(2.228, abs=1e-3)
+    assert t_quantile_975(60) == pytest.approx(2.000, abs=2e-3)
+    assert t_quantile_975(10_000) == pytest.approx(1.960, abs=1e-3)
+    values = [t_quantile_975(d) for d in range(1, 200)]
     assert all(a > b for a, b in zip(values, values[1:], strict=False))
 
 
 def test_summarize_mean_std_interval():
     vals = [0.70, 0.72, 0.75]
-    s = an.summarize(vals)
+    s = summarize(vals)
     assert s["n"] == 3
     assert s["mean"] == pytest.approx(statistics.mean(vals))
     assert s["std"] == pytest.approx(statistics.stdev(vals))
     half = 4.303 * statistics.stdev(vals) / math.sqrt(3)
     assert (s["low"], s["high"]) == pytest.approx((s["mean"] - half, s["mean"] + half), abs=1e-4)
-    one = an.summarize([0.5, None, float("nan")])
+    one = summarize([0.5, None, float("nan")])
     assert one == {"n": 1, "mean": 0.5, "std": None, "low": None, "high": None}
 
 
@@ -67,7 +72,7 @@ def test_summarize_mean_std_interval():
 
 
 def test_load_results_from_a_store_groups_seeds_into_curves(store_dir):
-    df = an.load_results(store_dir)
+    df = load_results(store_dir)
     assert len(df) == 2 * 2 * 13
     assert set(df["epochs"]) == {7} and set(df["round_epochs"]) == {3}  # config vs round epochs
     assert isinstance(df["layer_density"].iloc[0], dict)
@@ -85,21 +90,21 @@ def test_load_results_from_a_store_groups_seeds_into_curves(store_dir):
 
 
 def test_settings_that_do_not_change_results_do_not_split_curves():
-    df = an.synthetic_rounds("flat", n_seeds=2, seed=3)
+    df = synthetic_rounds("flat", n_seeds=2, seed=3)
     df["threads"] = df["seed"] + 1  # varies by run, but is not semantic
     df["lr"] = 0.1
-    assert an.curve_keys(df) == ["model", "dataset", "noise", "weight_decay"]
+    assert curve_keys(df) == ["model", "dataset", "noise", "weight_decay"]
     df.loc[df["seed"] == 1, "lr"] = 0.2  # a semantic key that varies: two curves
-    assert "lr" in an.curve_keys(df)
-    assert an.add_curve_column(df)["curve"].nunique() == 2
+    assert "lr" in curve_keys(df)
+    assert add_curve_column(df)["curve"].nunique() == 2
 
 
 def test_empty_or_missing_results_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="no results"):
-        an.load_results(tmp_path / "absent")
+        load_results(tmp_path / "absent")
     ResultsStore(tmp_path)
     with pytest.raises(UserError, match="no recorded rounds"):
-        an.load_results(tmp_path)
+        load_results(tmp_path)
 
 
 # ---------------------------------------------------------------- verdicts on curves
@@ -107,7 +112,7 @@ def test_empty_or_missing_results_are_user_errors(tmp_path):
 
 
 def test_a_clear_dip_is_sdd_at_the_right_place():
-    df = an.synthetic_rounds("sdd", depth=0.10, noise_sd=0.003, seed=4, n_test=10_000)
+    df = synthetic_rounds("sdd", depth=0.10, noise_sd=0.003, seed=4, n_test=10_000)
     c = an.analyze(df).curves.iloc[0]
     assert c["verdict"] == "SDD" and c["sdd_detected"]
     u_dip = -math.log10(1 - c["dip_sparsity"])
@@ -121,7 +126,7 @@ def test_a_clear_dip_is_sdd_at_the_right_place():
 
 @pytest.mark.parametrize("shape", ["flat", "gain", "decline"])
 def test_no_dip_shapes_are_not_sdd(shape):
-    df = an.synthetic_rounds(shape, depth=0.05, noise_sd=0.002, seed=5, n_test=10_000)
+    df = synthetic_rounds(shape, depth=0.05, noise_sd=0.002, seed=5, n_test=10_000)
     assert an.analyze(df).curves.iloc[0]["verdict"] != "SDD"
 
 
@@ -137,10 +142,10 @@ def test_curve_table_columns_are_numeric():
 
 
 def test_per_round_intervals_stay_within_0_and_100_percent():
-    df = an.synthetic_rounds("flat", noise_sd=0.2, n_seeds=2, seed=9, n_test=45)
+    df = synthetic_rounds("flat", noise_sd=0.2, n_seeds=2, seed=9, n_test=45)
     stats = an.analyze(df).stats
     assert stats["test_acc_low"].min() >= 0 and stats["test_acc_high"].max() <= 1
-    one = an.summarize([0.98], n_eval=45, bounds=(0, 1))
+    one = summarize([0.98], n_eval=45, bounds=(0, 1))
     assert one["low"] < 0.98 and one["high"] == 1.0  # one seed: the test set's noise
 
 
@@ -154,8 +159,8 @@ def test_compressible_to_is_the_highest_sparsity_within_tolerance():
 
 
 def test_weight_decay_is_chosen_on_validation_never_test():
-    good_test = an.synthetic_rounds("flat", weight_decay=0.0, seed=6)
-    good_val = an.synthetic_rounds("flat", weight_decay=0.1, seed=7)
+    good_test = synthetic_rounds("flat", weight_decay=0.0, seed=6)
+    good_val = synthetic_rounds("flat", weight_decay=0.1, seed=7)
     good_test["test_acc"] += 0.05  # best on test ...
     good_test["val_acc"] -= 0.05  # ... worst on validation
     result = an.analyze(pd.concat([good_test, good_val]))
@@ -166,7 +171,7 @@ def test_weight_decay_is_chosen_on_validation_never_test():
 
 def test_lambda_groups_are_per_noise_and_missing_validation_gives_none():
     frames = [
-        an.synthetic_rounds("flat", weight_decay=w, noise=n, seed=i)
+        synthetic_rounds("flat", weight_decay=w, noise=n, seed=i)
         for i, (w, n) in enumerate([(0.0, 0.1), (0.01, 0.1), (0.0, 0.5), (0.01, 0.5)])
     ]
     frames[2]["val_acc"] = None
@@ -214,7 +219,7 @@ def test_cli_analyze_json_and_table(store_dir, capsys):
 
 
 def test_a_curve_without_sdd_shows_no_dip_peak_or_rise(capsys, tmp_path):
-    df = an.synthetic_rounds("decline", depth=0.05, noise_sd=0.001, n_seeds=3, seed=3)
+    df = synthetic_rounds("decline", depth=0.05, noise_sd=0.001, n_seeds=3, seed=3)
     out = write_store(df, tmp_path / "decline")
     code, text, _ = run_cli(["analyze", str(out)], capsys)
     assert code == 0
@@ -246,11 +251,12 @@ def test_export_parquet_and_csv_round_trip(tmp_path, store_dir, capsys, table):
 def test_cli_default_min_rise_matches_the_library():
     from sparsedd.cli import analysis as cli_analysis
 
-    assert cli_analysis.DEFAULT_MIN_RISE == an.DEFAULT_MIN_RISE
+    assert cli_analysis.DEFAULT_MIN_RISE == DEFAULT_MIN_RISE
 
 
 def test_reports_quote_the_tolerances_the_analysis_used():
-    from sparsedd.analysis.report import lambda_verdicts, render_html, verdict
+    from sparsedd.analysis.report import render_html
+    from sparsedd.analysis.report_sections import lambda_verdicts, verdict
 
     result = an.analyze(sweep(), min_rise=0.03, tolerance=0.02)
     assert (result.min_rise, result.tolerance) == (0.03, 0.02)
@@ -269,7 +275,7 @@ def test_reports_quote_the_tolerances_the_analysis_used():
 
 
 def test_seeds_recorded_to_different_rounds_make_one_curve():
-    df = an.synthetic_rounds("sdd", n_seeds=2, rounds=12, seed=3)
+    df = synthetic_rounds("sdd", n_seeds=2, rounds=12, seed=3)
     df["rounds"] = [12 if s == 0 else 8 for s in df["seed"]]
     df = df[(df["seed"] == 0) | (df["round"] <= 8)]
     result = an.analyze(df)
@@ -277,10 +283,10 @@ def test_seeds_recorded_to_different_rounds_make_one_curve():
 
 
 def test_lambda_lines_name_every_lambda_when_a_key_is_missing_in_some_runs():
-    from sparsedd.analysis.report import lambda_verdicts
+    from sparsedd.analysis.report_sections import lambda_verdicts
 
-    old = an.synthetic_rounds("sdd", 0.10, weight_decay=0.0, seed=1)
-    new = an.synthetic_rounds("flat", weight_decay=0.01, seed=2, init="torch")
+    old = synthetic_rounds("sdd", 0.10, weight_decay=0.0, seed=1)
+    new = synthetic_rounds("flat", weight_decay=0.01, seed=2, init="torch")
     result = an.analyze(pd.concat([old, new]))  # runs recorded before `init` existed lack it
     lines = lambda_verdicts(result)
     assert len(lines) == len(result.curves) == 2
@@ -292,8 +298,8 @@ def test_lambda_lines_name_every_lambda_when_a_key_is_missing_in_some_runs():
 
 def _sdd_and_flat_with_val(sdd_val: float, flat_val: float) -> pd.DataFrame:
     """λ = 0 with a clear dip, λ = 0.01 without; their validation accuracy set by hand."""
-    sdd = an.synthetic_rounds("sdd", 0.10, 0.002, 3, weight_decay=0.0, seed=1, n_test=10_000)
-    flat = an.synthetic_rounds("decline", 0.03, 0.002, 3, weight_decay=0.01, seed=2)
+    sdd = synthetic_rounds("sdd", 0.10, 0.002, 3, weight_decay=0.0, seed=1, n_test=10_000)
+    flat = synthetic_rounds("decline", 0.03, 0.002, 3, weight_decay=0.01, seed=2)
     flat["n_test"] = 10_000
     sdd["val_acc"], flat["val_acc"] = sdd_val, flat_val
     return pd.concat([sdd, flat])
@@ -322,7 +328,7 @@ def test_lambda_star_at_a_target_sparsity_compares_validation_there():
 
 def test_no_lambda_is_chosen_when_every_curve_shows_sdd():
     frames = [
-        an.synthetic_rounds("sdd", 0.10, 0.002, 3, weight_decay=w, seed=s, n_test=10_000)
+        synthetic_rounds("sdd", 0.10, 0.002, 3, weight_decay=w, seed=s, n_test=10_000)
         for s, w in enumerate((0.0, 0.1))
     ]
     (row,) = an.analyze(pd.concat(frames)).lambdas.to_dict("records")
@@ -330,12 +336,12 @@ def test_no_lambda_is_chosen_when_every_curve_shows_sdd():
 
 
 def test_cli_lambda_rule_and_title(tmp_path, capsys, monkeypatch):
-    from sparsedd.analysis import plot as plot_module
+    from sparsedd.analysis import figure_parts
 
     titles = []
-    save = plot_module.save_figure
+    save = save_figure
     monkeypatch.setattr(
-        plot_module,
+        figure_parts,
         "save_figure",
         lambda fig, path: titles.append(fig.get_suptitle()) or save(fig, path),
     )
@@ -350,9 +356,9 @@ def test_cli_lambda_rule_and_title(tmp_path, capsys, monkeypatch):
 
 
 def test_the_report_says_how_label_noise_was_drawn():
-    from sparsedd.analysis.report import noise_draw_line
+    from sparsedd.analysis.report_sections import noise_draw_line
 
-    per_seed = an.analyze(an.synthetic_rounds("flat", noise_seed=None))
+    per_seed = an.analyze(synthetic_rounds("flat", noise_seed=None))
     assert "drawn anew for each seed" in noise_draw_line(per_seed)
-    pinned = an.analyze(an.synthetic_rounds("flat", noise_seed=3))
+    pinned = an.analyze(synthetic_rounds("flat", noise_seed=3))
     assert "pinned" in noise_draw_line(pinned) and "noise_seed = 3" in noise_draw_line(pinned)

@@ -10,20 +10,17 @@ import torch
 
 from sparsedd.components import run_id, validate
 from sparsedd.config import Config
+from sparsedd.errors import Interrupted
 from sparsedd.models.base import InputSpec, create_model
 from sparsedd.presets import preset_config
 from sparsedd.store import checkpoint as ckpt
 from sparsedd.store.results import ResultsStore
 from sparsedd.store.run_folder import RunFolder
 from sparsedd.training.batched import BatchedTrainer, can_batch
-from sparsedd.training.experiment import (
-    Experiment,
-    Interrupted,
-    SilentReporter,
-    StopFlag,
-    run_batched,
-)
+from sparsedd.training.engine import StopFlag
+from sparsedd.training.experiment import Experiment, run_batched
 from sparsedd.training.prune import full_masks
+from sparsedd.training.reporter import SilentReporter
 from sparsedd.training.trainer import Trainer
 
 TINY_VIT = dict(

@@ -7,7 +7,9 @@ import pytest
 from conftest import tiny_config
 
 from sparsedd.components import run_id
-from sparsedd.training.experiment import Experiment, Interrupted, StopFlag, save_due
+from sparsedd.errors import Interrupted
+from sparsedd.training.engine import StopFlag, save_due
+from sparsedd.training.experiment import Experiment
 
 
 def saves(monkeypatch, tmp_path, **overrides) -> list[tuple[int, int]]:

@@ -25,9 +25,14 @@ from hypothesis import strategies as st
 from support import BASE, COMMANDS, assert_total, fill, round_row, run_cli
 
 from sparsedd.analysis import tables as an
-from sparsedd.analysis.plot import close, plot_analysis, remaining
-from sparsedd.analysis.report import collapse_lines, render_html
+from sparsedd.analysis.figure_parts import close, remaining
+from sparsedd.analysis.load import load_results, rows_to_frame
+from sparsedd.analysis.plot import plot_analysis
+from sparsedd.analysis.report import render_html
+from sparsedd.analysis.report_sections import collapse_lines
 from sparsedd.analysis.rounds import named_round, run_rounds
+from sparsedd.analysis.stats import METRICS
+from sparsedd.analysis.synthetic import synthetic_rounds
 from sparsedd.analysis.verdict import sdd_verdict
 
 SPARSITY = [1 - 0.8**k for k in range(40)]
@@ -58,7 +63,7 @@ def frame(runs: dict[str, tuple[dict[str, Any], list[float | None]]]) -> pd.Data
             row["collapsed"] = int(acc is None)
             row["round_epochs"] = row.pop("epochs")  # as round_rows names it
             rows.append({**config, "run_id": run_id, **row})
-    return an.rows_to_frame(rows)
+    return rows_to_frame(rows)
 
 
 # ---------------------------------------------------------------- results
@@ -96,7 +101,7 @@ def test_results_shows_collapsed_rounds_and_exports_keep_the_flag(tmp_path, caps
 
 def test_a_collapsed_round_is_not_taken_for_a_diverged_one(tmp_path, capsys) -> None:
     out = fill(tmp_path / "out", [("a", BASE, stopped_run([0.8, 0.7, 0.6, 0.65], 4, 6))])
-    rounds = an.load_results(out)
+    rounds = load_results(out)
     assert len(rounds) == 7 and rounds.attrs["notes"] == []
     assert list(rounds["collapsed"]) == [0] * 4 + [1] * 3
     code, _, err = run_cli(["analyze", str(out)], capsys)
@@ -107,14 +112,14 @@ def test_a_collapsed_round_is_not_taken_for_a_diverged_one(tmp_path, capsys) -> 
 
 
 def test_a_point_where_any_seed_collapsed_has_no_mean_not_the_survivors() -> None:
-    df = an.synthetic_rounds("sdd", 0.05, 0.002, 3, rounds=20, n_test=10_000,
+    df = synthetic_rounds("sdd", 0.05, 0.002, 3, rounds=20, n_test=10_000,
                              collapsed_from=[None, None, 12])  # fmt: skip
     stats = an.analyze(df).stats.set_index("round")
     survivors = df[df["round"] == 14]["test_acc"].dropna()
     assert len(survivors) == 2 and survivors.mean() > 0.5  # what averaging the rest would give
     assert not stats.loc[:11, "collapsed"].any() and stats.loc[12:, "collapsed"].all()
     assert list(stats.loc[10:13, "n_collapsed"]) == [0, 0, 1, 1]
-    for metric in an.METRICS:
+    for metric in METRICS:
         assert stats.loc[12:, f"{metric}_mean"].isna().all(), metric
     assert stats.loc[:11, "test_acc_mean"].notna().all()
 
@@ -137,9 +142,9 @@ def test_best_accuracy_and_compression_never_come_from_collapsed_points() -> Non
 
 def test_the_verdict_leaves_out_each_seed_from_its_own_collapsed_round() -> None:
     kwargs = {"shape": "sdd", "depth": 0.05, "noise_sd": 0.002, "n_seeds": 3, "rounds": 14}
-    free = an.analyze(an.synthetic_rounds(**kwargs, n_test=10_000)).curves.iloc[0]
+    free = an.analyze(synthetic_rounds(**kwargs, n_test=10_000)).curves.iloc[0]
     assert math.isnan(free["collapse_sparsity"])  # no collapse within 14 rounds
-    stopped = an.synthetic_rounds(**kwargs, n_test=10_000, collapsed_from=[None, 11, None])
+    stopped = synthetic_rounds(**kwargs, n_test=10_000, collapsed_from=[None, 11, None])
     curve = an.analyze(stopped).curves.iloc[0]
     # one seed stopped: the two others carry the later rounds; the curve has not collapsed
     assert math.isnan(curve["collapse_sparsity"])
@@ -149,7 +154,7 @@ def test_the_verdict_leaves_out_each_seed_from_its_own_collapsed_round() -> None
     assert mask.sum() == 4
     assert sdd_verdict(acc, 10_000).seed_collapse_rounds == (None, None, None)
     assert sdd_verdict(acc, 10_000, collapsed=mask).seed_collapse_rounds == (None, 11, None)
-    every = an.synthetic_rounds(**kwargs, n_test=10_000, collapsed_from=11)
+    every = synthetic_rounds(**kwargs, n_test=10_000, collapsed_from=11)
     curve = an.analyze(every).curves.iloc[0]
     assert curve["collapse_sparsity"] == pytest.approx(SPARSITY[11])
     assert curve["peak_sparsity"] < SPARSITY[11]
@@ -229,7 +234,7 @@ def _end_markers(ax: Any) -> list[Any]:
 
 
 def test_plot_ends_a_collapsed_curve_with_a_marker_in_every_row() -> None:
-    df = an.synthetic_rounds("sdd", 0.05, 0.002, 3, rounds=16, n_test=10_000,
+    df = synthetic_rounds("sdd", 0.05, 0.002, 3, rounds=16, n_test=10_000,
                              collapsed_from=[None, 10, 12])  # fmt: skip
     df["activation_entropy"] = np.where(df["collapsed"] == 1, None, 0.6)
     result = an.analyze(df)
@@ -253,7 +258,7 @@ def test_plot_ends_a_collapsed_curve_with_a_marker_in_every_row() -> None:
         assert any("collapsed" in t for t in texts)
     finally:
         close(fig)
-    plain = plot_analysis(an.analyze(an.synthetic_rounds("sdd", rounds=16, n_test=10_000)))
+    plain = plot_analysis(an.analyze(synthetic_rounds("sdd", rounds=16, n_test=10_000)))
     try:
         assert not any(_end_markers(ax) for ax in plain.axes)
         assert not any(line.get_gid() == "seed-tail" for ax in plain.axes for line in ax.lines)
@@ -273,7 +278,7 @@ def test_report_and_analyze_name_where_runs_stopped(tmp_path, capsys) -> None:
         ("c", {**BASE, "seed": 2}, [round_row(k, 0.8) for k in range(10)]),
     ]
     out = fill(tmp_path / "out", runs)
-    result = an.analyze(an.load_results(out))
+    result = an.analyze(load_results(out))
     (line,) = collapse_lines(result)
     assert "2 of 3 runs stopped as collapsed, the first from 73.8% sparsity (round 6)" in line
     assert "the last from 79.0% sparsity (round 7)" in line
@@ -290,7 +295,7 @@ def test_report_and_analyze_name_where_runs_stopped(tmp_path, capsys) -> None:
 
 
 def test_no_collapse_line_without_collapsed_rounds() -> None:
-    result = an.analyze(an.synthetic_rounds("sdd", rounds=12, n_test=10_000))
+    result = an.analyze(synthetic_rounds("sdd", rounds=12, n_test=10_000))
     assert collapse_lines(result) == []
     assert "Runs stopped as collapsed" not in render_html(result, b"png", "out")
 

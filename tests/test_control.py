@@ -201,7 +201,8 @@ def test_frames_without_a_pruning_column_analyze_as_before() -> None:
 def test_figure_and_report_show_the_control() -> None:
     from matplotlib.colors import to_hex
 
-    from sparsedd.analysis.plot import close, plot_analysis
+    from sparsedd.analysis.figure_parts import close
+    from sparsedd.analysis.plot import plot_analysis
     from sparsedd.analysis.plot_control import CONTROL_COLOR
     from sparsedd.analysis.report import render_html
 

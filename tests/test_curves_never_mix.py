@@ -13,7 +13,9 @@ import pytest
 from support import run_cli
 
 from sparsedd.analysis import tables as an
+from sparsedd.analysis.load import load_results
 from sparsedd.analysis.report import render_html
+from sparsedd.analysis.synthetic import synthetic_rounds
 from sparsedd.store.results import ResultsStore
 
 
@@ -50,12 +52,12 @@ def _write(out: Path, frames: list[tuple[pd.DataFrame, dict]]) -> Path:
 @pytest.fixture(scope="module")
 def epochs_dir(tmp_path_factory) -> Path:
     """Two runs with the same seeds that differ only in the config's epochs (7 and 9)."""
-    df = an.synthetic_rounds("flat", n_seeds=2, rounds=6, seed=4)
+    df = synthetic_rounds("flat", n_seeds=2, rounds=6, seed=4)
     return _write(tmp_path_factory.mktemp("ep"), [(df, {}), (df, {"epochs": 9})])
 
 
 def test_runs_that_differ_in_epochs_are_different_curves(epochs_dir):
-    df = an.load_results(epochs_dir)
+    df = load_results(epochs_dir)
     assert set(df["epochs"]) == {7, 9}  # the config's
     assert set(df["round_epochs"]) == {3, 5}  # each round's own
     result = an.analyze(df)
@@ -68,8 +70,8 @@ def test_runs_that_differ_in_epochs_are_different_curves(epochs_dir):
 
 
 def test_a_shared_epochs_is_in_the_report_config_table(tmp_path):
-    df = an.synthetic_rounds("flat", n_seeds=2, rounds=4, seed=5)
-    result = an.analyze(an.load_results(_write(tmp_path, [(df, {})])))
+    df = synthetic_rounds("flat", n_seeds=2, rounds=4, seed=5)
+    result = an.analyze(load_results(_write(tmp_path, [(df, {})])))
     shared = render_html(result, b"", source="x").split("Settings shared by every run")[1]
     shared = shared.split("Runs and the settings that differ")[0]
     assert '<td class="l">epochs</td><td class="l">7</td>' in shared
@@ -79,9 +81,9 @@ def test_a_shared_epochs_is_in_the_report_config_table(tmp_path):
 def lambda_dir(tmp_path_factory) -> Path:
     """λ = 1e-5 and λ = 0 (written in that order), two seeds each, and two lr."""
     frames = [
-        (an.synthetic_rounds("flat", n_seeds=2, rounds=3, weight_decay=1e-5, seed=6), {}),
-        (an.synthetic_rounds("flat", n_seeds=2, rounds=3, weight_decay=0.0, seed=7), {}),
-        (an.synthetic_rounds("flat", n_seeds=1, rounds=3, weight_decay=0.0, seed=8), {"lr": 0.1}),
+        (synthetic_rounds("flat", n_seeds=2, rounds=3, weight_decay=1e-5, seed=6), {}),
+        (synthetic_rounds("flat", n_seeds=2, rounds=3, weight_decay=0.0, seed=7), {}),
+        (synthetic_rounds("flat", n_seeds=1, rounds=3, weight_decay=0.0, seed=8), {"lr": 0.1}),
     ]
     return _write(tmp_path_factory.mktemp("lam"), frames)
 

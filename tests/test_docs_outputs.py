@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from support import run_cli, write_store
 
-from sparsedd.analysis import tables as an
+from sparsedd.analysis.synthetic import synthetic_rounds
 
 ROOT = Path(__file__).parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -56,24 +56,24 @@ def _frames() -> list[pd.DataFrame]:
     inconclusive curve; unequal rounds; a valley at the minimum rise."""
     both = pd.concat(
         [
-            an.synthetic_rounds("sdd", 0.1, 0.004, 2, rounds=18, weight_decay=0.0, seed=1),
-            an.synthetic_rounds("flat", 0.05, 0.0005, 3, rounds=18, weight_decay=2.0, seed=2,
+            synthetic_rounds("sdd", 0.1, 0.004, 2, rounds=18, weight_decay=0.0, seed=1),
+            synthetic_rounds("flat", 0.05, 0.0005, 3, rounds=18, weight_decay=2.0, seed=2,
                                 n_test=10**6, collapsed_from=[13, 16, None]),
         ]
     )  # fmt: skip
-    one = an.synthetic_rounds("sdd", 0.03, 0.02, 1, rounds=18, weight_decay=0.0, seed=3)
-    small = an.synthetic_rounds("sdd", 0.03, 0.02, 1, rounds=18, weight_decay=0.0, seed=7,
+    one = synthetic_rounds("sdd", 0.03, 0.02, 1, rounds=18, weight_decay=0.0, seed=3)
+    small = synthetic_rounds("sdd", 0.03, 0.02, 1, rounds=18, weight_decay=0.0, seed=7,
                                 n_test=60)  # fmt: skip
     wobbly = pd.concat(
         [
-            an.synthetic_rounds("sdd", 0.01, 0.01, 2, rounds=10, weight_decay=lam, seed=4 + i)
+            synthetic_rounds("sdd", 0.01, 0.01, 2, rounds=10, weight_decay=lam, seed=4 + i)
             for i, lam in enumerate((0.0, 0.1))
         ]
     )
-    unequal = an.synthetic_rounds("sdd", 0.05, rounds=12, n_seeds=2, seed=6)
+    unequal = synthetic_rounds("sdd", 0.05, rounds=12, n_seeds=2, seed=6)
     unequal = unequal[~((unequal["run_id"] == unequal["run_id"].iloc[0]) & (unequal["round"] > 5))]
     # a valley as deep as the minimum rise: more seeds barely help ("many more seeds")
-    edge = an.synthetic_rounds("sdd", 0.025, 0.01, 2, rounds=12, weight_decay=0.0, seed=1,
+    edge = synthetic_rounds("sdd", 0.025, 0.01, 2, rounds=12, weight_decay=0.0, seed=1,
                                n_test=2000)  # fmt: skip
     return [both, one, small, wobbly, unequal, edge]
 
@@ -251,8 +251,8 @@ def test_the_readme_round_table_is_the_one_the_script_makes(tmp_path):
     per_round_table writes (on a generated demo-shaped folder: λ 0 and 2, a collapsed seed)."""
     frame = pd.concat(
         [
-            an.synthetic_rounds("sdd", 0.1, rounds=18, n_seeds=2, weight_decay=0.0, seed=1),
-            an.synthetic_rounds("flat", rounds=18, n_seeds=2, weight_decay=2.0, seed=2,
+            synthetic_rounds("sdd", 0.1, rounds=18, n_seeds=2, weight_decay=0.0, seed=1),
+            synthetic_rounds("flat", rounds=18, n_seeds=2, weight_decay=2.0, seed=2,
                                 collapsed_from=[13, 16]),
         ]
     )  # fmt: skip

@@ -10,7 +10,8 @@ from support import run_cli
 from torch import nn
 from torch.nn import functional as F
 
-from sparsedd.analysis.tables import analyze, load_results
+from sparsedd.analysis.load import load_results
+from sparsedd.analysis.tables import analyze
 from sparsedd.training.entropy import activation_entropy, binary_entropy, state_entropy
 
 # Four inputs: unit 0 sees x (on for 2 of 4), unit 1 sees 1 (always on), unit 2 sees x − 2.5
@@ -72,7 +73,8 @@ def test_each_round_records_the_entropy_and_the_figure_draws_it(tmp_path, capsys
     assert len(values) == 3 and all(0 < v < 1 for v in values)
     code, text, _ = run_cli(["results", str(out)], capsys)
     assert code == 0 and "activation_entropy" in text.splitlines()[0]
-    from sparsedd.analysis.plot import close, plot_analysis
+    from sparsedd.analysis.figure_parts import close
+    from sparsedd.analysis.plot import plot_analysis
 
     fig = plot_analysis(analyze(rounds), entropy=True)
     try:

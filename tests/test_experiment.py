@@ -8,11 +8,13 @@ import yaml
 from conftest import TINY_VIT, tiny_config
 
 from sparsedd.components import run_id
+from sparsedd.errors import Interrupted
 from sparsedd.store.checkpoint import load_tensors
 from sparsedd.store.results import ResultsStore
 from sparsedd.store.run_folder import RunFolder
 from sparsedd.store.schema import ROUND_FIELDS
-from sparsedd.training.experiment import Experiment, Interrupted, StopFlag
+from sparsedd.training.engine import StopFlag
+from sparsedd.training.experiment import Experiment
 
 VARYING = {"seconds"}
 

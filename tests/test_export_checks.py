@@ -201,8 +201,6 @@ def test_export_refuses_and_removes_a_file_that_reads_back_damaged(
     tmp_path,
     monkeypatch,
 ) -> None:
-    from sparsedd.export import pruned as pruned_export
-
     out, run_id = trained
     real_save = ckpt.save_tensors
 
@@ -211,7 +209,7 @@ def test_export_refuses_and_removes_a_file_that_reads_back_damaged(
         tensors[f"{WEIGHT}.values"] = tensors[f"{WEIGHT}.values"].double()  # a faulty writer
         real_save(path, tensors, meta)
 
-    monkeypatch.setattr(pruned_export.ckpt, "save_tensors", save_damaged)
+    monkeypatch.setattr(ckpt, "save_tensors", save_damaged)
     target = tmp_path / "m.safetensors"
     with pytest.raises(CheckpointError, match="float64"):
         export_pruned(out, run_id, 2, target)

@@ -15,9 +15,18 @@ import pytest
 from support import run_cli, write_store
 
 from sparsedd.analysis import tables as an
-from sparsedd.analysis.figure_parts import format_sparsity_axis, thin_tick_labels
-from sparsedd.analysis.plot import close, plot_analysis, plot_layers, save_figure, sparsity_ticks
-from sparsedd.analysis.report import render_html, tradeoff_rows
+from sparsedd.analysis.figure_parts import (
+    close,
+    format_sparsity_axis,
+    save_figure,
+    sparsity_ticks,
+    thin_tick_labels,
+)
+from sparsedd.analysis.plot import plot_analysis
+from sparsedd.analysis.plot_layers import plot_layers
+from sparsedd.analysis.report import render_html
+from sparsedd.analysis.report_sections import tradeoff_rows
+from sparsedd.analysis.synthetic import synthetic_rounds
 
 # Where the figures are left for a person to look at.
 FIGURES = Path(os.environ.get("SPARSEDD_FIGURES", Path(tempfile.gettempdir()) / "sparsedd-figures"))
@@ -39,10 +48,8 @@ def sdd_and_flat() -> an.Analysis:
         _with_layers(
             pd.concat(
                 [
-                    an.synthetic_rounds(
-                        "sdd", 0.10, n_seeds=2, rounds=20, weight_decay=0.0, seed=1
-                    ),
-                    an.synthetic_rounds("flat", n_seeds=2, rounds=20, weight_decay=0.01, seed=2),
+                    synthetic_rounds("sdd", 0.10, n_seeds=2, rounds=20, weight_decay=0.0, seed=1),
+                    synthetic_rounds("flat", n_seeds=2, rounds=20, weight_decay=0.01, seed=2),
                 ]
             )
         )
@@ -51,7 +58,7 @@ def sdd_and_flat() -> an.Analysis:
 
 @pytest.fixture(scope="module")
 def flat_only() -> an.Analysis:
-    return an.analyze(an.synthetic_rounds("flat", n_seeds=2, rounds=3, seed=3))
+    return an.analyze(synthetic_rounds("flat", n_seeds=2, rounds=3, seed=3))
 
 
 def _legend(fig) -> list[str]:
@@ -104,7 +111,7 @@ def test_panel_titles_never_overlap():
     """Three panels that differ in six keys: long titles wrap instead of running into each other."""
     values = [("gradient", 1, "constant"), ("magnitude", 0.001, "cosine"), ("random", 0.1, "step")]
     frames = [
-        an.synthetic_rounds(
+        synthetic_rounds(
             "flat",
             n_seeds=1,
             rounds=4,
@@ -164,8 +171,8 @@ def test_layers_figure_draws_each_layer_against_sparsity(sdd_and_flat, tmp_path)
 def test_cli_plot_layers(tmp_path, capsys):
     df = pd.concat(
         [
-            an.synthetic_rounds("sdd", 0.10, n_seeds=2, rounds=8, weight_decay=0.0, seed=1),
-            an.synthetic_rounds("flat", n_seeds=2, rounds=8, weight_decay=0.01, seed=2),
+            synthetic_rounds("sdd", 0.10, n_seeds=2, rounds=8, weight_decay=0.0, seed=1),
+            synthetic_rounds("flat", n_seeds=2, rounds=8, weight_decay=0.01, seed=2),
         ]
     )
     out = write_store(df, tmp_path / "runs")
@@ -199,7 +206,7 @@ def test_tradeoff_table_across_lambda_marks_lambda_star(sdd_and_flat):
 
 def test_tradeoff_ties_go_to_the_smaller_lambda():
     frames = [
-        an.synthetic_rounds("flat", n_seeds=1, rounds=3, weight_decay=lam, seed=9)
+        synthetic_rounds("flat", n_seeds=1, rounds=3, weight_decay=lam, seed=9)
         for lam in (0.1, 0.001)
     ]
     df = pd.concat(frames)
@@ -235,7 +242,7 @@ def _tick_overlaps(fig) -> list[tuple[str, str]]:
 @pytest.mark.parametrize("width", [None, 7.0, 3.4])
 def test_axes_take_most_of_the_width_and_tick_labels_never_overlap(rounds, width):
     frames = [
-        an.synthetic_rounds("sdd", n_seeds=2, rounds=rounds, weight_decay=lam, seed=i)
+        synthetic_rounds("sdd", n_seeds=2, rounds=rounds, weight_decay=lam, seed=i)
         for i, lam in enumerate((0.0, 0.003, 0.03, 0.3))
     ]
     fig = plot_analysis(an.analyze(pd.concat(frames)), width=width)

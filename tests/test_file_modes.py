@@ -12,7 +12,9 @@ from PIL import Image
 from support import Stopper, run_cli
 
 from sparsedd.components import resolve_config
-from sparsedd.training.experiment import Experiment, Interrupted, StopFlag
+from sparsedd.errors import Interrupted
+from sparsedd.training.engine import StopFlag
+from sparsedd.training.experiment import Experiment
 
 UMASKS = (0o022, 0o027)
 

@@ -15,8 +15,10 @@ import pytest
 from support import run_cli, write_store
 
 from sparsedd.analysis import tables as an
-from sparsedd.analysis.plot import close, figure_png, line_key, plot_analysis, save_figure
+from sparsedd.analysis.figure_parts import close, figure_png, save_figure
+from sparsedd.analysis.plot import line_key, plot_analysis
 from sparsedd.analysis.report import render_html, write_report
+from sparsedd.analysis.synthetic import synthetic_rounds
 from sparsedd.errors import UserError
 
 # Where the browser test leaves its screenshot of the report, for a person to look at.
@@ -31,8 +33,8 @@ def result() -> an.Analysis:
     return an.analyze(
         pd.concat(
             [
-                an.synthetic_rounds("sdd", 0.10, rounds=20, weight_decay=0.0, seed=1),
-                an.synthetic_rounds("flat", rounds=20, weight_decay=0.01, seed=2),
+                synthetic_rounds("sdd", 0.10, rounds=20, weight_decay=0.0, seed=1),
+                synthetic_rounds("flat", rounds=20, weight_decay=0.01, seed=2),
             ]
         )
     )
@@ -83,9 +85,7 @@ def test_figure_axes_lines_and_sdd_markers(result):
 
 
 def test_lines_are_per_noise_when_lambda_is_fixed():
-    frames = [
-        an.synthetic_rounds("flat", rounds=8, noise=n, seed=i) for i, n in enumerate((0.1, 0.5))
-    ]
+    frames = [synthetic_rounds("flat", rounds=8, noise=n, seed=i) for i, n in enumerate((0.1, 0.5))]
     res = an.analyze(pd.concat(frames))
     assert line_key(res) == "noise"
     fig = plot_analysis(res)
@@ -137,8 +137,8 @@ def store_dir(tmp_path_factory) -> Path:
     """A results folder with a dip (λ=0) and without (λ=0.01), 2 seeds, 13 rounds."""
     df = pd.concat(
         [
-            an.synthetic_rounds("sdd", 0.10, n_seeds=2, rounds=12, weight_decay=0.0, seed=1),
-            an.synthetic_rounds("flat", n_seeds=2, rounds=12, weight_decay=0.01, seed=2),
+            synthetic_rounds("sdd", 0.10, n_seeds=2, rounds=12, weight_decay=0.0, seed=1),
+            synthetic_rounds("flat", n_seeds=2, rounds=12, weight_decay=0.01, seed=2),
         ]
     )
     return write_store(df, tmp_path_factory.mktemp("results"))
@@ -271,8 +271,8 @@ def test_view_data_holds_every_trained_round_and_no_collapsed_one():
 
     df = pd.concat(
         [
-            an.synthetic_rounds("sdd", 0.05, rounds=8, n_seeds=2, weight_decay=0.0, seed=1),
-            an.synthetic_rounds("flat", rounds=8, n_seeds=2, weight_decay=2.0, seed=2,
+            synthetic_rounds("sdd", 0.05, rounds=8, n_seeds=2, weight_decay=0.0, seed=1),
+            synthetic_rounds("flat", rounds=8, n_seeds=2, weight_decay=2.0, seed=2,
                                 collapsed_from=[5, None]),
         ]
     )  # fmt: skip

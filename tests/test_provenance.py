@@ -107,7 +107,8 @@ def test_resuming_rounds_of_another_version_says_so_once(finished, tmp_path):
 
 
 def test_the_report_says_what_computed_the_rounds(finished):
-    from sparsedd.analysis.report import provenance_rows, render_html
+    from sparsedd.analysis.report import render_html
+    from sparsedd.analysis.report_sections import provenance_rows
     from sparsedd.analysis.tables import analyze_dir
 
     result = analyze_dir(finished)

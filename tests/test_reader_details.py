@@ -17,6 +17,7 @@ from support import run_cli, write_store
 
 from sparsedd.analysis import tables as an
 from sparsedd.analysis.report import render_html
+from sparsedd.analysis.synthetic import synthetic_rounds
 from sparsedd.events.progress import RunPlan
 
 
@@ -36,7 +37,7 @@ def test_presets_own_data_says_what_the_data_decides(capsys):
 
 def _unequal() -> pd.DataFrame:
     """Three seeds of one curve: seed 0 recorded 18 rounds, seeds 1 and 2 only 6."""
-    df = an.synthetic_rounds("sdd", 0.05, rounds=18, n_seeds=3, seed=4)
+    df = synthetic_rounds("sdd", 0.05, rounds=18, n_seeds=3, seed=4)
     short = df["run_id"].isin(sorted(set(df["run_id"]))[1:]) & (df["round"] > 6)
     seeds = df.drop_duplicates("run_id").set_index("run_id")["seed"]
     assert sorted(seeds[df.loc[~short, "run_id"].unique()]) == [0, 1, 2]
@@ -53,7 +54,7 @@ def test_analyze_says_when_seeds_recorded_unequal_rounds(tmp_path, capsys):
     assert run_cli(["report", str(out), "-o", str(report)], capsys)[0] == 0
     assert 'id="unequal"' in report.read_text()
     # control: equal rounds, no such line
-    even = write_store(an.synthetic_rounds("sdd", rounds=8, n_seeds=2), tmp_path / "even")
+    even = write_store(synthetic_rounds("sdd", rounds=8, n_seeds=2), tmp_path / "even")
     code, text, _ = run_cli(["analyze", str(even)], capsys)
     assert code == 0 and not any(ln.startswith("rounds    ") for ln in text.splitlines())
 
@@ -90,7 +91,7 @@ def test_the_cuda_line_is_kept_out_of_the_progress_lines(tmp_path):
 def test_report_lists_no_setting_that_no_run_sets():
     df = pd.concat(
         [
-            an.synthetic_rounds("flat", rounds=4, weight_decay=lam, seed=i)
+            synthetic_rounds("flat", rounds=4, weight_decay=lam, seed=i)
             for i, lam in enumerate((0.0, 0.1))
         ]
     )

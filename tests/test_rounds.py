@@ -7,6 +7,7 @@ from support import sweep
 
 from sparsedd.analysis import tables as an
 from sparsedd.analysis.rounds import named_round, run_rounds
+from sparsedd.analysis.synthetic import synthetic_rounds
 from sparsedd.errors import UserError
 
 
@@ -48,7 +49,7 @@ def test_named_round_answers_export_and_refuses_what_a_curve_lacks(result) -> No
 
 
 def test_a_run_without_validation_has_no_best_round() -> None:
-    df = an.synthetic_rounds("sdd", rounds=6, n_seeds=1)
+    df = synthetic_rounds("sdd", rounds=6, n_seeds=1)
     df["val_acc"] = None
     result = an.analyze(df)
     (run_id,) = set(df["run_id"])

@@ -11,8 +11,9 @@ import pytest
 from support import run_cli, write_store
 
 from sparsedd.analysis import tables as an
-from sparsedd.analysis.plot import close
+from sparsedd.analysis.figure_parts import close
 from sparsedd.analysis.plot_study import is_study, plot_study, verdict_label
+from sparsedd.analysis.synthetic import synthetic_rounds
 
 LAMBDAS = (0.0, 0.03)
 
@@ -27,7 +28,7 @@ def study() -> pd.DataFrame:
                 i += 1
                 shape = "sdd" if lam == 0 else "flat"
                 frames.append(
-                    an.synthetic_rounds(shape, 0.05, 0.003, 2, rounds=12, weight_decay=lam,
+                    synthetic_rounds(shape, 0.05, 0.003, 2, rounds=12, weight_decay=lam,
                                         noise=noise, dataset=dataset, model="vit", seed=i)
                 )  # fmt: skip
     return pd.concat(frames)
@@ -63,7 +64,7 @@ def test_a_panel_per_setting_lambda_as_colours_verdict_on_each_curve(study):
 
 
 def test_one_setting_is_no_study():
-    one = an.analyze(an.synthetic_rounds("sdd", rounds=6, weight_decay=0.0))
+    one = an.analyze(synthetic_rounds("sdd", rounds=6, weight_decay=0.0))
     assert not is_study(one)
 
 

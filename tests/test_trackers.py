@@ -10,7 +10,8 @@ import os
 import pytest
 from support import run_process
 
-from sparsedd.events.trackers import epochs_before, round_scalars
+from sparsedd.config import epochs_before
+from sparsedd.events.trackers import round_scalars
 
 TINY = ["run", "--preset", "tiny", "-q", "--set", "rounds=2", "--set", "epochs=2"]
 
@@ -127,7 +128,7 @@ def _reporter(tmp_path, *trackers):
 
 
 def test_an_interrupted_run_is_closed_as_killed_and_epochs_have_run_wide_steps(tmp_path) -> None:
-    from sparsedd.training.experiment import Interrupted
+    from sparsedd.errors import Interrupted
     from sparsedd.training.trainer import EpochStats
 
     tracker = RecordingTracker()

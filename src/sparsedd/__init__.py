@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 # The public API, by the module that defines each name (imported when first asked for, so
 # that `sparsedd --help` stays fast: load_pruned imports torch, analyze pandas).
 _API = {
-    "load_results": "sparsedd.analysis.tables",
+    "load_results": "sparsedd.analysis.load",
     "analyze": "sparsedd.analysis.tables",
     "load_pruned": "sparsedd.export.pruned",
     "pruned_metadata": "sparsedd.export.pruned",

@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 
 from sparsedd.analysis.convergence import fix_hint, not_converged
-from sparsedd.analysis.curve_noise import DiffSd
+from sparsedd.analysis.curve_noise import DiffSd, smooth
 from sparsedd.analysis.load import collapsed_flags, config_keys, hashable
-from sparsedd.analysis.verdict import ALPHA, Verdict, sdd_verdict, smooth
+from sparsedd.analysis.verdict import ALPHA, Verdict, sdd_verdict
 from sparsedd.config import DEFAULTS, NON_SEMANTIC, NOT_IN_RUN_ID
 
 #: The config key that turns pruning off (a control run).

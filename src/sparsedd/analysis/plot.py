@@ -32,57 +32,31 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from sparsedd.analysis.figure_parts import (  # noqa: E402  (re-exported: public names)
-    FONT_RC,
-    FORMATS,
-    MIN_REMAINING,
-    SPARSITY_TICKS,
+from sparsedd.analysis.curve_noise import smooth
+from sparsedd.analysis.figure_parts import (  # noqa: E402
     TITLE_WIDTH,
-    close,
-    figure_png,
     figure_size,
     format_sparsity_axis,
     panel_title,
     place_legend,
     remaining,
-    save_figure,
     setting_title,
-    sparsity_ticks,
     text_rc,
     thin_tick_labels,
 )
 from sparsedd.analysis.load import collapsed_flags  # noqa: E402
 from sparsedd.analysis.plot_control import control_handle, draw_control  # noqa: E402
-from sparsedd.analysis.plot_layers import (  # noqa: E402  (re-exported: public names)
-    DENSITY_TICKS,
-    layer_density_table,
-    plot_layers,
-)
 from sparsedd.analysis.tables import Analysis  # noqa: E402
-from sparsedd.analysis.verdict import smooth  # noqa: E402
 from sparsedd.errors import UserError  # noqa: E402
 
 __all__ = [
-    "DENSITY_TICKS",
-    "FONT_RC",
-    "FORMATS",
-    "MIN_REMAINING",
-    "SPARSITY_TICKS",
-    "close",
-    "figure_png",
     "has_entropy",
     "judged_curve",
     "last_trained",
-    "layer_density_table",
     "line_key",
     "panel_keys",
     "plot_analysis",
-    "plot_layers",
-    "remaining",
-    "save_figure",
     "seed_tails",
-    "setting_title",
-    "sparsity_ticks",
 ]
 
 #: Okabe & Ito's colour-blind-safe palette (black last).

@@ -12,53 +12,30 @@ from typing import Any
 
 import pandas as pd
 
-from sparsedd.analysis.report_sections import (  # re-exported: public names
-    DISPLAY_COLUMNS,
+from sparsedd.analysis.load import config_keys
+from sparsedd.analysis.report_sections import (
     LAMBDA_RULE,
     amount,
     collapse_lines,
     display_rows,
     lambda_verdicts,
-    missing,
     noise_draw_line,
-    pct,
-    points,
     provenance_rows,
     stats_rows,
-    text_table,
     tradeoff_rows,
     unequal_rounds_lines,
     verdict,
-    verdict_cell,
-    verdict_notes,
 )
 from sparsedd.analysis.report_view import VIEW_CSS, view_html
-from sparsedd.analysis.tables import Analysis, config_keys
+from sparsedd.analysis.tables import Analysis
 from sparsedd.errors import UserError
 from sparsedd.store.atomic import atomic_write_text
 from sparsedd.store.schema import PROVENANCE_FIELDS
 
 __all__ = [
-    "DISPLAY_COLUMNS",
     "REPORT_WIDTH",
-    "LAMBDA_RULE",
-    "amount",
-    "collapse_lines",
-    "display_rows",
     "html_table",
-    "lambda_verdicts",
-    "missing",
-    "noise_draw_line",
-    "pct",
-    "points",
-    "provenance_rows",
     "render_html",
-    "text_table",
-    "tradeoff_rows",
-    "unequal_rounds_lines",
-    "verdict",
-    "verdict_cell",
-    "verdict_notes",
     "write_report",
 ]
 

@@ -4,9 +4,9 @@ Pure functions on pandas DataFrames; nothing here imports torch or the training 
 on results copied from a cluster to a laptop. The parts live one job a module: ``load``
 (reading and naming curves), ``stats`` (per-round statistics), ``verdict`` (the calibrated SDD
 test) with ``curve_noise`` (its smoothing and noise model), ``lambdas`` (λ rules), ``export``
-(tables to files), ``synthetic`` (curves of known shape). This module puts them together, and
-re-exports their public names. Rounds a run skipped once it had collapsed are *collapsed*
-points of its curve: no mean, never chosen, and a collapse for the verdict.
+(tables to files), ``synthetic`` (curves of known shape). This module puts them together;
+import each part's names from its own module. Rounds a run skipped once it had collapsed are
+*collapsed* points of its curve: no mean, never chosen, and a collapse for the verdict.
 """
 
 from __future__ import annotations
@@ -28,89 +28,38 @@ from sparsedd.analysis.control import (
     split_controls,
     with_twin_curves,
 )
-from sparsedd.analysis.export import export_table
 from sparsedd.analysis.lambdas import (
     DEFAULT_LAMBDA_RULE,
-    LAMBDA_RULES,
     choose_weight_decay,
     lambda_groups,
 )
 from sparsedd.analysis.load import (
-    ALWAYS_KEYS,
-    ROUND_COLUMNS,
     add_curve_column,
     collapsed_flags,
-    config_keys,
     curve_keys,
-    differing_keys,
-    drop_diverged,
     hashable,
     load_results,
-    order_rows,
-    row_config_keys,
-    rows_to_frame,
-    varying_keys,
 )
 from sparsedd.analysis.paired import paired_noise
 from sparsedd.analysis.stats import (
-    METRICS,
     curve_stats,
     eval_size,
-    summarize,
-    t_quantile_975,
 )
-from sparsedd.analysis.synthetic import SHAPES, synthetic_rounds
-from sparsedd.analysis.verdict import (
-    ALPHA,
-    DEFAULT_MIN_RISE,
-    SDD,
-    VERDICTS,
-    Verdict,
-    sdd_verdict,
-    smooth,
-)
+from sparsedd.analysis.verdict import ALPHA, DEFAULT_MIN_RISE, SDD, Verdict
 from sparsedd.errors import UserError
 
 __all__ = [
-    "ALWAYS_KEYS",
     "CURVE_FIELDS",
-    "DEFAULT_LAMBDA_RULE",
-    "DEFAULT_MIN_RISE",
     "DEFAULT_TOLERANCE",
-    "LAMBDA_RULES",
-    "METRICS",
-    "ROUND_COLUMNS",
-    "SHAPES",
-    "VERDICTS",
     "Analysis",
-    "Verdict",
-    "add_curve_column",
     "analyze",
     "collapse_fields",
-    "collapsed_flags",
     "collapsed_matrix",
     "analyze_dir",
-    "choose_weight_decay",
     "compressible_to",
-    "config_keys",
-    "curve_keys",
-    "curve_stats",
     "curve_table",
     "curves_json",
-    "differing_keys",
-    "drop_diverged",
-    "export_table",
-    "load_results",
-    "order_rows",
-    "row_config_keys",
-    "rows_to_frame",
-    "sdd_verdict",
     "seed_matrix",
-    "smooth",
-    "summarize",
-    "synthetic_rounds",
-    "t_quantile_975",
-    "varying_keys",
 ]
 
 #: Compression tolerance: a curve holds to a sparsity while within this of its dense accuracy.

@@ -38,17 +38,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sparsedd.analysis.curve_noise import (  # smooth and the noise model (re-exported)
-    SMOOTH_HALF,
-    Z_ONE_SIDED,
+from sparsedd.analysis.curve_noise import (
     DiffSd,
     NoiseModel,
-    binomial_sd,
-    chi2_95,
-    estimation_factor,
     fit_noise,
     normal_quantile,
-    smooth,
     test_covariance,
 )
 from sparsedd.analysis.valley import margins, search, seed_sets
@@ -58,19 +52,12 @@ __all__ = [
     "COLLAPSE_SHARE",
     "DEFAULT_CHANCE",
     "DEFAULT_MIN_RISE",
-    "SMOOTH_HALF",
     "VERDICTS",
-    "Z_ONE_SIDED",
-    "DiffSd",
     "Verdict",
     "best_valley",
-    "binomial_sd",
-    "chi2_95",
     "collapse_round",
-    "estimation_factor",
     "seed_collapses",
     "sdd_verdict",
-    "smooth",
     "stopped_round",
     "what_would_settle",
 ]

@@ -70,7 +70,7 @@ def _load(out_dir: str) -> pd.DataFrame:
     """The rounds of ``out_dir``, with each round's per-image test correctness (the verdict
     pairs the test-set noise with it); notes on rounds left out (diverged runs) and on test-set
     sizes recovered (older databases) go to stderr."""
-    from sparsedd.analysis.tables import load_results
+    from sparsedd.analysis.load import load_results
 
     rounds = load_results(out_dir, correctness=True)
     for note in rounds.attrs.get("notes", []):
@@ -91,7 +91,9 @@ def _with_figure(
     density figure instead) of ``result``, ``width`` inches wide, hand it to ``use``, and
     always close it. ``layout``: "study" draws a panel per setting (``plot_study``), "curves"
     accuracy and memorization rows, "auto" the first for a study's results."""
-    from sparsedd.analysis.plot import close, plot_analysis, plot_layers
+    from sparsedd.analysis.figure_parts import close
+    from sparsedd.analysis.plot import plot_analysis
+    from sparsedd.analysis.plot_layers import plot_layers
     from sparsedd.analysis.plot_study import is_study, plot_study
 
     if layers:
@@ -121,7 +123,7 @@ def analyze(
 ) -> None:
     """Per curve (runs differing only in seed): SDD verdict, dip/peak, compression, λ*."""
     from sparsedd.analysis.remedies import remedy_rows
-    from sparsedd.analysis.report import (
+    from sparsedd.analysis.report_sections import (
         collapse_lines,
         display_rows,
         lambda_verdicts,
@@ -211,7 +213,7 @@ def plot(
     target_sparsity: float | None,
 ) -> None:
     """Draw test accuracy and memorization against sparsity (one line per λ, seed bands)."""
-    from sparsedd.analysis.plot import save_figure
+    from sparsedd.analysis.figure_parts import save_figure
 
     default = "layers.png" if layers else "sdd.png"
     path = Path(output) if output else _default_path(out_dir, default)
@@ -237,7 +239,8 @@ def report(
     target_sparsity: float | None,
 ) -> None:
     """Write one self-contained HTML page: verdicts, λ choice, figure, tables, configs."""
-    from sparsedd.analysis.plot import figure_png, has_entropy
+    from sparsedd.analysis.figure_parts import figure_png
+    from sparsedd.analysis.plot import has_entropy
     from sparsedd.analysis.plot_study import is_study
     from sparsedd.analysis.report import REPORT_WIDTH, write_report
 
@@ -300,7 +303,8 @@ def export(
         return
     if round_ is not None or fmt is not None:
         raise UserError("--round and --format choose a model to export; give --run ID too")
-    from sparsedd.analysis.tables import analyze, export_table
+    from sparsedd.analysis.export import export_table
+    from sparsedd.analysis.tables import analyze
 
     rounds = _load(out_dir)
     if which in (None, "rounds"):

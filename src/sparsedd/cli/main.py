@@ -204,7 +204,7 @@ def status(out_dir: str) -> None:
 def table_columns(rows: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
     """(columns, config keys among them) of the `results` table: run_id, the config keys that
     name runs (TABLE_KEYS and every other key that differs between runs), seed, TABLE_COLUMNS."""
-    from sparsedd.analysis.tables import differing_keys
+    from sparsedd.analysis.load import differing_keys
 
     present = {k for row in rows for k in row}
     keys = [k for k in TABLE_KEYS if k in present]
@@ -278,7 +278,7 @@ def results(out_dir: str, fmt: str, epochs: bool) -> None:
     Rounds are sorted by config, then seed; they have the columns of `sparsedd export`. The
     metrics of a round a run skipped once it had collapsed read "collapsed".
     """
-    from sparsedd.analysis.tables import order_rows
+    from sparsedd.analysis.load import order_rows
     from sparsedd.store.results import ResultsStore
 
     store = ResultsStore(out_dir, create=False)

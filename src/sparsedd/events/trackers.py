@@ -150,9 +150,11 @@ def finish_sweep_parent(out_dir: str | Path, parent: str, status: str) -> None:
 
 def _log_analysis(client: Any, mlflow_run: str, out_dir: Path, run: str | None) -> None:
     """Log the SDD figure and HTML report of ``run`` (or of the whole folder) as artifacts."""
-    from sparsedd.analysis.plot import close, figure_png, plot_analysis
+    from sparsedd.analysis.figure_parts import close, figure_png
+    from sparsedd.analysis.load import load_results
+    from sparsedd.analysis.plot import plot_analysis
     from sparsedd.analysis.report import write_report
-    from sparsedd.analysis.tables import analyze, load_results
+    from sparsedd.analysis.tables import analyze
 
     rounds = load_results(out_dir)
     if run is not None:
@@ -322,7 +324,7 @@ def run_status(err: BaseException | None) -> str:
     """The MLflow status of a run that ended with ``err``."""
     if err is None:
         return "FINISHED"
-    from sparsedd.training.experiment import Interrupted
+    from sparsedd.errors import Interrupted
 
     return "KILLED" if isinstance(err, (Interrupted, KeyboardInterrupt)) else "FAILED"
 

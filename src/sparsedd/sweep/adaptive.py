@@ -284,7 +284,7 @@ def plan_waves(
 
 
 def _load(out_dir: str | Path) -> pd.DataFrame | None:
-    from sparsedd.analysis.tables import load_results
+    from sparsedd.analysis.load import load_results
 
     try:
         return load_results(out_dir)

@@ -58,7 +58,8 @@ def run_job(
     from sparsedd.events.progress import ConsoleReporter
     from sparsedd.events.trackers import with_trackers
     from sparsedd.store.run_folder import RunFolder
-    from sparsedd.training.experiment import Experiment, StopFlag, run_batched
+    from sparsedd.training.engine import StopFlag
+    from sparsedd.training.experiment import Experiment, run_batched
 
     labels = labels or {}
     stop = stop or StopFlag()

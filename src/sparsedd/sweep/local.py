@@ -97,7 +97,7 @@ _WORKER = {"parent": 0, "busy": False}
 def _init_worker() -> None:
     """Set up a sweep worker: the parent decides when to stop, and its death stops us too."""
     global _WORKER_STOP
-    from sparsedd.training.experiment import StopFlag
+    from sparsedd.training.engine import StopFlag
 
     _WORKER_STOP = StopFlag()
     _WORKER["parent"] = os.getppid()

@@ -224,8 +224,8 @@ def run_ray(
     ``logs`` names the trackers each task writes to (``tensorboard``: event files in the run
     folders, on the shared storage).
     """
+    from sparsedd.errors import Interrupted
     from sparsedd.store.results import ResultsStore
-    from sparsedd.training.experiment import Interrupted
 
     ray = import_ray()
     started_here = not ray.is_initialized()

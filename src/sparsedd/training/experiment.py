@@ -21,7 +21,7 @@ from sparsedd.analysis.convergence import fix_hint, not_converged
 from sparsedd.components import canonical, run_id
 from sparsedd.config import Config, round_epochs, to_dict, to_yaml
 from sparsedd.data.datasets import ImageData, Splits, load_dataset, make_splits
-from sparsedd.errors import CheckpointError, ConfigError, DivergedError, Interrupted
+from sparsedd.errors import CheckpointError, ConfigError, DivergedError
 from sparsedd.models.base import InputSpec, create_model
 from sparsedd.remedies import REMEDIES
 from sparsedd.store import checkpoint as ckpt
@@ -41,7 +41,6 @@ from sparsedd.training.engine import (
     diverged_message,
     out_of_memory_hint,
     run_group,
-    save_due,
     train_round,
 )
 from sparsedd.training.evaluate import evaluate_round
@@ -57,13 +56,7 @@ from sparsedd.training.trainer import EpochStats, Trainer, check_device
 
 __all__ = [
     "Experiment",
-    "Interrupted",
-    "Reporter",
-    "SilentReporter",
-    "StopFlag",
-    "derive_seed",
     "run_batched",
-    "save_due",
 ]
 
 
