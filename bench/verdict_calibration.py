@@ -30,8 +30,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from sparsedd.analysis.choices import DEFAULT_MIN_RISE
 from sparsedd.analysis.synthetic import NOISE_KINDS, simulate_curves  # noqa: E402
-from sparsedd.analysis.verdict import ALPHA, DEFAULT_MIN_RISE, sdd_verdict  # noqa: E402
+from sparsedd.analysis.verdict import ALPHA, sdd_verdict
 from sparsedd.sweep.adaptive import AdaptiveSeeds, look_alpha  # noqa: E402
 
 NOISE = 0.01

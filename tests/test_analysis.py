@@ -16,7 +16,6 @@ from sparsedd.analysis.figure_parts import save_figure
 from sparsedd.analysis.load import add_curve_column, curve_keys, load_results
 from sparsedd.analysis.stats import summarize, t_quantile_975
 from sparsedd.analysis.synthetic import synthetic_rounds
-from sparsedd.analysis.verdict import DEFAULT_MIN_RISE
 from sparsedd.errors import UserError
 from sparsedd.store.results import ResultsStore
 
@@ -246,12 +245,6 @@ def test_export_parquet_and_csv_round_trip(tmp_path, store_dir, capsys, table):
         assert len(back) == {"rounds": 52, "stats": 26, "curves": 2}[table]
         if table == "rounds":
             assert json.loads(back["layer_density"][0]) == {"fc": 1.0}
-
-
-def test_cli_default_min_rise_matches_the_library():
-    from sparsedd.cli import analysis as cli_analysis
-
-    assert cli_analysis.DEFAULT_MIN_RISE == DEFAULT_MIN_RISE
 
 
 def test_reports_quote_the_tolerances_the_analysis_used():

@@ -5,6 +5,9 @@ name it imported from another of its modules (a re-export shim), the public API 
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,9 +42,12 @@ def absolute(node: ast.ImportFrom, importer: str, is_package: bool) -> str:
 
 
 def _top_level(body: list[ast.stmt]) -> list[ast.stmt]:
-    """The statements run at import time, under ``if``/``try`` included."""
+    """The statements run at import time, under ``if``/``try`` included (not under ``if
+    TYPE_CHECKING:``)."""
     out = []
     for node in body:
+        if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING"):
+            continue
         out.append(node)
         if isinstance(node, ast.If | ast.Try):
             out += _top_level(node.body) + _top_level(node.orelse)
@@ -183,3 +189,207 @@ def test_the_check_finds_each_kind_of_shim(tmp_path: Path) -> None:
             f"{src}/pkg/bad_relative.py:1: import helper from pkg.low, not pkg.mid",
         ]
     )
+
+
+# ---------------------------------------------------------------- the import graph
+
+#: The layers of docs/architecture.md, top to bottom: a module imports from its own layer or
+#: below. ``sparsedd`` itself (the version and the lazily imported public API) is the bottom.
+LAYERS = (
+    ("sparsedd.cli", "sparsedd.__main__"),
+    ("sparsedd.sweep",),
+    ("sparsedd.events",),
+    ("sparsedd.export",),
+    ("sparsedd.training",),
+    ("sparsedd.components",),
+    (
+        "sparsedd.models",
+        "sparsedd.data",
+        "sparsedd.criteria",
+        "sparsedd.remedies",
+        "sparsedd.presets",
+    ),
+    ("sparsedd.analysis",),
+    ("sparsedd.store",),
+    (
+        "sparsedd.config",
+        "sparsedd.config_files",
+        "sparsedd.registry",
+        "sparsedd.errors",
+        "sparsedd.provenance",
+        "sparsedd",
+    ),
+)
+#: Imports that go up a layer, with the reason they still do.
+UPWARD = {
+    # the report lists the config keys no run reads, which only the registries know
+    ("sparsedd.analysis.report", "sparsedd.components"),
+}
+#: Packages too slow to import for a module that does not otherwise need them, and optional
+#: extras: the only reasons to import inside a function.
+HEAVY = {"numpy", "pandas", "torch", "torchvision", "matplotlib"}
+OPTIONAL = {"ray", "mlflow", "timm", "tensorboard"}
+#: Imports inside functions for another reason than their cost.
+LAZY_BY_DESIGN = {
+    # importing this module is the function's job, under a quieter logger
+    ("sparsedd.training.execution", "torch.utils.cpp_extension"),
+    # which of the two names exists depends on NumPy's version
+    ("sparsedd.data.label_files", "numpy._core.multiarray"),
+    ("sparsedd.data.label_files", "numpy.core.multiarray"),
+}
+#: Packages whose ``__init__`` imports every module in them (the registries fill that way).
+IMPORTS_ALL = {"sparsedd.data", "sparsedd.models"}
+
+
+@dataclass
+class Imports:
+    """The modules one module imports: at import time (``top``) and inside functions."""
+
+    top: set[str] = field(default_factory=set)
+    inside: set[str] = field(default_factory=set)
+
+
+def _targets(node: ast.Import | ast.ImportFrom, importer: str, is_package: bool, known) -> list:
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    module = absolute(node, importer, is_package)
+    return [f"{module}.{a.name}" if f"{module}.{a.name}" in known else module for a in node.names]
+
+
+def import_graph(src: Path, package: str = PACKAGE) -> dict[str, Imports]:
+    """Every module of ``package`` with the modules it imports."""
+    paths = {module_name(p, src): p for p in sorted((src / package).rglob("*.py"))}
+    graph = {}
+    for name, path in paths.items():
+        tree = ast.parse(path.read_text())
+        is_package = path.name == "__init__.py"
+        top_nodes = [n for n in _top_level(tree.body) if isinstance(n, ast.Import | ast.ImportFrom)]
+        functions = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]
+        inside = [n for f in functions for n in ast.walk(f) if isinstance(n, ast.Import)] + [
+            n for f in functions for n in ast.walk(f) if isinstance(n, ast.ImportFrom)
+        ]
+        imports = Imports()
+        for node in top_nodes:
+            imports.top |= set(_targets(node, name, is_package, paths))
+        for node in inside:
+            imports.inside |= set(_targets(node, name, is_package, paths))
+        if name in IMPORTS_ALL:
+            imports.top |= {m for m in paths if m.startswith(f"{name}.")}
+        graph[name] = imports
+    return graph
+
+
+def _prefixes(module: str) -> list[str]:
+    parts = module.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+
+
+def packages_loaded(graph: dict[str, Imports], module: str) -> set[str]:
+    """The heavy and optional packages importing ``module`` loads (its parents included)."""
+    loaded, seen, todo = set(), set(), [module]
+    while todo:
+        current = todo.pop()
+        for name in _prefixes(current):
+            if name in seen:
+                continue
+            seen.add(name)
+            if name in graph:
+                todo += graph[name].top
+            elif name.split(".")[0] in HEAVY | OPTIONAL:
+                loaded.add(name.split(".")[0])
+    return loaded
+
+
+def cycles(graph: dict[str, Imports]) -> list[list[str]]:
+    """The import circles among modules' import-time imports."""
+    found, state = [], {}
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = "open"
+        for target in sorted(graph[module].top & graph.keys()):
+            if state.get(target) == "open":
+                found.append([*path[path.index(target) :], target])
+            elif target not in state:
+                visit(target, [*path, target])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    return found
+
+
+def layer(module: str) -> int:
+    """The layer of ``module`` (0 is the top)."""
+    for index, group in enumerate(LAYERS):
+        if any(module == g or module.startswith(f"{g}.") for g in group if g != PACKAGE):
+            return index
+    assert module == PACKAGE, f"{module} is in no layer of LAYERS"
+    return len(LAYERS) - 1
+
+
+def test_the_import_graph_has_no_circle() -> None:
+    assert cycles(import_graph(ROOT / "src")) == []
+
+
+def test_the_cycle_check_finds_a_circle(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    _write(
+        src,
+        {"pkg/__init__.py": "", "pkg/a.py": "from pkg import b\n", "pkg/b.py": "import pkg.a\n"},
+    )
+    assert cycles(import_graph(src, "pkg")) == [["pkg.a", "pkg.b", "pkg.a"]]
+
+
+def test_no_module_imports_from_a_higher_layer() -> None:
+    graph = import_graph(ROOT / "src")
+    upward = {
+        (module, target)
+        for module, imports in graph.items()
+        for target in (imports.top | imports.inside) & graph.keys()
+        if layer(target) < layer(module)
+    }
+    assert upward == UPWARD
+
+
+def loaded_at_start_up() -> set[str]:
+    """The modules that importing the command line (what `sparsedd --help` runs) loads."""
+    code = "import sys, sparsedd.cli.main; print(' '.join(sys.modules))"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return set(out.stdout.split())
+
+
+def test_imports_inside_functions_are_only_the_slow_or_optional_ones() -> None:
+    """An import inside a function loads a package that its module does not load otherwise
+    (numpy, pandas, torch, torchvision, matplotlib: from 0.4 s to 4.4 s each) or an optional
+    extra; in the command line, a module that `sparsedd --help` does not load. Every other
+    import is at the top, and a module with imports inside functions says why in a comment."""
+    graph = import_graph(ROOT / "src")
+    start_up = loaded_at_start_up()
+    needless, unsaid = [], []
+    for module, imports in graph.items():
+        loaded = packages_loaded(graph, module)
+        lazy = {t for t in imports.inside - imports.top if (module, t) not in LAZY_BY_DESIGN}
+        for target in lazy:
+            if module.startswith("sparsedd.cli"):
+                if target in start_up:
+                    needless.append(f"{module}: {target} (loaded at start-up anyway)")
+            elif not packages_loaded(graph, target) - loaded:
+                needless.append(f"{module}: {target}")
+        path = (ROOT / "src" / Path(*module.split("."))).with_suffix(".py")
+        path = path if path.exists() else path.with_suffix("") / "__init__.py"
+        if lazy and "imported inside" not in path.read_text().lower():
+            unsaid.append(module)
+    assert sorted(needless) == [] and unsaid == []
+
+
+def test_the_command_line_starts_without_the_slow_packages() -> None:
+    """`sparsedd --help` imports the command line, which imports none of the packages that
+    take seconds to load: the commands import them when they run."""
+    code = f"import sys, sparsedd.cli.main; print(sorted(set(sys.modules) & {HEAVY!r}))"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

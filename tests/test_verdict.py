@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sparsedd.analysis import verdict as vd
+from sparsedd.analysis.choices import DEFAULT_MIN_RISE
 from sparsedd.analysis.synthetic import simulate_curves
-from sparsedd.analysis.verdict import DEFAULT_MIN_RISE
 
 ROUNDS = np.arange(35)  # dense + 34 rounds, the paper's protocol
 N = 10_000

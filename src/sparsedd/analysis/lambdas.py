@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from sparsedd.analysis.choices import DEFAULT_LAMBDA_RULE, LAMBDA_RULES
 from sparsedd.analysis.lambda_evidence import holds_to, paired_difference, seed_values
 from sparsedd.analysis.load import (
     ALWAYS_KEYS,
@@ -34,8 +35,6 @@ from sparsedd.analysis.load import (
 from sparsedd.analysis.verdict import INCONCLUSIVE, NO_SDD, SDD
 from sparsedd.errors import UserError
 
-LAMBDA_RULES = ("avoid-sdd", "best-val", "at-sparsity")
-DEFAULT_LAMBDA_RULE = "avoid-sdd"
 RULE_WORDS = {
     "avoid-sdd": "best validation accuracy among λ without SDD",
     "best-val": "best validation accuracy over all λ",

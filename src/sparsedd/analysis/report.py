@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import html
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from sparsedd.analysis.load import config_keys
+from sparsedd.analysis.remedies import remedy_rows
 from sparsedd.analysis.report_sections import (
     LAMBDA_RULE,
     amount,
@@ -28,9 +30,13 @@ from sparsedd.analysis.report_sections import (
 )
 from sparsedd.analysis.report_view import VIEW_CSS, view_html
 from sparsedd.analysis.tables import Analysis
+from sparsedd.config import DEFAULTS
 from sparsedd.errors import UserError
 from sparsedd.store.atomic import atomic_write_text
 from sparsedd.store.schema import PROVENANCE_FIELDS
+
+# components is imported inside _unread_keys: it brings torch (4.4 s to import, measured: see
+# docs/architecture.md, "Imports") and sits above analysis (a layering exception to remove).
 
 __all__ = [
     "REPORT_WIDTH",
@@ -58,8 +64,6 @@ def _tradeoff_html(result: Analysis) -> str:
 
 def _remedies_html(result: Analysis) -> str:
     """The remedy × λ tables (see ``analysis.remedies``), or nothing where one remedy ran."""
-    from sparsedd.analysis.remedies import remedy_rows
-
     sections = remedy_rows(result)
     if not sections:
         return ""
@@ -113,10 +117,7 @@ def _cell(value: Any) -> str:
 
 def _unread_keys(runs: pd.DataFrame) -> set[str]:
     """Config keys that no run reads (the ViT's sizes in a LeNet study, momentum with AdamW)."""
-    import dataclasses
-
     from sparsedd.components import unused_keys
-    from sparsedd.config import DEFAULTS
 
     if not {"model", "optimizer"} <= set(runs.columns):
         return set()

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sparsedd.analysis.choices import DEFAULT_LAMBDA_RULE, DEFAULT_MIN_RISE
 from sparsedd.analysis.control import (
     CONTROL_FIELDS,
     control_lines,
@@ -28,11 +29,7 @@ from sparsedd.analysis.control import (
     split_controls,
     with_twin_curves,
 )
-from sparsedd.analysis.lambdas import (
-    DEFAULT_LAMBDA_RULE,
-    choose_weight_decay,
-    lambda_groups,
-)
+from sparsedd.analysis.lambdas import choose_weight_decay, lambda_groups
 from sparsedd.analysis.load import (
     add_curve_column,
     collapsed_flags,
@@ -45,7 +42,7 @@ from sparsedd.analysis.stats import (
     curve_stats,
     eval_size,
 )
-from sparsedd.analysis.verdict import ALPHA, DEFAULT_MIN_RISE, SDD, Verdict
+from sparsedd.analysis.verdict import ALPHA, SDD, Verdict
 from sparsedd.errors import UserError
 
 __all__ = [

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sparsedd.analysis.choices import DEFAULT_MIN_RISE
 from sparsedd.analysis.curve_noise import (
     DiffSd,
     NoiseModel,
@@ -51,7 +52,6 @@ __all__ = [
     "ALPHA",
     "COLLAPSE_SHARE",
     "DEFAULT_CHANCE",
-    "DEFAULT_MIN_RISE",
     "VERDICTS",
     "Verdict",
     "best_valley",
@@ -62,8 +62,6 @@ __all__ = [
     "what_would_settle",
 ]
 
-#: Minimum fall and rise (fractions) that count as SDD, and below which a valley is no SDD.
-DEFAULT_MIN_RISE = 0.025
 #: A seed has collapsed once it stays below chance + this share of (dense − chance): it lost
 #: more than a fifth of its accuracy above chance for good.
 COLLAPSE_SHARE = 0.8

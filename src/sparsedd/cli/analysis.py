@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 import click
 
-from sparsedd.store.schema import CORRECTNESS_FIELD
+from sparsedd.analysis.choices import DEFAULT_MIN_RISE, LAMBDA_RULES
+from sparsedd.errors import UserError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -18,13 +19,11 @@ if TYPE_CHECKING:
 
     from sparsedd.analysis.tables import Analysis
 
+# `sparsedd --help` imports only what it needs; the rest is imported inside the commands that
+# use it (torch alone takes 4.4 s to import; measured: docs/architecture.md, "Imports").
+
 T = TypeVar("T")
 
-# Same as sparsedd.analysis.tables.DEFAULT_MIN_RISE and lambdas.LAMBDA_RULES (pinned by a test);
-# analysis, pandas and matplotlib are imported only when a command runs, to keep `sparsedd
-# --help` fast.
-DEFAULT_MIN_RISE = 0.025
-LAMBDA_RULES = ("avoid-sdd", "best-val", "at-sparsity")
 
 _DIR = click.argument("out_dir", default="./sparsedd-runs", type=click.Path(file_okay=False))
 _MIN_RISE = click.option(
@@ -294,8 +293,6 @@ def export(
     fmt: str | None,
 ) -> None:
     """Export a results table (Parquet, CSV), or with --run a pruned model (safetensors)."""
-    from sparsedd.errors import UserError
-
     if run is not None:
         if which is not None:
             raise UserError("--table exports a results table; leave it out with --run")
@@ -305,6 +302,7 @@ def export(
         raise UserError("--round and --format choose a model to export; give --run ID too")
     from sparsedd.analysis.export import export_table
     from sparsedd.analysis.tables import analyze
+    from sparsedd.store.schema import CORRECTNESS_FIELD
 
     rounds = _load(out_dir)
     if which in (None, "rounds"):
@@ -319,7 +317,6 @@ def export(
 def _round_number(out_dir: str, run: str, round_: str | None) -> int | None:
     """``--round`` as a round number: given, or the round that best, dip or peak names."""
     from sparsedd.analysis.rounds import ROUND_NAMES
-    from sparsedd.errors import UserError
 
     if round_ is None or round_.isdigit():
         return None if round_ is None else int(round_)

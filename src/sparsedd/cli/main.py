@@ -5,13 +5,21 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 import click
 
+from sparsedd.cli import INTERRUPTED, restore_ctrl_c
+from sparsedd.cli.analysis import analyze, export, plot, report
+from sparsedd.cli.predict import predict
+from sparsedd.cli.presets import models, presets
 from sparsedd.errors import Interrupted, UserError
+
+# `sparsedd --help` imports only what it needs; the rest is imported inside the commands that
+# use it (torch alone takes 4.4 s to import; measured: docs/architecture.md, "Imports").
 
 DEFAULT_OUT = "./sparsedd-runs"
 #: Columns of the `results` table after run_id and the config keys that name the runs.
@@ -291,10 +299,6 @@ def results(out_dir: str, fmt: str, epochs: bool) -> None:
         click.echo(format_rows([{c: row.get(c) for c in columns} for row in rows], fmt))
 
 
-from sparsedd.cli.analysis import analyze, export, plot, report  # noqa: E402
-from sparsedd.cli.predict import predict  # noqa: E402
-from sparsedd.cli.presets import models, presets  # noqa: E402
-
 for _command in (analyze, plot, report, export, predict, presets, models):
     cli.add_command(_command)
 
@@ -304,8 +308,6 @@ for _command in (analyze, plot, report, export, predict, presets, models):
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the CLI; user errors become one line on stderr and exit status 2."""
-    from sparsedd.cli import restore_ctrl_c
-
     restore_ctrl_c()
     if sys.stdout is None:  # started with stdout closed (`>&-`): writing to it must fail
         sys.stdout = _ClosedOutput()
@@ -329,8 +331,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         sys.exit(130)
     except (click.exceptions.Abort, KeyboardInterrupt):  # Ctrl-C before a run could start
-        from sparsedd.cli import INTERRUPTED
-
         print(INTERRUPTED, file=sys.stderr)
         sys.exit(130)
     except OSError as err:
@@ -365,8 +365,6 @@ def _stdout_failed(err: OSError) -> bool:
     """Whether ``err`` came from writing standard output (full or closed): raised inside
     ``click.echo`` to stdout, or stdout cannot be flushed. If so, stdout is pointed at
     /dev/null, so that Python's own flush at exit prints no second error."""
-    import os
-
     tb, in_echo = err.__traceback__, False
     while tb is not None:
         code, local = tb.tb_frame.f_code, tb.tb_frame.f_locals

@@ -16,6 +16,9 @@ from sparsedd.data.noise import corrupt_labels
 from sparsedd.errors import ConfigError, DataError
 from sparsedd.registry import Needs, Registry
 
+# Imported inside functions, where used: torchvision (4 s more than torch to import);
+# measured: docs/architecture.md, "Imports".
+
 SYSTEM_DATA_ROOT = Path("/usr/share/datasets")
 # torchvision's ImageNet statistics, which the seed paper's main.py uses for CIFAR too.
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

@@ -22,13 +22,17 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from sparsedd.config import Config
 from sparsedd.data.datasets import DATASETS, FILES_IN_DATA_DIR, ImageData, check_image_data
-from sparsedd.data.preprocess import MAX_PIXELS, UNREADABLE, ImageTooLarge, read_image
+from sparsedd.data.preprocess import MAX_PIXELS, UNREADABLE, ImageTooLarge, printable, read_image
 from sparsedd.errors import DataError, UserError
 from sparsedd.registry import Needs
 from sparsedd.store import checkpoint as ckpt
+
+# Imported inside functions, where used: torchvision (4 s more than torch to import);
+# measured: docs/architecture.md, "Imports".
 
 SPLITS = ("train", "test")
 # At most this many unreadable files are named; the count says how many more there are.
@@ -116,8 +120,6 @@ def _walk(root: Path, top: Path) -> list[tuple[str, list[str], list[str]]]:
 
 
 def _printable(text: str) -> str:
-    from sparsedd.data.preprocess import printable
-
     return printable(text)
 
 
@@ -168,8 +170,6 @@ def decode_images(
     root: Path, items: list[tuple[str, int]], image_size: int
 ) -> tuple[torch.Tensor, list[str]]:
     """The images as one uint8 NCHW tensor, and the paths of those that cannot be read."""
-    from PIL import Image
-
     out = np.zeros((len(items), 3, image_size, image_size), dtype=np.uint8)
     failed, too_large = [], []
     for i, (rel, _) in enumerate(items):

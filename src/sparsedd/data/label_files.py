@@ -12,6 +12,7 @@ code named by the file; ``.npy`` files are read with ``allow_pickle=False``.
 from __future__ import annotations
 
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -137,8 +138,6 @@ def _check_unpacked_size(path: Path, n_train: int) -> None:
     """Refuse a .pt file (a zip archive) whose members would unpack to more than the labels of
     ``n_train`` images can take, from its directory alone: a deflated member of a few hundred
     KB can expand to gigabytes before its length could be checked."""
-    import zipfile
-
     if not zipfile.is_zipfile(path):
         return  # torch's legacy format: stored as is, its size was checked
     limit = BYTES_ALLOWANCE + BYTES_PER_IMAGE * n_train

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 #: Pillow's filter used to resize images (training's imagefolder cache and ``predict``).
 RESIZE_FILTER = "bilinear"
@@ -44,9 +46,6 @@ def read_image(
     With ``max_pixels``, an image whose header promises more is refused (ImageTooLarge) before
     it is decoded.
     """
-    import warnings
-
-    from PIL import Image
 
     filter_ = getattr(Image.Resampling, RESIZE_FILTER.upper())
     with warnings.catch_warnings():
@@ -68,8 +67,6 @@ _PIL_LIMIT = threading.Lock()
 def _open_header(path: str | Path, own_bound: bool) -> Iterator[Any]:
     """``Image.open(path)``; with ``own_bound``, Pillow's own pixel limit (an error past 179
     million pixels) is lifted for the open alone, so that the caller's bound names the size."""
-    from PIL import Image
-
     if not own_bound:
         with Image.open(path) as img:
             yield img

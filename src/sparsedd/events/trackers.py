@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,9 +27,13 @@ from typing import Any, Protocol
 import yaml
 
 from sparsedd.config import epochs_before
-from sparsedd.errors import UserError
+from sparsedd.errors import Interrupted, UserError
 from sparsedd.store.run_folder import RunFolder
 from sparsedd.store.schema import ROUND_FIELDS
+
+# Imported inside functions: tensorboard and mlflow (optional extras), and the analysis's
+# pandas and matplotlib (2.7 s to import, measured: see docs/architecture.md, "Imports"),
+# loaded by a run that logs them only.
 
 EXTRA_OF = {"tensorboard": ("tensorboard", "tensorboard"), "mlflow": ("mlflow", "mlflow")}
 #: The per-round numbers a tracker receives: every recorded round field but its index and epochs.
@@ -237,8 +242,6 @@ class MlflowTracker:
 
 
 def _millis() -> int:
-    import time
-
     return int(time.time() * 1000)
 
 
@@ -324,7 +327,6 @@ def run_status(err: BaseException | None) -> str:
     """The MLflow status of a run that ended with ``err``."""
     if err is None:
         return "FINISHED"
-    from sparsedd.errors import Interrupted
 
     return "KILLED" if isinstance(err, (Interrupted, KeyboardInterrupt)) else "FAILED"
 

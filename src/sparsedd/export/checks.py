@@ -20,6 +20,7 @@ from torch import nn
 from sparsedd.components import from_dict
 from sparsedd.config import Config
 from sparsedd.errors import CheckpointError, UserError
+from sparsedd.models.base import InputSpec, create_model
 
 FORMATS = ("sparse", "dense")
 CSR_PARTS = ("crow_indices", "col_indices", "values")
@@ -123,8 +124,6 @@ def check_meta_fields(label: str, meta: dict[str, Any]) -> Config:
 
 def expected_state(cfg: Config, info: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The model's state dict as shapes and dtypes only (built on the meta device)."""
-    from sparsedd.models.base import InputSpec, create_model
-
     spec = InputSpec(info["channels"], info["image_size"], info["num_classes"])
     with torch.random.fork_rng():  # building initializes weights: leave the caller's RNG alone
         try:

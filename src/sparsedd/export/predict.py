@@ -24,6 +24,7 @@ from sparsedd.data.preprocess import (
     read_image,
 )
 from sparsedd.errors import DataError
+from sparsedd.export.pruned import load_pruned, pruned_metadata
 
 #: Images classified per forward pass.
 BATCH = 256
@@ -36,8 +37,6 @@ class Predictor:
 
     def __init__(self, model_file: str | Path) -> None:
         """Load and check ``model_file`` (an export of `sparsedd export --run`)."""
-        from sparsedd.export.pruned import load_pruned, pruned_metadata
-
         self.model: nn.Module = load_pruned(model_file)  # checks every field and tensor
         info = pruned_metadata(model_file)["input"]
         self.channels: int = info["channels"]

@@ -27,9 +27,11 @@ from torch import nn
 from sparsedd.components import from_dict
 from sparsedd.config import to_dict
 from sparsedd.config_files import load_yaml_file
+from sparsedd.data.datasets import load_dataset, normalization
 from sparsedd.data.preprocess import describe
 from sparsedd.errors import CheckpointError, StoreError, UserError
 from sparsedd.export.checks import CSR_PARTS, FORMATS, check_export
+from sparsedd.models.base import InputSpec, create_model
 from sparsedd.store import checkpoint as ckpt
 from sparsedd.store.run_folder import RunFolder, runs_dir
 from sparsedd.training.teacher import TEACHER_FILES
@@ -136,7 +138,6 @@ def _input_of(meta: dict[str, Any], cfg: Any) -> dict[str, Any]:
     saved = meta.get("input")
     if isinstance(saved, dict) and "classes" in saved:
         return saved
-    from sparsedd.data.datasets import load_dataset, normalization
 
     data = load_dataset(cfg)
     if isinstance(saved, dict):  # recorded before class names were: read them from the data
@@ -212,7 +213,6 @@ def load_pruned(path: str | Path) -> nn.Module:
     tensors, _ = ckpt.load_tensors(Path(path))
     meta = pruned_metadata(path)
     cfg = check_export(str(path), tensors, meta)
-    from sparsedd.models.base import InputSpec, create_model
 
     spec = InputSpec(**{k: meta["input"][k] for k in ("channels", "image_size", "num_classes")})
     with torch.random.fork_rng():  # building initializes weights: leave the caller's RNG alone

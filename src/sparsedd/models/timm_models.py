@@ -13,6 +13,8 @@ from sparsedd.config import Config
 from sparsedd.errors import ConfigError
 from sparsedd.models.base import MODELS, InputSpec, ModelNeeds
 
+# timm is an optional extra, imported inside the functions that need it.
+
 PREFIX = "timm:"
 INSTALL_HINT = "pip install 'sparsedd[timm]'"
 

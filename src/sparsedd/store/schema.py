@@ -11,6 +11,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
+from sparsedd.config import FIELDS, coerce
 from sparsedd.errors import ConfigError
 
 DB_NAME = "results.sqlite"
@@ -154,8 +155,6 @@ def config_problem(config: dict[str, Any]) -> str | None:
     """What is wrong with a run's recorded config (None: nothing): a value of the wrong type
     for its key, or a nested value (none of sparsedd's keys holds one). Keys may be missing:
     a config recorded by another version, or through the Python API, lacks some."""
-    from sparsedd.config import FIELDS, coerce
-
     for key, value in config.items():
         if not isinstance(value, _SCALARS):
             return f"has a {type(value).__name__} as config key {short(key)}"

@@ -28,12 +28,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sparsedd.components import run_id
+from sparsedd.components import resolve_config, run_id
+from sparsedd.config_files import load_yaml_file
 from sparsedd.errors import ConfigError, UserError
-from sparsedd.sweep.plan import FILE_SWEEP_KEYS, MAX_ADAPTIVE_SEEDS, Cell, PlannedRun
+from sparsedd.sweep.plan import FILE_SWEEP_KEYS, MAX_ADAPTIVE_SEEDS, Cell, PlannedRun, recorded_rows
+from sparsedd.sweep.status import write_sweep_file
 
 if TYPE_CHECKING:
     import pandas as pd
+
+# Imported inside functions, where used: pandas (0.9 s to import);
+# measured: docs/architecture.md, "Imports".
 
 #: The key of a study YAML file that asks for adaptive seeds (beside ``grid:``).
 FILE_KEY = "adaptive_seeds"
@@ -87,7 +92,6 @@ def requested(option: str | None, config_file: str | None) -> AdaptiveSeeds | No
         return parse_adaptive_seeds(option)
     if not config_file:
         return None
-    from sparsedd.config_files import load_yaml_file
 
     value = load_yaml_file(config_file).get(FILE_KEY)
     where = f"config file {config_file!r}: {FILE_KEY}"
@@ -139,8 +143,6 @@ def adaptive_cells(
 
 
 def _base_seed(cell: Cell, assignments: Sequence[str]) -> int:
-    from sparsedd.components import resolve_config
-
     try:
         return resolve_config(cell.preset, cell.config_file, assignments, FILE_SWEEP_KEYS).seed
     except ConfigError:  # the grid's own check reports it, with every other error
@@ -266,8 +268,6 @@ def plan_waves(
     spec: AdaptiveSeeds, planned: Sequence[PlannedRun], out_dir: str | Path
 ) -> AdaptivePlan:
     """The adaptive plan of ``planned`` (the full grid) against the rounds in ``out_dir``."""
-    from sparsedd.sweep.plan import recorded_rows
-
     done = {p.id for p in planned if p.state == "done"}
     frame = _load(out_dir) if done else None
     state = replay(
@@ -353,8 +353,6 @@ def sweep_entry(state: AdaptivePlan) -> dict[str, Any]:
 def write_plan_file(out_dir: str | Path, state: AdaptivePlan) -> Path:
     """The sweep file of an adaptive study: the runs given so far, and the full grid's cost;
     one file per study (named by its full grid), rewritten after every wave."""
-    from sparsedd.sweep.status import write_sweep_file
-
     return write_sweep_file(
         out_dir, state.chosen, extra=sweep_entry(state), name_ids=[p.id for p in state.full]
     )

@@ -14,7 +14,13 @@ from typing import Protocol
 
 from sparsedd.config import Config
 from sparsedd.errors import UserError
+from sparsedd.events.trackers import sweep_parent
 from sparsedd.registry import Registry
+from sparsedd.sweep.local import machine_slots, run_local
+from sparsedd.sweep.ray_backend import import_ray, run_ray
+
+# Imported inside functions, where used: torch (4.4 s to import);
+# measured: docs/architecture.md, "Imports".
 
 
 @dataclass(frozen=True)
@@ -77,8 +83,6 @@ class LocalBackend:
         self, jobs: Sequence[Sequence[Config]], request: SweepRequest, labels: Mapping[str, str]
     ) -> None:
         """Run the jobs in this process (one slot) or in worker processes, one per slot."""
-        from sparsedd.events.trackers import sweep_parent
-        from sparsedd.sweep.local import machine_slots, run_local
         from sparsedd.sweep.plan import parse_grid_options
 
         slots = machine_slots(jobs[0][0].device, request.jobs)
@@ -99,8 +103,6 @@ class RayBackend:
                 "MLflow's store); use --log tensorboard with --backend ray"
             )
         if not request.dry_run:
-            from sparsedd.sweep.ray_backend import import_ray
-
             import_ray()  # fail in one line before anything is loaded or written
 
     def check_runs(self, configs: Sequence[Config], request: SweepRequest) -> None:
@@ -110,8 +112,6 @@ class RayBackend:
         self, jobs: Sequence[Sequence[Config]], request: SweepRequest, labels: Mapping[str, str]
     ) -> None:
         """Run every job as a Ray task; rows are recorded on this host."""
-        from sparsedd.sweep.ray_backend import run_ray
-
         run_ray(jobs, request.out_dir, request.address, logs=request.logs)
 
 

@@ -10,8 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from sparsedd.config import Config
+from sparsedd.events.trackers import with_trackers
 from sparsedd.store.results import RunStore
+from sparsedd.store.run_folder import RunFolder
 from sparsedd.sweep.placement import Slot, job_threads
+
+# Imported inside functions, where used: torch (4.4 s to import);
+# measured: docs/architecture.md, "Imports".
 
 
 def group_jobs(configs: Sequence[Config], batch_lambdas: bool | None) -> list[list[Config]]:
@@ -56,8 +61,6 @@ def run_job(
     import sparsedd.export.pruned  # noqa: F401  registers exported models as teacher files
     from sparsedd.components import run_id
     from sparsedd.events.progress import ConsoleReporter
-    from sparsedd.events.trackers import with_trackers
-    from sparsedd.store.run_folder import RunFolder
     from sparsedd.training.engine import StopFlag
     from sparsedd.training.experiment import Experiment, run_batched
 

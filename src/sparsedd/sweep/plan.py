@@ -9,9 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sparsedd.components import run_id
+from safetensors import safe_open
+
+from sparsedd.components import resolve_config, run_id
 from sparsedd.config import Config, round_epochs, run_epochs
 from sparsedd.errors import ConfigError, NoResultsError, UserError
+from sparsedd.events.progress import duration
+from sparsedd.store.results import ResultsStore
 from sparsedd.store.run_folder import RunFolder, check_out_layout
 
 #: Keys of a YAML config file read by the sweep, not config keys: a study's ``grid:`` and its
@@ -114,8 +118,6 @@ def sweep_configs(
 
     ``assignments`` (``--set``) apply to every run; grid values win over them.
     """
-    from sparsedd.components import resolve_config
-
     check_grid_size(cells)
     out: dict[str, tuple[str, Config]] = {}
     errors: dict[str, list[str]] = {}
@@ -209,8 +211,6 @@ def _text(value: Any) -> str:
 
 def recorded_rows(out_dir: str | Path) -> list[dict[str, Any]]:
     """Every recorded round row of ``out_dir`` (empty when it holds no results yet)."""
-    from sparsedd.store.results import ResultsStore
-
     try:
         store = ResultsStore(out_dir, create=False)
     except NoResultsError:  # none yet, or another run is creating the database right now
@@ -249,8 +249,6 @@ def _pace(cfg: Config, rid: str, rows: Sequence[Mapping[str, Any]]) -> float | N
 
 def saved_epoch(folder: Path) -> tuple[int, int] | None:
     """(round, epochs done in it) of a run's saved mid-round progress, if any."""
-    from safetensors import safe_open
-
     path = RunFolder(folder).progress
     if not path.exists():
         return None
@@ -329,8 +327,6 @@ PLAN_HEADER = f"{'run':<16}  {'state':<22} {'epochs left':>14}  {'time':>8}  set
 def format_plan(planned: Sequence[PlannedRun]) -> str:
     """One line per run (id, state, epochs and time left, label), a total, and the time left
     at the pace recorded in the folder (for runs alike when a run has no round of its own)."""
-    from sparsedd.events.progress import duration
-
     lines = [PLAN_HEADER] + [
         f"{p.id}  {p.state:<22} {p.epochs_left:>7} epochs  {_time(p.seconds_left):>8}  {p.label}"
         for p in planned
@@ -361,6 +357,4 @@ def format_plan(planned: Sequence[PlannedRun]) -> str:
 
 
 def _time(seconds: float | None) -> str:
-    from sparsedd.events.progress import duration
-
     return "?" if seconds is None else duration(seconds)

@@ -18,7 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from sparsedd.config import Config, to_dict
-from sparsedd.errors import UserError
+from sparsedd.errors import Interrupted, NoResultsError, UserError
+from sparsedd.store.results import ResultsStore
+from sparsedd.sweep.jobs import run_job
+
+# Imported inside functions: ray (an optional extra) and torch (4.4 s to import, measured: see
+# docs/architecture.md, "Imports"), so that `sparsedd --help` loads neither.
 
 RAY_MISSING = (
     "--backend ray needs Ray, which is not installed; install it with "
@@ -55,9 +60,6 @@ class Ledger:
         self._store: Any = None
 
     def _recorded(self, run_id: str) -> dict[int, tuple[str | None, float]]:
-        from sparsedd.errors import NoResultsError
-        from sparsedd.store.results import ResultsStore
-
         if self._store is None:
             try:
                 self._store = ResultsStore(self.out_dir, create=False)
@@ -192,7 +194,6 @@ def train_job(
 ) -> None:
     """Body of a Ray task: run one job into the shared output folder (``logs``: --log)."""
     from sparsedd.components import from_dict
-    from sparsedd.sweep.jobs import run_job
 
     runs = [from_dict(c) for c in configs]
     run_job(runs, out_dir, quiet=True, store=LedgerStore(ledger), logs=logs)
@@ -224,9 +225,6 @@ def run_ray(
     ``logs`` names the trackers each task writes to (``tensorboard``: event files in the run
     folders, on the shared storage).
     """
-    from sparsedd.errors import Interrupted
-    from sparsedd.store.results import ResultsStore
-
     ray = import_ray()
     started_here = not ray.is_initialized()
     if started_here:

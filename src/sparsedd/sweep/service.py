@@ -10,10 +10,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from sparsedd.components import ignored_notes
 from sparsedd.config import Config
+from sparsedd.data.datasets import check_split_sizes, load_dataset
 from sparsedd.errors import ConfigError, UserError
+from sparsedd.events.progress import ConsoleReporter, duration
+from sparsedd.events.trackers import check_installed
+from sparsedd.store.run_folder import RunFolder
+from sparsedd.sweep import adaptive, run_setup
+from sparsedd.sweep.adaptive import closing_line, plan_waves, write_plan_file
 from sparsedd.sweep.backends import BACKENDS, SweepRequest
-from sparsedd.sweep.plan import PlannedRun, all_errors
+from sparsedd.sweep.control import with_controls
+from sparsedd.sweep.jobs import group_jobs
+from sparsedd.sweep.plan import PlannedRun, all_errors, parse_grid_options, plan, sweep_configs
+from sparsedd.sweep.run_setup import given_keys
+from sparsedd.sweep.status import write_sweep_file
+from sparsedd.sweep.study import study_cells
 
 if TYPE_CHECKING:
     from sparsedd.sweep.adaptive import AdaptivePlan, AdaptiveSeeds
@@ -42,12 +54,6 @@ def run_sweep(request: SweepRequest, note: Callable[[str], None] = _quiet) -> Sw
     ``note`` receives one line per key the user set that a run does not read. Every config
     error of every run is raised at once, as one ConfigError, before anything is written.
     """
-    from sparsedd.events.trackers import check_installed
-    from sparsedd.sweep import adaptive, run_setup
-    from sparsedd.sweep.jobs import group_jobs
-    from sparsedd.sweep.plan import parse_grid_options, plan, sweep_configs
-    from sparsedd.sweep.study import study_cells
-
     backend = BACKENDS.get(request.backend)
     backend.check(request)
     check_installed(request.logs)
@@ -60,8 +66,6 @@ def run_sweep(request: SweepRequest, note: Callable[[str], None] = _quiet) -> Sw
         cells = adaptive.adaptive_cells(cells, request.assignments, seeds)
     labelled = sweep_configs(cells, request.assignments)
     if request.control:
-        from sparsedd.sweep.control import with_controls
-
         if seeds is not None:
             raise ConfigError(
                 "--control does not yet combine with --adaptive-seeds; run the study first, "
@@ -89,8 +93,6 @@ def run_sweep(request: SweepRequest, note: Callable[[str], None] = _quiet) -> Sw
     if not configs:
         return SweepOutcome(planned, 0, 0.0)
     if len(configs) > 1:
-        from sparsedd.sweep.status import write_sweep_file
-
         preflight([(p.label, p.cfg) for p in planned if p.state != "done"])
         write_sweep_file(request.out_dir, planned)
     started = time.monotonic()
@@ -109,10 +111,6 @@ def _run_adaptive(
     """Train an adaptive study wave by wave (see sweep/adaptive.py); each wave is an ordinary
     set of runs for the backend. The plan is replayed from the recorded rounds, so a stopped
     study resumes where it was."""
-    from sparsedd.sweep.adaptive import plan_waves, write_plan_file
-    from sparsedd.sweep.jobs import group_jobs
-    from sparsedd.sweep.plan import plan
-
     state = plan_waves(seeds, planned, request.out_dir)
     if request.dry_run:
         return SweepOutcome(planned, 0, 0.0, state)
@@ -141,9 +139,6 @@ def _run_adaptive(
 
 def _report_done(planned: Sequence[PlannedRun], out_dir: str) -> None:
     """One summary line per run that is already done (it is not trained again)."""
-    from sparsedd.events.progress import ConsoleReporter
-    from sparsedd.store.run_folder import RunFolder
-
     finished = ConsoleReporter(show_bars=False)
     for p in planned:
         if p.state == "done":
@@ -154,8 +149,6 @@ def _report_done(planned: Sequence[PlannedRun], out_dir: str) -> None:
 def preflight(runs: Sequence[tuple[str, Config]]) -> None:
     """Load each dataset once and check every run's split sizes before any run starts; every
     run whose sizes do not fit is named in one ConfigError."""
-    from sparsedd.data.datasets import check_split_sizes, load_dataset
-
     sizes: dict[tuple[str, str], int] = {}
     errors: dict[str, list[str]] = {}
     for label, cfg in runs:
@@ -172,20 +165,13 @@ def preflight(runs: Sequence[tuple[str, Config]]) -> None:
 
 def ignored_key_notes(configs: Sequence[Config], request: SweepRequest) -> list[str]:
     """One note per key the user set (file, --set, --grid) that a run does not read."""
-    from sparsedd.components import ignored_notes
-    from sparsedd.sweep.run_setup import given_keys
-
     given = given_keys(request.config_file, [*request.assignments, *request.grid])
     return list(dict.fromkeys(note for cfg in configs for note in ignored_notes(cfg, given)))
 
 
 def describe(outcome: SweepOutcome, request: SweepRequest) -> str | None:
     """The closing line of a sweep of several runs (None for one run or a dry run)."""
-    from sparsedd.events.progress import duration
-
     if outcome.adaptive is not None and not request.dry_run:
-        from sparsedd.sweep.adaptive import closing_line
-
         took = f" in {duration(outcome.seconds)}" if outcome.trained else ""
         return (
             f"{closing_line(outcome.adaptive)}; {outcome.trained} runs trained now{took}; "

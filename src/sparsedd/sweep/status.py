@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -10,6 +11,10 @@ from typing import Any
 
 from sparsedd.config import round_epochs, run_epochs
 from sparsedd.errors import StoreError
+from sparsedd.events.progress import duration
+from sparsedd.store.atomic import atomic_write_text
+from sparsedd.store.checkpoint import OUT_FIX
+from sparsedd.store.results import ResultsStore
 from sparsedd.store.run_folder import RunFolder, sweeps_dir
 from sparsedd.store.run_lock import is_running
 from sparsedd.sweep.plan import PlannedRun, saved_epoch, seconds_per_epoch
@@ -30,9 +35,6 @@ def write_sweep_file(
     ``extra``: an adaptive study's entry (see ``sweep.adaptive.sweep_entry``), kept under
     ADAPTIVE_KEY; ``name_ids``: the run ids that name the file (default: ``planned``'s).
     """
-    from sparsedd.store.atomic import atomic_write_text
-    from sparsedd.store.checkpoint import OUT_FIX
-
     runs: dict[str, Any] = {
         p.id: {"label": p.label, "rounds": p.cfg.rounds, "epochs_total": p.epochs_total}
         for p in planned
@@ -48,8 +50,6 @@ def write_sweep_file(
 
 
 def _digest(ids: list[str]) -> str:
-    import hashlib
-
     return hashlib.sha256(",".join(ids).encode()).hexdigest()[:12]
 
 
@@ -96,8 +96,6 @@ def sweep_status(out_dir: str | Path) -> SweepStatus:
 
     A run not done is running while a process holds its folder's lock, else waiting.
     """
-    from sparsedd.store.results import ResultsStore
-
     out_dir = Path(out_dir)
     store = ResultsStore(out_dir, create=False)
     rows = store.round_rows()
@@ -185,8 +183,6 @@ def _adaptive_entry(value: Any) -> bool:
 
 def format_status(status: SweepStatus) -> str:
     """The status as a few readable lines."""
-    from sparsedd.events.progress import duration
-
     eta = status.eta_s
     eta_text = "unknown (no round recorded yet)" if eta is None else duration(eta)
     lines = [

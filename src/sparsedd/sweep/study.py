@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from sparsedd.config_files import load_yaml_file
 from sparsedd.errors import ConfigError
+from sparsedd.presets import preset_names
+from sparsedd.registry import unknown_name_message
 from sparsedd.sweep.plan import Cell
 
 NOISES = [0.1, 0.2, 0.5]
@@ -105,9 +108,6 @@ def study_description(name: str) -> str:
 
 def check_name(name: str) -> None:
     """Refuse, in one line listing both, a name that is neither a preset nor a study."""
-    from sparsedd.presets import preset_names
-    from sparsedd.registry import unknown_name_message
-
     if is_study(name) or name in preset_names():
         return
     studies = study_names()
@@ -138,8 +138,6 @@ def study_cells(
 
 def _file_grid(path: str) -> dict[str, list[Any]]:
     """The ``grid:`` mapping of a YAML config file (``{}`` when it has none)."""
-    from sparsedd.config_files import load_yaml_file
-
     grid = load_yaml_file(path).get("grid")
     if grid is None:
         return {}

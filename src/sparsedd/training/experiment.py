@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sparsedd import __version__
 from sparsedd.analysis.convergence import fix_hint, not_converged
 from sparsedd.components import canonical, run_id
 from sparsedd.config import Config, round_epochs, to_dict, to_yaml
@@ -225,8 +226,6 @@ class Experiment:
 
     def note_other_versions(self) -> None:
         """Say in one line when rounds still to run join rounds recorded by another version."""
-        from sparsedd import __version__
-
         versions = self.store.round_versions(self.id)
         if not versions or len(versions) > self.cfg.rounds:
             return
