@@ -43,16 +43,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import benchlib
 import torch
 from torch.utils.data import DataLoader
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import speed  # noqa: E402
-
-from sparsedd.components import resolve_config  # noqa: E402
-from sparsedd.training.batched import BatchedTrainer  # noqa: E402
-from sparsedd.training.experiment import Experiment  # noqa: E402
+from sparsedd.components import resolve_config
+from sparsedd.training.batched import BatchedTrainer
+from sparsedd.training.experiment import Experiment
 
 CIFAR_TRAIN_IMAGES = 50_000
 FIRST_LOSS_RTOL = 1e-3
@@ -144,39 +141,39 @@ def check_curve(plan: Plan) -> dict[str, Any]:
 # ---------------------------------------------------------------- 2. ViT steps
 
 
-def vit_setup(plan: Plan, precision: str, extra: list[str] = ()) -> speed.Setup:
+def vit_setup(plan: Plan, precision: str, extra: list[str] = ()) -> benchlib.Setup:
     """vit-cifar10 on generated CIFAR-shaped data, enough images for warm-up and timed steps."""
     overrides = [f"device={plan.device}", f"precision={precision}", "compile=false"]
     overrides += [*plan.vit_overrides, *extra]
     batch = resolve_config("vit-cifar10", None, overrides).batch_size
     n_train = batch * (plan.warmup_steps + plan.steps * plan.repeats)
-    return speed.make_setup("vit-cifar10", overrides, n_train)
+    return benchlib.make_setup("vit-cifar10", overrides, n_train)
 
 
 def timed(device: torch.device, fn: Callable[[], object]) -> float:
     """Seconds of ``fn()`` with the device's queue drained before and after."""
-    speed.sync(device)
+    benchlib.sync(device)
     start = time.perf_counter()
     fn()
-    speed.sync(device)
+    benchlib.sync(device)
     return time.perf_counter() - start
 
 
 def median_img_s(
-    plan: Plan, s: speed.Setup, run_steps: Callable[[int, int], object]
+    plan: Plan, s: benchlib.Setup, run_steps: Callable[[int, int], object]
 ) -> tuple[float, float]:
     """(images/s, peak memory MB) of ``run_steps(first, count)`` after warm-up steps."""
     batch = s.cfg.batch_size
     run_steps(0, plan.warmup_steps)
-    speed.reset_peak_memory(s.device)
+    benchlib.reset_peak_memory(s.device)
     times = [
         timed(s.device, lambda r=r: run_steps(plan.warmup_steps + r * plan.steps, plan.steps))
         for r in range(plan.repeats)
     ]
-    return batch * plan.steps / statistics.median(times), speed.peak_memory_mb(s.device)
+    return batch * plan.steps / statistics.median(times), benchlib.peak_memory_mb(s.device)
 
 
-def ours_steps(s: speed.Setup, trainer) -> Callable[[int, int], object]:
+def ours_steps(s: benchlib.Setup, trainer) -> Callable[[int, int], object]:
     """Run ``count`` of our steps starting at batch ``first`` of the setup's images."""
     batch, augment = s.cfg.batch_size, s.cfg.augment == "flip_crop"
     x, y = s.train_x.to(s.device), s.train_y.to(s.device)
@@ -191,7 +188,7 @@ def ours_steps(s: speed.Setup, trainer) -> Callable[[int, int], object]:
     return run
 
 
-def paper_steps(plan: Plan, s: speed.Setup, run) -> Callable[[int, int], object]:
+def paper_steps(plan: Plan, s: benchlib.Setup, run) -> Callable[[int, int], object]:
     """Run ``count`` steps of the paper's loop from one DataLoader iterator (workers kept)."""
     loader = DataLoader(
         run.train,
@@ -217,21 +214,21 @@ def path_row(
 ) -> dict[str, Any]:
     """Images/s and peak memory of one path (``paper`` or ``ours``) at one precision/sparsity."""
     s = vit_setup(plan, precision, ["compile=true"] if compiled else [])
-    model, masks = speed.our_model(s, sparsity, s.cfg.seed)
+    model, masks = benchlib.our_model(s, sparsity, s.cfg.seed)
     if name == "paper":
-        pmodel = speed.paper_model_like(s, model, sparsity)
+        pmodel = benchlib.paper_model_like(s, model, sparsity)
         del model, masks
-        run_steps = paper_steps(plan, s, speed.paper_run(s, pmodel, s.cfg.seed, plan.workers))
+        run_steps = paper_steps(plan, s, benchlib.paper_run(s, pmodel, s.cfg.seed, plan.workers))
     else:
-        run_steps = ours_steps(s, speed.our_trainer(s, model, masks))
+        run_steps = ours_steps(s, benchlib.our_trainer(s, model, masks))
     img_s, peak = median_img_s(plan, s, run_steps)
-    mask_us = speed.mask_multiply_us(model, masks, s.device) if name == "ours" else {}
+    mask_us = benchlib.mask_multiply_us(model, masks, s.device) if name == "ours" else {}
     row = dict(path=path_label(name, precision, compiled), sparsity=sparsity)
     row.update(img_s=img_s, peak_mb=peak)
     row.update({f"mask_{k}_us": v for k, v in mask_us.items()})
     row["round_h"] = s.cfg.epochs * CIFAR_TRAIN_IMAGES / img_s / 3600
     row["curve_h"] = (s.cfg.rounds + 1) * row["round_h"]
-    row["flops_per_image"] = speed.vit_train_flops_per_image(s.cfg, s.spec)
+    row["flops_per_image"] = benchlib.vit_train_flops_per_image(s.cfg, s.spec)
     del run_steps
     release(s.device)
     return row
@@ -290,11 +287,11 @@ def batched_row(plan: Plan, sparsity: float, k: int = 4) -> dict[str, Any]:
     """K runs differing in λ, batched against one after the other: images/s and equality."""
     s = vit_setup(plan, "fp32", ["dropout=0", "emb_dropout=0"])
     cfgs = [dataclasses.replace(s.cfg, weight_decay=0.03 * (i + 1)) for i in range(k)]
-    models = [speed.our_model(s, sparsity, s.cfg.seed) for _ in cfgs]
+    models = [benchlib.our_model(s, sparsity, s.cfg.seed) for _ in cfgs]
     singles = [
-        speed.our_trainer(s, m, mk, c) for (m, mk), c in zip(models, cfgs, strict=True)
+        benchlib.our_trainer(s, m, mk, c) for (m, mk), c in zip(models, cfgs, strict=True)
     ]  # each its own copy of the same initial model
-    batched_models = [speed.our_model(s, sparsity, s.cfg.seed) for _ in cfgs]
+    batched_models = [benchlib.our_model(s, sparsity, s.cfg.seed) for _ in cfgs]
     batched = BatchedTrainer(
         [m for m, _ in batched_models], [mk for _, mk in batched_models], cfgs, s.device
     )
@@ -342,7 +339,7 @@ def batched_row(plan: Plan, sparsity: float, k: int = 4) -> dict[str, Any]:
     return row
 
 
-def final_logit_gap(s: speed.Setup, batched: BatchedTrainer, singles: list) -> float:
+def final_logit_gap(s: benchlib.Setup, batched: BatchedTrainer, singles: list) -> float:
     """Largest logit difference between batched and separate runs, relative to the logits' scale."""
     xb = s.test_x[: s.cfg.batch_size].to(s.device)
     together = batched.predict(xb, s.mean, s.std)
@@ -422,7 +419,7 @@ def run_check(plan: Plan, tiny: bool) -> dict[str, Any]:
         check="gpu_check",
         mode="tiny" if tiny else "full",
         plan_device=plan.device,
-        device=speed.device_name(device),
+        device=benchlib.device_name(device),
         torch=torch.__version__,
         tf32=torch.backends.cuda.matmul.allow_tf32,
         workers_baseline=plan.workers,
@@ -430,8 +427,8 @@ def run_check(plan: Plan, tiny: bool) -> dict[str, Any]:
     result["curve"] = check_curve(plan)
     sizes = (2048, 4096, 8192) if device.type == "cuda" else (256, 512)
     peaks = {
-        "fp32": speed.matmul_peak(torch.float32, device, plan.peak_seconds, sizes),
-        "bf16": speed.matmul_peak(torch.bfloat16, device, plan.peak_seconds, sizes),
+        "fp32": benchlib.matmul_peak(torch.float32, device, plan.peak_seconds, sizes),
+        "bf16": benchlib.matmul_peak(torch.bfloat16, device, plan.peak_seconds, sizes),
     }
     result.update(peak_fp32_tflop_s=peaks["fp32"] / 1e12, peak_bf16_tflop_s=peaks["bf16"] / 1e12)
     result["vit"] = vit_rows(plan, peaks, started)
