@@ -1,20 +1,22 @@
 """Shared fixtures: tiny configs on generated data, so every test runs in seconds, and results
-folders that many test files read (trained once per session or module)."""
+folders that many test files read (trained once per session or module). Helpers that tests
+import live in ``support.py``."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import settings as hypothesis_settings
+from support import TINY_VIT, Stopper, run_process, tiny_config
 
-from sparsedd.components import resolve_config, validate
+from sparsedd.components import resolve_config
 from sparsedd.config import Config
-from sparsedd.presets import preset_config
+from sparsedd.errors import Interrupted
+from sparsedd.training.engine import StopFlag
+from sparsedd.training.experiment import Experiment
 
 # A shell starts background jobs with Ctrl-C ignored, and children inherit that: the processes
 # that tests interrupt with SIGINT would then ignore it. Give them the default disposition.
@@ -27,23 +29,6 @@ hypothesis_settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI"):
     hypothesis_settings.load_profile("ci")
 
-TINY_VIT = dict(
-    model="vit",
-    patch_size=4,
-    dim=16,
-    depth=1,
-    heads=2,
-    dim_head=8,
-    mlp_dim=16,
-    dropout=0.1,
-    emb_dropout=0.1,
-)
-
-
-def tiny_config(**overrides: Any) -> Config:
-    """The `tiny` preset (generated 8×8 data, LeNet) with overrides, validated."""
-    return validate(dataclasses.replace(preset_config("tiny"), **overrides))
-
 
 @pytest.fixture
 def tiny() -> Config:
@@ -54,8 +39,6 @@ def tiny() -> Config:
 @pytest.fixture(scope="session")
 def finished_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A results folder holding one complete `tiny` run."""
-    from sparsedd.training.experiment import Experiment
-
     out = tmp_path_factory.mktemp("finished") / "out"
     Experiment(resolve_config("tiny"), out).run()
     return out
@@ -64,12 +47,6 @@ def finished_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def partial_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A results folder whose `tiny` run stopped in round 1 after saving progress."""
-    from support import Stopper
-
-    from sparsedd.errors import Interrupted
-    from sparsedd.training.engine import StopFlag
-    from sparsedd.training.experiment import Experiment
-
     out = tmp_path_factory.mktemp("partial") / "out"
     stop = StopFlag()
     exp = Experiment(resolve_config("tiny"), out, reporter=Stopper(stop, 1), stop=stop)
@@ -83,8 +60,6 @@ def partial_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """A results folder holding one tiny-ViT run (2 rounds, 60% pruned a round) trained through
     the command line, and that run's id."""
-    from support import run_process
-
     out = tmp_path_factory.mktemp("runs")
     sets = [f"{key}={value}" for key, value in TINY_VIT.items()]
     sets += ["prune_rate=0.6", "train_size=256", "rounds=2", "epochs=1"]

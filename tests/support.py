@@ -2,12 +2,13 @@
 command is refused harmlessly, reporters that tests drive runs with, and builders of results
 folders (synthetic rounds written through the real store).
 
-Tests import helpers from here, fixtures and tiny configs from ``conftest.py`` and dataset
-files from ``datafiles.py``; never from one another.
+Tests import helpers and tiny configs from here, fixtures from ``conftest.py`` (pytest passes
+them) and dataset files from ``datafiles.py``; never from one another.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import os
@@ -21,22 +22,40 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import tiny_config
 from rich.console import Console
 
 from sparsedd.analysis.synthetic import synthetic_rounds
 from sparsedd.cli.main import main
-from sparsedd.components import resolve_config
+from sparsedd.components import resolve_config, validate
 from sparsedd.components import run_id as id_of_run
 from sparsedd.config import NON_SEMANTIC, Config, to_dict
 from sparsedd.errors import ConfigError
 from sparsedd.events.progress import ConsoleReporter
+from sparsedd.presets import preset_config
 from sparsedd.store.results import ResultsStore
 from sparsedd.store.run_folder import RunFolder
 from sparsedd.sweep.backends import BACKENDS, SweepRequest
 from sparsedd.sweep.jobs import run_job
 from sparsedd.sweep.plan import Cell, sweep_configs
 from sparsedd.training.engine import StopFlag
+
+TINY_VIT = dict(
+    model="vit",
+    patch_size=4,
+    dim=16,
+    depth=1,
+    heads=2,
+    dim_head=8,
+    mlp_dim=16,
+    dropout=0.1,
+    emb_dropout=0.1,
+)
+
+
+def tiny_config(**overrides: Any) -> Config:
+    """The `tiny` preset (generated 8×8 data, LeNet) with overrides, validated."""
+    return validate(dataclasses.replace(preset_config("tiny"), **overrides))
+
 
 #: `sparsedd run` on the `tiny` preset, quietly.
 TINY = ["run", "--preset", "tiny", "-q"]

@@ -8,8 +8,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from conftest import tiny_config
-from support import RecordingBackend, assert_one_error_line, registered_backend, run_cli
+from support import (
+    RecordingBackend,
+    assert_one_error_line,
+    registered_backend,
+    run_cli,
+    tiny_config,
+)
 
 from sparsedd.components import run_id
 from sparsedd.store.results import ResultsStore

@@ -8,8 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import tiny_config
-from support import run_cli
+from support import run_cli, tiny_config
 
 from sparsedd.components import run_id
 from sparsedd.criteria import CRITERIA

@@ -4,7 +4,7 @@ in `checkpoint_seconds`; a round's end and a stop always save, and resuming stay
 from __future__ import annotations
 
 import pytest
-from conftest import tiny_config
+from support import tiny_config
 
 from sparsedd.components import run_id
 from sparsedd.errors import Interrupted

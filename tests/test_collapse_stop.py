@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import tiny_config
-from support import run_cli
+from support import run_cli, tiny_config
 
 from sparsedd.components import run_id
 from sparsedd.config import Config

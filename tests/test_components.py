@@ -11,8 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 import torch
-from conftest import TINY_VIT, tiny_config
-from support import assert_one_error_line, run_cli
+from support import TINY_VIT, assert_one_error_line, run_cli, tiny_config
 from torch import nn
 
 from sparsedd.components import ignored_notes, run_id, validate

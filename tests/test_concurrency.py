@@ -14,8 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import tiny_config
-from support import Notes
+from support import Notes, tiny_config
 
 from sparsedd.errors import Interrupted, NoResultsError
 from sparsedd.store.results import ResultsStore

@@ -10,8 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import tiny_config
-from support import BASE, TINY, Notes, assert_one_error_line, curve, fill, run_cli
+from support import BASE, TINY, Notes, assert_one_error_line, curve, fill, run_cli, tiny_config
 
 from sparsedd.analysis.control import (
     adjusted,

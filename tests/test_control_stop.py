@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import tiny_config
-from support import Notes
+from support import Notes, tiny_config
 
 from sparsedd.components import run_id
 from sparsedd.store.results import ResultsStore

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
+from support import tiny_config
 
 import sparsedd
 from sparsedd.analysis.load import load_results

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
 from datafiles import IDX_NAMES, patch_cifar10_checksums, write_cifar10, write_idx_dataset
+from support import tiny_config
 from torchvision import transforms
 
 from sparsedd.data import datasets as data_module

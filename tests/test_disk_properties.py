@@ -24,12 +24,11 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from conftest import tiny_config
 from datafiles import IDX_NAMES, write_idx_dataset
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
-from support import TINY, assert_one_error_line, run_cli, snapshot
+from support import TINY, assert_one_error_line, run_cli, snapshot, tiny_config
 
 from sparsedd.data import datasets as data_module
 from sparsedd.data.datasets import load_dataset

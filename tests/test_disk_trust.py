@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tiny_config
 from datafiles import IDX_NAMES, idx_bytes, write_idx_dataset
 from PIL import Image
 from support import (
@@ -24,6 +23,7 @@ from support import (
     curve,
     fill,
     run_cli,
+    tiny_config,
 )
 
 from sparsedd.data import datasets as data_module

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_config
+from support import tiny_config
 
 from sparsedd.config import epochs_before, round_epochs, run_epochs
 from sparsedd.models.base import InputSpec, create_model

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 import torch
 import yaml
-from conftest import TINY_VIT, tiny_config
+from support import TINY_VIT, tiny_config
 
 from sparsedd.components import run_id
 from sparsedd.errors import Interrupted

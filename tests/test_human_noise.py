@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
-from support import assert_one_error_line, run_cli, snapshot
+from support import assert_one_error_line, run_cli, snapshot, tiny_config
 
 from sparsedd.data.datasets import load_dataset, make_splits
 from sparsedd.errors import ConfigError, DataError

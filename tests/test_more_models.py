@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_config
-from support import run_process
+from support import run_process, tiny_config
 from torch import nn
 
 from sparsedd.config import FIELDS, Config

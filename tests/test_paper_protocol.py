@@ -7,8 +7,7 @@ import dataclasses
 
 import pytest
 import torch
-from conftest import TINY_VIT, tiny_config
-from support import assert_one_error_line, run_cli
+from support import TINY_VIT, assert_one_error_line, run_cli, tiny_config
 
 from sparsedd.data import datasets as data_mod
 from sparsedd.data.datasets import (

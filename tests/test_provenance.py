@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_config
-from support import Notes, run_process
+from support import Notes, run_process, tiny_config
 
 import sparsedd
 from sparsedd.provenance import device_name, git_commit

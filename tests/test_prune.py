@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 import torch
-from conftest import TINY_VIT, tiny_config
+from support import TINY_VIT, tiny_config
 
 from sparsedd.data.datasets import load_dataset, make_splits
 from sparsedd.models.base import InputSpec, create_model

@@ -5,7 +5,7 @@ Every test here fails if the feature it checks were a no-op.
 
 import pytest
 import torch
-from conftest import tiny_config
+from support import tiny_config
 from torch import nn
 
 from sparsedd.store.checkpoint import load_tensors

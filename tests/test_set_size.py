@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import tiny_config
-from support import run_cli
+from support import run_cli, tiny_config
 
 from sparsedd.analysis.load import load_results
 from sparsedd.analysis.set_size import (

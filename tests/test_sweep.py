@@ -6,8 +6,7 @@ import json
 import sys
 
 import pytest
-from conftest import tiny_config
-from support import run_cli
+from support import run_cli, tiny_config
 
 from sparsedd.components import resolve_config, run_id
 from sparsedd.errors import ConfigError, UserError
