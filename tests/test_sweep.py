@@ -180,12 +180,12 @@ def test_machine_slots_read_the_gpu_count(monkeypatch) -> None:
 
 
 def test_jobs_are_placed_on_their_slot_device_and_threads() -> None:
-    group = [tiny_config(device="auto", threads=0), tiny_config(device="auto", threads=8)]
-    placed = place(group, Slot("cuda:2", 3))
+    runs = [tiny_config(device="auto", threads=0), tiny_config(device="auto", threads=8)]
+    placed = [place(cfg, Slot("cuda:2", 3)) for cfg in runs]
     assert [c.device for c in placed] == ["cuda:2", "cuda:2"]
     assert [c.threads for c in placed] == [3, 3]
-    assert run_id(placed[0]) == run_id(group[0])  # where a run executes is not what it is
-    assert place([tiny_config(device="cpu")], Slot("cpu", 2))[0].device == "cpu"
+    assert run_id(placed[0]) == run_id(runs[0])  # where a run executes is not what it is
+    assert place(tiny_config(device="cpu"), Slot("cpu", 2)).device == "cpu"
 
 
 def test_device_takes_cuda_n_and_refuses_other_names() -> None:
