@@ -7,6 +7,9 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,9 @@ TINY = ["--preset", "tiny", "--set", "rounds=1", "--set", "epochs=1", "-q"]
 #: appends its pid to the file named by SDDPLUG_LOG (who loaded the entry point).
 PLUGIN_MODEL = """
 import os
+import subprocess
+import sys
+import tomllib
 from collections import OrderedDict
 
 from torch import nn
@@ -166,3 +172,24 @@ def test_a_plugin_model_trains_on_ray_workers(plugin_site, tmp_path) -> None:
     assert len(set(log.read_text().split())) >= 2
     rows = recorded_rows(tmp_path / "out", env)
     assert len(rows) == 2 * 2 and {r["model"] for r in rows} == {"plugin-mlp"}
+
+
+def test_the_library_api_sees_a_plugins_model(plugin_site) -> None:
+    code = (
+        "from sparsedd.components import from_dict, run_id; "
+        "cfg = from_dict({'model': 'plugin-mlp'}); print(cfg.model, run_id(cfg))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env_with(plugin_site), capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[0] == "plugin-mlp"
+
+
+def test_the_documented_entry_points_use_the_group_the_loader_reads() -> None:
+    doc = (SRC.parent / "docs" / "architecture.md").read_text()
+    snippet = doc.split("```toml\n", 1)[1].split("```", 1)[0]
+    declared = tomllib.loads(snippet)["project"]["entry-points"]
+    assert list(declared) == [plugins.GROUP]
+    for value in declared[plugins.GROUP].values():
+        assert importlib.metadata.EntryPoint("x", value, plugins.GROUP).module
