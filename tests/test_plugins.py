@@ -193,3 +193,9 @@ def test_the_documented_entry_points_use_the_group_the_loader_reads() -> None:
     assert list(declared) == [plugins.GROUP]
     for value in declared[plugins.GROUP].values():
         assert importlib.metadata.EntryPoint("x", value, plugins.GROUP).module
+
+
+def test_commands_that_read_no_registry_import_no_plugin(plugin_site, tmp_path) -> None:
+    log = tmp_path / "loaded-by.txt"
+    run_process("--help", check=True, env=env_with(plugin_site, log))
+    assert not log.exists()  # plugins load with the first registry read, not at start-up
