@@ -190,8 +190,10 @@ class LedgerStore:
 def train_job(config: dict[str, Any], out_dir: str, ledger: Any, logs: Sequence[str] = ()) -> None:
     """Body of a Ray task: run one run into the shared output folder (``logs``: --log)."""
     from sparsedd.components import from_dict
+    from sparsedd.plugins import load_plugins
     from sparsedd.sweep.jobs import run_job
 
+    load_plugins()  # the worker's own process: the driver's registrations are not here
     run_job(from_dict(config), out_dir, quiet=True, store=LedgerStore(ledger), logs=logs)
 
 
