@@ -13,10 +13,10 @@ bf16; ``--set precision=fp32 --set compile=false`` times fp32 eager).
 ``demo`` is timed per round (its epochs of training plus a test-set evaluation); other presets
 per training step. The report adds our model-FLOPs/s as a
 fraction of bf16 and fp32 matrix-product peaks measured in this process, the peak resident
-memory of each path, our dense step time (the cost of sparsity), K runs with different λ batched
-into one model against K separate runs, and (demo) test accuracy of both paths after a short
-run from the same seeds. CIFAR cannot be downloaded here: on the CPU ``vit-cifar10`` trains on
-generated CIFAR-shaped data (3×32×32 uint8, 10 classes), which costs the same per step.
+memory of each path, our dense step time (the cost of sparsity), and (demo) test accuracy of
+both paths after a short run from the same seeds. CIFAR cannot be downloaded here: on the CPU
+``vit-cifar10`` trains on generated CIFAR-shaped data (3×32×32 uint8, 10 classes), which costs
+the same per step.
 """
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ from benchlib import (
     paper_run,
     peak_memory_mb,
     reset_peak_memory,
-    sync,
     time_ours,
     time_ours_eval,
     time_paper,
@@ -53,7 +52,6 @@ from benchlib import (
 
 from sparsedd.components import resolve_config
 from sparsedd.models.base import count_parameters
-from sparsedd.training.batched import BatchedTrainer
 from sparsedd.training.trainer import Trainer
 
 # --quick on a non-demo preset times steps of this batch size (a step of 512 takes ~30 s on
@@ -203,38 +201,6 @@ def utilisation(p: Paths, ours_img_s: float, quick: bool) -> dict[str, Any]:
     )
 
 
-def batched_timings(p: Paths, k: int, sparsity: float, repeats: int) -> dict[str, Any]:
-    """K runs differing only in weight_decay as one model, against K separate runs."""
-    s, cfg = p.s, p.s.cfg
-    lambdas = [cfg.weight_decay * (i + 1) if cfg.weight_decay else 0.01 * i for i in range(k)]
-    cfgs = [dataclasses.replace(cfg, weight_decay=lam) for lam in lambdas]
-    models = [our_model(s, sparsity, cfg.seed) for _ in cfgs]
-    batched = BatchedTrainer([m for m, _ in models], [mk for _, mk in models], cfgs, s.device)
-    batched.refresh_masks()
-    single = [our_trainer(s, m, mk, c) for (m, mk), c in zip(models, cfgs, strict=True)]
-    augment = cfg.augment == "flip_crop"
-    batched.train_epoch(*warm_batch(p), 0, augment, s.mean, s.std, 0, 10)
-    sep_t, bat_t = [], []
-    for r in range(max(2, repeats - 1)):
-        sync(s.device)
-        start = time.perf_counter()
-        for t in single:
-            t.train_epoch(p.x, p.y, r + 1, augment, s.mean, s.std, 0, 10_000)
-        sync(s.device)
-        sep_t.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        batched.train_epoch(p.x, p.y, r + 1, augment, s.mean, s.std, 0, 10_000)
-        sync(s.device)
-        bat_t.append(time.perf_counter() - start)
-    images = len(p.y)
-    return dict(
-        batched_k=k,
-        batched_img_s=k * images / median_time(bat_t),
-        separate_img_s=k * images / median_time(sep_t),
-        batched_ratio=median_time(sep_t) / median_time(bat_t),
-    )
-
-
 def accuracy_row(s: Setup, args: argparse.Namespace) -> dict[str, Any]:
     """Equal accuracy on a short run (same seeds, same initial weights and masks)."""
     epochs = args.accuracy_epochs or (3 if args.quick else 10)
@@ -281,8 +247,6 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     out.update(utilisation(p, out["ours_img_s"], args.quick))
     mask_us = mask_multiply_us(p.model, p.masks, s.device)
     out.update(mask_foreach_us=mask_us["foreach"], mask_loop_us=mask_us["loop"])
-    if args.lambdas > 1 and (is_demo or not args.quick):
-        out.update(batched_timings(p, args.lambdas, args.sparsity, repeats))
     if is_demo and not args.no_accuracy:
         out.update(accuracy_row(s, args))
     return out
@@ -337,11 +301,6 @@ def report(r: dict[str, Any], echo: Callable[[str], None] = print) -> None:
         f"masks × weights per step: public per-tensor loop {r['mask_loop_us']:.0f} µs, "
         f"torch._foreach_mul_ {r['mask_foreach_us']:.0f} µs"
     )
-    if "batched_ratio" in r:
-        echo(
-            f"batched λ: K={r['batched_k']} in one model {r['batched_img_s']:.0f} images/s vs "
-            f"{r['separate_img_s']:.0f} separately: ratio {r['batched_ratio']:.2f}x"
-        )
     if "equal_accuracy" in r:
         fmt = ", ".join
         echo(
@@ -363,7 +322,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=0, help="batch size (--quick: 64 if not demo)")
     p.add_argument("--steps", type=int, default=0, help="steps per repeat (non-demo presets)")
     p.add_argument("--repeats", type=int, default=0, help="interleaved repeats")
-    p.add_argument("--lambdas", type=int, default=4, help="K for the batched-λ comparison")
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers of the baseline")
     p.add_argument("--accuracy-epochs", type=int, default=0, help="epochs of the accuracy check")
     p.add_argument("--no-accuracy", action="store_true", help="skip the accuracy check")

@@ -217,6 +217,7 @@ LAYERS = (
         "sparsedd.registry",
         "sparsedd.errors",
         "sparsedd.provenance",
+        "sparsedd.plugins",
         "sparsedd",
     ),
 )

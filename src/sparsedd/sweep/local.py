@@ -16,6 +16,7 @@ from typing import Any
 
 from sparsedd.config import Config
 from sparsedd.errors import Interrupted
+from sparsedd.plugins import load_plugins
 from sparsedd.sweep.jobs import place, run_job
 from sparsedd.sweep.placement import Slot, local_slots
 
@@ -32,7 +33,7 @@ def machine_slots(device: str, jobs: int | None) -> list[Slot]:
 
 
 def run_local(
-    jobs: Sequence[Sequence[Config]],
+    jobs: Sequence[Config],
     out_dir: str | Path,
     slots: Sequence[Slot],
     quiet: bool = False,
@@ -40,7 +41,7 @@ def run_local(
     logs: Sequence[str] = (),
     parent: str | None = None,
 ) -> None:
-    """Run every job; with one slot in this process, else one process per slot.
+    """Run every job (one run each); with one slot in this process, else one process per slot.
 
     Ctrl-C or SIGTERM stops the whole sweep: running workers save their progress and exit,
     queued jobs never start, and this returns only when every worker has ended.
@@ -50,8 +51,8 @@ def run_local(
     """
     labels = dict(labels or {})
     if len(slots) == 1 or len(jobs) == 1:
-        for group in jobs:
-            run_job(place(group, slots[0]), out_dir, quiet, labels=labels, logs=logs, parent=parent)
+        for cfg in jobs:
+            run_job(place(cfg, slots[0]), out_dir, quiet, labels=labels, logs=logs, parent=parent)
         return
     pool = ProcessPoolExecutor(
         max_workers=len(slots), mp_context=get_context("spawn"), initializer=_init_worker
@@ -73,8 +74,8 @@ def run_local(
         while running or (waiting and not stopped):
             while waiting and free and not stopped:
                 slot = free.pop(0)
-                group = place(waiting.pop(0), slot)
-                fut = pool.submit(_run_job_in_worker, group, str(out_dir), labels, logs, parent)
+                cfg = place(waiting.pop(0), slot)
+                fut = pool.submit(_run_job_in_worker, cfg, str(out_dir), labels, logs, parent)
                 running[fut] = slot
             finished, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
             for fut in finished:
@@ -133,7 +134,7 @@ def _stop_when_parent_dies() -> None:
 
 
 def _run_job_in_worker(
-    group: list[Config],
+    cfg: Config,
     out_dir: str,
     labels: dict[str, str],
     logs: Sequence[str] = (),
@@ -142,10 +143,11 @@ def _run_job_in_worker(
     """One job of a sweep, in a worker; a worker told to stop starts no further job."""
     if _WORKER_STOP.requested:
         raise Interrupted("the sweep was stopped before this run started")
+    load_plugins()  # a spawned worker starts without the parent's registrations
     _WORKER["busy"] = True
     try:
         run_job(
-            group,
+            cfg,
             out_dir,
             True,
             stop=_WORKER_STOP,

@@ -21,8 +21,7 @@ from sparsedd.sweep import adaptive, run_setup
 from sparsedd.sweep.adaptive import closing_line, plan_waves, write_plan_file
 from sparsedd.sweep.backends import BACKENDS, SweepRequest
 from sparsedd.sweep.control import with_controls
-from sparsedd.sweep.jobs import group_jobs
-from sparsedd.sweep.plan import PlannedRun, all_errors, parse_grid_options, plan, sweep_configs
+from sparsedd.sweep.plan import PlannedRun, all_errors, plan, sweep_configs
 from sparsedd.sweep.run_setup import given_keys
 from sparsedd.sweep.status import write_sweep_file
 from sparsedd.sweep.study import study_cells
@@ -58,7 +57,7 @@ def run_sweep(request: SweepRequest, note: Callable[[str], None] = _quiet) -> Sw
     backend.check(request)
     check_installed(request.logs)
     preset = request.preset or run_setup.default_preset(request.config_file, request.assignments)
-    cells = study_cells(preset, request.config_file, parse_grid_options(request.grid))
+    cells = study_cells(preset, request.config_file, request.grid_axes)
     seeds = adaptive.requested(request.adaptive_seeds, request.config_file)
     if seeds is not None:
         for line in adaptive.seed_axis_note(cells, seeds):
@@ -97,7 +96,7 @@ def run_sweep(request: SweepRequest, note: Callable[[str], None] = _quiet) -> Sw
         write_sweep_file(request.out_dir, planned)
     started = time.monotonic()
     labels = {p.id: p.label for p in planned}
-    backend.run(group_jobs(configs, request.batch_lambdas), request, labels)
+    backend.run(configs, request, labels)
     return SweepOutcome(planned, len(configs), time.monotonic() - started)
 
 
@@ -129,7 +128,7 @@ def _run_adaptive(
         previous = wave
         write_plan_file(request.out_dir, state)
         configs = [p.cfg for p in state.wave]
-        backend.run(group_jobs(configs, request.batch_lambdas), request, labels)
+        backend.run(configs, request, labels)
         trained += len(configs)
         planned = plan(labelled, request.out_dir)
         state = plan_waves(seeds, planned, request.out_dir)
