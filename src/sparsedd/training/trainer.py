@@ -24,6 +24,7 @@ from sparsedd.training.execution import (
     resolve_precision,
 )
 from sparsedd.training.prune import Masks, apply_masks
+from sparsedd.training.teacher_cache import epoch_teacher_logits
 
 FINETUNE_LR_FACTOR = 0.01
 
@@ -237,9 +238,12 @@ class Trainer:
         device: torch.device,
         finetune: bool = False,
         teacher: nn.Module | None = None,
+        cache_teacher: bool = True,
     ) -> None:
         self.model, self.cfg, self.device, self.finetune = model, cfg, device, finetune
         self.remedy, self.teacher = REMEDIES.get(cfg.remedy), teacher
+        # The teacher's logits of unaugmented batches, once per image (teacher_cache).
+        self.cache_teacher, self._teacher_out = cache_teacher, None
         if self.remedy.needs_teacher and teacher is None:
             raise ValueError(f"remedy={cfg.remedy} needs a teacher model")
         names = dict(model.named_parameters())
@@ -287,6 +291,10 @@ class Trainer:
     ) -> EpochStats:
         """One epoch over (x, y) with batch order and augmentation drawn from ``seed``."""
         self.model.train()
+        if self.cache_teacher:
+            self._teacher_out = epoch_teacher_logits(
+                self.teacher, x, seed, augment, mean, std, self.cfg.batch_size, self.autocast
+            )
         loss_sum, correct = run_epoch(
             self, x, y, seed, augment, mean, std, first_step, total_steps, self._batch_loss
         )
@@ -302,7 +310,12 @@ class Trainer:
         if self.cfg.remedy == "none":  # as before remedies existed: bit for bit the same runs
             loss = F.cross_entropy(logits.float(), yb)
         else:
-            loss = self.remedy.loss(logits.float(), yb, teacher_logits(self.teacher, xb), self.cfg)
+            teacher = (
+                next(self._teacher_out)
+                if self._teacher_out is not None
+                else teacher_logits(self.teacher, xb)
+            )
+            loss = self.remedy.loss(logits.float(), yb, teacher, self.cfg)
             loss = loss.mean()
         return loss, loss, (logits.argmax(1) == yb).sum()
 
