@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import sparsedd.training.trainer as trainer_module
-from sparsedd.components import resolve_config
+from sparsedd.components import resolve_config, run_id
 from sparsedd.data.batches import channel_stats, epoch_batches
 from sparsedd.models.base import InputSpec, create_model
 from sparsedd.training.prune import full_masks
@@ -86,3 +86,26 @@ def test_a_cached_run_records_the_uncached_runs_rows(tmp_path: Path, monkeypatch
     assert len(cached) == len(uncached) == 3
     for a, b in zip(cached, uncached, strict=True):
         assert a[0] == b[0] and a[1:] == pytest.approx(b[1:], abs=1e-6)
+
+
+def test_a_run_fills_the_cache_once_for_all_its_rounds(tmp_path: Path, monkeypatch) -> None:
+    import sparsedd.training.teacher_cache as teacher_cache
+
+    fills = []
+    fill = teacher_cache.eval_batches
+
+    def counting(*args, **kwargs):
+        fills.append(1)
+        return fill(*args, **kwargs)
+
+    monkeypatch.setattr(teacher_cache, "eval_batches", counting)
+    _rows(tmp_path, cfg_of("remedy=distill", f"teacher={_teacher_id(tmp_path)}", "rounds=3"))
+    assert len(fills) == 1  # 4 rounds of 2 epochs, one pass of the teacher
+
+
+def _teacher_id(out: Path) -> str:
+    """A recorded dense round in ``out`` to name as the teacher (its own training fills no
+    cache: it has no teacher)."""
+    cfg = cfg_of("rounds=0")
+    _rows(out, cfg)
+    return run_id(cfg)
