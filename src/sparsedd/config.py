@@ -181,8 +181,9 @@ class Config:
     kd_temperature: float = _f(10.0, "remedy=distill: softmax temperature T", min_excl=0.0)
     teacher: str | None = _f(
         None,
-        "remedy=distill: the teacher, a run id (in the same runs folder) or an exported "
-        ".safetensors (null: the dense round of this run without a remedy, trained first if "
+        "remedy=distill: the teacher, a run id (in the same runs folder), an exported "
+        ".safetensors, or MODEL:WEIGHTS.safetensors (a registered model or timm:NAME and its "
+        "state dict) (null: the dense round of this run without a remedy, trained first if "
         "missing)",
     )
     label_smoothing: float = _f(
