@@ -201,7 +201,7 @@ LAYERS = (
     ("sparsedd.events",),
     ("sparsedd.export",),
     ("sparsedd.training",),
-    ("sparsedd.components",),
+    ("sparsedd.components", "sparsedd.teacher_ref"),
     (
         "sparsedd.models",
         "sparsedd.data",

@@ -11,7 +11,7 @@ from torch import nn
 
 import sparsedd.training.trainer as trainer_module
 from sparsedd.components import resolve_config, run_id
-from sparsedd.data.batches import channel_stats, epoch_batches
+from sparsedd.data.batches import channel_stats, epoch_batches, eval_batches
 from sparsedd.models.base import InputSpec, create_model
 from sparsedd.training.prune import full_masks
 from sparsedd.training.teacher import frozen
@@ -92,7 +92,7 @@ def test_a_run_fills_the_cache_once_for_all_its_rounds(tmp_path: Path, monkeypat
     import sparsedd.training.teacher_cache as teacher_cache
 
     fills = []
-    fill = teacher_cache.eval_batches
+    fill = eval_batches
 
     def counting(*args, **kwargs):
         fills.append(1)
