@@ -13,7 +13,7 @@ each one replaces. Paste from there: never edit a pasted output by hand.
 
 Measured tables of docs/speed.md, docs/verdict.md and docs/studies.md come from the bench
 scripts the pages name (`bench/*.py`); the manifest lists them without running them.
-`tests/test_docs_outputs.py` checks, in CI, that every pasted output still has the columns,
+`tests/docs/test_docs_outputs.py` checks, in CI, that every pasted output still has the columns,
 lines and values the current code prints.
 """
 

@@ -33,7 +33,7 @@ from support import (
 
 from sparsedd.store.results import ResultsStore
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 # ---------------------------------------------------------------- config files and options

@@ -564,7 +564,7 @@ def test_cifar_with_wrong_checksums_is_never_unpickled(tmp_path: Path) -> None:
 
 
 def test_source_never_unpickles() -> None:
-    src = Path(__file__).resolve().parents[1] / "src" / "sparsedd"
+    src = Path(__file__).resolve().parents[2] / "src" / "sparsedd"
     for path in src.rglob("*.py"):
         text = path.read_text()
         assert "import pickle" not in text, path

@@ -18,7 +18,7 @@ from support import run_process
 from sparsedd import plugins
 from sparsedd.errors import PluginError
 
-SRC = Path(__file__).resolve().parent.parent / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 TINY = ["--preset", "tiny", "--set", "rounds=1", "--set", "epochs=1", "-q"]
 
 #: The plugin's module: a small MLP registered as `plugin-mlp`; each process that imports it

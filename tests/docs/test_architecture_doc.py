@@ -21,7 +21,7 @@ from sparsedd.store.results import ResultsStore
 from sparsedd.sweep.backends import BACKENDS
 from sparsedd.training.experiment import Experiment
 
-DOC = (Path(__file__).parent.parent / "docs" / "architecture.md").read_text()
+DOC = (Path(__file__).parents[2] / "docs" / "architecture.md").read_text()
 BLOCKS = [part.split("```", 1)[0] for part in DOC.split("```python\n")[1:]]
 ADDED = ((MODELS, "mlp-wide"), (DATASETS, "stripes"), (CRITERIA, "magnitude-squared"))
 

@@ -11,7 +11,7 @@ from sparsedd.config import FIELDS
 from sparsedd.presets import preset_names
 from sparsedd.sweep.study import study_names
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 README = (ROOT / "README.md").read_text()
 #: The page that holds the presets table and the config keys table.
 STUDIES_PAGE = (ROOT / "docs" / "studies.md").read_text()

@@ -19,7 +19,7 @@ from support import run_cli, write_store
 
 from sparsedd.analysis.synthetic import synthetic_rounds
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 #: The prefixes of analyze's lines below its table, as it prints them.
 LINE_PREFIXES = ("verdict   ", "collapsed ", "rounds    ", "λ choice  ")

@@ -27,7 +27,7 @@ def test_math_attention_equals_sdpa() -> None:
 
 def test_our_vit_equals_vit_pytorch_with_the_same_weights() -> None:
     pytest.importorskip("vit_pytorch")
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
     import paper_pipeline
 
     cfg = dataclasses.replace(

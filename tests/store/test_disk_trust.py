@@ -34,7 +34,7 @@ from sparsedd.errors import DataError
 #: else this checkout's src/.
 SRC = str(
     Path(
-        os.environ.get("PYTHONPATH", "").split(":")[0] or Path(__file__).parents[1] / "src"
+        os.environ.get("PYTHONPATH", "").split(":")[0] or Path(__file__).parents[2] / "src"
     ).resolve()
 )
 
