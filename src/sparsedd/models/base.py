@@ -55,7 +55,9 @@ def model_needs(name: str) -> ModelNeeds:
     needs = MODELS.needs(name)
     if isinstance(needs, ModelNeeds):
         return needs
-    return ModelNeeds(keys=needs.keys, shape=needs.shape, file_key=needs.file_key)
+    return ModelNeeds(
+        keys=needs.keys, shape=needs.shape, file_key=needs.file_key, options=needs.options
+    )
 
 
 def create_model(cfg: Config, spec: InputSpec) -> nn.Module:
