@@ -62,7 +62,8 @@ def cli() -> None:
     "assignments",
     multiple=True,
     metavar="KEY=VALUE",
-    help="override one config key (repeatable; wins over --config)",
+    help="override one config key (repeatable; wins over --config); `sparsedd models` lists "
+    "the keys of a component's own",
 )
 @click.option(
     "--grid",
@@ -129,9 +130,9 @@ def cli() -> None:
     "--log",
     "logs",
     multiple=True,
-    type=click.Choice(["tensorboard", "mlflow"]),
-    help="also log metrics to TensorBoard (run folder) or MLflow (MLFLOW_TRACKING_URI) "
-    "(repeatable)",
+    metavar="TRACKER",
+    help="also log metrics to a registered tracker: tensorboard (run folder) or mlflow "
+    "(MLFLOW_TRACKING_URI); `sparsedd models` lists them (repeatable)",
 )
 def run(
     preset: str | None,

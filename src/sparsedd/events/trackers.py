@@ -17,8 +17,9 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
@@ -27,10 +28,10 @@ import yaml
 
 from sparsedd.config import epochs_before
 from sparsedd.errors import UserError
+from sparsedd.registry import Registry
 from sparsedd.store.run_folder import RunFolder
 from sparsedd.store.schema import ROUND_FIELDS
 
-EXTRA_OF = {"tensorboard": ("tensorboard", "tensorboard"), "mlflow": ("mlflow", "mlflow")}
 #: The per-round numbers a tracker receives: every recorded round field but its index and epochs.
 ROUND_METRICS = tuple(f for f in ROUND_FIELDS if f not in ("round", "epochs"))
 RUN_TAG = "sparsedd.run_id"
@@ -38,12 +39,13 @@ SWEEP_TAG = "sparsedd.sweep"
 
 
 def check_installed(names: Sequence[str]) -> None:
-    """UserError naming the extra to install for each requested tracker that is missing."""
+    """ConfigError for a tracker name not registered; UserError naming the extra to install
+    for each requested tracker whose package is missing."""
     for name in names:
-        module, extra = EXTRA_OF[name]
-        if importlib.util.find_spec(module) is None:
+        package = TRACKERS.get(name).package
+        if package is not None and importlib.util.find_spec(package) is None:
             raise UserError(
-                f"--log {name} needs the {module} package; pip install 'sparsedd[{extra}]'"
+                f"--log {name} needs the {package} package; pip install 'sparsedd[{package}]'"
             )
 
 
@@ -378,12 +380,23 @@ def _first_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text.splitlines()[0][:120]}" if text else type(err).__name__
 
 
+@dataclass(frozen=True)
+class TrackerKind:
+    """A registered tracker: ``make(out_dir, parent)`` opens one for a command's runs
+    (``parent``: the MLflow run of a sweep, or None); ``package``: the module it needs
+    installed, also the name of sparsedd's extra that installs it (None: nothing to install)."""
+
+    make: Callable[[Path, str | None], Tracker]
+    package: str | None = None
+
+
+TRACKERS: Registry[TrackerKind] = Registry("tracker")
+TRACKERS.register("tensorboard")(
+    TrackerKind(lambda out, parent: TensorBoardTracker(), "tensorboard")
+)
+TRACKERS.register("mlflow")(TrackerKind(MlflowTracker, "mlflow"))
+
+
 def make_trackers(names: Sequence[str], out_dir: str | Path, parent: str | None) -> list[Tracker]:
     """The trackers named by ``--log`` options."""
-    trackers: list[Tracker] = []
-    for name in dict.fromkeys(names):
-        if name == "tensorboard":
-            trackers.append(TensorBoardTracker())
-        else:
-            trackers.append(MlflowTracker(Path(out_dir), parent))
-    return trackers
+    return [TRACKERS.get(name).make(Path(out_dir), parent) for name in dict.fromkeys(names)]

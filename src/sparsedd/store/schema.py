@@ -154,13 +154,13 @@ def config_problem(config: dict[str, Any]) -> str | None:
     """What is wrong with a run's recorded config (None: nothing): a value of the wrong type
     for its key, or a nested value (none of sparsedd's keys holds one). Keys may be missing:
     a config recorded by another version, or through the Python API, lacks some."""
-    from sparsedd.config import FIELDS, coerce
+    from sparsedd.config import coerce, is_key
 
     for key, value in config.items():
         if not isinstance(value, _SCALARS):
             return f"has a {type(value).__name__} as config key {short(key)}"
-        if key not in FIELDS:
-            continue  # a key of another sparsedd version: shown as it is
+        if not is_key(key):
+            continue  # a key of another sparsedd version (or unregistered component): as it is
         try:
             coerced = coerce(key, value)
         except ConfigError:
