@@ -183,3 +183,23 @@ def withdraw(owner: str) -> None:
 def declarers(name: str) -> list[str]:
     """The components (``"kind name"``) that declare option ``name``, sorted."""
     return sorted(_DECLARERS.get(name, ()))
+
+
+def _cell(value: Any) -> str:
+    """A default as the docs' table shows it: YAML's spelling (null, true), text as is."""
+    if value is None or isinstance(value, bool):
+        return "null" if value is None else str(value).lower()
+    return str(value) if value != "" else "''"
+
+
+def key_table() -> str:
+    """The Markdown table of every declared option: key, default, who reads it, meaning (the
+    docs' config keys page shows it, generated when the docs are built)."""
+    lines = ["| key | default | read by | meaning |", "|---|---|---|---|"]
+    for name, option in OPTIONS.items():
+        readers = ", ".join(
+            f"{o.rsplit(' ', 1)[0]} `{o.rsplit(' ', 1)[1]}`" for o in declarers(name)
+        )
+        help_text = option.help.replace("|", "\\|")
+        lines.append(f"| `{name}` | `{_cell(option.default)}` | {readers} | {help_text} |")
+    return "\n".join(lines)
