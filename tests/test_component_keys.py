@@ -1,0 +1,162 @@
+"""Components own their keys: options declared with a registration become config keys (parsed,
+range-checked, defaulted, in the run id), leave with it, and reach the component; human noise
+and trackers do their work through their registrations."""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+from collections import OrderedDict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from conftest import tiny_config
+from support import run_cli
+from torch import nn
+
+from sparsedd.components import resolve_config, run_id
+from sparsedd.config import DEFAULTS, Config, apply, to_dict
+from sparsedd.data.datasets import load_dataset, make_splits
+from sparsedd.data.noise import NOISE_KINDS, ReadNoise, corrupt_labels
+from sparsedd.errors import ConfigError
+from sparsedd.events.trackers import TRACKERS, TrackerKind
+from sparsedd.models.base import MODELS, InputSpec, ModelNeeds
+from sparsedd.options import OPTIONS, Option
+from sparsedd.registry import Needs, Registry
+from sparsedd.store.results import ResultsStore
+
+UNITS = Option("test_units", int, 12, "hidden units of the test model", min=2, max=64)
+BUILT: list[int] = []
+
+
+def _keyed_model(cfg: Config, spec: InputSpec) -> nn.Module:
+    BUILT.append(cfg.test_units)
+    return nn.Sequential(
+        OrderedDict(
+            flat=nn.Flatten(),
+            hidden=nn.Linear(spec.channels * spec.image_size**2, cfg.test_units),
+            out=nn.Linear(cfg.test_units, spec.num_classes),
+        )
+    )
+
+
+@pytest.fixture
+def keyed() -> Iterator[None]:
+    """A model with a key of its own, registered from this module for one test."""
+    BUILT.clear()
+    MODELS.register("test-keyed", ModelNeeds(options=(UNITS,), output="out"))(_keyed_model)
+    yield
+    MODELS.unregister("test-keyed")
+
+
+def test_an_option_is_a_config_key_while_its_component_is_registered(keyed) -> None:
+    assert OPTIONS["test_units"] == UNITS and Config().test_units == 12
+    cfg = Config(model="test-keyed", test_units=5)
+    assert cfg.test_units == 5 and to_dict(cfg)["test_units"] == 5
+    assert dataclasses.replace(cfg, test_units=12) == Config(model="test-keyed")
+    assert pickle.loads(pickle.dumps(cfg)) == cfg and hash(cfg) == hash(
+        pickle.loads(pickle.dumps(cfg))
+    )
+    assert apply(DEFAULTS, {"test_units": "7"}).test_units == 7
+    with pytest.raises(ConfigError, match="config key 'test_units' takes an integer"):
+        apply(DEFAULTS, {"test_units": "seven"})
+    MODELS.unregister("test-keyed")
+    assert "test_units" not in OPTIONS and "test_units" not in to_dict(DEFAULTS)
+    with pytest.raises(ConfigError, match="unknown config key 'test_units'"):
+        apply(DEFAULTS, {"test_units": 7})
+
+
+def test_a_declaration_must_not_clash() -> None:
+    registry: Registry[Any] = Registry("thing")
+    with pytest.raises(ValueError, match="'lr', a config key of every run"):
+        registry.register("a", Needs(options=(Option("lr", float, 0.1, "mine"),)))(object())
+    with pytest.raises(ValueError, match="declares option 'dim' unlike"):
+        registry.register("b", Needs(options=(Option("dim", int, 3, "another dim"),)))(object())
+    assert OPTIONS["dim"].default == 512 and "a" not in registry and "b" not in registry
+
+
+def test_the_key_reaches_the_model_through_config_files_and_grids(keyed, tmp_path, capsys) -> None:
+    study = tmp_path / "study.yaml"
+    study.write_text("model: test-keyed\ntest_units: 9\n")
+    assert resolve_config("tiny", study).test_units == 9
+    study.write_text("model: test-keyed\ntest_units: 1\n")
+    with pytest.raises(ConfigError, match="study.yaml.*config key 'test_units' must be ≥ 2"):
+        resolve_config("tiny", study)
+    args = ["run", "-p", "tiny", "--out", str(tmp_path / "o"), "-q", "--jobs", "1"]
+    args += ["--set", "model=test-keyed", "--set", "rounds=1", "--grid", "test_units=3,5"]
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    assert sorted(set(BUILT)) == [3, 5]  # 12 (the default) were the key ignored
+    rows = ResultsStore(tmp_path / "o").round_rows()
+    assert len({r["run_id"] for r in rows}) == 2
+    base = tiny_config(model="test-keyed")
+    assert run_id(dataclasses.replace(base, test_units=3)) != run_id(base)
+    # a model that does not read it: noted, and the run id stays
+    assert run_id(dataclasses.replace(tiny_config(), test_units=3)) == run_id(tiny_config())
+
+
+def test_a_noise_kind_that_reads_its_labels_does_the_work() -> None:
+    def every_label_zero(cfg: Config, train_labels: torch.Tensor, classes: int) -> torch.Tensor:
+        return torch.zeros_like(train_labels)
+
+    NOISE_KINDS.register("test-zero", Needs())(ReadNoise(every_label_zero))
+    try:
+        cfg = tiny_config(noise_kind="test-zero", noise=0.0)
+        splits = make_splits(load_dataset(cfg), cfg)
+        with pytest.raises(ValueError, match="reads its labels"):
+            corrupt_labels(splits.train_y, 0.1, "test-zero", 4, seed=0)
+    finally:
+        NOISE_KINDS.unregister("test-zero")
+    assert splits.train_y.eq(0).all() and splits.train_is_noisy.eq(splits.train_clean_y != 0).all()
+
+
+def test_human_noise_refuses_a_drawn_rate_and_declares_its_file(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="noise_kind=human needs config key 'noise_file'"):
+        resolve_config("tiny", assignments=["noise_kind=human", "noise=0"])
+    with pytest.raises(ConfigError, match="'noise_file' is read only with noise_kind=human"):
+        resolve_config("tiny", assignments=["noise_file=labels.npy"])
+
+
+class _Recorder:
+    """A tracker that keeps what it receives."""
+
+    rounds: list[int] = []
+
+    def run_started(self, run: str, folder: Path, config: dict[str, Any]) -> None:
+        """Nothing to open."""
+
+    def epoch(self, run: str, step: int, loss: float, acc: float) -> None:
+        """Epochs are not kept."""
+
+    def round(self, run: str, row: dict[str, Any]) -> None:
+        self.rounds.append(row["round"])
+
+    def run_finished(self, run: str, out_dir: Path) -> None:
+        """Nothing to close."""
+
+    def close(self, status: str) -> None:
+        """Nothing to close."""
+
+
+def test_a_registered_tracker_receives_the_rounds(tmp_path, capsys) -> None:
+    _Recorder.rounds = []
+    TRACKERS.register("test-recorder")(TrackerKind(lambda out, parent: _Recorder()))
+    try:
+        args = ["run", "-p", "tiny", "--out", str(tmp_path), "-q", "--set", "rounds=2"]
+        code, _, err = run_cli([*args, "--log", "test-recorder"], capsys)
+    finally:
+        TRACKERS.unregister("test-recorder")
+    assert code == 0, err
+    assert _Recorder.rounds == [0, 1, 2]
+    code, _, err = run_cli([*args, "--log", "tensorbord"], capsys)
+    assert code == 2 and "unknown tracker 'tensorbord' (did you mean 'tensorboard'?)" in err
+
+
+def test_models_lists_every_component_key(keyed, capsys) -> None:
+    code, out, _ = run_cli(["models"], capsys)
+    assert code == 0 and "trackers: mlflow, tensorboard" in out
+    assert "  test_units=12 (model test-keyed): hidden units of the test model\n" in out
+    assert "  dim=512 (model vit): ViT embedding width\n" in out
