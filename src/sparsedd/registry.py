@@ -79,7 +79,7 @@ class Registry(Generic[T]):
     def _declare(self, owner: str, needs: Needs) -> None:
         """Enter ``needs``' options in the config's table; ValueError for an option named like
         a config field (``lr`` is every run's) or declared otherwise by another component."""
-        taken = [option.name for option in needs.options if option.name in FIELDS]
+        taken = [o.name for o in needs.options if o.name in FIELDS or o.name == "options"]
         if taken:
             raise ValueError(f"{owner} declares option {taken[0]!r}, a config key of every run")
         options.declare(needs.options, owner)
