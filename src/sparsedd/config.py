@@ -1,7 +1,9 @@
 """The typed, flat run config: fields, parsing and ranges (config files: ``config_files``).
 
-This module knows no component: name checks, the keys each component reads, presets and the
-run id live in ``sparsedd.components``, which sits above both.
+This module knows no component: the keys of a component's own are declared by the component
+(``sparsedd.options``: the table its registration fills, which this module reads to parse,
+check and default them); name checks, the keys each component reads, presets and the run id
+live in ``sparsedd.components``, which sits above both.
 """
 
 from __future__ import annotations

@@ -39,8 +39,7 @@ SWEEP_TAG = "sparsedd.sweep"
 
 
 def check_installed(names: Sequence[str]) -> None:
-    """ConfigError for a tracker name not registered; UserError naming the extra to install
-    for each requested tracker whose package is missing."""
+    """ConfigError for an unknown tracker; UserError naming the extra a tracker lacks."""
     for name in names:
         package = TRACKERS.get(name).package
         if package is not None and importlib.util.find_spec(package) is None:
@@ -382,9 +381,8 @@ def _first_line(err: BaseException) -> str:
 
 @dataclass(frozen=True)
 class TrackerKind:
-    """A registered tracker: ``make(out_dir, parent)`` opens one for a command's runs
-    (``parent``: the MLflow run of a sweep, or None); ``package``: the module it needs
-    installed, also the name of sparsedd's extra that installs it (None: nothing to install)."""
+    """A registered tracker: ``make(out_dir, parent)`` opens one (``parent``: a sweep's MLflow
+    run or None); ``package``: the module it needs, and sparsedd's extra that installs it."""
 
     make: Callable[[Path, str | None], Tracker]
     package: str | None = None
