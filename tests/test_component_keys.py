@@ -5,6 +5,7 @@ and trackers do their work through their registrations."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import pickle
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 import torch
 from conftest import tiny_config
-from support import run_cli
+from support import run_cli, run_process
 from torch import nn
 
 from sparsedd.components import resolve_config, run_id
@@ -25,6 +26,7 @@ from sparsedd.errors import ConfigError
 from sparsedd.events.trackers import TRACKERS, TrackerKind
 from sparsedd.models.base import MODELS, InputSpec, ModelNeeds
 from sparsedd.options import OPTIONS, Option
+from sparsedd.plugins import GROUP
 from sparsedd.registry import Needs, Registry
 from sparsedd.store.results import ResultsStore
 
@@ -160,3 +162,42 @@ def test_models_lists_every_component_key(keyed, capsys) -> None:
     assert code == 0 and "trackers: mlflow, tensorboard" in out
     assert "  test_units=12 (model test-keyed): hidden units of the test model\n" in out
     assert "  dim=512 (model vit): ViT embedding width\n" in out
+
+
+PLUGIN = """
+from torch import nn
+
+from sparsedd.models.base import MODELS, ModelNeeds
+from sparsedd.options import Option
+
+UNITS = Option("plugin_units", int, 32, "hidden units of the plugin's model", min=2)
+
+
+@MODELS.register("plugin-keyed", ModelNeeds(options=(UNITS,)))
+def plugin_keyed(cfg, spec):
+    inputs = spec.channels * spec.image_size**2
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(inputs, cfg.plugin_units), nn.Linear(cfg.plugin_units, 4)
+    )
+"""
+
+
+def test_a_plugin_model_key_is_read_before_any_registry(tmp_path) -> None:
+    """An installed plugin's own key parses (its range checked) on the command line, where the
+    config is read before any registry loads the plugins, and sizes the plugin's model."""
+    site = tmp_path / "site"
+    (site / "keyed_plugin").mkdir(parents=True)
+    (site / "keyed_plugin" / "__init__.py").write_text(PLUGIN)
+    info = site / "keyed_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: keyed-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[{GROUP}]\nkeyed = keyed_plugin\n")
+    src = Path(__file__).resolve().parent.parent / "src"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(src)])}
+    run = ["run", "-p", "tiny", "-q", "--out", str(tmp_path / "o"), "--set", "rounds=0"]
+    refused = run_process(*run, "--set", "plugin_units=1", env=env)
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == "sparsedd: error: config key 'plugin_units' must be ≥ 2, not 1"
+    run_process(*run, "--set", "model=plugin-keyed", "--set", "plugin_units=5", env=env, check=True)
+    (row,) = ResultsStore(tmp_path / "o").round_rows()
+    assert row["params_remaining"] == (64 + 1) * 5 + (5 + 1) * 4  # 32 units: key ignored

@@ -21,7 +21,7 @@ import yaml
 
 from sparsedd import options
 from sparsedd.errors import ConfigError
-from sparsedd.options import OPTIONS, Option, OptionValues, shown
+from sparsedd.options import OPTIONS, Option, OptionValues, declared, shown
 
 #: Bounds on the counts of a run, so that a typo cannot ask for work no machine finishes (and
 #: no loop over rounds runs for hours before training starts): the paper's protocol takes 34
@@ -177,7 +177,7 @@ class Config:
 
     def __init__(self, options: Mapping[str, Any] = OptionValues(), **values: Any) -> None:
         own = {**options, **{k: v for k, v in values.items() if k not in FIELDS}}
-        unknown = [key for key in own if key not in OPTIONS]
+        unknown = [key for key in own if key not in declared()]
         if unknown:
             raise TypeError(f"Config got unknown keys {unknown}")
         for name, f in FIELDS.items():
@@ -187,8 +187,10 @@ class Config:
 
     def __getattr__(self, name: str) -> Any:
         # Reached only for names that are no field: a component's option.
-        option = OPTIONS.get(name)
-        if option is None or name.startswith("_"):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        option = declared().get(name)
+        if option is None:
             raise AttributeError(f"Config has no key {name!r}")
         return self.__dict__.get("options", {}).get(name, option.default)
 
@@ -273,9 +275,9 @@ DEFAULTS = Config()
 def option(key: str) -> Option:
     """The declaration of config key ``key`` (a field, or a registered component's option);
     ConfigError naming the closest key for one that neither is."""
-    found = CORE_OPTIONS.get(key) or OPTIONS.get(key)
+    found = CORE_OPTIONS.get(key) or declared().get(key)
     if found is None:
-        close = difflib.get_close_matches(key, [*CORE_OPTIONS, *OPTIONS], n=1)
+        close = difflib.get_close_matches(key, [*CORE_OPTIONS, *declared()], n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise ConfigError(
             f"unknown config key {shown(key)}; {hint}see `sparsedd presets demo` for all keys"
@@ -284,7 +286,8 @@ def option(key: str) -> Option:
 
 
 def is_key(key: str) -> bool:
-    """Whether ``key`` is a config key (a field, or a registered component's option)."""
+    """Whether ``key`` is a config key (a field, or a registered component's option); plugins
+    are not loaded for it (a key of one not loaded is read as another version's)."""
     return key in CORE_OPTIONS or key in OPTIONS
 
 
@@ -358,7 +361,7 @@ def to_dict(cfg: Config) -> dict[str, Any]:
     """All keys of ``cfg`` as a plain dict: the fields in order, then every registered
     component's options (their defaults where ``cfg`` sets none)."""
     values = {name: getattr(cfg, name) for name in FIELDS}
-    return {**values, **{name: getattr(cfg, name) for name in OPTIONS}}
+    return {**values, **{name: getattr(cfg, name) for name in declared()}}
 
 
 def to_yaml(cfg: Config) -> str:

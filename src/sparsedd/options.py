@@ -4,7 +4,8 @@ that components declare for themselves.
 A component (a model, dataset, noise kind, remedy, …) declares the keys only it reads as
 ``Option``s in its registration (``Needs(options=...)``); the registry enters them here, and the
 config reads them from here to parse, check and default those keys. This module sits at the
-bottom: it imports nothing of sparsedd but its errors.
+bottom: it imports nothing of sparsedd but its errors and the plugin loader (``declared``
+loads the installed plugins, whose components declare options too).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sparsedd.errors import ConfigError
+from sparsedd.plugins import load_plugins
 
 # Larger integers overflow torch's seeds and sizes (C longs): refuse them as config errors.
 INT_MAX = 2**63 - 2
@@ -154,6 +156,12 @@ class OptionValues(Mapping[str, Any]):
 #: option stays while some component that declares it is registered.
 OPTIONS: dict[str, Option] = {}
 _DECLARERS: dict[str, set[str]] = {}
+
+
+def declared() -> dict[str, Option]:
+    """Every registered component's options, an installed plugin's included (loaded first)."""
+    load_plugins()
+    return OPTIONS
 
 
 def declare(options: Iterable[Option], owner: str) -> None:

@@ -19,6 +19,7 @@ from sparsedd import options
 from sparsedd.config import FIELDS
 from sparsedd.errors import ConfigError
 from sparsedd.options import Option
+from sparsedd.plugins import load_plugins
 
 T = TypeVar("T")
 
@@ -101,6 +102,7 @@ class Registry(Generic[T]):
         return self._entry(name)[1]
 
     def _entry(self, name: str) -> tuple[T, Needs]:
+        load_plugins()  # every read sees the installed plugins' components
         for prefix, (item, check, needs) in self._families.items():
             if isinstance(name, str) and name.startswith(prefix):
                 check(name[len(prefix) :])
@@ -111,6 +113,7 @@ class Registry(Generic[T]):
 
     def declarations(self) -> dict[str, Needs]:
         """What every registered name declares (a family as ``prefix + "NAME"``), sorted."""
+        load_plugins()
         found = {**self._needs, **{f"{p}NAME": n for p, (_, _, n) in self._families.items()}}
         return dict(sorted(found.items()))
 
@@ -120,10 +123,12 @@ class Registry(Generic[T]):
 
     def names(self, pattern: str = "*") -> list[str]:
         """Registered names matching a shell-style pattern, sorted."""
+        load_plugins()
         names = [*self._items, *(f"{prefix}NAME" for prefix in self._families)]
         return sorted(n for n in names if fnmatch.fnmatch(n, pattern))
 
     def __contains__(self, name: object) -> bool:
+        load_plugins()
         if isinstance(name, str) and any(name.startswith(p) for p in self._families):
             return True
         return name in self._items
