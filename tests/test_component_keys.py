@@ -5,8 +5,11 @@ and trackers do their work through their registrations."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import pickle
+import subprocess
+import sys
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
@@ -201,3 +204,14 @@ def test_a_plugin_model_key_is_read_before_any_registry(tmp_path) -> None:
     run_process(*run, "--set", "model=plugin-keyed", "--set", "plugin_units=5", env=env, check=True)
     (row,) = ResultsStore(tmp_path / "o").round_rows()
     assert row["params_remaining"] == (64 + 1) * 5 + (5 + 1) * 4  # 32 units: key ignored
+
+
+def test_runs_recorded_before_a_component_key_existed_take_its_default() -> None:
+    """The analysis fills a component's key that older runs never recorded with its default
+    (so a curve does not split on it), in a process that has imported no component yet."""
+    code = (
+        "import json; from sparsedd.analysis.load import with_default_keys; "
+        "print(json.dumps(with_default_keys([{'seed': 0}, {'seed': 1, 'kd_alpha': 0.8}])))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(proc.stdout) == [{"seed": 0, "kd_alpha": 0.8}, {"seed": 1, "kd_alpha": 0.8}]

@@ -84,6 +84,9 @@ def with_default_keys(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     (it was recorded before the key existed) take the key's default: what that run computed,
     as a new key's default keeps every earlier run's result and id. Runs of one curve then
     never split on a key added since."""
+    # A component's own keys have defaults only once the components registered them.
+    import sparsedd.components  # noqa: F401
+
     recorded = set().union(*(r.keys() for r in rows)) if rows else set()
     defaults = {k: v for k, v in to_dict(DEFAULTS).items() if k in recorded}
     return [{**r, **{k: v for k, v in defaults.items() if k not in r}} for r in rows]
