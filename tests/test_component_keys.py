@@ -215,3 +215,11 @@ def test_runs_recorded_before_a_component_key_existed_take_its_default() -> None
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(proc.stdout) == [{"seed": 0, "kd_alpha": 0.8}, {"seed": 1, "kd_alpha": 0.8}]
+
+
+def test_a_preset_resolves_in_a_process_that_imported_no_component() -> None:
+    """The presets set components' keys (the demo's ViT sizes): the presets module registers
+    the built-in components itself."""
+    code = "from sparsedd.presets import preset_config; print(preset_config('demo').dim)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "64"

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+# The presets set keys of the components' own (the ViT's sizes, vgg-like's depth): registering
+# the built-in components declares them.
+import sparsedd.data  # noqa: F401
+import sparsedd.models  # noqa: F401
+import sparsedd.remedies  # noqa: F401
 from sparsedd.config import DEFAULTS, Config, apply
 from sparsedd.errors import ConfigError
 from sparsedd.registry import unknown_name_message
