@@ -153,7 +153,8 @@ def run(
     """Train, then prune round after round, recording every sparsity (resumes if re-run).
 
     PRESET may be a study (a preset with grid axes, e.g. quetu2023); a --config YAML file
-    may hold a `grid:` mapping of keys to lists of values.
+    may hold a `grid:` mapping of keys to lists of values. `sparsedd presets demo` prints
+    every config key; `sparsedd models` lists the keys each component declares as its own.
     """
     from sparsedd.sweep.backends import SweepRequest
     from sparsedd.sweep.plan import check_adaptive_bound, format_plan
