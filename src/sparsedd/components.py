@@ -125,8 +125,10 @@ def resolve_config(
     config_file: str | Path | None = None,
     assignments: Iterable[str] = (),
     skip_keys: Iterable[str] = (),
+    typed: Mapping[str, Any] | None = None,
 ) -> Config:
-    """The config from preset < YAML file < ``--set`` assignments, validated.
+    """The config from preset < YAML file < ``--set`` assignments < ``typed`` values (a
+    run's grid values, already typed), validated.
 
     ``skip_keys`` are file keys read by someone else (a study's ``grid``).
     """
@@ -141,7 +143,7 @@ def resolve_config(
                 check_range(str(key), getattr(cfg, str(key)))
         except ConfigError as err:
             raise ConfigError(f"config file {str(config_file)!r}: {err}") from None
-    cfg = apply(cfg, dict(parse_assignment(a) for a in assignments))
+    cfg = apply(cfg, {**dict(parse_assignment(a) for a in assignments), **(typed or {})})
     return validate(cfg)
 
 

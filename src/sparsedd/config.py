@@ -338,17 +338,20 @@ def parse_assignment(text: str) -> tuple[str, Any]:
         raise ConfigError(f"--set expects KEY=VALUE, got {text!r} (no '=')")
     key, raw = text.split("=", 1)
     key = key.strip()
-    if (
-        option(key).type is str
-    ):  # names and paths are text as typed (data_dir=2024 and data_dir=~ are folders)
-        return key, coerce(key, raw.strip())
+    return key, parse_value(key, raw)
+
+
+def parse_value(key: str, raw: str) -> Any:
+    """A value typed on the command line (``--set``, ``--grid``) → config key ``key``'s type."""
+    if option(key).type is str:  # names and paths are text as typed (data_dir=~ is a folder)
+        return coerce(key, raw.strip())
     try:
         value = yaml.safe_load(raw) if raw.strip() else raw
     except Exception:  # any YAML failure (syntax, nesting depth): keep the text as typed
         value = raw
     if isinstance(value, (dict, list)):
         value = raw
-    return key, coerce(key, value)
+    return coerce(key, value)
 
 
 def apply(cfg: Config, overrides: Mapping[str, Any]) -> Config:
