@@ -99,9 +99,10 @@ DISTILL_OPTIONS = (
         "teacher",
         str,
         None,
-        "a run id (in the same runs folder) or an exported .safetensors (null: the dense round "
-        "of this run without a remedy, trained first if missing); the teacher's digest is part "
-        "of the run id",
+        "a run id (in the same runs folder), an exported .safetensors, or "
+        "MODEL:WEIGHTS.safetensors (a registered model or timm:NAME and its state dict; see "
+        "docs/remedies.md); null: the dense round of this run without a remedy, trained first "
+        "if missing. The teacher's digest is part of the run id",
     ),
 )
 LABEL_SMOOTHING = Option(

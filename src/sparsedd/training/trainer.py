@@ -23,6 +23,7 @@ from sparsedd.training.execution import (
     resolve_precision,
 )
 from sparsedd.training.prune import Masks, apply_masks
+from sparsedd.training.teacher_cache import epoch_teacher_logits
 
 FINETUNE_LR_FACTOR = 0.01
 
@@ -148,9 +149,12 @@ class Trainer:
         device: torch.device,
         finetune: bool = False,
         teacher: nn.Module | None = None,
+        cache_teacher: bool = True,
     ) -> None:
         self.model, self.cfg, self.device, self.finetune = model, cfg, device, finetune
         self.remedy, self.teacher = REMEDIES.get(cfg.remedy), teacher
+        # The teacher's logits of unaugmented batches, once per image (teacher_cache).
+        self.cache_teacher, self._teacher_out = cache_teacher, None
         if self.remedy.needs_teacher and teacher is None:
             raise ValueError(f"remedy={cfg.remedy} needs a teacher model")
         names = dict(model.named_parameters())
@@ -193,6 +197,10 @@ class Trainer:
         the lr following the round's schedule of ``total_steps`` from ``first_step``."""
         cfg = self.cfg
         self.model.train()
+        if self.cache_teacher:
+            self._teacher_out = epoch_teacher_logits(
+                self.teacher, x, seed, augment, mean, std, cfg.batch_size, self.autocast
+            )
         torch.manual_seed(seed)  # dropout
         mean_t, std_t = channel_stats(mean, self.device), channel_stats(std, self.device)
         step, per_epoch = first_step, steps_per_epoch(len(y), cfg.batch_size)
@@ -223,7 +231,12 @@ class Trainer:
         if self.cfg.remedy == "none":  # as before remedies existed: bit for bit the same runs
             loss = F.cross_entropy(logits.float(), yb)
         else:
-            loss = self.remedy.loss(logits.float(), yb, teacher_logits(self.teacher, xb), self.cfg)
+            teacher = (
+                next(self._teacher_out)
+                if self._teacher_out is not None
+                else teacher_logits(self.teacher, xb)
+            )
+            loss = self.remedy.loss(logits.float(), yb, teacher, self.cfg)
             loss = loss.mean()
         return loss, (logits.argmax(1) == yb).sum()
 
