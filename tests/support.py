@@ -32,7 +32,7 @@ from sparsedd.config import NON_SEMANTIC, Config, to_dict
 from sparsedd.errors import ConfigError
 from sparsedd.events.progress import ConsoleReporter
 from sparsedd.store.results import ResultsStore
-from sparsedd.store.run_folder import RunFolder
+from sparsedd.store.results_folder import ResultsFolder
 from sparsedd.sweep.backends import BACKENDS, SweepRequest
 from sparsedd.sweep.jobs import run_job
 from sparsedd.sweep.plan import Cell, sweep_configs
@@ -165,7 +165,7 @@ def console_reporter() -> tuple[ConsoleReporter, io.StringIO]:
 
 def tiny_folder(out: Path) -> Path:
     """The `tiny` run's folder inside a results folder."""
-    return RunFolder.of(out, id_of_run(resolve_config("tiny"))).path
+    return ResultsFolder(out).run(id_of_run(resolve_config("tiny"))).path
 
 
 # ---------------------------------------------------------------- results folders

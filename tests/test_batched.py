@@ -14,7 +14,7 @@ from sparsedd.models.base import InputSpec, create_model
 from sparsedd.presets import preset_config
 from sparsedd.store import checkpoint as ckpt
 from sparsedd.store.results import ResultsStore
-from sparsedd.store.run_folder import RunFolder
+from sparsedd.store.results_folder import ResultsFolder
 from sparsedd.training.batched import BatchedTrainer, can_batch
 from sparsedd.training.experiment import (
     Experiment,
@@ -53,8 +53,8 @@ def _assert_same_runs(batched_dir, separate_dir, cfgs: list[Config]) -> None:
                 assert g[key] == pytest.approx(w[key], abs=2e-3), (cfg.weight_decay, key)
             assert math.isclose(g["test_loss"], w["test_loss"], rel_tol=1e-3)
         for k in range(cfg.rounds + 1):
-            a, _ = ckpt.load_tensors(RunFolder.of(batched_dir, run_id(cfg)).round_file(k))
-            b, _ = ckpt.load_tensors(RunFolder.of(separate_dir, run_id(cfg)).round_file(k))
+            a, _ = ckpt.load_tensors(ResultsFolder(batched_dir).run(run_id(cfg)).round_file(k))
+            b, _ = ckpt.load_tensors(ResultsFolder(separate_dir).run(run_id(cfg)).round_file(k))
             assert a.keys() == b.keys()
             for name in a:
                 if name.startswith("mask."):
@@ -154,7 +154,7 @@ def test_batched_runs_stop_and_resume_as_single_runs_do(tmp_path) -> None:
     with pytest.raises(Interrupted, match="round 0 after epoch 1"):
         run_batched(cfgs, tmp_path / "batched", reporter=StopAfterAnEpoch(), stop=stop)
     for cfg in cfgs:
-        _, meta = ckpt.load_tensors(RunFolder.of(tmp_path / "batched", run_id(cfg)).progress)
+        _, meta = ckpt.load_tensors(ResultsFolder(tmp_path / "batched").run(run_id(cfg)).progress)
         assert (meta["round"], meta["epoch"]) == (0, 0)
     assert not ResultsStore(tmp_path / "batched").round_rows()
     run_batched(cfgs, tmp_path / "batched")

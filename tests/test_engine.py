@@ -11,7 +11,7 @@ from conftest import tiny_config
 
 from sparsedd.config import epochs_before, round_epochs, run_epochs
 from sparsedd.models.base import InputSpec, create_model
-from sparsedd.store.run_folder import RunFolder, runs_dir, sweeps_dir
+from sparsedd.store.results_folder import ResultsFolder
 from sparsedd.training.batched import BatchedTrainer
 from sparsedd.training.engine import RoundTrainer
 from sparsedd.training.experiment import Experiment
@@ -54,19 +54,27 @@ def test_one_lambda_policy_for_single_and_batched_training(
 
 
 def test_the_run_folder_names_every_file(tmp_path: Path) -> None:
-    folder = RunFolder.of(tmp_path, "abc")
-    assert folder.path == runs_dir(tmp_path) / "abc" == tmp_path / "runs" / "abc"
+    folder = ResultsFolder(tmp_path).run("abc")
+    assert folder.path == ResultsFolder(tmp_path).runs / "abc" == tmp_path / "runs" / "abc"
     assert folder.id == "abc"
-    names = [folder.config, folder.labels, folder.data, folder.progress, folder.lock]
+    names = [
+        folder.config,
+        folder.labels,
+        folder.data,
+        folder.progress,
+        folder.lock,
+        folder.tensorboard,
+    ]
     assert [p.name for p in names] == [
         "config.yaml",
         "labels.safetensors",
         "data.json",
         "progress.safetensors",
         ".lock",
+        "tensorboard",
     ]
     assert folder.round_file(7).name == "round_007.safetensors"
-    assert sweeps_dir(tmp_path) == tmp_path / "sweeps"
+    assert ResultsFolder(tmp_path).sweeps == tmp_path / "sweeps"
     folder.path.mkdir(parents=True)
     for k in (2, 0, 11):
         folder.round_file(k).touch()
@@ -77,7 +85,7 @@ def test_the_run_folder_names_every_file(tmp_path: Path) -> None:
 def test_an_experiment_writes_where_its_run_folder_says(tmp_path: Path) -> None:
     exp = Experiment(tiny_config(rounds=1, epochs=1), tmp_path)
     exp.run()
-    assert exp.files == RunFolder.of(tmp_path, exp.id)
+    assert exp.files == ResultsFolder(tmp_path).run(exp.id)
     assert exp.files.checkpointed_rounds() == [0, 1]
     assert exp.files.config.exists() and exp.files.labels.exists() and exp.files.data.exists()
     assert not exp.files.progress.exists()  # removed once its round is recorded

@@ -15,7 +15,8 @@ from support import Notes, run_process
 import sparsedd
 from sparsedd.provenance import device_name, git_commit
 from sparsedd.store.results import ResultsStore
-from sparsedd.store.schema import DB_NAME, PROVENANCE_FIELDS, SCHEMA_VERSION
+from sparsedd.store.results_folder import DB_NAME
+from sparsedd.store.schema import PROVENANCE_FIELDS, SCHEMA_VERSION
 from sparsedd.training.experiment import Experiment
 
 

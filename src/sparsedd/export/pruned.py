@@ -31,7 +31,8 @@ from sparsedd.data.preprocess import describe
 from sparsedd.errors import CheckpointError, StoreError, UserError
 from sparsedd.export.checks import CSR_PARTS, FORMATS, check_export
 from sparsedd.store import checkpoint as ckpt
-from sparsedd.store.run_folder import RunFolder, runs_dir
+from sparsedd.store.results_folder import ResultsFolder
+from sparsedd.store.run_folder import RunFolder
 from sparsedd.training.teacher import TEACHER_FILES
 
 
@@ -51,7 +52,7 @@ class ExportSummary:
 
 def find_run_folder(out_dir: str | Path, run: str) -> Path:
     """The folder of run ``run`` (its id or a unique prefix) in a results folder."""
-    runs = runs_dir(out_dir)
+    runs = ResultsFolder(out_dir).runs
     ids = sorted(p.name for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
     if not ids:
         raise StoreError(f"{out_dir} holds no runs; give the --out folder of `sparsedd run`")

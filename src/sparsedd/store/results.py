@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sparsedd.errors import NoResultsError, StoreError
-from sparsedd.store.run_folder import check_out_layout
+from sparsedd.store.results_folder import ResultsFolder, check_out_layout
 from sparsedd.store.schema import (
     ADDED_COLUMNS,
     APP_ID,
     CORRECTNESS_FIELD,
-    DB_NAME,
     EVAL_FIELDS,
     PROVENANCE_FIELDS,
     RECORD_COLUMNS,
@@ -94,14 +93,14 @@ class ResultsStore(TableReads):
         read-only storage (or a copy without write permission) can be read.
         """
         self.out_dir = Path(out_dir)
-        self.path = self.out_dir / DB_NAME
+        self.path = ResultsFolder(self.out_dir).database
         self.read_only = not create
         self._immutable = False
         check_out_layout(self.out_dir)
         if not self.path.exists():
             if not create:
                 raise NoResultsError(
-                    f"no results in {self.out_dir} (no {DB_NAME}); "
+                    f"no results in {self.out_dir} (no {self.path.name}); "
                     f"run `sparsedd run --out {self.out_dir}` first"
                 )
             try:

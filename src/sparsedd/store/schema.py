@@ -13,7 +13,6 @@ from typing import Any
 
 from sparsedd.errors import ConfigError
 
-DB_NAME = "results.sqlite"
 APP_ID = "sparsedd"
 SCHEMA_VERSION = "6"
 #: Older schemas this version reads as they are and upgrades when it writes to them.

@@ -57,7 +57,7 @@ def run_job(
     from sparsedd.components import run_id
     from sparsedd.events.progress import ConsoleReporter
     from sparsedd.events.trackers import with_trackers
-    from sparsedd.store.run_folder import RunFolder
+    from sparsedd.store.results_folder import ResultsFolder
     from sparsedd.training.experiment import Experiment, StopFlag, run_batched
 
     labels = labels or {}
@@ -73,7 +73,7 @@ def run_job(
         if len(group) > 1:
             for cfg in group:
                 rid = run_id(cfg)
-                reporter.start(rid, RunFolder.of(out_dir, rid).path, cfg, labels.get(rid, ""))
+                reporter.start(rid, ResultsFolder(out_dir).run(rid).path, cfg, labels.get(rid, ""))
             with reporter:
                 run_batched(group, out_dir, reporter=reporter, stop=stop, store=store)
             reporter.finish()

@@ -27,7 +27,7 @@ from sparsedd.remedies import REMEDIES
 from sparsedd.store import checkpoint as ckpt
 from sparsedd.store.atomic import atomic_write_text, temp_files
 from sparsedd.store.results import ResultsStore, RunStore
-from sparsedd.store.run_folder import RunFolder, check_path_encoding
+from sparsedd.store.results_folder import ResultsFolder, check_path_encoding
 from sparsedd.training.batched import can_batch
 from sparsedd.training.collapse import Outcome, stop_reason
 from sparsedd.training.data_identity import (
@@ -140,7 +140,7 @@ class Experiment:
             self.model.to(self.device)
         self.masks: Masks = full_masks(self.model)
         self.out_dir = Path(out_dir)
-        self.files = RunFolder.of(self.out_dir, self.id)
+        self.files = ResultsFolder(self.out_dir).run(self.id)
         self.folder = self.files.path
         check_path_encoding(self.out_dir)
         self.store = store if store is not None else ResultsStore(self.out_dir)
