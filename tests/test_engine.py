@@ -27,7 +27,7 @@ def test_round_epochs_is_one_rule_for_configs_and_recorded_configs() -> None:
         assert [round_epochs(source, k) for k in range(3)] == [5, 3, 3]
         assert epochs_before(source, 2) == 8 and run_epochs(source) == 11
     assert round_epochs({"epochs": 3, "dense_epochs": None}, 0) == 3
-    assert cfg.round0_epochs == 5
+    assert round_epochs(cfg, 0) == 5
 
 
 @pytest.mark.parametrize(
@@ -55,6 +55,7 @@ def test_one_lambda_policy_for_single_and_batched_training(
 
 def test_the_run_folder_names_every_file(tmp_path: Path) -> None:
     folder = ResultsFolder(tmp_path).run("abc")
+    assert folder.sibling("def") == ResultsFolder(tmp_path).run("def")
     assert folder.path == ResultsFolder(tmp_path).runs / "abc" == tmp_path / "runs" / "abc"
     assert folder.id == "abc"
     names = [
@@ -110,3 +111,11 @@ def test_the_silent_reporter_takes_every_event() -> None:
     reporter: Reporter = SilentReporter()
     reporter.note("run", "a line")  # a member of the protocol, not an optional extra
     assert {"round_started", "epoch_done", "round_done", "note"} <= set(dir(SilentReporter))
+
+
+def test_one_formatter_names_rounds_in_messages() -> None:
+    from sparsedd.training.reporter import rounds_span
+
+    assert rounds_span([5]) == "round 5"
+    assert rounds_span(range(5, 13)) == "rounds 5..12"
+    assert rounds_span([0, 1, 2, 5, 7, 8]) == "rounds 0..2, 5, 7..8"

@@ -34,6 +34,10 @@ class RunFolder:
         """The run id (the folder's name)."""
         return self.path.name
 
+    def sibling(self, run_id: str) -> RunFolder:
+        """The folder of run ``run_id`` in the same results folder."""
+        return RunFolder(self.path.parent / run_id)
+
     @property
     def config(self) -> Path:
         """The run's full config (its ``rounds`` the most asked for so far)."""

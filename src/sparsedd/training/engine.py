@@ -31,9 +31,9 @@ from sparsedd.store.results import RunStore
 from sparsedd.store.run_folder import RunFolder
 from sparsedd.store.run_lock import run_locks
 from sparsedd.training.batched import BatchedTrainer
-from sparsedd.training.collapse import Outcome, collapsed_rows, span, stopped_word
+from sparsedd.training.collapse import Outcome, collapsed_rows, stopped_word
 from sparsedd.training.prune import Masks, count_total
-from sparsedd.training.reporter import Reporter
+from sparsedd.training.reporter import Reporter, rounds_span
 from sparsedd.training.trainer import EpochStats, Trainer, steps_per_epoch
 from sparsedd.training.twin import adopt_dense_round
 
@@ -291,7 +291,7 @@ def settle_rounds(run: Run) -> set[int]:
             )
             run.reporter.note(
                 run.id,
-                f"run {run.id}: {span(collapsed[0], collapsed[-1])} were recorded as "
+                f"run {run.id}: {rounds_span(collapsed)} were recorded as "
                 f"{stopped_word(run.cfg)} "
                 f"and {why}: dropped them, training on from round {last}",
             )
@@ -338,8 +338,8 @@ def record_collapsed(run: Run, last: int, first: int, reason: str | None) -> Non
     why, word = f" ({reason})" if reason else "", stopped_word(run.cfg)
     run.reporter.note(
         run.id,
-        f"run {run.id} {word} in round {last}{why}: {span(first, upto[-1])} recorded as "
+        f"run {run.id} {word} in round {last}{why}: {rounds_span(upto)} recorded as "
         f"{word}, not trained; --set collapse_stop=false trains them",
     )
     for row in rows:  # every recorded round is reported (trackers close the run on its last)
-        run.reporter.round_done(run.id, row)
+        run.reporter.round_done(run.id, row.as_row())

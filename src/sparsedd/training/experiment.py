@@ -50,7 +50,7 @@ from sparsedd.training.prune import (
     excluded_layers,
     full_masks,
 )
-from sparsedd.training.reporter import Reporter, SilentReporter
+from sparsedd.training.reporter import Reporter, SilentReporter, rounds_span
 from sparsedd.training.round_start import check_mask_sparsity, prune_masks
 from sparsedd.training.teacher import default_teacher, load_teacher
 from sparsedd.training.trainer import EpochStats, Trainer, check_device
@@ -243,7 +243,7 @@ class Experiment:
         rounds = sorted(k for k, v in versions.items() if v != __version__)
         self.reporter.note(
             self.id,
-            f"rounds {_span(rounds)} of this run were recorded by sparsedd "
+            f"{rounds_span(rounds)} of this run were recorded by sparsedd "
             f"{', '.join(others)}; this is sparsedd {__version__}, resuming with it",
         )
 
@@ -289,22 +289,22 @@ class Experiment:
     ) -> None:
         """Evaluate the trained round ``k``, save its checkpoint, then record its row."""
         with out_of_memory_hint("eval_batch_size", self.cfg.eval_batch_size):
-            row = evaluate_round(
+            record = evaluate_round(
                 k, self.model, self.masks, trainer, splits, self.device, epochs, seconds
             )
-        row["execution"] = execution
-        if not all(math.isfinite(row[f]) for f in ("test_loss", "test_acc") if row[f] is not None):
+        record = dataclasses.replace(record, execution=execution)
+        if not all(math.isfinite(v) for v in (record.test_loss, record.test_acc) if v is not None):
             raise DivergedError(diverged_message(self.cfg, self.id, k, "evaluation"))
         ckpt.save_tensors(
             self.files.round_file(k),
             ckpt.model_state(self.model, self.masks),
             {"round": k, "run_id": self.id, "input": self.input_meta()},
         )
-        self.store.record_round(self.id, row)
+        self.store.record_round(self.id, record)
         self.files.progress.unlink(missing_ok=True)
         if k:
-            self.pruned_outcomes[k] = (row["test_acc"], row["layer_density"], row["memorization"])
-        self.reporter.round_done(self.id, row)
+            self.pruned_outcomes[k] = (record.test_acc, record.layer_density, record.memorization)
+        self.reporter.round_done(self.id, record.as_row())
         if k == 0:
             self._check_dense_convergence(epochs)
 
@@ -319,7 +319,7 @@ class Experiment:
                 self.id,
                 f"run {self.id}: the dense round has not converged on the noisy labels: {why}, "
                 f"so later rounds fall from more training too; "
-                f"{fix_hint(self.cfg.round0_epochs, control=not self.cfg.pruning)}",
+                f"{fix_hint(round_epochs(self.cfg, 0), control=not self.cfg.pruning)}",
             )
 
     def input_meta(self) -> dict[str, Any]:
@@ -391,10 +391,3 @@ class Experiment:
             state,
             {"round": k, "epoch": epoch, "seconds": seconds, "run_id": self.id},
         )
-
-
-def _span(rounds: list[int]) -> str:
-    """Round numbers as '0-3' when consecutive, else '0, 2, 5'."""
-    if rounds == list(range(rounds[0], rounds[-1] + 1)) and len(rounds) > 1:
-        return f"{rounds[0]}-{rounds[-1]}"
-    return ", ".join(map(str, rounds))
