@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+import sparsedd
 from sparsedd.store.results_folder import ResultsFolder, check_out_layout
 from sparsedd.store.run_folder import RunFolder
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "sparsedd"
+SRC = Path(sparsedd.__file__).resolve().parent  # wherever the tests folder lies
 OWNERS = {SRC / "store" / "results_folder.py", SRC / "store" / "run_folder.py"}
 #: Names of files and folders sparsedd keeps under --out, distinctive enough to search for.
 FILE_NAMES = (
