@@ -199,11 +199,6 @@ class Config:
         """The seed of the label noise, subsets and validation split (``noise_seed`` or seed)."""
         return self.seed if self.noise_seed is None else self.noise_seed
 
-    @property
-    def round0_epochs(self) -> int:
-        """Epochs of the dense round."""
-        return round_epochs(self, 0)
-
 
 #: ``cuda:N`` with N a GPU index: at most 3 digits (no machine has 1,000 GPUs; a longer
 #: number overflows torch's device index).
