@@ -1,14 +1,15 @@
 """The typed, flat run config: fields, parsing and ranges (config files: ``config_files``).
 
-This module knows no component: name checks, the keys each component reads, presets and the
-run id live in ``sparsedd.components``, which sits above both.
+This module knows no component: the keys of a component's own are declared by the component
+(``sparsedd.options``: the table its registration fills, which this module reads to parse,
+check and default them); name checks, the keys each component reads, presets and the run id
+live in ``sparsedd.components``, which sits above both.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import re
 import types
 import typing
@@ -18,7 +19,9 @@ from typing import Any, Literal
 
 import yaml
 
+from sparsedd import options
 from sparsedd.errors import ConfigError
+from sparsedd.options import OPTIONS, Option, OptionValues, declared, shown
 
 #: Bounds on the counts of a run, so that a typo cannot ask for work no machine finishes (and
 #: no loop over rounds runs for hours before training starts): the paper's protocol takes 34
@@ -36,29 +39,18 @@ def _f(default: Any, help: str, **checks: Any) -> Any:
     return field(default=default, metadata={"help": help, **checks})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Config:
-    """Every setting of one run. Field names are part of the public interface."""
+    """Every setting of one run. Field names are part of the public interface.
+
+    A component's own keys (a ViT's ``dim``, imagefolder's ``image_size``) are no fields: they
+    live in ``options``, declared by the component (``sparsedd.options``), and read as
+    attributes all the same (``cfg.dim``: the value set, else the declared default).
+    ``Config(dim=64)`` and ``dataclasses.replace(cfg, dim=64)`` set them as they set fields.
+    """
 
     # What is trained
     model: str = _f("vit", "model name (see `sparsedd models`)")
-    patch_size: int = _f(4, "ViT patch size in pixels", min=1)
-    dim: int = _f(512, "ViT embedding width", min=1)
-    depth: int = _f(6, "ViT number of transformer blocks", min=1)
-    heads: int = _f(8, "ViT attention heads", min=1)
-    dim_head: int = _f(64, "ViT width of one attention head", min=1)
-    mlp_dim: int = _f(512, "ViT hidden width of the MLP", min=1)
-    dropout: float = _f(0.1, "dropout inside the transformer", min=0.0, max_excl=1.0)
-    emb_dropout: float = _f(0.1, "dropout after the patch embedding", min=0.0, max_excl=1.0)
-    vit_layout: Literal["modern", "paper"] = _f(
-        "modern",
-        "ViT layout: paper (the seed paper's models/vit.py: no LayerNorm around the patch "
-        "embedding, no dropout on attention weights) or modern (today's vit-pytorch)",
-    )
-    vgg_depth: int = _f(5, "vgg-like: blocks of two convolutions and a max-pool (DSD²'s δ)", min=1)
-    vgg_width: int = _f(
-        32, "vgg-like: channels of the first block, doubled by each next (DSD²'s 2^γ)", min=1
-    )
     init: Literal["torch", "kaiming_normal", "kaiming_normal_fan_out"] = _f(
         "torch",
         "weight init: torch (PyTorch's layer defaults), kaiming_normal (every Linear and Conv "
@@ -69,9 +61,6 @@ class Config:
     dataset: str = _f("fashion-mnist", "dataset name")
     data_dir: str = _f("~/.cache/sparsedd/data", "folder holding (or receiving) dataset files")
     download: bool = _f(True, "download a missing dataset where the network allows")
-    image_size: int = _f(
-        32, "side in pixels that imagefolder images are resized to", min=1, max=4096
-    )
     train_size: int | None = _f(None, "seeded subset of the training set (null: all)", min=1)
     val_size: int = _f(
         0, "training samples held out, with their noisy labels, as validation", min=0
@@ -85,14 +74,6 @@ class Config:
         "symmetric",
         "label noise kind name (see `sparsedd models`; human: every training label read from "
         "noise_file; noise stays 0)",
-    )
-    noise_file: str | None = _f(
-        None,
-        "noise_kind=human: CIFAR-N .pt, .npy or one-label-a-line text file of training labels "
-        "(a relative path not found here is looked up in data_dir)",
-    )
-    noise_label_set: str | None = _f(
-        None, "which label set of a CIFAR-N .pt file (e.g. worse_label, noisy_label)"
     )
     noise_seed: int | None = _f(
         None,
@@ -172,23 +153,6 @@ class Config:
         "remedy for the dip beside ℓ2: none, label_smooth or distill (DSD²'s knowledge "
         "distillation from a dense teacher; see `sparsedd models`)",
     )
-    kd_alpha: float = _f(
-        0.8,
-        "remedy=distill: weight α of the distillation term (1 − α: the labels')",
-        min=0.0,
-        max=1.0,
-    )
-    kd_temperature: float = _f(10.0, "remedy=distill: softmax temperature T", min_excl=0.0)
-    teacher: str | None = _f(
-        None,
-        "remedy=distill: the teacher, a run id (in the same runs folder), an exported "
-        ".safetensors, or MODEL:WEIGHTS.safetensors (a registered model or timm:NAME and its "
-        "state dict) (null: the dense round of this run without a remedy, trained first if "
-        "missing)",
-    )
-    label_smoothing: float = _f(
-        0.1, "remedy=label_smooth: label smoothing s", min=0.0, max_excl=1.0
-    )
     # Execution
     seed: int = _f(0, "seed of initialization, batch order, augmentation and dropout", min=0)
     device: str = _f("auto", "device: auto (cuda when available), cpu, cuda or cuda:N")
@@ -209,23 +173,40 @@ class Config:
         min=0.0,
     )
 
+    options: OptionValues = field(default=OptionValues(), metadata={"help": ""})
+
+    def __init__(self, options: Mapping[str, Any] = OptionValues(), **values: Any) -> None:
+        own = {**options, **{k: v for k, v in values.items() if k not in FIELDS}}
+        unknown = [key for key in own if key not in declared()]
+        if unknown:
+            raise TypeError(f"Config got unknown keys {unknown}")
+        for name, f in FIELDS.items():
+            object.__setattr__(self, name, values.get(name, f.default))
+        kept = {k: v for k, v in own.items() if v != OPTIONS[k].default}
+        object.__setattr__(self, "options", OptionValues(kept))
+
+    def __getattr__(self, name: str) -> Any:
+        # Reached only for names that are no field: a component's option.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        option = declared().get(name)
+        if option is None:
+            raise AttributeError(f"Config has no key {name!r}")
+        return self.__dict__.get("options", {}).get(name, option.default)
+
     @property
     def label_seed(self) -> int:
         """The seed of the label noise, subsets and validation split (``noise_seed`` or seed)."""
         return self.seed if self.noise_seed is None else self.noise_seed
 
-    @property
-    def round0_epochs(self) -> int:
-        """Epochs of the dense round."""
-        return round_epochs(self, 0)
-
 
 #: ``cuda:N`` with N a GPU index: at most 3 digits (no machine has 1,000 GPUs; a longer
 #: number overflows torch's device index).
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:[0-9]{1,3})?")
-FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(Config)}
-_HINTS = typing.get_type_hints(Config)
-DEFAULTS = Config()
+#: The keys every run has (a component's own keys: ``sparsedd.options.OPTIONS``).
+FIELDS: dict[str, dataclasses.Field] = {
+    f.name: f for f in dataclasses.fields(Config) if f.name != "options"
+}
 # Settings that change where or how fast a run executes, never what it computes.
 NON_SEMANTIC = frozenset(
     {
@@ -267,103 +248,58 @@ def run_epochs(cfg: Config | Mapping[str, Any]) -> int:
     return round_epochs(cfg, 0) + rounds * round_epochs(cfg, 1)  # no loop over rounds
 
 
-def shown(value: Any) -> str:
-    """A value as written in error messages, shortened to keep them one readable line."""
-    text = repr(value)
-    return text if len(text) <= 60 else f"{text[:57]}..."
+def _core_option(f: dataclasses.Field) -> Option:
+    """A field of Config as the Option it declares (type, choices, nullability from its hint)."""
+    hint, nullable = _HINTS[f.name], False
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        hint, nullable = next(a for a in typing.get_args(hint) if a is not type(None)), True
+    choices = typing.get_args(hint) if typing.get_origin(hint) is Literal else None
+    meta = {k: v for k, v in f.metadata.items() if k != "help"}
+    base = str if choices is not None else hint
+    return Option(
+        f.name, base, f.default, f.metadata["help"], choices=choices, nullable=nullable, **meta
+    )
 
 
-def _check_key(key: str) -> None:
-    if key not in FIELDS:
-        close = difflib.get_close_matches(key, FIELDS, n=1)
+_HINTS = typing.get_type_hints(Config)
+#: Every field of Config as an Option; a component's options are in ``sparsedd.options.OPTIONS``.
+CORE_OPTIONS: dict[str, Option] = {name: _core_option(f) for name, f in FIELDS.items()}
+DEFAULTS = Config()
+
+
+def option(key: str) -> Option:
+    """The declaration of config key ``key`` (a field, or a registered component's option);
+    ConfigError naming the closest key for one that neither is."""
+    found = CORE_OPTIONS.get(key) or declared().get(key)
+    if found is None:
+        close = difflib.get_close_matches(key, [*CORE_OPTIONS, *declared()], n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise ConfigError(
             f"unknown config key {shown(key)}; {hint}see `sparsedd presets demo` for all keys"
         )
+    return found
+
+
+def is_key(key: str) -> bool:
+    """Whether ``key`` is a config key (a field, or a registered component's option); plugins
+    are not loaded for it (a key of one not loaded is read as another version's)."""
+    return key in CORE_OPTIONS or key in OPTIONS
 
 
 def _type_parts(key: str) -> tuple[type | None, tuple[str, ...] | None, bool]:
-    """(base type, literal choices, nullable) of a field."""
-    hint = _HINTS[key]
-    nullable = False
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        nullable = True
-        hint = args[0]
-    if typing.get_origin(hint) is Literal:
-        return str, typing.get_args(hint), nullable
-    return hint, None, nullable
+    """(base type, literal choices, nullable) of a key."""
+    found = option(key)
+    return found.type, found.choices, found.can_be_null
 
 
 def coerce(key: str, value: Any) -> Any:
     """``value`` converted to the type of config key ``key``; ConfigError if it cannot be."""
-    _check_key(key)
-    base, choices, nullable = _type_parts(key)
-    # "none" is text (augment=none) unless the key is nullable: then it, like null, means None.
-    # A nullable switch (compile) reads "auto" as null: the run decides on its device.
-    nulls = ("null", "none", "auto") if base is bool else ("null", "none")
-    if value is None or (nullable and isinstance(value, str) and value.lower() in nulls):
-        if nullable:
-            return None
-        raise ConfigError(f"config key {key!r} cannot be null; it takes a {base.__name__}")
-    if base is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-            return value.lower() in ("true", "yes", "1")
-        choices = "true, false or auto" if nullable else "true or false"
-        raise ConfigError(f"config key {key!r} takes {choices}, not {shown(value)}")
-    if base is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"config key {key!r} takes an integer, not {shown(value)}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"config key {key!r} takes an integer, not {shown(value)}")
-    if base is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"config key {key!r} takes a number, not {shown(value)}")
-        try:
-            number = float(value)
-        except (TypeError, ValueError, OverflowError):
-            raise ConfigError(f"config key {key!r} takes a number, not {shown(value)}") from None
-        if not math.isfinite(number):
-            raise ConfigError(f"config key {key!r} takes a finite number, not {shown(value)}")
-        return number
-    if not isinstance(value, str):
-        raise ConfigError(f"config key {key!r} takes a name, not {shown(value)}")
-    if choices is not None and value not in choices:
-        raise ConfigError(
-            f"config key {key!r} does not allow {shown(value)}; choose one of: {', '.join(choices)}"
-        )
-    return value
-
-
-# Larger integers overflow torch's seeds and sizes (C longs): refuse them as config errors.
-INT_MAX = 2**63 - 2
+    return options.coerce(option(key), value)
 
 
 def check_range(key: str, value: Any) -> None:
     """ConfigError if ``value`` is outside the range that config key ``key`` allows."""
-    if value is None:
-        return
-    meta = FIELDS[key].metadata
-    limit = meta.get("max", INT_MAX if isinstance(value, int) else None)
-    if limit is not None and value > limit:
-        why = f" ({meta['why']})" if "why" in meta else ""
-        raise ConfigError(f"config key {key!r} must be ≤ {limit}{why}, not {shown(value)}")
-    if "min" in meta and value < meta["min"]:
-        raise ConfigError(f"config key {key!r} must be ≥ {meta['min']}, not {shown(value)}")
-    if "min_excl" in meta and value <= meta["min_excl"]:
-        raise ConfigError(f"config key {key!r} must be > {meta['min_excl']}, not {shown(value)}")
-    if "max_excl" in meta and value >= meta["max_excl"]:
-        raise ConfigError(f"config key {key!r} must be < {meta['max_excl']}, not {shown(value)}")
+    options.check_range(option(key), value)
 
 
 def field_errors(cfg: Config) -> list[str]:
@@ -373,7 +309,7 @@ def field_errors(cfg: Config) -> list[str]:
     components are known: ``sparsedd.components.validate``.
     """
     errors = []
-    for key in FIELDS:
+    for key in [*FIELDS, *cfg.options]:
         try:
             check_range(key, getattr(cfg, key))
         except ConfigError as err:
@@ -402,9 +338,7 @@ def parse_assignment(text: str) -> tuple[str, Any]:
 
 def parse_value(key: str, raw: str) -> Any:
     """A value typed on the command line (``--set``, ``--grid``) → config key ``key``'s type."""
-    _check_key(key)
-    base, _, _ = _type_parts(key)
-    if base is str:  # names and paths are text as typed (data_dir=2024 and data_dir=~ are folders)
+    if option(key).type is str:  # names and paths are text as typed (data_dir=~ is a folder)
         return coerce(key, raw.strip())
     try:
         value = yaml.safe_load(raw) if raw.strip() else raw
@@ -417,15 +351,15 @@ def parse_value(key: str, raw: str) -> Any:
 
 def apply(cfg: Config, overrides: Mapping[str, Any]) -> Config:
     """``cfg`` with ``overrides`` coerced and applied (not yet validated)."""
-    values = {}
-    for key, value in overrides.items():
-        values[str(key)] = coerce(str(key), value)
+    values = {str(key): coerce(str(key), value) for key, value in overrides.items()}
     return dataclasses.replace(cfg, **values)
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:
-    """All keys of ``cfg`` as a plain dict, in field order."""
-    return dataclasses.asdict(cfg)
+    """All keys of ``cfg`` as a plain dict: the fields in order, then every registered
+    component's options (their defaults where ``cfg`` sets none)."""
+    values = {name: getattr(cfg, name) for name in FIELDS}
+    return {**values, **{name: getattr(cfg, name) for name in declared()}}
 
 
 def to_yaml(cfg: Config) -> str:

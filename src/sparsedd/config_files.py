@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from sparsedd.config import shown
 from sparsedd.errors import ConfigError
+from sparsedd.options import shown
 
 _PIPE_TEXTS: dict[str, str] = {}
 

@@ -1,8 +1,10 @@
-"""Name → component registries (models, datasets, noise kinds, pruning criteria, backends).
+"""Name → component registries (models, datasets, noise kinds, pruning criteria, remedies,
+trackers, backends).
 
 Each entry is registered by a decorator in the component's own module, with ``Needs``: what the
-component declares it reads from a run's config, so that checks and run identity never need a
-hand-kept list beside the components.
+component declares it reads from a run's config, its own options among them (``Option``: name,
+type, default, help, range), so that parsing, checks and run identity never need a hand-kept
+list beside the components.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from sparsedd import options
+from sparsedd.config import FIELDS
 from sparsedd.errors import ConfigError
+from sparsedd.options import Option
 from sparsedd.plugins import load_plugins
 
 T = TypeVar("T")
@@ -23,9 +28,11 @@ T = TypeVar("T")
 class Needs:
     """What a registered component declares it needs from a run's config.
 
-    ``keys``: the config keys it reads among those that only some components read (a ViT's
-    sizes, imagefolder's ``image_size``, human noise's ``noise_file``); a key that no chosen
-    component reads is left out of the run id or refused when set. ``shape``: the
+    ``options``: the keys of its own, declared here (a ViT's sizes, imagefolder's
+    ``image_size``, human noise's ``noise_file``): registering the component adds them to the
+    config. ``keys``: every key it reads among those that only some components read: its
+    options' names (added for it) and config fields such as drawn noise's ``noise``; a key that
+    no chosen component reads is left out of the run id or refused when set. ``shape``: the
     (channels, image side, classes) of a dataset, known without reading its files (None: read
     them to know). ``file_key``: the config key naming a file the component cannot run without.
     """
@@ -33,6 +40,11 @@ class Needs:
     keys: frozenset[str] = frozenset()
     shape: tuple[int, int, int] | None = None
     file_key: str | None = None
+    options: tuple[Option, ...] = ()
+
+    def __post_init__(self) -> None:
+        names = frozenset(option.name for option in self.options)
+        object.__setattr__(self, "keys", frozenset(self.keys) | names)
 
 
 class Registry(Generic[T]):
@@ -52,6 +64,7 @@ class Registry(Generic[T]):
         def decorate(item: T) -> T:
             if name in self._items:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
+            self._declare(f"{self.kind} {name}", needs or self.default_needs)
             self._items[name] = item
             self._needs[name] = needs or self.default_needs
             return item
@@ -62,12 +75,22 @@ class Registry(Generic[T]):
         """Remove ``name`` (a component registered for a while, e.g. by a test)."""
         self._items.pop(name, None)
         self._needs.pop(name, None)
+        options.withdraw(f"{self.kind} {name}")
+
+    def _declare(self, owner: str, needs: Needs) -> None:
+        """Enter ``needs``' options in the config's table; ValueError for an option named like
+        a config field (``lr`` is every run's) or declared otherwise by another component."""
+        taken = [o.name for o in needs.options if o.name in FIELDS or o.name == "options"]
+        if taken:
+            raise ValueError(f"{owner} declares option {taken[0]!r}, a config key of every run")
+        options.declare(needs.options, owner)
 
     def register_family(
         self, prefix: str, item: T, check: Callable[[str], None], needs: Needs | None = None
     ) -> None:
         """Register ``item`` for every name ``prefix + rest``; ``check(rest)`` raises a
         ConfigError for a ``rest`` that the family does not know (e.g. ``timm:NAME``)."""
+        self._declare(f"{self.kind} {prefix}NAME", needs or self.default_needs)
         self._families[prefix] = (item, check, needs or self.default_needs)
 
     def get(self, name: str) -> T:

@@ -1,7 +1,7 @@
 """Remedies for sparse double descent beside ℓ2: registered components that shape the loss.
 
 A remedy turns the logits of a training batch into per-sample losses; it is chosen by config key
-``remedy`` and declares the keys it reads (``Needs.keys``), so that ``kd_alpha`` set without
+``remedy`` and declares the keys of its own (``Needs.options``), so that ``kd_alpha`` set without
 ``remedy=distill`` is refused and only the chosen remedy's keys enter the run id. ``none`` is
 plain cross-entropy on the noisy labels, ``label_smooth`` cross-entropy against smoothed labels,
 ``distill`` DSD²'s knowledge distillation (Quétu & Tartaglione, AAAI 2024: ``utils/train.py``,
@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from sparsedd.config import Config
+from sparsedd.options import Option
 from sparsedd.registry import Needs, Registry
 
 #: (student logits (..., N, C), labels (N,), teacher logits (N, C) or None, config) → the
@@ -83,10 +84,38 @@ def distillation(
     return alpha * t * t * kl + (1.0 - alpha) * _flat_ce(logits, labels)
 
 
-REMEDIES.register("none")(Remedy(cross_entropy))
-REMEDIES.register("label_smooth", Needs(keys=frozenset({"label_smoothing"})))(
-    Remedy(smoothed_cross_entropy)
+#: The keys of distillation's own (DSD²'s defaults).
+DISTILL_OPTIONS = (
+    Option(
+        "kd_alpha",
+        float,
+        0.8,
+        "weight α of the distillation term, 1 − α that of the noisy labels' cross-entropy",
+        min=0.0,
+        max=1.0,
+    ),
+    Option("kd_temperature", float, 10.0, "softmax temperature T", min_excl=0.0),
+    Option(
+        "teacher",
+        str,
+        None,
+        "a run id (in the same runs folder), an exported .safetensors, or "
+        "MODEL:WEIGHTS.safetensors (a registered model or timm:NAME and its state dict; see "
+        "docs/remedies.md); null: the dense round of this run without a remedy, trained first "
+        "if missing. The teacher's digest is part of the run id",
+    ),
 )
-REMEDIES.register("distill", Needs(keys=frozenset({"kd_alpha", "kd_temperature", "teacher"})))(
+LABEL_SMOOTHING = Option(
+    "label_smoothing",
+    float,
+    0.1,
+    "smoothing s (the target is (1 − s)·one-hot + s/C)",
+    min=0.0,
+    max_excl=1.0,
+)
+
+REMEDIES.register("none")(Remedy(cross_entropy))
+REMEDIES.register("label_smooth", Needs(options=(LABEL_SMOOTHING,)))(Remedy(smoothed_cross_entropy))
+REMEDIES.register("distill", Needs(options=DISTILL_OPTIONS))(
     Remedy(distillation, needs_teacher=True)
 )

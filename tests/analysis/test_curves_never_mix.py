@@ -17,6 +17,7 @@ from sparsedd.analysis.load import load_results
 from sparsedd.analysis.report import render_html
 from sparsedd.analysis.synthetic import synthetic_rounds
 from sparsedd.store.results import ResultsStore
+from sparsedd.store.round_record import RoundRecord
 
 
 def _py(value):
@@ -45,7 +46,7 @@ def _write(out: Path, frames: list[tuple[pd.DataFrame, dict]]) -> Path:
                     seconds=0.1,
                     layer_density={"fc": 1 - _py(r["sparsity"])},
                 )
-                store.record_round(rid, row)
+                store.record_round(rid, RoundRecord(**row))
     return out
 
 

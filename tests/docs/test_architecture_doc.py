@@ -49,7 +49,7 @@ def test_the_round_loop_shown_is_the_code() -> None:
 
 def test_the_documented_components_train_a_sweep(documented, tmp_path, capsys) -> None:
     args = ["run", "-p", "tiny", "--out", str(tmp_path), "--backend", "inline", "-q"]
-    args += ["--set", "model=mlp-wide", "--set", "dataset=stripes", "--set", "dim=16"]
+    args += ["--set", "model=mlp-wide", "--set", "dataset=stripes", "--set", "mlp_width=16"]
     args += ["--set", "prune_criterion=magnitude-squared", "--set", "depth=3"]
     args += ["--grid", "seed=0,1"]
     code, _, err = run_cli(args, capsys)
@@ -58,6 +58,24 @@ def test_the_documented_components_train_a_sweep(documented, tmp_path, capsys) -
     rows = ResultsStore(tmp_path).round_rows()
     assert len(rows) == 6 and {r["model"] for r in rows} == {"mlp-wide"}
     assert set(rows[0]["layer_density"]) == {"hidden.weight", "out.weight"}
-    cfg = tiny_config(model="mlp-wide", dataset="stripes", dim=16)
-    assert run_id(dataclasses.replace(cfg, dim=17)) != run_id(cfg)
+    # the model's own key sized it: (8×8 pixels + a bias) × 16 hidden units + (16 + 1) × 2
+    # classes (64 units, were the key ignored)
+    dense = [r for r in rows if r["round"] == 0]
+    assert {r["params_remaining"] for r in dense} == {65 * 16 + 17 * 2}
+    cfg = tiny_config(model="mlp-wide", dataset="stripes", mlp_width=16)
+    assert run_id(dataclasses.replace(cfg, mlp_width=17)) != run_id(cfg)
     assert run_id(dataclasses.replace(cfg, depth=3)) == run_id(cfg)
+
+
+def test_the_documented_model_key_is_checked_and_goes_with_its_model(
+    documented, tmp_path, capsys
+) -> None:
+    run = ["run", "-p", "tiny", "--out", str(tmp_path)]
+    code, _, err = run_cli([*run, "--set", "model=mlp-wide", "--set", "mlp_width=0"], capsys)
+    assert code == 2 and "config key 'mlp_width' must be ≥ 1" in err and len(err.splitlines()) == 1
+    code, _, err = run_cli([*run, "--set", "mlp_widht=8"], capsys)
+    assert code == 2 and "did you mean 'mlp_width'?" in err
+    MODELS.unregister("mlp-wide")  # its key goes with it
+    code, _, err = run_cli([*run, "--set", "mlp_width=8"], capsys)
+    assert code == 2 and "unknown config key 'mlp_width'" in err
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())

@@ -2,12 +2,15 @@
 Python example runs, the README stays short and its links lead to files that exist."""
 
 import re
+import runpy
 from pathlib import Path
 
 import pytest
 from support import BASE, curve, fill
 
 from sparsedd.config import FIELDS
+from sparsedd.models.base import MODELS, ModelNeeds
+from sparsedd.options import OPTIONS, Option
 from sparsedd.presets import preset_names
 from sparsedd.sweep.study import study_names
 
@@ -20,6 +23,23 @@ STUDIES_PAGE = (ROOT / "docs" / "studies.md").read_text()
 def test_docs_list_every_config_key() -> None:
     missing = [key for key in FIELDS if f"| `{key}` |" not in STUDIES_PAGE]
     assert not missing
+
+
+def test_docs_generate_the_keys_that_components_declare() -> None:
+    """The table of the components' own keys is the mkdocs hook's, from the declarations: a
+    key a new model declares is in it with no docs edit."""
+    hook = runpy.run_path(str(ROOT / "scripts" / "mkdocs_hooks.py"))
+    assert hook["MARKER"] in STUDIES_PAGE
+    page = hook["on_page_markdown"](STUDIES_PAGE)
+    assert "| `dim` | `512` | model `vit` | ViT embedding width |" in page
+    assert not [key for key in OPTIONS if f"| `{key}` |" not in page]
+    width = Option("docs_test_width", int, 3, "a test model's width", min=1)
+    MODELS.register("docs-test-model", ModelNeeds(options=(width,)))(lambda cfg, spec: None)
+    try:
+        page = hook["on_page_markdown"](STUDIES_PAGE)
+    finally:
+        MODELS.unregister("docs-test-model")
+    assert "| `docs_test_width` | `3` | model `docs-test-model` | a test model's width |" in page
 
 
 def test_docs_list_every_preset_and_study() -> None:

@@ -218,6 +218,7 @@ LAYERS = (
         "sparsedd.errors",
         "sparsedd.provenance",
         "sparsedd.plugins",
+        "sparsedd.options",
         "sparsedd",
     ),
 )
@@ -225,6 +226,8 @@ LAYERS = (
 UPWARD = {
     # the report lists the config keys no run reads, which only the registries know
     ("sparsedd.analysis.report", "sparsedd.components"),
+    # a component's own keys have defaults only once the components registered them
+    ("sparsedd.analysis.load", "sparsedd.components"),
 }
 #: Packages too slow to import for a module that does not otherwise need them, and optional
 #: extras: the only reasons to import inside a function.

@@ -12,6 +12,12 @@ import click
 
 from sparsedd.analysis.choices import DEFAULT_MIN_RISE, LAMBDA_RULES
 from sparsedd.errors import UserError
+from sparsedd.store.results_folder import (
+    FIGURE_FILE,
+    LAYERS_FIGURE_FILE,
+    REPORT_FILE,
+    ResultsFolder,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -90,9 +96,7 @@ def _with_figure(
     density figure instead) of ``result``, ``width`` inches wide, hand it to ``use``, and
     always close it. ``layout``: "study" draws a panel per setting (``plot_study``), "curves"
     accuracy and memorization rows, "auto" the first for a study's results."""
-    from sparsedd.analysis.figure_parts import close
-    from sparsedd.analysis.plot import plot_analysis
-    from sparsedd.analysis.plot_layers import plot_layers
+    from sparsedd.analysis.plot import close, plot_analysis, plot_layers
     from sparsedd.analysis.plot_study import is_study, plot_study
 
     if layers:
@@ -122,13 +126,12 @@ def analyze(
 ) -> None:
     """Per curve (runs differing only in seed): SDD verdict, dip/peak, compression, λ*."""
     from sparsedd.analysis.remedies import remedy_rows
+    from sparsedd.analysis.report import text_table, verdict_notes
     from sparsedd.analysis.report_sections import (
         collapse_lines,
         display_rows,
         lambda_verdicts,
-        text_table,
         unequal_rounds_lines,
-        verdict_notes,
     )
     from sparsedd.analysis.rounds import rounds_json, rounds_text_rows
     from sparsedd.analysis.tables import curves_json
@@ -159,17 +162,14 @@ def analyze(
     click.echo(text_table(rounds_text_rows(result)))
 
 
-def _default_path(out_dir: str, name: str) -> Path:
-    return Path(out_dir) / name
-
-
 @click.command()
 @_DIR
 @click.option(
     "-o",
     "--output",
     type=click.Path(dir_okay=False),
-    help="figure file: .png, .svg or .pdf  [default: OUT_DIR/sdd.png, with --layers layers.png]",
+    help=f"figure file: .png, .svg or .pdf  [default: OUT_DIR/{FIGURE_FILE}, with --layers "
+    f"{LAYERS_FIGURE_FILE}]",
 )
 @click.option(
     "--layers",
@@ -212,10 +212,10 @@ def plot(
     target_sparsity: float | None,
 ) -> None:
     """Draw test accuracy and memorization against sparsity (one line per λ, seed bands)."""
-    from sparsedd.analysis.figure_parts import save_figure
+    from sparsedd.analysis.plot import save_figure
 
-    default = "layers.png" if layers else "sdd.png"
-    path = Path(output) if output else _default_path(out_dir, default)
+    files = ResultsFolder(out_dir)
+    path = Path(output) if output else files.layers_figure if layers else files.figure
     result = _analysis(out_dir, min_rise, lambda_rule, target_sparsity)
     _with_figure(result, lambda fig: save_figure(fig, path), layers, title, entropy, width, layout)
     click.echo(f"wrote {path}")
@@ -227,7 +227,7 @@ def plot(
     "-o",
     "--output",
     type=click.Path(dir_okay=False),
-    help="HTML file  [default: OUT_DIR/report.html]",
+    help=f"HTML file  [default: OUT_DIR/{REPORT_FILE}]",
 )
 @_options
 def report(
@@ -238,12 +238,11 @@ def report(
     target_sparsity: float | None,
 ) -> None:
     """Write one self-contained HTML page: verdicts, λ choice, figure, tables, configs."""
-    from sparsedd.analysis.figure_parts import figure_png
-    from sparsedd.analysis.plot import has_entropy
+    from sparsedd.analysis.plot import figure_png, has_entropy
     from sparsedd.analysis.plot_study import is_study
     from sparsedd.analysis.report import REPORT_WIDTH, write_report
 
-    path = Path(output) if output else _default_path(out_dir, "report.html")
+    path = Path(output) if output else ResultsFolder(out_dir).report
     result = _analysis(out_dir, min_rise, lambda_rule, target_sparsity)
     entropy = has_entropy(result) and not is_study(result)
     png = _with_figure(result, figure_png, entropy=entropy, width=REPORT_WIDTH)
@@ -300,7 +299,7 @@ def export(
         return
     if round_ is not None or fmt is not None:
         raise UserError("--round and --format choose a model to export; give --run ID too")
-    from sparsedd.analysis.export import export_table
+    from sparsedd.analysis.table_file import export_table
     from sparsedd.analysis.tables import analyze
     from sparsedd.store.schema import CORRECTNESS_FIELD
 

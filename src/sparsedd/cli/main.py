@@ -70,7 +70,8 @@ def cli() -> None:
     "assignments",
     multiple=True,
     metavar="KEY=VALUE",
-    help="override one config key (repeatable; wins over --config)",
+    help="override one config key (repeatable; wins over --config); `sparsedd models` lists "
+    "the keys of a component's own",
 )
 @click.option(
     "--grid",
@@ -132,9 +133,9 @@ def cli() -> None:
     "--log",
     "logs",
     multiple=True,
-    type=click.Choice(["tensorboard", "mlflow"]),
-    help="also log metrics to TensorBoard (run folder) or MLflow (MLFLOW_TRACKING_URI) "
-    "(repeatable)",
+    metavar="TRACKER",
+    help="also log metrics to a registered tracker: tensorboard (run folder) or mlflow "
+    "(MLFLOW_TRACKING_URI); `sparsedd models` lists them (repeatable)",
 )
 def run(
     preset: str | None,
@@ -155,7 +156,8 @@ def run(
     """Train, then prune round after round, recording every sparsity (resumes if re-run).
 
     PRESET may be a study (a preset with grid axes, e.g. quetu2023); a --config YAML file
-    may hold a `grid:` mapping of keys to lists of values.
+    may hold a `grid:` mapping of keys to lists of values. `sparsedd presets demo` prints
+    every config key; `sparsedd models` lists the keys each component declares as its own.
     """
     from sparsedd.sweep.backends import SweepRequest
     from sparsedd.sweep.plan import check_adaptive_bound, format_plan

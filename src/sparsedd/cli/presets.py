@@ -114,23 +114,27 @@ def _model_size(cfg: Any) -> tuple[int, int]:
 
 @click.command()
 def models() -> None:
-    """List the registered models, datasets, noise kinds, pruning criteria, remedies and sweep
-    backends, with the model-specific config keys each model reads."""
-    from sparsedd.criteria import CRITERIA
-    from sparsedd.data.datasets import DATASETS
-    from sparsedd.data.noise import NOISE_KINDS
-    from sparsedd.models.base import MODELS
-    from sparsedd.remedies import REMEDIES
+    """List the registered models, datasets, noise kinds, pruning criteria, remedies, trackers
+    and sweep backends, and the config keys of their own that components declare."""
+    from sparsedd.components import KINDS
+    from sparsedd.events.trackers import TRACKERS
+    from sparsedd.options import OPTIONS, declarers
     from sparsedd.sweep.backends import BACKENDS
 
-    for label, registry in (
-        ("models", MODELS),
-        ("datasets", DATASETS),
-        ("noise kinds", NOISE_KINDS),
-        ("pruning criteria", CRITERIA),
-        ("remedies", REMEDIES),
-        ("sweep backends", BACKENDS),
-    ):
+    labels = {
+        "model": "models",
+        "dataset": "datasets",
+        "noise_kind": "noise kinds",
+        "prune_criterion": "pruning criteria",
+        "remedy": "remedies",
+    }
+    registries = [(labels[key], registry) for key, registry in KINDS.items()]
+    for label, registry in [*registries, ("trackers", TRACKERS), ("sweep backends", BACKENDS)]:
         click.echo(f"{label}: {', '.join(registry.names())}")
-    for name, needs in MODELS.declarations().items():
+    for name, needs in KINDS["model"].declarations().items():
         click.echo(f"  {name} reads: {', '.join(sorted(needs.keys)) or 'no model-specific key'}")
+    click.echo("keys of a component's own (key, default, who reads it: meaning):")
+    for key, option in OPTIONS.items():
+        click.echo(
+            f"  {key}={json.dumps(option.default)} ({', '.join(declarers(key))}): {option.help}"
+        )

@@ -11,8 +11,7 @@ import torch
 
 from sparsedd.config import Config
 from sparsedd.data.idx_files import IDX_FILES, check_readable, gather_idx_files
-from sparsedd.data.label_files import read_human_labels
-from sparsedd.data.noise import corrupt_labels
+from sparsedd.data.noise import noisy_labels
 from sparsedd.errors import ConfigError, DataError
 from sparsedd.registry import Needs, Registry
 
@@ -20,7 +19,7 @@ from sparsedd.registry import Needs, Registry
 # measured: docs/architecture.md, "Imports".
 
 SYSTEM_DATA_ROOT = Path("/usr/share/datasets")
-# torchvision's ImageNet statistics, which the seed paper's main.py uses for CIFAR too.
+# torchvision's ImageNet statistics, which the paper's main.py uses for CIFAR too.
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
@@ -107,16 +106,7 @@ def make_splits(data: ImageData, cfg: Config) -> Splits:
     g = torch.Generator().manual_seed(cfg.label_seed)
     pool = torch.randperm(n, generator=g)[:size]
     clean = data.train_y[pool]
-    if cfg.noise_kind == "human":
-        human = read_human_labels(
-            cfg.noise_file or "", cfg.data_dir, cfg.noise_label_set, data.train_y, data.num_classes
-        )
-        noisy = human[pool]
-        is_noisy = noisy != clean
-    else:
-        noisy, is_noisy = corrupt_labels(
-            clean, cfg.noise, cfg.noise_kind, data.num_classes, seed=cfg.label_seed + 1
-        )
+    noisy, is_noisy = noisy_labels(cfg, data.train_y, pool, data.num_classes)
     v = cfg.val_size
     return Splits(
         train_x=data.train_x[pool[v:]],

@@ -28,6 +28,7 @@ from sparsedd.config import Config
 from sparsedd.data.datasets import DATASETS, FILES_IN_DATA_DIR, ImageData, check_image_data
 from sparsedd.data.preprocess import MAX_PIXELS, UNREADABLE, ImageTooLarge, printable, read_image
 from sparsedd.errors import DataError, UserError
+from sparsedd.options import Option
 from sparsedd.registry import Needs
 from sparsedd.store import checkpoint as ckpt
 
@@ -271,7 +272,11 @@ def _write_cache(path: Path, tensors: dict[str, torch.Tensor], manifest: dict[st
         print(f"sparsedd: note: images not cached ({err})", file=sys.stderr)
 
 
-# Its shape is known only from its files; it reads image_size (the side images are resized to).
-DATASETS.register("imagefolder", Needs(keys=frozenset({"image_size"}), file_key=FILES_IN_DATA_DIR))(
+#: The side images are resized to (a key of imagefolder's own).
+IMAGE_SIZE = Option(
+    "image_size", int, 32, "side in pixels that imagefolder images are resized to", min=1, max=4096
+)
+# Its shape is known only from its files.
+DATASETS.register("imagefolder", Needs(options=(IMAGE_SIZE,), file_key=FILES_IN_DATA_DIR))(
     load_imagefolder
 )

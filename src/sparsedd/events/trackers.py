@@ -18,8 +18,9 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
@@ -28,6 +29,8 @@ import yaml
 
 from sparsedd.config import epochs_before
 from sparsedd.errors import Interrupted, UserError
+from sparsedd.registry import Registry
+from sparsedd.store.results_folder import ResultsFolder
 from sparsedd.store.run_folder import RunFolder
 from sparsedd.store.schema import ROUND_FIELDS
 
@@ -35,7 +38,6 @@ from sparsedd.store.schema import ROUND_FIELDS
 # pandas and matplotlib (2.7 s to import, measured: see docs/architecture.md, "Imports"),
 # loaded by a run that logs them only.
 
-EXTRA_OF = {"tensorboard": ("tensorboard", "tensorboard"), "mlflow": ("mlflow", "mlflow")}
 #: The per-round numbers a tracker receives: every recorded round field but its index and epochs.
 ROUND_METRICS = tuple(f for f in ROUND_FIELDS if f not in ("round", "epochs"))
 RUN_TAG = "sparsedd.run_id"
@@ -43,12 +45,12 @@ SWEEP_TAG = "sparsedd.sweep"
 
 
 def check_installed(names: Sequence[str]) -> None:
-    """UserError naming the extra to install for each requested tracker that is missing."""
+    """ConfigError for an unknown tracker; UserError naming the extra a tracker lacks."""
     for name in names:
-        module, extra = EXTRA_OF[name]
-        if importlib.util.find_spec(module) is None:
+        package = TRACKERS.get(name).package
+        if package is not None and importlib.util.find_spec(package) is None:
             raise UserError(
-                f"--log {name} needs the {module} package; pip install 'sparsedd[{extra}]'"
+                f"--log {name} needs the {package} package; pip install 'sparsedd[{package}]'"
             )
 
 
@@ -83,7 +85,7 @@ class TensorBoardTracker:
         """Open the run's event file and write its config as text."""
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(log_dir=str(folder / "tensorboard"))
+        writer = SummaryWriter(log_dir=str(RunFolder(folder).tensorboard))
         text = yaml.safe_dump(config, sort_keys=False)
         writer.add_text("config", f"```\n{text}```")
         self.writers[run] = writer
@@ -126,8 +128,9 @@ def mlflow_client(out_dir: Path) -> tuple[Any, str]:
     artifacts = None
     if not uri:
         out_dir.mkdir(parents=True, exist_ok=True)
-        uri = f"sqlite:///{out_dir.resolve() / 'mlflow.db'}"
-        artifacts = (out_dir.resolve() / "mlartifacts").as_uri()
+        out = ResultsFolder(out_dir.resolve())
+        uri = f"sqlite:///{out.mlflow_db}"
+        artifacts = out.mlflow_artifacts.as_uri()
     client = MlflowClient(tracking_uri=uri)
     name = os.environ.get("MLFLOW_EXPERIMENT_NAME", "sparsedd")
     experiment = client.get_experiment_by_name(name)
@@ -155,9 +158,8 @@ def finish_sweep_parent(out_dir: str | Path, parent: str, status: str) -> None:
 
 def _log_analysis(client: Any, mlflow_run: str, out_dir: Path, run: str | None) -> None:
     """Log the SDD figure and HTML report of ``run`` (or of the whole folder) as artifacts."""
-    from sparsedd.analysis.figure_parts import close, figure_png
     from sparsedd.analysis.load import load_results
-    from sparsedd.analysis.plot import plot_analysis
+    from sparsedd.analysis.plot import close, figure_png, plot_analysis
     from sparsedd.analysis.report import write_report
     from sparsedd.analysis.tables import analyze
 
@@ -171,7 +173,8 @@ def _log_analysis(client: Any, mlflow_run: str, out_dir: Path, run: str | None) 
     finally:
         close(fig)
     with tempfile.TemporaryDirectory() as tmp:
-        figure, report = Path(tmp) / "sdd.png", Path(tmp) / "report.html"
+        files = ResultsFolder(tmp)
+        figure, report = files.figure, files.report
         figure.write_bytes(png)
         write_report(result, png, report, source=str(out_dir))
         client.log_artifact(mlflow_run, str(figure))
@@ -298,7 +301,7 @@ class TrackingReporter:
     def _open(self, run: str) -> None:
         """Start the run in every tracker, once (its first event)."""
         if run not in self.configs:
-            folder = RunFolder.of(self.out_dir, run)
+            folder = ResultsFolder(self.out_dir).run(run)
             config = yaml.safe_load(folder.config.read_text())
             self.configs[run] = config
             self._each("run_started", run, folder.path, config)
@@ -382,12 +385,20 @@ def _first_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text.splitlines()[0][:120]}" if text else type(err).__name__
 
 
+@dataclass(frozen=True)
+class TrackerKind:
+    """A registered tracker: ``make(out_dir, parent)`` opens one (``parent``: a sweep's MLflow
+    run or None); ``package``: the module it needs, and sparsedd's extra that installs it."""
+
+    make: Callable[[Path, str | None], Tracker]
+    package: str | None = None
+
+
+TRACKERS: Registry[TrackerKind] = Registry("tracker")
+TRACKERS.register("tensorboard")(TrackerKind(lambda *_: TensorBoardTracker(), "tensorboard"))
+TRACKERS.register("mlflow")(TrackerKind(MlflowTracker, "mlflow"))
+
+
 def make_trackers(names: Sequence[str], out_dir: str | Path, parent: str | None) -> list[Tracker]:
     """The trackers named by ``--log`` options."""
-    trackers: list[Tracker] = []
-    for name in dict.fromkeys(names):
-        if name == "tensorboard":
-            trackers.append(TensorBoardTracker())
-        else:
-            trackers.append(MlflowTracker(Path(out_dir), parent))
-    return trackers
+    return [TRACKERS.get(name).make(Path(out_dir), parent) for name in dict.fromkeys(names)]

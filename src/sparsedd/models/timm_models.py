@@ -12,6 +12,7 @@ from torch import nn
 from sparsedd.config import Config
 from sparsedd.errors import ConfigError
 from sparsedd.models.base import MODELS, InputSpec, ModelNeeds
+from sparsedd.models.vit import PATCH_SIZE
 
 # timm is an optional extra, imported inside the functions that need it.
 
@@ -105,9 +106,7 @@ def _refusal(label: str, spec: InputSpec, err: object) -> str:
 
 # timm models take the image size and patch_size; their classifier's name varies (None: the
 # last prunable layer produces the logits).
-MODELS.register_family(
-    PREFIX, build_timm_model, check_timm_name, ModelNeeds(keys=frozenset({"patch_size"}))
-)
+MODELS.register_family(PREFIX, build_timm_model, check_timm_name, ModelNeeds(options=(PATCH_SIZE,)))
 
 
 def stem_note(cfg: Config, spec: InputSpec) -> str | None:

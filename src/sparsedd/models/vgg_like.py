@@ -14,6 +14,7 @@ from torch import nn
 from sparsedd.config import Config
 from sparsedd.errors import ConfigError
 from sparsedd.models.base import MODELS, InputSpec, ModelNeeds
+from sparsedd.options import Option
 
 #: Side of the adaptive average pool before the classifier (their ``AdaptiveAvgPool2d(7)``).
 POOLED = 7
@@ -58,7 +59,23 @@ def check_input(cfg: Config, spec: InputSpec) -> None:
 @MODELS.register(
     "vgg-like",
     ModelNeeds(
-        keys=frozenset({"vgg_depth", "vgg_width"}),
+        options=(
+            Option(
+                "vgg_depth",
+                int,
+                5,
+                "blocks of two 3×3 convolutions and a 2×2 max-pool (DSD²'s δ); images need at "
+                "least 2^δ pixels a side",
+                min=1,
+            ),
+            Option(
+                "vgg_width",
+                int,
+                32,
+                "channels of the first block, doubled by each next block (DSD²'s 2^γ)",
+                min=1,
+            ),
+        ),
         output="classifier.0",
         input_check=check_input,
     ),

@@ -1,4 +1,4 @@
-"""ViT as in the seed paper (``vit_layout=paper``) or today's vit-pytorch (``modern``)."""
+"""ViT as in the paper (``vit_layout=paper``) or today's vit-pytorch (``modern``)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from torch import nn
 from sparsedd.config import Config
 from sparsedd.errors import ConfigError
 from sparsedd.models.base import MODELS, InputSpec, ModelNeeds
+from sparsedd.options import Option
 
 
 def check_patches(cfg: Config, spec: InputSpec) -> None:
@@ -24,7 +25,7 @@ class Attention(nn.Module):
     """Pre-norm multi-head self-attention with fused scaled-dot-product kernels.
 
     ``attn_dropout`` is the dropout on the attention weights (today's vit-pytorch has it, the
-    seed paper's layout does not); ``dropout`` follows the output projection.
+    paper's layout does not); ``dropout`` follows the output projection.
     """
 
     def __init__(
@@ -79,7 +80,7 @@ class FeedForward(nn.Sequential):
 class ViT(nn.Module):
     """Vision transformer with CLS pooling, pre-norm blocks and a LayerNorm + Linear head.
 
-    ``vit_layout=paper`` is the seed paper's ``models/vit.py`` (an early vit-pytorch): the
+    ``vit_layout=paper`` is the paper's ``models/vit.py`` (an early vit-pytorch): the
     patch embedding is one Linear, with no LayerNorm before or after it, and attention has no
     dropout on its weights. ``modern`` is today's vit-pytorch: LayerNorms on both sides of the
     patch embedding and dropout on the attention weights. Both draw the position embedding and
@@ -124,22 +125,30 @@ class ViT(nn.Module):
         return self.head(x[:, 0])
 
 
-#: The config keys a ViT reads besides the common ones: its sizes, dropouts and layout.
-VIT_KEYS = frozenset(
-    {
-        "patch_size",
-        "dim",
-        "depth",
-        "heads",
-        "dim_head",
-        "mlp_dim",
-        "dropout",
-        "emb_dropout",
+#: The patch side, shared with the timm models that take one.
+PATCH_SIZE = Option("patch_size", int, 4, "ViT patch size in pixels", min=1)
+_DROPOUT = dict(min=0.0, max_excl=1.0)
+#: The keys of its own a ViT reads: its sizes, dropouts and layout.
+VIT_OPTIONS = (
+    PATCH_SIZE,
+    Option("dim", int, 512, "ViT embedding width", min=1),
+    Option("depth", int, 6, "ViT number of transformer blocks", min=1),
+    Option("heads", int, 8, "ViT attention heads", min=1),
+    Option("dim_head", int, 64, "ViT width of one attention head", min=1),
+    Option("mlp_dim", int, 512, "ViT hidden width of the MLP", min=1),
+    Option("dropout", float, 0.1, "dropout inside the transformer", **_DROPOUT),
+    Option("emb_dropout", float, 0.1, "dropout after the patch embedding", **_DROPOUT),
+    Option(
         "vit_layout",
-    }
+        str,
+        "modern",
+        "ViT layout: paper (the paper's models/vit.py: no LayerNorm around the patch "
+        "embedding, no dropout on attention weights) or modern (today's vit-pytorch)",
+        choices=("modern", "paper"),
+    ),
 )
 
 
-@MODELS.register("vit", ModelNeeds(keys=VIT_KEYS, output="head.1", input_check=check_patches))
+@MODELS.register("vit", ModelNeeds(options=VIT_OPTIONS, output="head.1", input_check=check_patches))
 def _vit(cfg: Config, spec: InputSpec) -> nn.Module:
     return ViT(cfg, spec)

@@ -28,7 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sparsedd.components import resolve_config, run_id
+from sparsedd.analysis.load import curve_identity, load_results
+from sparsedd.analysis.tables import curve_table
+from sparsedd.components import canonical, resolve_config
+from sparsedd.config import to_dict
 from sparsedd.config_files import load_yaml_file
 from sparsedd.errors import ConfigError, UserError
 from sparsedd.sweep.plan import FILE_SWEEP_KEYS, MAX_ADAPTIVE_SEEDS, Cell, PlannedRun, recorded_rows
@@ -36,9 +39,6 @@ from sparsedd.sweep.status import write_sweep_file
 
 if TYPE_CHECKING:
     import pandas as pd
-
-# Imported inside functions, where used: pandas (0.9 s to import);
-# measured: docs/architecture.md, "Imports".
 
 #: The key of a study YAML file that asks for adaptive seeds (beside ``grid:``).
 FILE_KEY = "adaptive_seeds"
@@ -150,10 +150,11 @@ def _base_seed(cell: Cell, assignments: Sequence[str]) -> int:
 
 
 def curves_of(planned: Sequence[PlannedRun]) -> list[list[PlannedRun]]:
-    """The runs grouped into curves (runs that differ only in seed), each in grid order."""
-    groups: dict[str, list[PlannedRun]] = {}
+    """The runs grouped into curves (``analysis.load.curve_identity``: runs that differ only in
+    seed), each in grid order; keys that the run's components do not read are left out."""
+    groups: dict[tuple, list[PlannedRun]] = {}
     for p in planned:
-        groups.setdefault(run_id(dataclasses.replace(p.cfg, seed=0)), []).append(p)
+        groups.setdefault(curve_identity(to_dict(canonical(p.cfg))), []).append(p)
     return list(groups.values())
 
 
@@ -170,8 +171,6 @@ def curve_verdict(frame: pd.DataFrame | None, ids: Sequence[str], alpha: float =
     """The analysis's verdict (at one-sided level ``alpha``) on the curve made of runs
     ``ids`` (rows of ``frame``, as ``analysis.load_results`` reads them); ``inconclusive``
     when none is recorded."""
-    from sparsedd.analysis.tables import curve_table
-
     if frame is None:
         return INCONCLUSIVE
     rows = frame[frame["run_id"].isin(list(ids))]
@@ -284,8 +283,6 @@ def plan_waves(
 
 
 def _load(out_dir: str | Path) -> pd.DataFrame | None:
-    from sparsedd.analysis.load import load_results
-
     try:
         return load_results(out_dir)
     except UserError:  # nothing usable recorded: every curve is inconclusive

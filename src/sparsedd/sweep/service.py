@@ -16,7 +16,7 @@ from sparsedd.data.datasets import check_split_sizes, load_dataset
 from sparsedd.errors import ConfigError, UserError
 from sparsedd.events.progress import ConsoleReporter, duration
 from sparsedd.events.trackers import check_installed
-from sparsedd.store.run_folder import RunFolder
+from sparsedd.store.results_folder import ResultsFolder
 from sparsedd.sweep import adaptive, run_setup
 from sparsedd.sweep.adaptive import closing_line, plan_waves, write_plan_file
 from sparsedd.sweep.backends import BACKENDS, SweepRequest
@@ -141,7 +141,7 @@ def _report_done(planned: Sequence[PlannedRun], out_dir: str) -> None:
     finished = ConsoleReporter(show_bars=False)
     for p in planned:
         if p.state == "done":
-            finished.start(p.id, RunFolder.of(out_dir, p.id).path, p.cfg, p.label)
+            finished.start(p.id, ResultsFolder(out_dir).run(p.id).path, p.cfg, p.label)
     finished.finish()
 
 
