@@ -195,7 +195,7 @@ def test_a_plugin_model_key_is_read_before_any_registry(tmp_path) -> None:
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: keyed-plugin\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text(f"[{GROUP}]\nkeyed = keyed_plugin\n")
-    src = Path(__file__).resolve().parent.parent / "src"
+    src = Path(__file__).resolve().parents[2] / "src"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(src)])}
     run = ["run", "-p", "tiny", "-q", "--out", str(tmp_path / "o"), "--set", "rounds=0"]
     refused = run_process(*run, "--set", "plugin_units=1", env=env)
