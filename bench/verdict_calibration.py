@@ -3,6 +3,9 @@ curves with a dip, its power and its "no SDD" reach, by seeded simulation.
 
     python bench/verdict_calibration.py            # 200 curves per cell
     python bench/verdict_calibration.py --quick    # 40 curves per cell
+    python bench/verdict_calibration.py --curves 80 --named-curves 200
+        # 200 curves in the cells the limits name (flat, 3 seeds, 10,000 test images; the
+        # 3-point dips), 80 in the others
 
 Curves have 35 rounds (dense + 34, the paper's protocol) and end in a collapse near round 21,
 each seed at its own round (±3). Each seed's accuracy at a round has noise of 1 point s.d.
@@ -68,6 +71,13 @@ def draw(case: str, kind: str, seeds: int, n_test: int, rng: np.random.Generator
     )[0]  # fmt: skip
 
 
+def is_named(case: str, seeds: int, n_test: int) -> bool:
+    """Whether the issue's limits name the cell: flat curves with 3 seeds at 10,000 test
+    images (the "no SDD" reach) and the 3-point dips (the false "no SDD")."""
+    flat = case == "flat" and seeds == 3 and n_test == 10_000
+    return flat or case in ("dip aligned", "dip ±2 rounds", "dip one round")
+
+
 def cell(case: str, kind: str, seeds: int, n_test: int, curves: int) -> dict[str, float]:
     """Verdict shares over ``curves`` seeded curves of one cell."""
     rng = np.random.default_rng([seeds, n_test, list(CASES).index(case), NOISE_KINDS.index(kind)])
@@ -107,10 +117,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="40 curves per cell, not 200")
     parser.add_argument("--curves", type=int, help="curves per cell (overrides --quick)")
+    parser.add_argument("--named-curves", type=int, help="curves in the cells the limits name")
     args = parser.parse_args()
     curves = args.curves or (40 if args.quick else 200)
+    named = args.named_curves or curves
     start = time.perf_counter()
-    print(f"verdict calibration: {curves} curves per cell, min_rise {DEFAULT_MIN_RISE:.1%}\n")
+    print(f"verdict calibration: {curves} curves per cell ({named} in the named cells), "
+          f"min_rise {DEFAULT_MIN_RISE:.1%}\n")  # fmt: skip
     print("| case | noise | test images | seeds | SDD | no SDD | inconclusive |")
     print("|---|---|---:|---:|---:|---:|---:|")
     rows = []
@@ -118,8 +131,10 @@ def main() -> None:
         for kind in NOISE_KINDS:
             for n_test in TEST_SIZES:
                 for seeds in SEEDS:
-                    r = cell(case, kind, seeds, n_test, curves)
-                    rows.append({"case": case, "kind": kind, "n_test": n_test, "seeds": seeds} | r)
+                    n = named if is_named(case, seeds, n_test) else curves
+                    r = cell(case, kind, seeds, n_test, n)
+                    rows.append({"case": case, "kind": kind, "n_test": n_test, "seeds": seeds,
+                                 "curves": n} | r)  # fmt: skip
                     print(f"| {case} | {kind} | {n_test:,} | {seeds} | {r['SDD']:.1%} | "
                           f"{r['no SDD']:.1%} | {r['inconclusive']:.1%} |", flush=True)  # fmt: skip
     print(f"\nadaptive seeds {ADAPTIVE} (alpha spent over the looks) against a fixed "
@@ -141,6 +156,7 @@ def main() -> None:
               and r["n_test"] == 10_000 and r["kind"] == "independent"]  # fmt: skip
     summary = {
         "curves_per_cell": curves,
+        "named_cells_curves": named,
         "min_rise": DEFAULT_MIN_RISE,
         "false_sdd_max": max(r["SDD"] for r in null),
         "false_sdd_over_5pct": [
