@@ -17,16 +17,19 @@ against the mean of its neighbours (up to ONE_ROUND_REACH rounds each side).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
-from sparsedd.analysis.curve_noise import NoiseModel, normal_quantile, smoothing_matrix
+from sparsedd.analysis.curve_noise import NoiseModel, smoothing_matrix
 
 #: Simulated noise curves per verdict (seeded: the margins are a fixed function of the model).
 NULL_DRAWS = 1500
 NULL_SEED = 20231106
 #: Rounds each side of a round whose mean a single-round dip is measured against.
 ONE_ROUND_REACH = 5
+#: Seeded normal draws that set the single-round bounds' joint critical value.
+JOINT_DRAWS = 20_000
 
 
 @dataclass(frozen=True)
@@ -163,11 +166,11 @@ def one_round_high(
     """The largest upper bound on how deep a single round dips below its neighbours, on each
     seed set's unsmoothed mean curve (a round is measured on the seeds alive at the round after
     it). A round's dip is min(fall, rise) against the mean of the rounds either side, bounded by
-    the smallest of three bounds, each at level alpha / 3: its fall's, its rise's, and the mean
-    of the two's (min(fall, rise) is at most their mean, whose SD is smaller; a step down has a
-    large mean but no rise). A real single-round dip of that depth is covered with probability
-    1 − alpha however the other rounds fall. None under 3 rounds."""
-    z = normal_quantile(1 - alpha / 3)
+    the smallest of three bounds: its fall's, its rise's, and the mean of the two's (min(fall,
+    rise) is at most their mean, whose SD is smaller; a step down has a large mean but no rise),
+    all at one z chosen so that any of the three falls short with probability ``alpha`` under
+    the noise model (their joint normal law). A real single-round dip of that depth is covered
+    with probability 1 − alpha however the other rounds fall. None under 3 rounds."""
     best: OneRound | None = None
     for g in groups:
         if g.end < 3:
@@ -179,7 +182,8 @@ def one_round_high(
         a = one_round_contrasts(end)
         est = a @ acc[g.seeds, :end].mean(axis=0)
         sd = np.sqrt(np.clip(np.einsum("cij,jk,cik->ci", a, cov, a), 1e-18, None))
-        bounds = est + z * sd
+        corr = np.einsum("ij,jk,ik->i", a[0], cov, a[1]) / (sd[0] * sd[1])
+        bounds = est + _joint_z(corr, sd, alpha)[None, :] * sd
         pick = np.argmin(bounds, axis=0)
         rows = np.arange(end)
         high, depth, spread = bounds[pick, rows], est[pick, rows], sd[pick, rows]
@@ -191,6 +195,25 @@ def one_round_high(
         if best is None or float(high[d]) > best.high:
             best = OneRound(float(high[d]), float(depth[d]), float(spread[d]), d)
     return best
+
+
+def _joint_z(corr: np.ndarray, sd: np.ndarray, alpha: float) -> np.ndarray:
+    """Per round, the z at which the smallest of its standardized fall, rise and mean (the
+    mean is (fall + rise) / 2, so the three are one 2-d normal) is below −z with probability
+    ``alpha``: seeded draws, the same for every curve."""
+    e = _standard_pairs()
+    r = np.clip(corr, -1.0, 1.0)
+    zf = e[:, :1]
+    zr = r[None, :] * zf + np.sqrt(1 - r**2)[None, :] * e[:, 1:]
+    za = (sd[0][None, :] * zf + sd[1][None, :] * zr) / (2 * sd[2][None, :])
+    low = np.minimum(np.minimum(zf, zr), za)
+    return -np.quantile(low, alpha, axis=0)
+
+
+@lru_cache(maxsize=1)
+def _standard_pairs() -> np.ndarray:
+    """JOINT_DRAWS seeded standard normal pairs."""
+    return np.random.default_rng([NULL_SEED, 1]).standard_normal((JOINT_DRAWS, 2))
 
 
 def margins(model: NoiseModel, groups: list[SeedSet], alpha: float) -> tuple[float, float]:

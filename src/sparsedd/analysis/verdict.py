@@ -56,7 +56,7 @@ from sparsedd.analysis.curve_noise import (  # smooth and the noise model (re-ex
     smooth,
     test_covariance,
 )
-from sparsedd.analysis.valley import margins, one_round_high, search, seed_sets
+from sparsedd.analysis.valley import OneRound, margins, one_round_high, search, seed_sets
 
 __all__ = [
     "ALPHA",
@@ -90,7 +90,7 @@ COLLAPSE_SHARE = 0.8
 DEFAULT_CHANCE = 0.1
 #: A dip lasting a single round counts from this multiple of ``min_rise`` (the no SDD side):
 #: the line a single round's dip below its neighbours must be bounded under.
-ONE_ROUND_LINE = 1.2
+ONE_ROUND_LINE = 1.15
 #: One-sided level of each claim (SDD's false alarm, no SDD's false absence).
 ALPHA = 0.05
 #: Verdicts.
@@ -247,7 +247,7 @@ def sdd_verdict(
         depth_high=found.depth_high, last_round=int(columns[int(ends.max()) - 1]),
         one_round_high=spike.high,
     )  # fmt: skip
-    return dataclasses.replace(v, **_decide(v, model, min_rise, alpha, sparsity, spike.sd))
+    return dataclasses.replace(v, **_decide(v, model, min_rise, alpha, sparsity, spike))
 
 
 def _alive_prefix(row: np.ndarray) -> int:
@@ -262,10 +262,9 @@ def _decide(
     min_rise: float,
     alpha: float,
     sparsity: Sequence[float] | None,
-    one_round_sd: float,
+    spike: OneRound,
 ) -> dict[str, str]:
-    """The verdict and its note from the bounds of ``v`` (``one_round_sd``: the SD of the
-    deepest single-round dip's estimate)."""
+    """The verdict and its note from the bounds of ``v`` and its deepest single-round dip."""
     one_seed = "indicative: one seed; add seeds to confirm; " if v.n_seeds == 1 else ""
     where = _where(v.last_round, sparsity)
     dropped = _dropped(v)
@@ -280,8 +279,7 @@ def _decide(
         return {"verdict": NO_SDD, "note": note}
     share = float(np.median(model.test_sd)) / max(float(v.noise_sd or 0), 1e-12)
     if v.depth_high < min_rise:  # only a single round keeps no SDD out of reach
-        spike = v.one_round_high - normal_quantile(1 - alpha / 3) * one_round_sd  # type: ignore[operator]
-        note = _one_round_note(spike, one_round_sd, v.n_seeds, share, line)
+        note = _one_round_note(spike.depth, spike.sd, v.n_seeds, share, line)
         return {"verdict": INCONCLUSIVE, "note": f"{one_seed}{note}{dropped}"}
     depth = min(v.fall, v.rise)  # type: ignore[type-var]
     z2 = normal_quantile(1 - alpha / 2)
