@@ -140,8 +140,10 @@ def main() -> None:
         "--cases", help=f"comma-separated cases to run (default all: {list(CASES)})"
     )
     parser.add_argument("--no-adaptive", action="store_true", help="skip the adaptive rule")
+    parser.add_argument("--sizes", help=f"comma-separated test-set sizes (default {TEST_SIZES})")
     args = parser.parse_args()
     cases = args.cases.split(",") if args.cases else list(CASES)
+    sizes = [int(n) for n in args.sizes.split(",")] if args.sizes else list(TEST_SIZES)
     unknown = [c for c in cases if c not in CASES]
     if unknown:
         parser.error(f"unknown case(s) {unknown}; choose from {list(CASES)}")
@@ -155,7 +157,7 @@ def main() -> None:
     rows = []
     for case in cases:
         for kind in NOISE_KINDS:
-            for n_test in TEST_SIZES:
+            for n_test in sizes:
                 for seeds in SEEDS:
                     n = named if is_named(case, seeds, n_test) else curves
                     r = cell(case, kind, seeds, n_test, n)

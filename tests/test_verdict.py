@@ -122,6 +122,25 @@ def test_misaligned_three_point_dips_are_not_called_no_sdd():
     assert r["no SDD"] <= 0.05, r
 
 
+@pytest.mark.parametrize("seeds", [3, 5])
+def test_a_three_point_dip_lasting_one_round_is_not_called_no_sdd(seeds):
+    # the 3-round smoothing keeps a third of it: 32-54% "no SDD" before single rounds were bounded
+    r = rates(sim("one-round", 0.03, seeds, collapse_jitter=3), n_test=N)
+    assert r["no SDD"] <= 0.05, r
+    v = vd.sdd_verdict(sim("one-round", 0.03, seeds)(np.random.default_rng(0)), N)
+    assert v.one_round_high >= vd.ONE_ROUND_LINE * DEFAULT_MIN_RISE > v.depth_high
+
+
+def test_a_step_down_to_a_plateau_is_no_single_round_dip():
+    # a 10-point step then flat (a seed's partial breakdown): its mean contrast is 5 points,
+    # its rise none; the single-round bound must not read it as a dip
+    curve = 0.80 - 0.10 * (ROUNDS >= 12)
+    rng = np.random.default_rng(3)
+    v = vd.sdd_verdict(curve + rng.normal(0, 0.003, (3, 35)), N, chance=0.0)
+    assert v.one_round_high < vd.ONE_ROUND_LINE * DEFAULT_MIN_RISE, v
+    assert v.verdict == vd.NO_SDD, v
+
+
 # ---------------------------------------------------------------- "no SDD" is reachable
 
 
