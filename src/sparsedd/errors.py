@@ -35,3 +35,7 @@ class DivergedError(UserError):
 
 class Interrupted(Exception):
     """Raised between epochs after a stop was requested and progress was saved."""
+
+
+class PluginError(UserError):
+    """An installed plugin (a ``sparsedd.components`` entry point) that fails to load."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from sparsedd.errors import ConfigError
+from sparsedd.plugins import load_plugins
 
 T = TypeVar("T")
 
@@ -78,6 +79,7 @@ class Registry(Generic[T]):
         return self._entry(name)[1]
 
     def _entry(self, name: str) -> tuple[T, Needs]:
+        load_plugins()  # every read sees the installed plugins' components
         for prefix, (item, check, needs) in self._families.items():
             if isinstance(name, str) and name.startswith(prefix):
                 check(name[len(prefix) :])
@@ -88,6 +90,7 @@ class Registry(Generic[T]):
 
     def declarations(self) -> dict[str, Needs]:
         """What every registered name declares (a family as ``prefix + "NAME"``), sorted."""
+        load_plugins()
         found = {**self._needs, **{f"{p}NAME": n for p, (_, _, n) in self._families.items()}}
         return dict(sorted(found.items()))
 
@@ -97,10 +100,12 @@ class Registry(Generic[T]):
 
     def names(self, pattern: str = "*") -> list[str]:
         """Registered names matching a shell-style pattern, sorted."""
+        load_plugins()
         names = [*self._items, *(f"{prefix}NAME" for prefix in self._families)]
         return sorted(n for n in names if fnmatch.fnmatch(n, pattern))
 
     def __contains__(self, name: object) -> bool:
+        load_plugins()
         if isinstance(name, str) and any(name.startswith(p) for p in self._families):
             return True
         return name in self._items

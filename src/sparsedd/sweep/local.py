@@ -15,6 +15,7 @@ from typing import Any
 
 from sparsedd.config import Config
 from sparsedd.errors import Interrupted
+from sparsedd.plugins import load_plugins
 from sparsedd.sweep.jobs import place, run_job
 from sparsedd.sweep.placement import Slot, local_slots
 
@@ -139,6 +140,7 @@ def _run_job_in_worker(
     """One job of a sweep, in a worker; a worker told to stop starts no further job."""
     if _WORKER_STOP.requested:
         raise Interrupted("the sweep was stopped before this run started")
+    load_plugins()  # a spawned worker starts without the parent's registrations
     _WORKER["busy"] = True
     try:
         run_job(

@@ -192,8 +192,10 @@ def train_job(
 ) -> None:
     """Body of a Ray task: run one job into the shared output folder (``logs``: --log)."""
     from sparsedd.components import from_dict
+    from sparsedd.plugins import load_plugins
     from sparsedd.sweep.jobs import run_job
 
+    load_plugins()  # the worker's own process: the driver's registrations are not here
     runs = [from_dict(c) for c in configs]
     run_job(runs, out_dir, quiet=True, store=LedgerStore(ledger), logs=logs)
 
