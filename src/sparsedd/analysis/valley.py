@@ -10,8 +10,8 @@ most standardized margin (the SDD side) and the upper bound on the deepest valle
 side). ``margins`` calibrates the SDD side by seeded simulation of the noise model.
 
 The smoothing keeps a third of a dip that lasts a single round, so the no SDD side also bounds
-every single round's dip on the unsmoothed rounds (``one_round_high``): the round's accuracy
-against the mean of its neighbours (up to ONE_ROUND_REACH rounds each side).
+every single round's dip on the unsmoothed rounds (``one_round_high``): its fall from the mean
+of up to ONE_ROUND_REACH rounds before it and its rise to the mean of as many after it.
 """
 
 from __future__ import annotations
