@@ -18,10 +18,6 @@ It prints a short table and ends with one JSON line summarizing it:
    99% sparsity: images/s, ratio to the paper's pipeline, MFU against bf16/fp32 matrix-product
    peaks measured in this process, peak GPU memory, and the projected time of one 200-epoch
    round and of the 35-round curve (CIFAR-10's 50,000 training images, training only).
-3. **batched λ**: K = 4 runs differing only in λ as one batched model against the 4 runs one
-   after the other, at 0% and 99% sparsity: aggregate images/s, and whether the results are equal
-   (fp32, no dropout: per-step losses within rtol 1e-3 and final logits within 1e-3 of their
-   scale).
 
 Exit status: 0 when every check passes, 1 when one fails, 2 when there is no GPU (without
 ``--tiny``). Paths are timed one after the other (the GPU is not shared); each timing is the
@@ -51,12 +47,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import speed  # noqa: E402
 
 from sparsedd.components import resolve_config  # noqa: E402
-from sparsedd.training.batched import BatchedTrainer  # noqa: E402
 from sparsedd.training.experiment import Experiment  # noqa: E402
 
 CIFAR_TRAIN_IMAGES = 50_000
 FIRST_LOSS_RTOL = 1e-3
-BATCHED_RTOL = 1e-3
 # Seconds after which the full check skips its remaining parts: ~1 min of start-up and
 # compilation beyond it keeps the whole check within 5 minutes on one H100.
 DEFAULT_BUDGET_S = 200.0
@@ -283,73 +277,6 @@ def guarded(stub: dict[str, Any], part: Callable[..., dict[str, Any]], *args: An
         return {**stub, "error": f"{type(err).__name__}: {first}"}
 
 
-# ---------------------------------------------------------------- 3. batched λ
-
-
-def batched_row(plan: Plan, sparsity: float, k: int = 4) -> dict[str, Any]:
-    """K runs differing in λ, batched against one after the other: images/s and equality."""
-    s = vit_setup(plan, "fp32", ["dropout=0", "emb_dropout=0"])
-    cfgs = [dataclasses.replace(s.cfg, weight_decay=0.03 * (i + 1)) for i in range(k)]
-    models = [speed.our_model(s, sparsity, s.cfg.seed) for _ in cfgs]
-    singles = [
-        speed.our_trainer(s, m, mk, c) for (m, mk), c in zip(models, cfgs, strict=True)
-    ]  # each its own copy of the same initial model
-    batched_models = [speed.our_model(s, sparsity, s.cfg.seed) for _ in cfgs]
-    batched = BatchedTrainer(
-        [m for m, _ in batched_models], [mk for _, mk in batched_models], cfgs, s.device
-    )
-    one = [ours_steps(s, t) for t in singles]
-    x, y = s.train_x.to(s.device), s.train_y.to(s.device)
-    batch, augment = s.cfg.batch_size, s.cfg.augment == "flip_crop"
-
-    def run_batched(first: int, count: int) -> list:
-        xs, ys = (
-            x[first * batch : (first + count) * batch],
-            y[first * batch : (first + count) * batch],
-        )
-        return batched.train_epoch(xs, ys, first, augment, s.mean, s.std, first, 10_000)
-
-    def run_separate(first: int, count: int) -> list:
-        return [run(first, count) for run in one]
-
-    losses_sep = [[st.loss for st in run_separate(0, plan.warmup_steps)]]
-    losses_bat = [[st.loss for st in run_batched(0, plan.warmup_steps)]]
-    sep_t, bat_t = [], []
-    for r in range(plan.repeats):
-        first = plan.warmup_steps + r * plan.steps
-        sep_t.append(timed(s.device, lambda f=first: losses_sep.append(
-            [st.loss for st in run_separate(f, plan.steps)])))  # fmt: skip
-        bat_t.append(timed(s.device, lambda f=first: losses_bat.append(
-            [st.loss for st in run_batched(f, plan.steps)])))  # fmt: skip
-    images = k * batch * plan.steps
-    loss_gap = max(
-        abs(a - b) / max(abs(b), 1e-12)
-        for la, lb in zip(losses_bat, losses_sep, strict=True)
-        for a, b in zip(la, lb, strict=True)
-    )
-    logit_gap = final_logit_gap(s, batched, singles)
-    row = dict(
-        k=k,
-        sparsity=sparsity,
-        batched_img_s=images / statistics.median(bat_t),
-        separate_img_s=images / statistics.median(sep_t),
-        loss_rel_gap=loss_gap,
-        logit_rel_gap=logit_gap,
-        equal=loss_gap <= BATCHED_RTOL and logit_gap <= BATCHED_RTOL,
-    )
-    row["ratio"] = row["batched_img_s"] / row["separate_img_s"]
-    release(s.device)
-    return row
-
-
-def final_logit_gap(s: speed.Setup, batched: BatchedTrainer, singles: list) -> float:
-    """Largest logit difference between batched and separate runs, relative to the logits' scale."""
-    xb = s.test_x[: s.cfg.batch_size].to(s.device)
-    together = batched.predict(xb, s.mean, s.std)
-    apart = torch.stack([t.predict(xb, s.mean, s.std) for t in singles])
-    return float((together - apart).abs().max() / apart.abs().max().clamp_min(1e-12))
-
-
 # ---------------------------------------------------------------- output
 
 
@@ -401,17 +328,6 @@ def print_table(result: dict[str, Any]) -> None:
             f"masks × weights per step ({r['path']}): public per-tensor loop "
             f"{r['mask_loop_us']:.0f} µs, torch._foreach_mul_ {r['mask_foreach_us']:.0f} µs"
         )
-    for b in result["batched"]:
-        why = _not_measured(b)
-        if why:
-            print(f"batched λ at {b['sparsity']:.0%}: {why}")
-            continue
-        print(
-            f"batched λ K={b['k']} fp32 at {b['sparsity']:.0%}: {b['batched_img_s']:.0f} img/s vs "
-            f"{b['separate_img_s']:.0f} separately ({b['ratio']:.2f}x); loss gap "
-            f"{b['loss_rel_gap']:.1e}, logit gap {b['logit_rel_gap']:.1e} -> "
-            f"{'equal' if b['equal'] else 'DIFFERENT'}"
-        )
 
 
 def run_check(plan: Plan, tiny: bool) -> dict[str, Any]:
@@ -435,20 +351,10 @@ def run_check(plan: Plan, tiny: bool) -> dict[str, Any]:
     }
     result.update(peak_fp32_tflop_s=peaks["fp32"] / 1e12, peak_bf16_tflop_s=peaks["bf16"] / 1e12)
     result["vit"] = vit_rows(plan, peaks, started)
-    result["batched"] = [
-        guarded(dict(k=4, sparsity=sp), batched_row, plan, sp)
-        if time.perf_counter() - started <= plan.budget_s
-        else dict(sparsity=sp, skipped="time")
-        for sp in (0.0, 0.99)
+    result["errors"] = [
+        f"{r['path']} at {r['sparsity']:.0%}: {r['error']}" for r in result["vit"] if "error" in r
     ]
-    parts = [*result["vit"], *result["batched"]]
-    result["errors"] = [f"{r.get('path', 'batched λ')} at {r['sparsity']:.0%}: {r['error']}"
-                        for r in parts if "error" in r]  # fmt: skip
-    result["ok"] = (
-        result["curve"]["ok"]
-        and all(b.get("equal", True) for b in result["batched"])
-        and not result["errors"]
-    )
+    result["ok"] = result["curve"]["ok"] and not result["errors"]
     result["seconds"] = time.perf_counter() - started
     return result
 

@@ -13,10 +13,10 @@ bf16; ``--set precision=fp32 --set compile=false`` times fp32 eager).
 ``demo`` is timed per round (its epochs of training plus a test-set evaluation); other presets
 per training step. The report adds our model-FLOPs/s as a
 fraction of bf16 and fp32 matrix-product peaks measured in this process, the peak resident
-memory of each path, our dense step time (the cost of sparsity), K runs with different λ batched
-into one model against K separate runs, and (demo) test accuracy of both paths after a short
-run from the same seeds. CIFAR cannot be downloaded here: on the CPU ``vit-cifar10`` trains on
-generated CIFAR-shaped data (3×32×32 uint8, 10 classes), which costs the same per step.
+memory of each path, our dense step time (the cost of sparsity), and (demo) test accuracy of
+both paths after a short run from the same seeds. CIFAR cannot be downloaded here: on the CPU
+``vit-cifar10`` trains on generated CIFAR-shaped data (3×32×32 uint8, 10 classes), which costs
+the same per step.
 """
 
 from __future__ import annotations
@@ -405,38 +405,6 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     mask_us = mask_multiply_us(model, masks, device)
     out.update(mask_foreach_us=mask_us["foreach"], mask_loop_us=mask_us["loop"])
 
-    # Batched λ: K runs differing only in weight_decay as one model, against K separate runs.
-    k = args.lambdas
-    if k > 1 and (is_demo or not quick):
-        from sparsedd.training.batched import BatchedTrainer
-
-        lambdas = [cfg.weight_decay * (i + 1) if cfg.weight_decay else 0.01 * i for i in range(k)]
-        cfgs = [dataclasses.replace(cfg, weight_decay=lam) for lam in lambdas]
-        models = [our_model(s, args.sparsity, cfg.seed) for _ in cfgs]
-        batched = BatchedTrainer([m for m, _ in models], [mk for _, mk in models], cfgs, device)
-        batched.refresh_masks()
-        single = [our_trainer(s, m, mk, c) for (m, mk), c in zip(models, cfgs, strict=True)]
-        augment = cfg.augment == "flip_crop"
-        batched.train_epoch(wx, wy, 0, augment, s.mean, s.std, 0, 10)
-        sep_t, bat_t = [], []
-        for r in range(max(2, repeats - 1)):
-            sync(device)
-            start = time.perf_counter()
-            for t in single:
-                t.train_epoch(x, y, r + 1, augment, s.mean, s.std, 0, 10_000)
-            sync(device)
-            sep_t.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            batched.train_epoch(x, y, r + 1, augment, s.mean, s.std, 0, 10_000)
-            sync(device)
-            bat_t.append(time.perf_counter() - start)
-        out.update(
-            batched_k=k,
-            batched_img_s=k * images / median_time(bat_t),
-            separate_img_s=k * images / median_time(sep_t),
-            batched_ratio=median_time(sep_t) / median_time(bat_t),
-        )
-
     # Equal accuracy on a short run (same seeds, same initial weights and masks).
     if is_demo and not args.no_accuracy:
         epochs = args.accuracy_epochs or (3 if quick else 10)
@@ -512,11 +480,6 @@ def report(r: dict[str, Any], echo: Callable[[str], None] = print) -> None:
         f"masks × weights per step: public per-tensor loop {r['mask_loop_us']:.0f} µs, "
         f"torch._foreach_mul_ {r['mask_foreach_us']:.0f} µs"
     )
-    if "batched_ratio" in r:
-        echo(
-            f"batched λ: K={r['batched_k']} in one model {r['batched_img_s']:.0f} images/s vs "
-            f"{r['separate_img_s']:.0f} separately: ratio {r['batched_ratio']:.2f}x"
-        )
     if "equal_accuracy" in r:
         fmt = ", ".join
         echo(
@@ -538,7 +501,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=0, help="batch size (--quick: 64 if not demo)")
     p.add_argument("--steps", type=int, default=0, help="steps per repeat (non-demo presets)")
     p.add_argument("--repeats", type=int, default=0, help="interleaved repeats")
-    p.add_argument("--lambdas", type=int, default=4, help="K for the batched-λ comparison")
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers of the baseline")
     p.add_argument("--accuracy-epochs", type=int, default=0, help="epochs of the accuracy check")
     p.add_argument("--no-accuracy", action="store_true", help="skip the accuracy check")

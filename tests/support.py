@@ -285,7 +285,7 @@ class RecordingBackend:
     def __init__(self, refused_seed: int | None = None) -> None:
         self.refused_seed = refused_seed
         self.checked: list[SweepRequest] = []
-        self.jobs: list[list[str]] = []
+        self.jobs: list[str] = []
         self.waves: list[list[str]] = []
 
     def check(self, request: SweepRequest) -> None:
@@ -297,14 +297,12 @@ class RecordingBackend:
         if any(cfg.seed == self.refused_seed for cfg in configs):
             raise ConfigError(f"the test backend refuses seed {self.refused_seed}")
 
-    def run(
-        self, jobs: Sequence[Sequence[Config]], request: SweepRequest, labels: Mapping[str, str]
-    ) -> None:
-        """Train each job here, remembering its labels and the wave they make."""
-        self.waves.append(sorted(labels[id_of_run(c)] for job in jobs for c in job))
-        for job in jobs:
-            self.jobs.append([labels[id_of_run(c)] for c in job])
-            run_job(job, request.out_dir, quiet=True)
+    def run(self, jobs: Sequence[Config], request: SweepRequest, labels: Mapping[str, str]) -> None:
+        """Train each job (one run) here, remembering its label and the wave they make."""
+        self.waves.append(sorted(labels[id_of_run(c)] for c in jobs))
+        for cfg in jobs:
+            self.jobs.append(labels[id_of_run(cfg)])
+            run_job(cfg, request.out_dir, quiet=True)
 
 
 @contextmanager

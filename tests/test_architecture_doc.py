@@ -1,9 +1,12 @@
 """docs/architecture.md's examples run as written: the model, dataset, criterion and backend
-it adds (each from one block) train a sweep through the command line."""
+it adds (each from one block) train a sweep through the command line; the round loop it shows
+is the code's."""
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +20,7 @@ from sparsedd.data.datasets import DATASETS
 from sparsedd.models.base import MODELS
 from sparsedd.store.results import ResultsStore
 from sparsedd.sweep.backends import BACKENDS
+from sparsedd.training.experiment import Experiment
 
 DOC = (Path(__file__).parent.parent / "docs" / "architecture.md").read_text()
 BLOCKS = [part.split("```", 1)[0] for part in DOC.split("```python\n")[1:]]
@@ -36,6 +40,12 @@ def documented() -> Iterator[None]:
 
 def test_the_doc_has_four_examples() -> None:
     assert len(BLOCKS) == 4
+
+
+def test_the_round_loop_shown_is_the_code() -> None:
+    shown = DOC.split("## The round loop", 1)[1].split("```py\n", 1)[1].split("```", 1)[0]
+    methods = (Experiment.run, Experiment.run_round)
+    assert shown == "\n".join(textwrap.dedent(inspect.getsource(m)) for m in methods)
 
 
 def test_the_documented_components_train_a_sweep(documented, tmp_path, capsys) -> None:

@@ -137,20 +137,6 @@ def test_bad_value_is_one_line_and_status_2(tmp_path) -> None:
     assert not (tmp_path / "x").exists()
 
 
-def test_batch_lambdas_records_the_same_rounds_as_separate_runs(tmp_path) -> None:
-    grid = ["run", *TINY, "--grid", "weight_decay=0,0.05"]
-    sparsedd(*grid, "--batch-lambdas", "--out", str(tmp_path / "batched"))
-    sparsedd(*grid, "--no-batch-lambdas", "--out", str(tmp_path / "separate"))
-    rows = {}
-    for name in ("batched", "separate"):
-        out = json.loads(sparsedd("results", str(tmp_path / name), "--format", "json").stdout)
-        rows[name] = sorted(out, key=lambda r: (r["run_id"], r["round"]))
-    assert len(rows["batched"]) == len(rows["separate"]) == 6
-    for a, b in zip(rows["batched"], rows["separate"], strict=True):
-        assert (a["run_id"], a["round"], a["sparsity"]) == (b["run_id"], b["round"], b["sparsity"])
-        assert a["test_acc"] == pytest.approx(b["test_acc"], abs=0.01)
-
-
 def test_unused_key_is_noted_once_and_more_rounds_continue(finished, tmp_path) -> None:
     import shutil
 

@@ -17,7 +17,7 @@ from sparsedd.config import Config
 from sparsedd.store.results import ResultsStore
 from sparsedd.store.run_folder import RunFolder
 from sparsedd.training.collapse import at_constant, collapse_reason, constant_accuracy
-from sparsedd.training.experiment import Experiment, run_batched
+from sparsedd.training.experiment import Experiment
 
 # The tiny preset pruned 80% a round: rounds 2 and 3 sit at a constant prediction's 25.98%.
 P08 = dict(prune_rate=0.8, rounds=12)
@@ -145,27 +145,6 @@ def test_more_rounds_with_the_stop_on_adds_collapsed_rows(tmp_path: Path) -> Non
     assert [r["round"] for r in after if r["collapsed"]] == list(range(4, 9))
     assert len(epochs(tmp_path)) == 8  # nothing trained
     assert checkpoints(tmp_path, tiny_config(prune_rate=0.8)) == [0, 1, 2, 3]
-
-
-# ---------------------------------------------------------------- batched runs
-
-
-def test_a_collapsed_run_leaves_a_batched_group_and_the_others_go_on(tmp_path: Path) -> None:
-    """λ = 100 shrinks the weights to a constant prediction by round 6; λ = 0 goes on."""
-    cfgs = [tiny_config(prune_rate=0.5, rounds=8, weight_decay=wd) for wd in (0.0, 100.0)]
-    run_batched(cfgs, tmp_path / "batched")
-    steady, shrunk = (rows(tmp_path / "batched", c) for c in cfgs)
-    assert [r["round"] for r in shrunk if r["collapsed"]] == [7, 8]
-    assert not any(r["collapsed"] for r in steady) and len(steady) == 9
-    recorded = ResultsStore(tmp_path / "batched").round_rows()
-    executions = {r["round"]: r["execution"] for r in recorded if r["run_id"] == run_id(cfgs[0])}
-    assert executions[6] == "fp32+batched(2)" and executions[7] == "fp32"  # alone after 6
-    Experiment(cfgs[0], tmp_path / "alone").run()
-    alone = rows(tmp_path / "alone")
-    for got, want in zip(steady, alone, strict=True):
-        assert got["round"] == want["round"]
-        assert got["test_acc"] == pytest.approx(want["test_acc"], abs=2e-3)
-        assert got["sparsity"] == pytest.approx(want["sparsity"], abs=1e-6)
 
 
 def test_status_and_plan_count_a_collapsed_run_as_done(stopped) -> None:

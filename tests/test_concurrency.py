@@ -21,7 +21,7 @@ from sparsedd.errors import Interrupted, NoResultsError
 from sparsedd.store.results import ResultsStore
 from sparsedd.store.run_folder import RunFolder
 from sparsedd.store.run_lock import run_locks
-from sparsedd.sweep.plan import recorded_rounds
+from sparsedd.sweep.plan import recorded_rows
 from sparsedd.training.experiment import Experiment
 
 WRITERS = 4
@@ -118,7 +118,7 @@ def test_a_database_being_created_counts_as_no_results_yet(tmp_path: Path, stage
     """A run planning its work while another creates the database sees nothing recorded."""
     out = tmp_path / "out"
     _file_another_run_is_creating(out, stage)
-    assert recorded_rounds(out) == {}
+    assert recorded_rows(out) == []
     with pytest.raises(NoResultsError, match="holds no results"):
         ResultsStore(out, create=False)
     ResultsStore(out).record_run("r", {"seed": 0})  # the creating run goes on unharmed

@@ -1,5 +1,5 @@
 """Per-image test correctness: every trained round records which test images its model got right
-(packed bits), single and batched runs; collapsed rounds and older databases have none."""
+(packed bits), per run and λ; collapsed rounds and older databases have none."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from sparsedd.errors import StoreError
 from sparsedd.export.pruned import export_pruned
 from sparsedd.store.results import ResultsStore
 from sparsedd.store.schema import DB_NAME, SCHEMA_VERSION
-from sparsedd.training.experiment import Experiment, run_batched
+from sparsedd.training.experiment import Experiment
 
 #: Two tiny rounds at 60% label noise: test accuracies 86%, 94%, 88% (not all images right).
 NOISY = dict(rounds=2, epochs=1, noise=0.6)
@@ -58,10 +58,11 @@ def test_each_round_records_which_test_images_its_model_got_right(finished, tmp_
     assert not np.array_equal(bits[run, 0], bits[run, 2])  # rounds differ image by image
 
 
-def test_batched_runs_record_it_per_lambda_and_collapsed_rounds_have_none(tmp_path) -> None:
+def test_runs_record_it_per_lambda_and_collapsed_rounds_have_none(tmp_path) -> None:
     """λ = 100 collapses (rounds 7 and 8 recorded untrained); λ = 0 trains every round."""
     cfgs = [tiny_config(prune_rate=0.5, rounds=8, weight_decay=wd) for wd in (0.0, 100.0)]
-    run_batched(cfgs, tmp_path / "out")
+    for cfg in cfgs:
+        Experiment(cfg, tmp_path / "out").run()
     bits = _bits(tmp_path / "out")
     rows = ResultsStore(tmp_path / "out").round_rows()
     for row in rows:

@@ -69,17 +69,6 @@ def test_divergence_in_a_later_round_keeps_the_earlier_ones(
     assert table(out, "SELECT COUNT(*) FROM epochs WHERE round = 1") == [(0,)]
 
 
-def test_batched_lambdas_stop_when_one_diverges(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    out = tmp_path / "out"
-    args = [*TINY, "--set", "optimizer=sgd", "--set", "lr=1e4", "--grid", "weight_decay=0,0.1"]
-    code, _, err = run_cli([*args, "--batch-lambdas", "--out", str(out)], capsys)
-    assert code == 2, err
-    assert_diverged_line(err, 0)
-    assert table(out, "SELECT COUNT(*) FROM rounds") == [(0,)]
-
-
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_pruning_never_scores_a_non_finite_weight(bad: float) -> None:
     weights = {"a": torch.tensor([1.0, 2.0, bad, 4.0]), "b": torch.tensor([0.5, 3.0])}

@@ -1,5 +1,5 @@
 """The round engine's single definitions: epochs per round, the λ policy, the run folder's
-paths, and the one trainer interface that single and batched training share."""
+paths, and the round loop's steps in order."""
 
 from __future__ import annotations
 
@@ -12,12 +12,9 @@ from conftest import tiny_config
 from sparsedd.config import epochs_before, round_epochs, run_epochs
 from sparsedd.models.base import InputSpec, create_model
 from sparsedd.store.run_folder import RunFolder, runs_dir, sweeps_dir
-from sparsedd.training.batched import BatchedTrainer
-from sparsedd.training.engine import RoundTrainer
-from sparsedd.training.experiment import Experiment
-from sparsedd.training.prune import full_masks
+from sparsedd.training.experiment import Experiment, Interrupted, StopFlag
 from sparsedd.training.reporter import Reporter, SilentReporter
-from sparsedd.training.trainer import Trainer, decay_stage, make_optimizer
+from sparsedd.training.trainer import decay_stage, make_optimizer
 
 
 def test_round_epochs_is_one_rule_for_configs_and_recorded_configs() -> None:
@@ -39,7 +36,7 @@ def test_round_epochs_is_one_rule_for_configs_and_recorded_configs() -> None:
         ("sgd", "decoupled", "after", torch.optim.SGD, 0.0),  # applied after the step
     ],
 )
-def test_one_lambda_policy_for_single_and_batched_training(
+def test_one_lambda_policy(
     optimizer: str, l2_mode: str, stage: str, kind: type, own_decay: float
 ) -> None:
     cfg = tiny_config(optimizer=optimizer, l2_mode=l2_mode, weight_decay=0.5)
@@ -47,10 +44,6 @@ def test_one_lambda_policy_for_single_and_batched_training(
     model = create_model(cfg, InputSpec(1, 8, 4))
     single = make_optimizer(model, cfg)
     assert type(single) is kind and single.param_groups[0]["weight_decay"] == own_decay
-    batched = BatchedTrainer([model], [full_masks(model)], [cfg], torch.device("cpu"))
-    # the batched model applies each run's λ itself, at the same stage
-    assert type(batched.optimizer) is kind and batched.stage == stage
-    assert batched.optimizer.param_groups[0]["weight_decay"] == 0.0
 
 
 def test_the_run_folder_names_every_file(tmp_path: Path) -> None:
@@ -83,19 +76,42 @@ def test_an_experiment_writes_where_its_run_folder_says(tmp_path: Path) -> None:
     assert not exp.files.progress.exists()  # removed once its round is recorded
 
 
-def test_single_and_batched_trainers_share_one_interface() -> None:
-    cfg = tiny_config()
-    model = create_model(cfg, InputSpec(1, 8, 4))
-    trainers = [
-        Trainer(model, full_masks(model), cfg, torch.device("cpu")),
-        BatchedTrainer([model], [full_masks(model)], [cfg], torch.device("cpu")),
+def test_a_round_runs_its_steps_in_order_and_resumes_without_pruning_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """resume → prune → train → evaluate → record, then the collapse stop; a round resumed
+    from its saved progress is not pruned again."""
+    steps = ("resume", "prune", "train", "evaluate", "record", "check_collapse")
+    calls: list[tuple[str, int]] = []
+    for name in steps:
+        original = getattr(Experiment, name)
+
+        def logged(self, k, *args, _name=name, _original=original, **kwargs):
+            calls.append((_name, k))
+            return _original(self, k, *args, **kwargs)
+
+        monkeypatch.setattr(Experiment, name, logged)
+    Experiment(tiny_config(rounds=1, epochs=1), tmp_path).run()
+    assert calls == [(name, k) for k in (0, 1) for name in steps]
+    calls.clear()
+    cfg = tiny_config(rounds=1, epochs=2)
+    stop = StopFlag()
+
+    class StopAfterAnEpoch(SilentReporter):
+        def epoch_done(self, run, round_, epoch, stats) -> None:
+            stop.requested = round_ == 1
+
+    with pytest.raises(Interrupted):
+        Experiment(cfg, tmp_path / "stopped", StopAfterAnEpoch(), stop).run()
+    calls.clear()
+    Experiment(cfg, tmp_path / "stopped").run()
+    assert [name for name, k in calls if k == 1] == [
+        "resume",  # found round 1's progress: no pruning
+        "train",
+        "evaluate",
+        "record",
+        "check_collapse",
     ]
-    for trainer in trainers:
-        assert isinstance(trainer.execution, str)
-        for member in ("train_each", "sync", "refresh_masks"):
-            assert callable(getattr(trainer, member))
-        typed: RoundTrainer = trainer  # what the engine drives
-        assert typed is trainer
 
 
 def test_the_silent_reporter_takes_every_event() -> None:

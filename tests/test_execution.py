@@ -1,4 +1,4 @@
-"""precision=auto and compile=auto resolve by the device; batched λ stays off unless asked."""
+"""precision=auto and compile=auto resolve by the device; --batch-lambdas is refused (removed)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,13 @@ import dataclasses
 
 import pytest
 import torch
+from support import run_cli
 
 from sparsedd.cli import main as cli_main
-from sparsedd.components import resolve_config
 from sparsedd.config import parse_assignment
 from sparsedd.errors import ConfigError
 from sparsedd.models.base import InputSpec, create_model
 from sparsedd.presets import preset_config
-from sparsedd.sweep.jobs import group_jobs
 from sparsedd.training import execution
 from sparsedd.training.prune import full_masks
 from sparsedd.training.trainer import Trainer
@@ -101,10 +100,12 @@ def test_compiled_bf16_training_stays_near_eager_fp32() -> None:
     assert losses["eager"][-1] < losses["eager"][0]  # it trained
 
 
-def test_batched_lambdas_is_off_unless_asked() -> None:
-    cfgs = [resolve_config("tiny", None, ["device=cuda", f"weight_decay={wd}"]) for wd in (0, 0.1)]
-    assert [len(g) for g in group_jobs(cfgs, None)] == [1, 1]  # the default, also on CUDA
-    assert [len(g) for g in group_jobs(cfgs, False)] == [1, 1]
-    assert [len(g) for g in group_jobs(cfgs, True)] == [2]
+@pytest.mark.parametrize("flag", ["--batch-lambdas", "--no-batch-lambdas"])
+def test_batched_lambdas_was_removed_and_says_so_in_one_line(tmp_path, capsys, flag) -> None:
+    out = tmp_path / "out"
+    code, stdout, err = run_cli(["run", "-p", "tiny", flag, "--out", str(out)], capsys)
+    assert code == 2 and stdout == "" and err.count("\n") == 1
+    assert "--batch-lambdas was removed" in err and "drop the option" in err
+    assert not out.exists()  # refused before anything is written
     option = next(p for p in cli_main.cli.commands["run"].params if p.name == "batch_lambdas")
-    assert not option.default
+    assert option.hidden

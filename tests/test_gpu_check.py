@@ -36,10 +36,7 @@ def test_gpu_check_tiny_runs_every_part_and_ends_with_its_json_line() -> None:
         assert row["img_s"] > 0 and row["peak_mb"] > 0 and row["mfu"] > 0
         assert row["curve_h"] == pytest.approx(35 * row["round_h"])
         assert row["ratio"] > 0
-    assert [b["sparsity"] for b in summary["batched"]] == [0.0, 0.99]
-    for b in summary["batched"]:
-        assert b["k"] == 4 and b["equal"] and b["batched_img_s"] > 0 and b["separate_img_s"] > 0
-    assert "vit-cifar10 path" in proc.stdout and "batched λ K=4" in proc.stdout
+    assert "vit-cifar10 path" in proc.stdout
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the full check runs where a GPU is")

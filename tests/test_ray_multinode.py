@@ -19,7 +19,6 @@ cluster_utils = pytest.importorskip("ray.cluster_utils")
 from support import comparable, epoch_count, sweep_grid_configs  # noqa: E402
 
 from sparsedd.sweep import ray_backend  # noqa: E402
-from sparsedd.sweep.jobs import group_jobs  # noqa: E402
 from sparsedd.sweep.local import run_local  # noqa: E402
 from sparsedd.sweep.placement import Slot  # noqa: E402
 
@@ -58,7 +57,7 @@ def test_a_worker_node_lost_mid_sweep(three_nodes, tmp_path, monkeypatch) -> Non
     cluster, workers = three_nodes
     cfgs = sweep_grid_configs(**AXES)
     local = tmp_path / "local"
-    run_local(group_jobs(cfgs, False), local, [Slot("cpu", 1)], quiet=True)
+    run_local(cfgs, local, [Slot("cpu", 1)], quiet=True)
 
     recorded: collections.Counter[tuple[str, int]] = collections.Counter()
     started: collections.Counter[str] = collections.Counter()
@@ -79,7 +78,7 @@ def test_a_worker_node_lost_mid_sweep(three_nodes, tmp_path, monkeypatch) -> Non
         args=(cluster, workers[0], out, removed, time.monotonic() + 120),
     )
     remover.start()
-    ray_backend.run_ray(group_jobs(cfgs, False), out)
+    ray_backend.run_ray(cfgs, out)
     remover.join()
     assert removed, "no run was seen mid-round, so no node was removed"
     # the head and one worker finished the sweep (a loaded machine reports the death late)

@@ -43,7 +43,7 @@ def test_a_teacher_file_enters_the_run_id_by_its_digest(tmp_path: Path) -> None:
 
 
 def test_a_teacher_that_is_neither_run_id_nor_file_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="run id .* or an exported .safetensors"):
+    with pytest.raises(ConfigError, match="run id .*, an exported .safetensors .*MODEL:CHECKPOINT"):
         cfg_of("remedy=distill", "teacher=resnet")
     with pytest.raises(ConfigError, match="no file"):
         cfg_of("remedy=distill", f"teacher={tmp_path / 'missing.safetensors'}")

@@ -19,7 +19,8 @@ def test_lottery_rewinds_every_surviving_weight_to_its_initial_value(tmp_path) -
     exp = Experiment(cfg, tmp_path)
     exp.run()  # rounds 0 and 1; round 1 starts from round 0's pruned, rewound weights
     trainer = Trainer(exp.model, exp.masks, exp.cfg, exp.device)
-    exp.load_round_start(1, trainer, exp.splits)
+    assert exp.resume(1, trainer) is None  # nothing saved: round 1 starts from pruning
+    exp.prune(1, trainer, exp.splits)
     trainer.refresh_masks()
     trained, _ = load_tensors(exp.files.round_file(0))
     pruned_any = False

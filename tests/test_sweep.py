@@ -42,6 +42,32 @@ def test_grid_options_expand_to_every_combination_with_labels() -> None:
     }
 
 
+def test_a_grid_value_is_typed_once_and_reaches_the_config_as_typed(monkeypatch) -> None:
+    from sparsedd.sweep import plan as plan_module
+    from sparsedd.sweep.backends import SweepRequest
+
+    request = SweepRequest("out", grid=("weight_decay=0,0.1", "seed=0,1,2", "augment=none"))
+    axes = request.grid_axes
+    assert axes is request.grid_axes  # split once per request, then read by every part
+    assert axes == {"weight_decay": ["0", "0.1"], "seed": ["0", "1", "2"], "augment": ["none"]}
+    typed: list[tuple[str, object]] = []
+    original = plan_module.grid_value
+
+    def counted(key: str, value: object) -> object:
+        typed.append((key, value))
+        return original(key, value)
+
+    monkeypatch.setattr(plan_module, "grid_value", counted)
+    labelled = sweep_configs([Cell("tiny", axes)])
+    assert len(labelled) == 6 and len(typed) == 6  # 2 + 3 + 1 distinct values, not 6 × 3
+    assert labelled[1] == ("weight_decay=0 seed=1 augment=none", labelled[1][1])
+    cfg = labelled[1][1]
+    assert (cfg.weight_decay, cfg.seed, cfg.augment) == (0.0, 1, "none")
+    assert type(cfg.weight_decay) is float and type(cfg.seed) is int
+    assert plan_module.grid_value("noise", 0.2) == 0.2  # a YAML file's value, already typed
+    assert plan_module.grid_value("compile", "auto") is None  # as --set reads it
+
+
 def test_a_grid_key_given_twice_is_refused() -> None:
     with pytest.raises(UserError, match="given twice"):
         parse_grid_options(["seed=0", "seed=1"])
@@ -180,12 +206,12 @@ def test_machine_slots_read_the_gpu_count(monkeypatch) -> None:
 
 
 def test_jobs_are_placed_on_their_slot_device_and_threads() -> None:
-    group = [tiny_config(device="auto", threads=0), tiny_config(device="auto", threads=8)]
-    placed = place(group, Slot("cuda:2", 3))
+    runs = [tiny_config(device="auto", threads=0), tiny_config(device="auto", threads=8)]
+    placed = [place(cfg, Slot("cuda:2", 3)) for cfg in runs]
     assert [c.device for c in placed] == ["cuda:2", "cuda:2"]
     assert [c.threads for c in placed] == [3, 3]
-    assert run_id(placed[0]) == run_id(group[0])  # where a run executes is not what it is
-    assert place([tiny_config(device="cpu")], Slot("cpu", 2))[0].device == "cpu"
+    assert run_id(placed[0]) == run_id(runs[0])  # where a run executes is not what it is
+    assert place(tiny_config(device="cpu"), Slot("cpu", 2)).device == "cpu"
 
 
 def test_device_takes_cuda_n_and_refuses_other_names() -> None:

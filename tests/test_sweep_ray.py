@@ -19,7 +19,6 @@ ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'spar
 from support import comparable, epoch_count, sweep_grid_configs  # noqa: E402
 
 from sparsedd.store.results import ResultsStore  # noqa: E402
-from sparsedd.sweep.jobs import group_jobs  # noqa: E402
 from sparsedd.sweep.local import run_local  # noqa: E402
 from sparsedd.sweep.placement import Slot  # noqa: E402
 from sparsedd.sweep.ray_backend import Ledger, run_ray  # noqa: E402
@@ -35,12 +34,12 @@ def cluster():
 @pytest.fixture(scope="module")
 def local_rows(tmp_path_factory):
     out = tmp_path_factory.mktemp("local")
-    run_local(group_jobs(sweep_grid_configs(), False), out, [Slot("cpu", 1)], quiet=True)
+    run_local(sweep_grid_configs(), out, [Slot("cpu", 1)], quiet=True)
     return comparable(out)
 
 
 def test_ray_sweep_gives_the_local_backends_rows(cluster, local_rows, tmp_path) -> None:
-    run_ray(group_jobs(sweep_grid_configs(), False), tmp_path)
+    run_ray(sweep_grid_configs(), tmp_path)
     assert len(local_rows) == 8 * 3
     assert comparable(tmp_path) == local_rows
     assert epoch_count(tmp_path) == 8 * 3 * 3
@@ -78,7 +77,7 @@ def test_a_killed_worker_is_retried_and_resumes(cluster, local_rows, tmp_path) -
         target=_kill_first_worker_mid_run, args=(tmp_path, killed, time.monotonic() + 120)
     )
     killer.start()
-    run_ray(group_jobs(cfgs, False), tmp_path)
+    run_ray(cfgs, tmp_path)
     killer.join()
     assert killed, "no Ray worker was seen mid-run, so none was killed"
     rows = comparable(tmp_path)
@@ -94,7 +93,7 @@ def test_two_overlapping_sweeps_share_one_folder(cluster, local_rows, tmp_path) 
 
     def sweep(cfgs) -> None:
         try:
-            run_ray(group_jobs(cfgs, False), tmp_path)
+            run_ray(cfgs, tmp_path)
         except BaseException as err:  # surfaced by the assert below
             errors.append(err)
 
@@ -142,7 +141,7 @@ def test_the_ledger_knows_sparsity_and_forwards_drops(tmp_path) -> None:
 
 def test_a_run_folder_deleted_by_hand_is_recomputed_on_ray(cluster, local_rows, tmp_path) -> None:
     cfgs = sweep_grid_configs(weight_decay=[0.0], noise=[0.1], seed=[0])
-    run_ray(group_jobs(cfgs, False), tmp_path)
+    run_ray(cfgs, tmp_path)
     folder = next((tmp_path / "runs").iterdir())
     shutil.rmtree(folder)
     # rows that only recomputing replaces: kept rows would keep this accuracy
@@ -150,7 +149,7 @@ def test_a_run_folder_deleted_by_hand_is_recomputed_on_ray(cluster, local_rows, 
     conn.execute("UPDATE rounds SET test_acc = 0.0")
     conn.commit()
     conn.close()
-    run_ray(group_jobs(cfgs, False), tmp_path)
+    run_ray(cfgs, tmp_path)
     assert sorted(p.name for p in folder.glob("round_*.safetensors")) == [
         f"round_00{k}.safetensors" for k in range(3)
     ]
@@ -164,7 +163,7 @@ def test_tensorboard_logs_from_ray_workers(cluster, local_rows, tmp_path) -> Non
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     cfgs = sweep_grid_configs(weight_decay=[0.0], noise=[0.1], seed=[0])
-    run_ray(group_jobs(cfgs, False), tmp_path, logs=["tensorboard"])
+    run_ray(cfgs, tmp_path, logs=["tensorboard"])
     rows = ResultsStore(tmp_path).round_rows()
     events = EventAccumulator(str(tmp_path / "runs" / rows[0]["run_id"] / "tensorboard"))
     events.Reload()

@@ -30,7 +30,7 @@ def test_a_backend_from_a_test_module_runs_a_sweep(backend, tmp_path, capsys) ->
     args = ["run", "-p", "tiny", "--grid", "seed=0,1", "--out", str(tmp_path)]
     code, _, err = run_cli([*args, "--backend", "test-inline", "-q"], capsys)
     assert code == 0, err
-    assert len(backend.checked) == 1 and backend.jobs == [["seed=0"], ["seed=1"]]
+    assert len(backend.checked) == 1 and backend.jobs == ["seed=0", "seed=1"]
     rows = ResultsStore(tmp_path).round_rows()
     assert sorted({r["seed"] for r in rows}) == [0, 1] and len(rows) == 6
     assert "grid done: 2 runs" in err

@@ -9,10 +9,8 @@ so that the config never imports a registry.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
-import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -39,6 +37,7 @@ from sparsedd.models.base import MODELS, InputSpec, model_needs
 from sparsedd.presets import preset_config
 from sparsedd.registry import Needs, Registry
 from sparsedd.remedies import REMEDIES
+from sparsedd.teacher_ref import teacher_identity
 
 #: The config key that names each kind of component, and its registry: the config holds these
 #: names as plain text, checked here against the registered names (a new noise kind, model,
@@ -98,7 +97,8 @@ def _needs_errors(cfg: Config, kind_key: str, registry: Registry[Any], needs: Ne
 
 
 def _teacher_errors(cfg: Config) -> list[str]:
-    """``teacher`` must name a run id or an exported ``.safetensors`` file that exists."""
+    """``teacher`` must name a run id, an exported ``.safetensors`` file that exists, or a
+    registered (or timm) model and its checkpoint (see ``sparsedd.teacher_ref``)."""
     if cfg.teacher is None:
         return []
     try:
@@ -125,8 +125,10 @@ def resolve_config(
     config_file: str | Path | None = None,
     assignments: Iterable[str] = (),
     skip_keys: Iterable[str] = (),
+    typed: Mapping[str, Any] | None = None,
 ) -> Config:
-    """The config from preset < YAML file < ``--set`` assignments, validated.
+    """The config from preset < YAML file < ``--set`` assignments < ``typed`` values (a
+    run's grid values, already typed), validated.
 
     ``skip_keys`` are file keys read by someone else (a study's ``grid``).
     """
@@ -141,7 +143,7 @@ def resolve_config(
                 check_range(str(key), getattr(cfg, str(key)))
         except ConfigError as err:
             raise ConfigError(f"config file {str(config_file)!r}: {err}") from None
-    cfg = apply(cfg, dict(parse_assignment(a) for a in assignments))
+    cfg = apply(cfg, {**dict(parse_assignment(a) for a in assignments), **(typed or {})})
     return validate(cfg)
 
 
@@ -201,36 +203,6 @@ def normalized(cfg: Config) -> dict[str, Any]:
     if values.get("teacher") is not None:  # the teacher's digest, not where its file lies
         values["teacher"] = teacher_identity(values["teacher"])
     return values
-
-
-_RUN_ID = re.compile(r"[0-9a-f]{16}")
-
-
-def teacher_identity(teacher: str) -> str:
-    """What names a teacher in a run's identity: a run id as given (it hashes the teacher's
-    config), an exported file as ``sha256:`` and the digest of its bytes; ConfigError for
-    anything else."""
-    if _RUN_ID.fullmatch(teacher):
-        return teacher
-    path = Path(teacher).expanduser()
-    if path.suffix != ".safetensors":
-        raise ConfigError(
-            f"config key 'teacher' takes a run id (16 hex digits) or an exported .safetensors "
-            f"file, not {teacher!r}; see `sparsedd results` or `sparsedd export`"
-        )
-    if not path.is_file():
-        raise ConfigError(f"config key 'teacher': no file {str(path)!r}; export a run there first")
-    stat = path.stat()
-    return _file_digest(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-
-
-@functools.lru_cache(maxsize=64)
-def _file_digest(path: str, mtime_ns: int, size: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return "sha256:" + digest.hexdigest()
 
 
 def run_id(cfg: Config) -> str:

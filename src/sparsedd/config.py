@@ -181,8 +181,9 @@ class Config:
     kd_temperature: float = _f(10.0, "remedy=distill: softmax temperature T", min_excl=0.0)
     teacher: str | None = _f(
         None,
-        "remedy=distill: the teacher, a run id (in the same runs folder) or an exported "
-        ".safetensors (null: the dense round of this run without a remedy, trained first if "
+        "remedy=distill: the teacher, a run id (in the same runs folder), an exported "
+        ".safetensors, or MODEL:WEIGHTS.safetensors (a registered model or timm:NAME and its "
+        "state dict) (null: the dense round of this run without a remedy, trained first if "
         "missing)",
     )
     label_smoothing: float = _f(
@@ -396,17 +397,22 @@ def parse_assignment(text: str) -> tuple[str, Any]:
         raise ConfigError(f"--set expects KEY=VALUE, got {text!r} (no '=')")
     key, raw = text.split("=", 1)
     key = key.strip()
+    return key, parse_value(key, raw)
+
+
+def parse_value(key: str, raw: str) -> Any:
+    """A value typed on the command line (``--set``, ``--grid``) → config key ``key``'s type."""
     _check_key(key)
     base, _, _ = _type_parts(key)
     if base is str:  # names and paths are text as typed (data_dir=2024 and data_dir=~ are folders)
-        return key, coerce(key, raw.strip())
+        return coerce(key, raw.strip())
     try:
         value = yaml.safe_load(raw) if raw.strip() else raw
     except Exception:  # any YAML failure (syntax, nesting depth): keep the text as typed
         value = raw
     if isinstance(value, (dict, list)):
         value = raw
-    return key, coerce(key, value)
+    return coerce(key, value)
 
 
 def apply(cfg: Config, overrides: Mapping[str, Any]) -> Config:

@@ -119,12 +119,7 @@ def cli() -> None:
     "control that tells a fall caused by pruning from one caused by more training",
 )
 @click.option("--quiet", "-q", is_flag=True, help="no progress bars, only summary lines")
-@click.option(
-    "--batch-lambdas/--no-batch-lambdas",
-    default=None,
-    help="train runs that differ only in weight_decay as one batched model sharing each batch "
-    "[default: off; it measured slower on the CPU, and bench/gpu_check.sh measures it on a GPU]",
-)
+@click.option("--batch-lambdas/--no-batch-lambdas", default=None, hidden=True)  # removed
 @click.option(
     "--log",
     "logs",
@@ -158,6 +153,11 @@ def run(
     from sparsedd.sweep.plan import check_adaptive_bound, format_plan
     from sparsedd.sweep.service import describe, run_sweep
 
+    if batch_lambdas is not None:
+        raise UserError(
+            "--batch-lambdas was removed (training runs that differ only in λ as one batched "
+            "model measured slower than one by one: bench/batched_lambdas.py); drop the option"
+        )
     check_adaptive_bound(adaptive_seeds)
     request = SweepRequest(
         preset=preset,
@@ -168,7 +168,6 @@ def run(
         backend=backend,
         jobs=jobs,
         address=address,
-        batch_lambdas=batch_lambdas,
         logs=logs,
         quiet=quiet,
         dry_run=dry_run,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Protocol
 
 from sparsedd.config import Config
@@ -30,7 +31,6 @@ class SweepRequest:
     backend: str = "local"
     jobs: int | None = None
     address: str | None = None
-    batch_lambdas: bool | None = None
     logs: tuple[str, ...] = ()
     quiet: bool = False
     dry_run: bool = False
@@ -39,9 +39,17 @@ class SweepRequest:
     #: add every run's control: the same run with pruning off (see sweep/control.py)
     control: bool = False
 
+    @cached_property
+    def grid_axes(self) -> dict[str, list[str]]:
+        """The ``--grid`` options split once into axes, ``{KEY: [V1, V2]}`` (values as typed;
+        each becomes a typed config value where the runs are built, ``plan.sweep_configs``)."""
+        from sparsedd.sweep.plan import parse_grid_options
+
+        return parse_grid_options(self.grid)
+
 
 class Backend(Protocol):
-    """Runs a sweep's jobs somewhere (each job: one run, or λ runs batched as one model)."""
+    """Runs a sweep's jobs (each job: one run) somewhere."""
 
     def check(self, request: SweepRequest) -> None:
         """Refuse in one line what this backend cannot do, before anything is loaded."""
@@ -49,10 +57,8 @@ class Backend(Protocol):
     def check_runs(self, configs: Sequence[Config], request: SweepRequest) -> None:
         """Refuse configs that this backend cannot run (e.g. a missing GPU), before any runs."""
 
-    def run(
-        self, jobs: Sequence[Sequence[Config]], request: SweepRequest, labels: Mapping[str, str]
-    ) -> None:
-        """Train every job into ``request.out_dir``; raise ``Interrupted`` when stopped."""
+    def run(self, jobs: Sequence[Config], request: SweepRequest, labels: Mapping[str, str]) -> None:
+        """Train every run into ``request.out_dir``; raise ``Interrupted`` when stopped."""
 
 
 BACKENDS: Registry[Backend] = Registry("backend")
@@ -73,18 +79,13 @@ class LocalBackend:
         for device in {cfg.device for cfg in configs}:
             check_device(device)
 
-    def run(
-        self, jobs: Sequence[Sequence[Config]], request: SweepRequest, labels: Mapping[str, str]
-    ) -> None:
+    def run(self, jobs: Sequence[Config], request: SweepRequest, labels: Mapping[str, str]) -> None:
         """Run the jobs in this process (one slot) or in worker processes, one per slot."""
         from sparsedd.events.trackers import sweep_parent
         from sparsedd.sweep.local import machine_slots, run_local
-        from sparsedd.sweep.plan import parse_grid_options
 
-        slots = machine_slots(jobs[0][0].device, request.jobs)
-        grid = {k: [str(v) for v in vs] for k, vs in parse_grid_options(request.grid).items()}
-        runs = sum(len(job) for job in jobs)
-        with sweep_parent(request.logs, request.out_dir, grid, runs) as parent:
+        slots = machine_slots(jobs[0].device, request.jobs)
+        with sweep_parent(request.logs, request.out_dir, request.grid_axes, len(jobs)) as parent:
             run_local(jobs, request.out_dir, slots, request.quiet, labels, request.logs, parent)
 
 
@@ -106,9 +107,7 @@ class RayBackend:
     def check_runs(self, configs: Sequence[Config], request: SweepRequest) -> None:
         """Ray places each task on a node with the resources it declares."""
 
-    def run(
-        self, jobs: Sequence[Sequence[Config]], request: SweepRequest, labels: Mapping[str, str]
-    ) -> None:
+    def run(self, jobs: Sequence[Config], request: SweepRequest, labels: Mapping[str, str]) -> None:
         """Run every job as a Ray task; rows are recorded on this host."""
         from sparsedd.sweep.ray_backend import run_ray
 

@@ -1,4 +1,4 @@
-"""Jobs: a single run, or runs differing only in λ trained as one batched model."""
+"""A job: one run of a sweep, placed in a slot and run with its signals, progress and trackers."""
 
 from __future__ import annotations
 
@@ -14,31 +14,14 @@ from sparsedd.store.results import RunStore
 from sparsedd.sweep.placement import Slot, job_threads
 
 
-def group_jobs(configs: Sequence[Config], batch_lambdas: bool | None) -> list[list[Config]]:
-    """Configs grouped into jobs: runs differing only in λ share one job when batched.
-
-    ``batch_lambdas`` None (the default) batches nothing: no measurement shows that it pays (on
-    the CPU it measured slower; bench/gpu_check.sh measures it on a GPU).
-    """
-    from sparsedd.training.batched import batch_key
-
-    groups: dict[Any, list[Config]] = {}
-    for i, cfg in enumerate(configs):
-        groups.setdefault(batch_key(cfg) if batch_lambdas else i, []).append(cfg)
-    return list(groups.values())
-
-
-def place(group: Sequence[Config], slot: Slot) -> list[Config]:
-    """The job's configs set to run in ``slot`` (its GPU; its share of the CPU threads)."""
-    out = []
-    for cfg in group:
-        device = slot.device if slot.device.startswith("cuda:") else cfg.device
-        out.append(dataclasses.replace(cfg, device=device, threads=job_threads(slot, cfg.threads)))
-    return out
+def place(cfg: Config, slot: Slot) -> Config:
+    """The run's config set to run in ``slot`` (its GPU; its share of the CPU threads)."""
+    device = slot.device if slot.device.startswith("cuda:") else cfg.device
+    return dataclasses.replace(cfg, device=device, threads=job_threads(slot, cfg.threads))
 
 
 def run_job(
-    group: Sequence[Config],
+    cfg: Config,
     out_dir: str | Path,
     quiet: bool = True,
     store: RunStore | None = None,
@@ -48,17 +31,15 @@ def run_job(
     logs: Sequence[str] = (),
     parent: str | None = None,
 ) -> None:
-    """Run one job into ``out_dir``; rows go to ``store`` when given (else the folder's DB).
+    """Run one run into ``out_dir``; rows go to ``store`` when given (else the folder's DB).
 
     ``labels`` name runs by their grid values. SIGINT and SIGTERM (what batch schedulers send
     before killing) set the stop flag: the job saves its progress and raises ``Interrupted``.
     """
     import sparsedd.export.pruned  # noqa: F401  registers exported models as teacher files
-    from sparsedd.components import run_id
     from sparsedd.events.progress import ConsoleReporter
     from sparsedd.events.trackers import with_trackers
-    from sparsedd.store.run_folder import RunFolder
-    from sparsedd.training.experiment import Experiment, StopFlag, run_batched
+    from sparsedd.training.experiment import Experiment, StopFlag
 
     labels = labels or {}
     stop = stop or StopFlag()
@@ -68,17 +49,9 @@ def run_job(
         for s in (signals if in_main else ())
     }
     try:
-        console = ConsoleReporter(show_bars=not quiet and len(group) == 1)
+        console = ConsoleReporter(show_bars=not quiet)
         reporter = with_trackers(console, logs, out_dir, parent)  # run --log
-        if len(group) > 1:
-            for cfg in group:
-                rid = run_id(cfg)
-                reporter.start(rid, RunFolder.of(out_dir, rid).path, cfg, labels.get(rid, ""))
-            with reporter:
-                run_batched(group, out_dir, reporter=reporter, stop=stop, store=store)
-            reporter.finish()
-            return
-        exp = Experiment(group[0], out_dir, reporter=reporter, stop=stop, store=store)
+        exp = Experiment(cfg, out_dir, reporter=reporter, stop=stop, store=store)
         reporter.start(exp.id, exp.folder, exp.cfg, labels.get(exp.id, ""))
         with reporter:
             exp.run()

@@ -29,7 +29,7 @@ def machine_slots(device: str, jobs: int | None) -> list[Slot]:
 
 
 def run_local(
-    jobs: Sequence[Sequence[Config]],
+    jobs: Sequence[Config],
     out_dir: str | Path,
     slots: Sequence[Slot],
     quiet: bool = False,
@@ -37,7 +37,7 @@ def run_local(
     logs: Sequence[str] = (),
     parent: str | None = None,
 ) -> None:
-    """Run every job; with one slot in this process, else one process per slot.
+    """Run every job (one run each); with one slot in this process, else one process per slot.
 
     Ctrl-C or SIGTERM stops the whole sweep: running workers save their progress and exit,
     queued jobs never start, and this returns only when every worker has ended.
@@ -47,8 +47,8 @@ def run_local(
     """
     labels = dict(labels or {})
     if len(slots) == 1 or len(jobs) == 1:
-        for group in jobs:
-            run_job(place(group, slots[0]), out_dir, quiet, labels=labels, logs=logs, parent=parent)
+        for cfg in jobs:
+            run_job(place(cfg, slots[0]), out_dir, quiet, labels=labels, logs=logs, parent=parent)
         return
     pool = ProcessPoolExecutor(
         max_workers=len(slots), mp_context=get_context("spawn"), initializer=_init_worker
@@ -70,8 +70,8 @@ def run_local(
         while running or (waiting and not stopped):
             while waiting and free and not stopped:
                 slot = free.pop(0)
-                group = place(waiting.pop(0), slot)
-                fut = pool.submit(_run_job_in_worker, group, str(out_dir), labels, logs, parent)
+                cfg = place(waiting.pop(0), slot)
+                fut = pool.submit(_run_job_in_worker, cfg, str(out_dir), labels, logs, parent)
                 running[fut] = slot
             finished, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
             for fut in finished:
@@ -131,7 +131,7 @@ def _stop_when_parent_dies() -> None:
 
 
 def _run_job_in_worker(
-    group: list[Config],
+    cfg: Config,
     out_dir: str,
     labels: dict[str, str],
     logs: Sequence[str] = (),
@@ -144,7 +144,7 @@ def _run_job_in_worker(
     _WORKER["busy"] = True
     try:
         run_job(
-            group,
+            cfg,
             out_dir,
             True,
             stop=_WORKER_STOP,

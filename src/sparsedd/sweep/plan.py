@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sparsedd.components import run_id
-from sparsedd.config import Config, round_epochs, run_epochs
+from sparsedd.config import Config, coerce, parse_value, round_epochs, run_epochs
 from sparsedd.errors import ConfigError, NoResultsError, UserError
 from sparsedd.store.run_folder import RunFolder, check_out_layout
 
@@ -112,22 +112,24 @@ def sweep_configs(
 ) -> list[tuple[str, Config]]:
     """(label, config) of every run of the cells, without duplicates, in grid order.
 
-    ``assignments`` (``--set``) apply to every run; grid values win over them.
+    ``assignments`` (``--set``) apply to every run; grid values win over them. Each grid value
+    is typed once (``grid_value``) and given to the config as that typed value.
     """
     from sparsedd.components import resolve_config
 
     check_grid_size(cells)
     out: dict[str, tuple[str, Config]] = {}
     errors: dict[str, list[str]] = {}
+    typed: dict[tuple[str, str], Any] = {}
     tried = 0
     for cell in cells:
         for combo in expand(cell.axes):
-            extra = [f"{k}={_text(v)}" for k, v in combo.items()]
             prefix = [f"preset={cell.preset}"] if len(cells) > 1 else []
             tried += 1
             try:
+                values = {k: _typed(typed, k, v) for k, v in combo.items()}
                 cfg = resolve_config(
-                    cell.preset, cell.config_file, [*assignments, *extra], FILE_SWEEP_KEYS
+                    cell.preset, cell.config_file, assignments, FILE_SWEEP_KEYS, values
                 )
             except ConfigError as err:  # gather every run's errors: all are reported at once
                 errors.setdefault(str(err), []).append(" ".join([*prefix, label_of(combo)]))
@@ -203,8 +205,18 @@ def check_adaptive_bound(text: str | None) -> None:
         )
 
 
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
+def grid_value(key: str, value: Any) -> Any:
+    """A grid value as config key ``key`` types it: text (``--grid``, a study) as ``--set``
+    reads it, a YAML file's value as it is."""
+    return parse_value(key, value) if isinstance(value, str) else coerce(key, value)
+
+
+def _typed(cache: dict[tuple[str, str], Any], key: str, value: Any) -> Any:
+    """``grid_value`` of each distinct (key, value) once, however many runs share it."""
+    token = (key, repr(value))
+    if token not in cache:
+        cache[token] = grid_value(key, value)
+    return cache[token]
 
 
 def recorded_rows(out_dir: str | Path) -> list[dict[str, Any]]:
@@ -218,33 +230,11 @@ def recorded_rows(out_dir: str | Path) -> list[dict[str, Any]]:
     return store.round_rows()
 
 
-def recorded_rounds(out_dir: str | Path) -> dict[str, set[int]]:
-    """Recorded rounds by run id (empty when the folder holds no results yet)."""
-    return _rounds_by_run(recorded_rows(out_dir))
-
-
-def _rounds_by_run(rows: Sequence[Mapping[str, Any]]) -> dict[str, set[int]]:
-    done: dict[str, set[int]] = {}
-    for row in rows:
-        done.setdefault(row["run_id"], set()).add(row["round"])
-    return done
-
-
 def seconds_per_epoch(rows: Sequence[Mapping[str, Any]]) -> float | None:
     """Recorded training pace: seconds over epochs of ``rows`` (None: none timed)."""
     timed = [r for r in rows if r.get("round_epochs") and r.get("seconds") is not None]
     epochs = sum(r["round_epochs"] for r in timed)
     return sum(r["seconds"] for r in timed) / epochs if epochs else None
-
-
-def _pace(cfg: Config, rid: str, rows: Sequence[Mapping[str, Any]]) -> float | None:
-    """A run's pace: its own recorded rounds, else those of runs of the same model, dataset
-    and batch size in the folder; None when neither exists."""
-    own = seconds_per_epoch([r for r in rows if r["run_id"] == rid])
-    if own is not None:
-        return own
-    alike = ("model", "dataset", "batch_size")
-    return seconds_per_epoch([r for r in rows if all(r.get(k) == getattr(cfg, k) for k in alike)])
 
 
 def saved_epoch(folder: Path) -> tuple[int, int] | None:

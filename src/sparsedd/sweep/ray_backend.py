@@ -187,17 +187,14 @@ class LedgerStore:
         return []
 
 
-def train_job(
-    configs: list[dict[str, Any]], out_dir: str, ledger: Any, logs: Sequence[str] = ()
-) -> None:
-    """Body of a Ray task: run one job into the shared output folder (``logs``: --log)."""
+def train_job(config: dict[str, Any], out_dir: str, ledger: Any, logs: Sequence[str] = ()) -> None:
+    """Body of a Ray task: run one run into the shared output folder (``logs``: --log)."""
     from sparsedd.components import from_dict
     from sparsedd.plugins import load_plugins
     from sparsedd.sweep.jobs import run_job
 
     load_plugins()  # the worker's own process: the driver's registrations are not here
-    runs = [from_dict(c) for c in configs]
-    run_job(runs, out_dir, quiet=True, store=LedgerStore(ledger), logs=logs)
+    run_job(from_dict(config), out_dir, quiet=True, store=LedgerStore(ledger), logs=logs)
 
 
 def task_resources(cfg: Config, cluster_gpus: float) -> tuple[float, int]:
@@ -215,13 +212,14 @@ def _for_ray(cfg: Config, gpus: float) -> dict[str, Any]:
 
 
 def run_ray(
-    jobs: Sequence[Sequence[Config]],
+    jobs: Sequence[Config],
     out_dir: str | Path,
     address: str | None = None,
     poll_s: float = 0.2,
     logs: Sequence[str] = (),
 ) -> None:
-    """Run every job as a Ray task; record their rows here; Ctrl-C stops and keeps progress.
+    """Run every job (one run each) as a Ray task; record their rows here; Ctrl-C stops and
+    keeps progress.
 
     ``logs`` names the trackers each task writes to (``tensorboard``: event files in the run
     folders, on the shared storage).
@@ -250,12 +248,11 @@ def run_ray(
     task = ray.remote(max_retries=MAX_RETRIES)(train_job)
     gpus_in_cluster = ray.cluster_resources().get("GPU", 0)
     pending = []
-    for group in jobs:
-        gpus, cpus = task_resources(group[0], gpus_in_cluster)
-        configs = [_for_ray(c, gpus) for c in group]
+    for cfg in jobs:
+        gpus, cpus = task_resources(cfg, gpus_in_cluster)
         pending.append(
             task.options(num_gpus=gpus, num_cpus=cpus).remote(
-                configs, str(out_dir), ledger, list(logs)
+                _for_ray(cfg, gpus), str(out_dir), ledger, list(logs)
             )
         )
     try:

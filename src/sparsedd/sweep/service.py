@@ -44,15 +44,14 @@ def run_sweep(request: SweepRequest, note: Callable[[str], None] = _quiet) -> Sw
     """
     from sparsedd.events.trackers import check_installed
     from sparsedd.sweep import adaptive, run_setup
-    from sparsedd.sweep.jobs import group_jobs
-    from sparsedd.sweep.plan import parse_grid_options, plan, sweep_configs
+    from sparsedd.sweep.plan import plan, sweep_configs
     from sparsedd.sweep.study import study_cells
 
     backend = BACKENDS.get(request.backend)
     backend.check(request)
     check_installed(request.logs)
     preset = request.preset or run_setup.default_preset(request.config_file, request.assignments)
-    cells = study_cells(preset, request.config_file, parse_grid_options(request.grid))
+    cells = study_cells(preset, request.config_file, request.grid_axes)
     seeds = adaptive.requested(request.adaptive_seeds, request.config_file)
     if seeds is not None:
         for line in adaptive.seed_axis_note(cells, seeds):
@@ -95,7 +94,7 @@ def run_sweep(request: SweepRequest, note: Callable[[str], None] = _quiet) -> Sw
         write_sweep_file(request.out_dir, planned)
     started = time.monotonic()
     labels = {p.id: p.label for p in planned}
-    backend.run(group_jobs(configs, request.batch_lambdas), request, labels)
+    backend.run(configs, request, labels)
     return SweepOutcome(planned, len(configs), time.monotonic() - started)
 
 
@@ -110,7 +109,6 @@ def _run_adaptive(
     set of runs for the backend. The plan is replayed from the recorded rounds, so a stopped
     study resumes where it was."""
     from sparsedd.sweep.adaptive import plan_waves, write_plan_file
-    from sparsedd.sweep.jobs import group_jobs
     from sparsedd.sweep.plan import plan
 
     state = plan_waves(seeds, planned, request.out_dir)
@@ -131,7 +129,7 @@ def _run_adaptive(
         previous = wave
         write_plan_file(request.out_dir, state)
         configs = [p.cfg for p in state.wave]
-        backend.run(group_jobs(configs, request.batch_lambdas), request, labels)
+        backend.run(configs, request, labels)
         trained += len(configs)
         planned = plan(labelled, request.out_dir)
         state = plan_waves(seeds, planned, request.out_dir)

@@ -1,9 +1,9 @@
 """How a run executes on its device: ``precision=auto`` and ``compile=auto`` resolved.
 
 ``auto`` picks a setting only where a measurement showed that it pays on that kind of device
-(README, "Speed"): bf16 autocast where the device computes bf16 natively, and torch.compile on a
-CPU running bf16 (the demo: about 2× the paper's pipeline, against 1.6× for eager bf16). On
-CUDA, compile stays off under ``auto`` until ``bench/gpu_check.sh`` has measured it there.
+(docs/speed.md): bf16 autocast where the device computes bf16 natively, and torch.compile on a
+CPU running bf16. On CUDA, compile stays off under ``auto`` until ``bench/gpu_check.sh`` has
+measured it there.
 """
 
 from __future__ import annotations
@@ -98,17 +98,16 @@ def quiet_compile_imports() -> None:
         logger.setLevel(level)
 
 
-def describe_execution(precision: str, compiled: bool, batched: int = 1) -> str:
-    """How a round was computed, as recorded with it: ``bf16+compile``, ``fp32+batched(3)``."""
-    parts = [precision] + (["compile"] if compiled else [])
-    return "+".join(parts + ([f"batched({batched})"] if batched > 1 else []))
+def describe_execution(precision: str, compiled: bool) -> str:
+    """How a round was computed, as recorded with it: ``bf16+compile``, ``fp32``."""
+    return "+".join([precision] + (["compile"] if compiled else []))
 
 
 def mul_each_(tensors: list[torch.Tensor], factors: list[torch.Tensor] | float) -> None:
     """``tensors[i] *= factors[i]`` (or a scalar) in place, for masks and weight decay.
 
     On CUDA one multi-tensor kernel (``torch._foreach_mul_``) replaces a launch per tensor; on
-    the CPU the public per-tensor loop measured as fast (README, "Speed"), so it is used there.
+    the CPU the public per-tensor loop measured as fast (docs/speed.md), so it is used there.
     """
     if not tensors:
         return

@@ -1,15 +1,16 @@
 """One run: dense training then every pruning round, recorded and resumable.
 
-An :class:`Experiment` owns one run's state (model, masks, folder, store) and the steps the round
-engine (``sparsedd.training.engine``) asks of it: restore a round's start, prune, save, evaluate,
-record, and settle what is recorded when it resumes (stale rounds, collapsed rounds).
+:meth:`Experiment.run` is the round loop on one page: it opens the run, then takes each round
+not yet recorded through resume (or prune) → train → evaluate → record, and the collapse stop
+(:meth:`Experiment.run_round`). The steps follow, in that order. Opening a run (its files; what
+is recorded already: stale rounds, collapsed rounds, a twin's dense round) and the collapse stop
+are the run's state, in ``run_state.py``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Sequence
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -19,41 +20,31 @@ from torch import nn
 
 from sparsedd.analysis.convergence import fix_hint, not_converged
 from sparsedd.components import canonical, run_id
-from sparsedd.config import Config, round_epochs, to_dict, to_yaml
+from sparsedd.config import Config, round_epochs
 from sparsedd.data.datasets import ImageData, Splits, load_dataset, make_splits
 from sparsedd.errors import CheckpointError, ConfigError, DivergedError, Interrupted
 from sparsedd.models.base import InputSpec, create_model
 from sparsedd.remedies import REMEDIES
 from sparsedd.store import checkpoint as ckpt
-from sparsedd.store.atomic import atomic_write_text, temp_files
 from sparsedd.store.results import ResultsStore, RunStore
 from sparsedd.store.run_folder import RunFolder, check_path_encoding
-from sparsedd.training.batched import can_batch
-from sparsedd.training.collapse import Outcome, stop_reason
-from sparsedd.training.data_identity import (
-    check_data_identity,
-    data_identity,
-    write_data_identity,
-)
+from sparsedd.store.run_lock import run_locks
+from sparsedd.training.collapse import Outcome
+from sparsedd.training.data_identity import data_identity
 from sparsedd.training.engine import (
     StopFlag,
     derive_seed,
     diverged_message,
     out_of_memory_hint,
-    run_group,
     save_due,
-    train_round,
 )
 from sparsedd.training.evaluate import evaluate_round
-from sparsedd.training.prune import (
-    Masks,
-    excluded_layers,
-    full_masks,
-)
+from sparsedd.training.prune import Masks, excluded_layers, full_masks
 from sparsedd.training.reporter import Reporter, SilentReporter
 from sparsedd.training.round_start import check_mask_sparsity, prune_masks
+from sparsedd.training.run_state import RunState
 from sparsedd.training.teacher import default_teacher, load_teacher
-from sparsedd.training.trainer import EpochStats, Trainer, check_device
+from sparsedd.training.trainer import EpochStats, Trainer, check_device, steps_per_epoch
 
 __all__ = [
     "Experiment",
@@ -62,35 +53,11 @@ __all__ = [
     "SilentReporter",
     "StopFlag",
     "derive_seed",
-    "run_batched",
     "save_due",
 ]
 
 
-def run_batched(
-    configs: Sequence[Config],
-    out_dir: str | Path,
-    reporter: Reporter | None = None,
-    stop: StopFlag | None = None,
-    store: RunStore | None = None,
-) -> None:
-    """Run configs that differ only in ``weight_decay`` as one batched model.
-
-    Records into ``out_dir`` exactly the rows and checkpoints that ``Experiment(cfg,
-    out_dir).run()`` records for each config (only ``seconds`` is the shared wall time), and
-    resumes from what is recorded (in ``store`` when given). The round engine runs them:
-    rounds whose runs stand at different points are run one run at a time, and a run that
-    collapsed leaves the group.
-    """
-    configs = list(configs)
-    if len(configs) > 1 and not can_batch(configs):
-        raise ValueError("run_batched needs configs that differ only in weight_decay")
-    stop = stop or StopFlag()
-    data = load_dataset(configs[0])  # the runs differ only in λ: one dataset serves all
-    run_group([Experiment(c, out_dir, reporter, stop, data=data, store=store) for c in configs])
-
-
-class Experiment:
+class Experiment(RunState):
     """Takes one config through every round, recording into an output folder."""
 
     def __init__(
@@ -150,113 +117,149 @@ class Experiment:
         #: The dense round's training accuracy per epoch trained in this process.
         self.dense_accs: dict[int, float] = {}
 
-    # ------------------------------------------------------------ public
+    # ------------------------------------------------------------ the round loop
 
     def run(self) -> list[dict[str, Any]]:
-        """Train and prune every round not yet recorded; return all recorded rows of the run."""
-        run_group([self])
+        """Train and prune every round not yet recorded; return all recorded rows of the run.
+
+        Holds the run folder's lock (waiting while another process trains the run), settles
+        what is recorded, then runs each round left until the collapse stop ends the run.
+        """
+        stopped, waiting = (lambda: self.stop.requested), (lambda _: self.note_waiting())
+        with run_locks([self.folder], stopped, waiting):
+            done = self.open()
+            splits = self.splits.to(self.device)
+            for k in range(self.cfg.rounds + 1):
+                if k not in done and self.collapsed_at is None:
+                    self.run_round(k, splits)
         return [r for r in self.store.round_rows() if r["run_id"] == self.id]
 
-    def note_waiting(self, folder: Path | None = None) -> None:
-        """Say that another process trains this run now (two sweeps share it): we wait."""
-        self.reporter.note(
-            self.id, f"another process is training run {self.id}; waiting for it to finish"
-        )
-
-    # ------------------------------------------------------------ what is recorded
-
-    def drop_stale_rounds(self) -> set[int]:
-        """Rounds recorded and still resumable; drops rows whose checkpoints were deleted.
-
-        The first round left to train starts from the checkpoint of the round before it (a
-        finished or collapsed run keeps its last trained round's); when that file is gone (a
-        run folder deleted by hand), the rounds recorded after the last checkpoint still there
-        are dropped and recomputed, with one line saying so.
-        """
-        done = self.store.rounds_done(self.id)
-        todo = [k for k in range(self.cfg.rounds + 1) if k not in done]
-        if self.collapsed_at is not None:
-            todo = [self.collapsed_at + 1]  # the collapsed rounds have no checkpoint
-        needed = (todo[0] if todo else self.cfg.rounds + 1) - 1  # a finished run keeps its last
-        if needed < 0 or self.files.round_file(needed).exists():
-            return set(done)
-        keep = needed
-        while keep >= 0 and not self.files.round_file(keep).exists():
-            keep -= 1
-        self.store.drop_rounds(self.id, keep + 1)
-        self.files.progress.unlink(missing_ok=True)
-        self.reporter.note(
-            self.id,
-            f"checkpoint {self.files.round_file(needed)} is missing: dropped the "
-            f"recorded rounds {keep + 1}..{max(done)} of run {self.id} to recompute them",
-        )
-        self.pruned_outcomes = {k: v for k, v in self.pruned_outcomes.items() if k <= keep}
-        return {r for r in done if r <= keep}
-
-    def write_run_files(self) -> None:
-        """Create the run's folder with its config, noisy labels and data identity (refusing
-        to resume on other data); register the run.
-
-        The recorded config's ``rounds`` is the most asked for so far: asking for more
-        continues the run, asking for fewer keeps every recorded round. Temporary files of
-        writes that were killed are removed first.
-        """
-        check_data_identity(self.folder, self.id, self.data_identity)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        for leftover in temp_files(self.folder):
-            leftover.unlink(missing_ok=True)
-        recorded = max(self.store.rounds_done(self.id), default=0)
-        cfg = dataclasses.replace(self.cfg, rounds=max(self.cfg.rounds, recorded))
-        atomic_write_text(self.files.config, to_yaml(cfg), ckpt.OUT_FIX)
-        if not self.files.labels.exists():
-            s = self.splits
-            n_val = len(s.val_y)
-            ckpt.save_tensors(
-                self.files.labels,
-                {
-                    "dataset_index": s.pool_indices[n_val:],
-                    "noisy_label": s.train_y,
-                    "clean_label": s.train_clean_y,
-                    "is_noisy": s.train_is_noisy,
-                    "val_dataset_index": s.pool_indices[:n_val],
-                    "val_noisy_label": s.val_y,
-                },
-                {
-                    "noise": self.cfg.noise,
-                    "noise_kind": self.cfg.noise_kind,
-                    "noise_seed": self.cfg.label_seed,
-                },
-            )
-        write_data_identity(self.folder, self.data_identity)
-        self.store.record_run(self.id, to_dict(cfg))
-
-    def note_other_versions(self) -> None:
-        """Say in one line when rounds still to run join rounds recorded by another version."""
-        from sparsedd import __version__
-
-        versions = self.store.round_versions(self.id)
-        if not versions or len(versions) > self.cfg.rounds:
-            return
-        others = sorted({v or "of unknown version" for v in versions.values() if v != __version__})
-        if not others:
-            return
-        rounds = sorted(k for k, v in versions.items() if v != __version__)
-        self.reporter.note(
-            self.id,
-            f"rounds {_span(rounds)} of this run were recorded by sparsedd "
-            f"{', '.join(others)}; this is sparsedd {__version__}, resuming with it",
-        )
-
-    # ------------------------------------------------------------ rounds
-
     def run_round(self, k: int, splits: Splits) -> None:
-        """Train round ``k`` from its starting state (resuming if saved), then record it."""
-        cfg = self.cfg
-        finetune = cfg.retrain == "finetune" and k > 0
-        trainer = Trainer(self.model, self.masks, cfg, self.device, finetune, self.teacher_model())
-        first_epoch, seconds = self.load_round_start(k, trainer, splits)
+        """Round ``k``: resume → prune → train → evaluate → record, then the collapse stop."""
+        trainer = self.round_trainer(k)
+        first_epoch, seconds = self.resume(k, trainer) or self.prune(k, trainer, splits)
+        seconds = self.train(k, trainer, splits, first_epoch, seconds)
+        row = self.evaluate(k, trainer, splits, seconds)
+        self.record(k, row)
+        self.check_collapse(k)
+
+    # ------------------------------------------------------------ the steps, in order
+
+    def round_trainer(self, k: int) -> Trainer:
+        """A fresh trainer (optimizer and schedule) for round ``k``."""
+        finetune = self.cfg.retrain == "finetune" and k > 0
+        teacher = self.teacher_model()
+        return Trainer(self.model, self.masks, self.cfg, self.device, finetune, teacher)
+
+    def resume(self, k: int, trainer: Trainer) -> tuple[int, float] | None:
+        """Restore round ``k``'s saved progress (weights, masks, optimizer); return (first
+        epoch left, seconds spent), or None when none is saved (a leftover of a finished
+        round is not round ``k``'s)."""
+        progress = self.files.progress
+        if not progress.exists():
+            return None
+        tensors, meta = ckpt.load_tensors(progress)
+        saved = meta.get("round")
+        if type(saved) is int and saved < k and saved in self.store.rounds_done(self.id):
+            return None
+        ckpt.check_meta(progress, meta, self.id, k, round_epochs(self.cfg, k))
+        self._check_sparsity(progress, tensors, k, exact=False)
+        ckpt.restore(progress, tensors, self.model, self.masks, trainer.optimizer)
+        return meta["epoch"] + 1, float(meta.get("seconds", 0.0))
+
+    def prune(self, k: int, trainer: Trainer, splits: Splits) -> tuple[int, float]:
+        """Round ``k``'s start from nothing saved: round 0 from the initial weights; round
+        k ≥ 1 from round k − 1's checkpoint, pruned (a control retrains it unpruned) and, for
+        ``retrain=lottery``, rewound to the initial weights. Returns (0, 0.0)."""
+        if k == 0:
+            self.model.load_state_dict(self.init_state)
+            for m in self.masks.values():
+                m.fill_(True)
+            return 0, 0.0
+        previous = self.files.round_file(k - 1)
+        if not previous.exists():
+            raise CheckpointError(
+                f"round {k - 1} is recorded but {previous} is missing; "
+                f"delete the run folder {self.folder} to recompute it"
+            )
+        tensors, meta = ckpt.load_tensors(previous)
+        ckpt.check_meta(previous, meta, self.id, k - 1)
+        self._check_sparsity(previous, tensors, k - 1, exact=True)
+        ckpt.restore(previous, tensors, self.model, self.masks)
+        if self.cfg.pruning:
+            seed = derive_seed(self.cfg.seed, k, "prune")
+            prune_masks(self.model, self.masks, self.kept_dense, self.cfg, seed, trainer, splits)
+        if self.cfg.retrain == "lottery":
+            self.model.load_state_dict(self.init_state)
+        return 0, 0.0
+
+    def train(
+        self, k: int, trainer: Trainer, splits: Splits, first_epoch: int, seconds: float
+    ) -> float:
+        """Train round ``k``'s epochs from ``first_epoch``, recording each and saving progress
+        (bounded by ``save_due``; always on a stop); return the round's seconds of training."""
+        cfg, epochs = self.cfg, round_epochs(self.cfg, k)
         trainer.refresh_masks()
-        train_round([self], [trainer], trainer, k, splits, first_epoch, seconds)
+        self.reporter.round_started(self.id, k, epochs, first_epoch)
+        per_epoch = steps_per_epoch(len(splits.train_y), cfg.batch_size)
+        augment = cfg.augment == "flip_crop"
+        started = time.perf_counter() - seconds
+        saved = time.monotonic()  # the round's start is saved: its checkpoint or progress file
+        for epoch in range(first_epoch, epochs):
+            with out_of_memory_hint("batch_size", cfg.batch_size):
+                stats = trainer.train_epoch(
+                    splits.train_x,
+                    splits.train_y,
+                    derive_seed(cfg.seed, k, epoch),
+                    augment,
+                    splits.mean,
+                    splits.std,
+                    epoch * per_epoch,
+                    epochs * per_epoch,
+                )
+            self.check_finite(k, epoch, stats)
+            last = epoch == epochs - 1
+            save = last or self.stop.requested or save_due(cfg, epoch, time.monotonic() - saved)
+            if save:
+                saved = time.monotonic()
+            self.store.record_epoch(self.id, k, epoch, stats.loss, stats.acc)
+            if save:
+                self.save_progress(k, epoch, trainer, time.perf_counter() - started)
+            self.reporter.epoch_done(self.id, k, epoch, stats)
+            if self.stop.requested and not last:
+                if not save:  # the stop came while the epoch was being reported: save it now
+                    self.save_progress(k, epoch, trainer, time.perf_counter() - started)
+                raise Interrupted(f"stopped in round {k} after epoch {epoch + 1}")
+        return time.perf_counter() - started
+
+    def evaluate(self, k: int, trainer: Trainer, splits: Splits, seconds: float) -> dict[str, Any]:
+        """The row of trained round ``k`` (see ``evaluate_round``); refused if not finite."""
+        epochs = round_epochs(self.cfg, k)
+        with out_of_memory_hint("eval_batch_size", self.cfg.eval_batch_size):
+            row = evaluate_round(
+                k, self.model, self.masks, trainer, splits, self.device, epochs, seconds
+            )
+        row["execution"] = trainer.execution
+        if not all(math.isfinite(row[f]) for f in ("test_loss", "test_acc") if row[f] is not None):
+            raise DivergedError(diverged_message(self.cfg, self.id, k, "evaluation"))
+        return row
+
+    def record(self, k: int, row: dict[str, Any]) -> None:
+        """Save round ``k``'s checkpoint, then record its row (the round is done only then)."""
+        ckpt.save_tensors(
+            self.files.round_file(k),
+            ckpt.model_state(self.model, self.masks),
+            {"round": k, "run_id": self.id, "input": self.input_meta()},
+        )
+        self.store.record_round(self.id, row)
+        self.files.progress.unlink(missing_ok=True)
+        if k:
+            self.pruned_outcomes[k] = (row["test_acc"], row["layer_density"], row["memorization"])
+        self.reporter.round_done(self.id, row)
+        if k == 0:
+            self._check_dense_convergence(row["epochs"])
+
+    # ------------------------------------------------------------ what the steps use
 
     def teacher_model(self) -> nn.Module | None:
         """The frozen teacher of a distilled run (None without one); the default teacher is
@@ -278,35 +281,22 @@ class Experiment:
             return
         raise DivergedError(diverged_message(self.cfg, self.id, k, f"epoch {epoch + 1}"))
 
-    def finish_round(
-        self,
-        k: int,
-        trainer: Trainer,
-        splits: Splits,
-        epochs: int,
-        seconds: float,
-        execution: str,
-    ) -> None:
-        """Evaluate the trained round ``k``, save its checkpoint, then record its row."""
-        with out_of_memory_hint("eval_batch_size", self.cfg.eval_batch_size):
-            row = evaluate_round(
-                k, self.model, self.masks, trainer, splits, self.device, epochs, seconds
-            )
-        row["execution"] = execution
-        if not all(math.isfinite(row[f]) for f in ("test_loss", "test_acc") if row[f] is not None):
-            raise DivergedError(diverged_message(self.cfg, self.id, k, "evaluation"))
+    def save_progress(self, k: int, epoch: int, trainer: Trainer, seconds: float) -> None:
+        """Save what resuming needs after ``epoch`` of round ``k``: weights, masks, optimizer."""
+        state = ckpt.model_state(self.model, self.masks)
+        state.update(ckpt.optimizer_state(trainer.optimizer))
         ckpt.save_tensors(
-            self.files.round_file(k),
-            ckpt.model_state(self.model, self.masks),
-            {"round": k, "run_id": self.id, "input": self.input_meta()},
+            self.files.progress,
+            state,
+            {"round": k, "epoch": epoch, "seconds": seconds, "run_id": self.id},
         )
-        self.store.record_round(self.id, row)
-        self.files.progress.unlink(missing_ok=True)
-        if k:
-            self.pruned_outcomes[k] = (row["test_acc"], row["layer_density"], row["memorization"])
-        self.reporter.round_done(self.id, row)
-        if k == 0:
-            self._check_dense_convergence(epochs)
+
+    def _check_sparsity(
+        self, path: Path, tensors: dict[str, torch.Tensor], k: int, exact: bool
+    ) -> None:
+        """Refuse masks that disagree with the recorded rounds (see check_mask_sparsity)."""
+        recorded = partial(self.store.round_sparsity, self.id)
+        check_mask_sparsity(path, tensors, k, self.masks, recorded, self.cfg.prune_rate, exact)
 
     def _check_dense_convergence(self, epochs: int) -> None:
         """One note when the dense round's training accuracy was still climbing at its end
@@ -321,80 +311,3 @@ class Experiment:
                 f"so later rounds fall from more training too; "
                 f"{fix_hint(self.cfg.round0_epochs, control=not self.cfg.pruning)}",
             )
-
-    def input_meta(self) -> dict[str, Any]:
-        """What the model takes: image shape, classes (and their names), the normalization."""
-        s = self.spec
-        return {
-            "channels": s.channels,
-            "image_size": s.image_size,
-            "num_classes": s.num_classes,
-            "mean": list(self.splits.mean),
-            "std": list(self.splits.std),
-            "classes": self.class_names,
-        }
-
-    def load_round_start(self, k: int, trainer: Trainer, splits: Splits) -> tuple[int, float]:
-        """Restore the state a round starts from; return (first epoch to train, seconds spent)."""
-        progress = self.files.progress
-        if progress.exists():
-            tensors, meta = ckpt.load_tensors(progress)
-            saved = meta.get("round")
-            if not (type(saved) is int and saved < k and saved in self.store.rounds_done(self.id)):
-                # not a leftover of a finished round: it must be this round's
-                ckpt.check_meta(progress, meta, self.id, k, round_epochs(self.cfg, k))
-                self._check_sparsity(progress, tensors, k, exact=False)
-                ckpt.restore(progress, tensors, self.model, self.masks, trainer.optimizer)
-                return meta["epoch"] + 1, float(meta.get("seconds", 0.0))
-        if k == 0:
-            self.model.load_state_dict(self.init_state)
-            for m in self.masks.values():
-                m.fill_(True)
-            return 0, 0.0
-        previous = self.files.round_file(k - 1)
-        if not previous.exists():
-            raise CheckpointError(
-                f"round {k - 1} is recorded but {previous} is missing; "
-                f"delete the run folder {self.folder} to recompute it"
-            )
-        tensors, meta = ckpt.load_tensors(previous)
-        ckpt.check_meta(previous, meta, self.id, k - 1)
-        self._check_sparsity(previous, tensors, k - 1, exact=True)
-        ckpt.restore(previous, tensors, self.model, self.masks)
-        if self.cfg.pruning:  # the control (pruning: false) retrains the same weights
-            seed = derive_seed(self.cfg.seed, k, "prune")
-            prune_masks(self.model, self.masks, self.kept_dense, self.cfg, seed, trainer, splits)
-        if self.cfg.retrain == "lottery":
-            self.model.load_state_dict(self.init_state)
-        return 0, 0.0
-
-    def _check_sparsity(
-        self, path: Path, tensors: dict[str, torch.Tensor], k: int, exact: bool
-    ) -> None:
-        """Refuse masks that disagree with the recorded rounds (see check_mask_sparsity)."""
-        recorded = partial(self.store.round_sparsity, self.id)
-        check_mask_sparsity(path, tensors, k, self.masks, recorded, self.cfg.prune_rate, exact)
-
-    def collapse_reason(self, k: int) -> str | None:
-        """Why the run stops after trained round ``k`` (collapsed, or a control that settled),
-        or None (see ``collapse``)."""
-        pruned = [self.pruned_outcomes[j] for j in sorted(self.pruned_outcomes) if j <= k]
-        noisy = int(self.splits.train_is_noisy.sum())
-        return stop_reason(self.cfg, pruned, self.kept_dense, self.splits.test_y, noisy)
-
-    def save_progress(self, k: int, epoch: int, trainer: Trainer, seconds: float) -> None:
-        """Save what resuming needs after ``epoch`` of round ``k``: weights, masks, optimizer."""
-        state = ckpt.model_state(self.model, self.masks)
-        state.update(ckpt.optimizer_state(trainer.optimizer))
-        ckpt.save_tensors(
-            self.files.progress,
-            state,
-            {"round": k, "epoch": epoch, "seconds": seconds, "run_id": self.id},
-        )
-
-
-def _span(rounds: list[int]) -> str:
-    """Round numbers as '0-3' when consecutive, else '0, 2, 5'."""
-    if rounds == list(range(rounds[0], rounds[-1] + 1)) and len(rounds) > 1:
-        return f"{rounds[0]}-{rounds[-1]}"
-    return ", ".join(map(str, rounds))

@@ -3,9 +3,10 @@
 By default the teacher is the dense round of the same run without a remedy (same model, data,
 noisy labels, seed and λ): the run that ``--grid remedy=none,distill`` trains beside it, so the
 two share it; a missing one is trained first (its round 0 only). ``teacher`` may instead name
-a run id in the same results folder, or an exported ``.safetensors`` (read by the loader that
-``sparsedd.export`` registers in :data:`TEACHER_FILES`, a layer above this one). A teacher made
-for another dataset, class count or input shape is refused in one line.
+a run id in the same results folder, an exported ``.safetensors`` (read by the loader that
+``sparsedd.export`` registers in :data:`TEACHER_FILES`, a layer above this one), or a registered
+or timm model and its checkpoint (``training.teacher_checkpoint``). A teacher made for another
+dataset, class count or input shape is refused in one line.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sparsedd.components import from_dict, run_id, teacher_identity
+from sparsedd.components import from_dict, run_id
 from sparsedd.config import DEFAULTS, Config
 from sparsedd.config_files import load_yaml_file
 from sparsedd.errors import ConfigError
@@ -27,6 +28,8 @@ from sparsedd.registry import Registry
 from sparsedd.store import checkpoint as ckpt
 from sparsedd.store.results import RunStore
 from sparsedd.store.run_folder import RunFolder
+from sparsedd.teacher_ref import parse_teacher
+from sparsedd.training.teacher_checkpoint import check_teacher_output, load_checkpoint_teacher
 
 #: A loader of a teacher file: path → (the model, its recorded config as a mapping, its input
 #: meta with channels, image_size, num_classes). Registered by file suffix.
@@ -81,17 +84,23 @@ def load_run_teacher(out_dir: str | Path, teacher: str) -> tuple[nn.Module, dict
 
 
 def load_teacher(cfg: Config, out_dir: str | Path, spec: InputSpec) -> nn.Module:
-    """The teacher ``cfg.teacher`` names (a run id or a file), checked against the student's
-    dataset and input, in eval mode with gradients off."""
+    """The teacher ``cfg.teacher`` names (a run id, an exported file, or a model and its
+    checkpoint), checked against the student's dataset and input, in eval mode with gradients
+    off."""
     name = cfg.teacher
     if name is None:
         raise ValueError("load_teacher needs cfg.teacher; the default one is trained by the run")
-    if name == teacher_identity(name):  # a run id
+    ref = parse_teacher(name)
+    if ref.kind == "run":
         model, recorded, given = load_run_teacher(out_dir, name)
+    elif ref.kind == "checkpoint":
+        model, recorded, given = load_checkpoint_teacher(ref, cfg, spec)
     else:
-        path = Path(name).expanduser()
-        model, recorded, given = TEACHER_FILES.get(path.suffix)(path)
+        assert ref.path is not None
+        model, recorded, given = TEACHER_FILES.get(ref.path.suffix)(ref.path)
     check_teacher(name, recorded, given, cfg, spec)
+    if ref.kind == "checkpoint":
+        check_teacher_output(name, model, spec)
     return frozen(model)
 
 

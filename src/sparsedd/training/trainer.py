@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +23,7 @@ from sparsedd.training.execution import (
     resolve_precision,
 )
 from sparsedd.training.prune import Masks, apply_masks
+from sparsedd.training.teacher_cache import epoch_teacher_logits
 
 FINETUNE_LR_FACTOR = 0.01
 
@@ -58,7 +58,7 @@ DecayStage = Literal["gradient", "before", "after"]
 
 
 def decay_stage(cfg: Config) -> DecayStage:
-    """Where λ enters a step, the one λ policy of single and batched training.
+    """Where λ enters a step.
 
     ``gradient``: coupled ℓ2 (``l2_mode=coupled``), λ·p added to the gradient; ``before``:
     AdamW's decoupled decay, p ← p·(1 − lr·λ) before its update; ``after``: decoupled decay
@@ -69,29 +69,21 @@ def decay_stage(cfg: Config) -> DecayStage:
     return "before" if cfg.optimizer == "adamw" else "after"
 
 
-def build_optimizer(
-    params: list[torch.Tensor], cfg: Config, weight_decay: float, fused: bool | None = None
-) -> torch.optim.Optimizer:
-    """The torch optimizer of ``cfg.optimizer`` and ``l2_mode`` over ``params``.
-
-    The optimizer itself applies ``weight_decay`` at the stage :func:`decay_stage` names (Adam
-    and SGD: coupled; AdamW: decoupled); pass 0 where the caller applies λ itself (a batched
-    model's per-run λ, decoupled SGD).
-    """
-    if cfg.optimizer == "adamw":
-        adam = torch.optim.AdamW if decay_stage(cfg) == "before" else torch.optim.Adam
-        return adam(params, lr=cfg.lr, weight_decay=weight_decay, fused=fused)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=weight_decay)
-
-
 def make_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
-    """A fresh optimizer of one run; λ applied by the optimizer except decoupled SGD's."""
+    """A fresh optimizer of one run, ``cfg.optimizer`` under ``l2_mode``.
+
+    The optimizer applies λ where :func:`decay_stage` says ``gradient`` (Adam, SGD: coupled)
+    or ``before`` (AdamW: decoupled); for ``after`` (decoupled SGD) the trainer applies it.
+    """
     params = list(model.parameters())
-    # On the CPU the fused kernel (one call per tensor) measured ~10% faster per demo step
-    # than the default per-tensor loop of small ops; elsewhere PyTorch's default stands.
+    # On the CPU the fused AdamW kernel replaces the default per-tensor loop of small ops
+    # (docs/speed.md, "The defaults, and why"); elsewhere PyTorch's default stands.
     fused = cfg.optimizer == "adamw" and bool(params) and params[0].device.type == "cpu"
     own = cfg.weight_decay if decay_stage(cfg) != "after" else 0.0
-    return build_optimizer(params, cfg, own, fused or None)
+    if cfg.optimizer == "adamw":
+        adam = torch.optim.AdamW if decay_stage(cfg) == "before" else torch.optim.Adam
+        return adam(params, lr=cfg.lr, weight_decay=own, fused=fused or None)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=own)
 
 
 def lr_at(
@@ -121,86 +113,6 @@ def mask_gradients(grads: list[torch.Tensor | None], masks: list[torch.Tensor]) 
     present = [(g, m) for g, m in zip(grads, masks, strict=True) if g is not None]
     if present:
         mul_each_([g for g, _ in present], [m for _, m in present])
-
-
-class EpochTrainer(Protocol):
-    """What :func:`run_epoch` needs of a trainer (a single or a batched one)."""
-
-    cfg: Config
-    device: torch.device
-    finetune: bool
-    optimizer: torch.optim.Optimizer
-
-    def autocast(self) -> AbstractContextManager: ...
-    def masked_step(self, lr: float) -> None: ...
-
-
-def run_epoch(
-    trainer: EpochTrainer,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    seed: int,
-    augment: bool,
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
-    first_step: int,
-    total_steps: int,
-    batch_loss: Callable[
-        [torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-    ],
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The one epoch loop of single and batched training: summed loss and correct count.
-
-    Batch order, augmentation and dropout are drawn from ``seed``; the lr follows the round's
-    schedule from ``first_step``. ``batch_loss(xb, yb)`` returns the loss to differentiate and
-    the per-run mean loss and correct count of the batch (scalars, or one per batched run).
-    """
-    cfg, device = trainer.cfg, trainer.device
-    torch.manual_seed(seed)  # dropout
-    loss_sum = correct = None
-    mean_t, std_t = channel_stats(mean, device), channel_stats(std, device)
-    step, per_epoch = first_step, steps_per_epoch(len(y), cfg.batch_size)
-    for xb, yb in epoch_batches(x, y, cfg.batch_size, seed, augment, mean_t, std_t):
-        lr = lr_at(step, total_steps, cfg, trainer.finetune, per_epoch)
-        for group in trainer.optimizer.param_groups:
-            group["lr"] = lr
-        with trainer.autocast():
-            loss, losses, hits = batch_loss(xb, yb)
-        trainer.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        trainer.masked_step(lr)
-        batch_sum = losses.detach() * len(yb)
-        loss_sum = batch_sum if loss_sum is None else loss_sum + batch_sum
-        correct = hits if correct is None else correct + hits
-        step += 1
-    if loss_sum is None:
-        raise ValueError("an epoch needs at least one training sample")
-    return loss_sum, correct
-
-
-def masked_step(
-    optimizer: torch.optim.Optimizer,
-    masked: list[torch.Tensor],
-    mask_values: list[torch.Tensor],
-    lr: float,
-    before: Callable[[float], None] | None = None,
-    after: Callable[[float], None] | None = None,
-) -> None:
-    """The one masked optimizer step: mask the gradients, step, re-zero the pruned weights.
-
-    ``before(lr)`` and ``after(lr)`` apply weight decay that the optimizer itself does not
-    (per run λ in a batched model, decoupled SGD); both run without autograd.
-    """
-    with torch.no_grad():
-        mask_gradients([p.grad for p in masked], mask_values)
-        if before is not None:
-            before(lr)
-    optimizer.step()
-    with torch.no_grad():
-        if after is not None:
-            after(lr)
-        # Momentum and weight decay would revive pruned weights: zero them after every step.
-        mul_each_(masked, mask_values)
 
 
 @torch.no_grad()
@@ -237,9 +149,12 @@ class Trainer:
         device: torch.device,
         finetune: bool = False,
         teacher: nn.Module | None = None,
+        cache_teacher: bool = True,
     ) -> None:
         self.model, self.cfg, self.device, self.finetune = model, cfg, device, finetune
         self.remedy, self.teacher = REMEDIES.get(cfg.remedy), teacher
+        # The teacher's logits of unaugmented batches, once per image (teacher_cache).
+        self.cache_teacher, self._teacher_out = cache_teacher, None
         if self.remedy.needs_teacher and teacher is None:
             raise ValueError(f"remedy={cfg.remedy} needs a teacher model")
         names = dict(model.named_parameters())
@@ -261,13 +176,6 @@ class Trainer:
         ]
         apply_masks(self.masked_params, self._mask_values)
 
-    def sync(self) -> None:
-        """Nothing to write back: the trainer trains its run's own model and optimizer."""
-
-    def train_each(self, **inputs: Any) -> list[EpochStats]:
-        """One epoch (see :meth:`train_epoch`); the stats of the one run, as a list."""
-        return [self.train_epoch(**inputs)]
-
     def autocast(self) -> AbstractContextManager:
         """bf16 autocast when the config asks for it, else a no-op context."""
         return torch.autocast(
@@ -285,34 +193,64 @@ class Trainer:
         first_step: int,
         total_steps: int,
     ) -> EpochStats:
-        """One epoch over (x, y) with batch order and augmentation drawn from ``seed``."""
+        """One epoch over (x, y): batch order, augmentation and dropout drawn from ``seed``,
+        the lr following the round's schedule of ``total_steps`` from ``first_step``."""
+        cfg = self.cfg
         self.model.train()
-        loss_sum, correct = run_epoch(
-            self, x, y, seed, augment, mean, std, first_step, total_steps, self._batch_loss
-        )
+        if self.cache_teacher:
+            self._teacher_out = epoch_teacher_logits(
+                self.teacher, x, seed, augment, mean, std, cfg.batch_size, self.autocast
+            )
+        torch.manual_seed(seed)  # dropout
+        mean_t, std_t = channel_stats(mean, self.device), channel_stats(std, self.device)
+        step, per_epoch = first_step, steps_per_epoch(len(y), cfg.batch_size)
+        loss_sum = correct = None
+        for xb, yb in epoch_batches(x, y, cfg.batch_size, seed, augment, mean_t, std_t):
+            lr = lr_at(step, total_steps, cfg, self.finetune, per_epoch)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            with self.autocast():
+                loss, hits = self._batch_loss(xb, yb)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.masked_step(lr)
+            batch_sum = loss.detach() * len(yb)
+            loss_sum = batch_sum if loss_sum is None else loss_sum + batch_sum
+            correct = hits if correct is None else correct + hits
+            step += 1
+        if loss_sum is None:
+            raise ValueError("an epoch needs at least one training sample")
         # One host sync per epoch: the loss, the accuracy and whether every weight is finite.
         finite = torch.stack([p.detach().isfinite().all() for p in self.model.parameters()])
         loss, hits, ok = torch.stack([loss_sum, correct.double(), finite.all().double()]).tolist()
         return EpochStats(loss / len(y), hits / len(y), bool(ok))
 
-    def _batch_loss(
-        self, xb: torch.Tensor, yb: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _batch_loss(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch's mean loss and its count of correct predictions (of the noisy labels)."""
         logits = self.forward(xb)
         if self.cfg.remedy == "none":  # as before remedies existed: bit for bit the same runs
             loss = F.cross_entropy(logits.float(), yb)
         else:
-            loss = self.remedy.loss(logits.float(), yb, teacher_logits(self.teacher, xb), self.cfg)
+            teacher = (
+                next(self._teacher_out)
+                if self._teacher_out is not None
+                else teacher_logits(self.teacher, xb)
+            )
+            loss = self.remedy.loss(logits.float(), yb, teacher, self.cfg)
             loss = loss.mean()
-        return loss, loss, (logits.argmax(1) == yb).sum()
+        return loss, (logits.argmax(1) == yb).sum()
 
     def masked_step(self, lr: float) -> None:
-        """One optimizer step under the masks (decoupled SGD decay after it, as SGDW does)."""
-        masked_step(self.optimizer, self.masked_params, self._mask_values, lr, after=self._decay)
-
-    def _decay(self, lr: float) -> None:
-        if self.decoupled_sgd and self.cfg.weight_decay:
-            mul_each_(list(self.model.parameters()), 1.0 - lr * self.cfg.weight_decay)
+        """One optimizer step under the masks: mask the gradients, step, apply decoupled SGD's
+        decay after it (as SGDW does), and zero the pruned weights again."""
+        with torch.no_grad():
+            mask_gradients([p.grad for p in self.masked_params], self._mask_values)
+        self.optimizer.step()
+        with torch.no_grad():
+            if self.decoupled_sgd and self.cfg.weight_decay:
+                mul_each_(list(self.model.parameters()), 1.0 - lr * self.cfg.weight_decay)
+            # Momentum and weight decay would revive pruned weights: zero them after every step.
+            mul_each_(self.masked_params, self._mask_values)
 
     def predict_with_grad(
         self, x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]
