@@ -1,4 +1,4 @@
-"""A faithful re-creation of the seed paper's training pipeline, the baseline of bench/speed.py.
+"""A faithful re-creation of the paper's training pipeline, the baseline of bench/speed.py.
 
 What makes it the paper's pipeline (and what our path replaces):
 

@@ -32,7 +32,8 @@ from sparsedd.config import NON_SEMANTIC, Config, to_dict
 from sparsedd.errors import ConfigError
 from sparsedd.events.progress import ConsoleReporter
 from sparsedd.store.results import ResultsStore
-from sparsedd.store.run_folder import RunFolder
+from sparsedd.store.results_folder import ResultsFolder
+from sparsedd.store.round_record import RoundRecord
 from sparsedd.sweep.backends import BACKENDS, SweepRequest
 from sparsedd.sweep.jobs import run_job
 from sparsedd.sweep.plan import Cell, sweep_configs
@@ -165,7 +166,7 @@ def console_reporter() -> tuple[ConsoleReporter, io.StringIO]:
 
 def tiny_folder(out: Path) -> Path:
     """The `tiny` run's folder inside a results folder."""
-    return RunFolder.of(out, id_of_run(resolve_config("tiny"))).path
+    return ResultsFolder(out).run(id_of_run(resolve_config("tiny"))).path
 
 
 # ---------------------------------------------------------------- results folders
@@ -205,7 +206,7 @@ def fill(out: Path, runs: list[tuple[str, dict[str, Any], list[dict[str, Any]]]]
     for run_id, config, rows in runs:
         store.record_run(run_id, config)
         for row in rows:
-            store.record_round(run_id, row)
+            store.record_round(run_id, RoundRecord(**row))
     return out
 
 
@@ -240,7 +241,7 @@ def write_store(df: pd.DataFrame, out: Path, extra: dict | None = None) -> Path:
             if r.get("collapsed") == 1:  # as the collapse stop records a skipped round
                 row.update(collapsed=True, test_loss=None, train_acc=None, train_acc_clean=None,
                            epochs=0, seconds=0.0, layer_density={})  # fmt: skip
-            store.record_round(str(run_id), row)
+            store.record_round(str(run_id), RoundRecord(**row))
     return out
 
 

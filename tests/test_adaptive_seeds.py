@@ -252,6 +252,24 @@ def test_the_plan_groups_curves_by_everything_but_seed() -> None:
     ]
 
 
+def test_the_plan_and_the_analysis_share_one_definition_of_a_curve() -> None:
+    """A grid's curves are the analysis's curves of the same runs (``curve_identity``)."""
+    import dataclasses
+
+    import pandas as pd
+
+    from sparsedd.analysis.load import add_curve_column
+    from sparsedd.config import to_dict
+
+    a = [*_planned(0.0, [0, 1]), *_planned(0.5, [0, 1])]
+    a += [dataclasses.replace(p, cfg=dataclasses.replace(p.cfg, prune_rate=0.5)) for p in a[:2]]
+    frame = add_curve_column(pd.DataFrame([{**to_dict(p.cfg), "run_id": str(i)} for i, p in
+                                           enumerate(a)]))  # fmt: skip
+    by_analysis = frame.groupby("curve", sort=False)["run_id"].apply(list).tolist()
+    by_plan = [[str(a.index(p)) for p in c] for c in adaptive.curves_of(a)]
+    assert by_plan == by_analysis == [["0", "1"], ["2", "3"], ["4", "5"]]
+
+
 def test_waves_run_on_ray(tmp_path, capsys, monkeypatch) -> None:
     """Each wave goes to the Ray backend like any grid (rows sent to this driver)."""
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'sparsedd[ray]')")

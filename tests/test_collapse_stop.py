@@ -15,7 +15,7 @@ from support import run_cli
 from sparsedd.components import run_id
 from sparsedd.config import Config
 from sparsedd.store.results import ResultsStore
-from sparsedd.store.run_folder import RunFolder
+from sparsedd.store.results_folder import ResultsFolder
 from sparsedd.training.collapse import at_constant, collapse_reason, constant_accuracy
 from sparsedd.training.experiment import Experiment
 
@@ -38,7 +38,7 @@ def epochs(out: Path) -> list[tuple[int, int]]:
 
 
 def checkpoints(out: Path, cfg: Config) -> list[int]:
-    return RunFolder.of(out, run_id(cfg)).checkpointed_rounds()
+    return ResultsFolder(out).run(run_id(cfg)).checkpointed_rounds()
 
 
 @pytest.fixture(scope="module")

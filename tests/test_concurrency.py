@@ -19,6 +19,7 @@ from support import Notes
 
 from sparsedd.errors import Interrupted, NoResultsError
 from sparsedd.store.results import ResultsStore
+from sparsedd.store.round_record import RoundRecord
 from sparsedd.store.run_folder import RunFolder
 from sparsedd.store.run_lock import run_locks
 from sparsedd.sweep.plan import recorded_rows
@@ -28,8 +29,8 @@ WRITERS = 4
 ROUNDS = 30
 
 
-def _row(round_: int, writer: int) -> dict:
-    return {
+def _row(round_: int, writer: int) -> RoundRecord:
+    row = {
         "round": round_,
         "sparsity": round_ / ROUNDS,
         "params_remaining": 1000 - round_,
@@ -43,6 +44,7 @@ def _row(round_: int, writer: int) -> dict:
         "seconds": 0.01,
         "layer_density": {"fc.weight": 1.0},
     }
+    return RoundRecord(**row)
 
 
 def _writer(out: str, writer: int, start: multiprocessing.synchronize.Barrier) -> None:

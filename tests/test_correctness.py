@@ -21,7 +21,8 @@ from sparsedd.data.datasets import load_dataset
 from sparsedd.errors import StoreError
 from sparsedd.export.pruned import export_pruned
 from sparsedd.store.results import ResultsStore
-from sparsedd.store.schema import DB_NAME, SCHEMA_VERSION
+from sparsedd.store.results_folder import DB_NAME
+from sparsedd.store.schema import SCHEMA_VERSION
 from sparsedd.training.experiment import Experiment
 
 #: Two tiny rounds at 60% label noise: test accuracies 86%, 94%, 88% (not all images right).

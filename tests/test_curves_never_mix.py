@@ -15,6 +15,7 @@ from support import run_cli
 from sparsedd.analysis import tables as an
 from sparsedd.analysis.report import render_html
 from sparsedd.store.results import ResultsStore
+from sparsedd.store.round_record import RoundRecord
 
 
 def _py(value):
@@ -43,7 +44,7 @@ def _write(out: Path, frames: list[tuple[pd.DataFrame, dict]]) -> Path:
                     seconds=0.1,
                     layer_density={"fc": 1 - _py(r["sparsity"])},
                 )
-                store.record_round(rid, row)
+                store.record_round(rid, RoundRecord(**row))
     return out
 
 

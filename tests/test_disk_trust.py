@@ -439,13 +439,14 @@ def test_collapsed_rows_are_written_in_one_transaction(tmp_path, monkeypatch) ->
     from support import round_row
 
     from sparsedd.store.results import ResultsStore
+    from sparsedd.store.round_record import RoundRecord
 
     store = ResultsStore(tmp_path)
     store.record_run("abcdef0123456789", BASE)
     opened = []
     real = ResultsStore._connect
     monkeypatch.setattr(ResultsStore, "_connect", lambda self: (opened.append(1), real(self))[1])
-    rows = [round_row(k, None, collapsed=True) for k in range(1, 501)]
+    rows = [RoundRecord(**round_row(k, None, collapsed=True)) for k in range(1, 501)]
     store.record_rounds("abcdef0123456789", rows)
     assert len(opened) == 1
     monkeypatch.undo()

@@ -11,7 +11,7 @@ from conftest import tiny_config
 
 from sparsedd.config import epochs_before, round_epochs, run_epochs
 from sparsedd.models.base import InputSpec, create_model
-from sparsedd.store.run_folder import RunFolder, runs_dir, sweeps_dir
+from sparsedd.store.results_folder import ResultsFolder
 from sparsedd.training.experiment import Experiment, Interrupted, StopFlag
 from sparsedd.training.reporter import Reporter, SilentReporter
 from sparsedd.training.trainer import decay_stage, make_optimizer
@@ -24,7 +24,7 @@ def test_round_epochs_is_one_rule_for_configs_and_recorded_configs() -> None:
         assert [round_epochs(source, k) for k in range(3)] == [5, 3, 3]
         assert epochs_before(source, 2) == 8 and run_epochs(source) == 11
     assert round_epochs({"epochs": 3, "dense_epochs": None}, 0) == 3
-    assert cfg.round0_epochs == 5
+    assert round_epochs(cfg, 0) == 5
 
 
 @pytest.mark.parametrize(
@@ -47,19 +47,28 @@ def test_one_lambda_policy(
 
 
 def test_the_run_folder_names_every_file(tmp_path: Path) -> None:
-    folder = RunFolder.of(tmp_path, "abc")
-    assert folder.path == runs_dir(tmp_path) / "abc" == tmp_path / "runs" / "abc"
+    folder = ResultsFolder(tmp_path).run("abc")
+    assert folder.sibling("def") == ResultsFolder(tmp_path).run("def")
+    assert folder.path == ResultsFolder(tmp_path).runs / "abc" == tmp_path / "runs" / "abc"
     assert folder.id == "abc"
-    names = [folder.config, folder.labels, folder.data, folder.progress, folder.lock]
+    names = [
+        folder.config,
+        folder.labels,
+        folder.data,
+        folder.progress,
+        folder.lock,
+        folder.tensorboard,
+    ]
     assert [p.name for p in names] == [
         "config.yaml",
         "labels.safetensors",
         "data.json",
         "progress.safetensors",
         ".lock",
+        "tensorboard",
     ]
     assert folder.round_file(7).name == "round_007.safetensors"
-    assert sweeps_dir(tmp_path) == tmp_path / "sweeps"
+    assert ResultsFolder(tmp_path).sweeps == tmp_path / "sweeps"
     folder.path.mkdir(parents=True)
     for k in (2, 0, 11):
         folder.round_file(k).touch()
@@ -70,7 +79,7 @@ def test_the_run_folder_names_every_file(tmp_path: Path) -> None:
 def test_an_experiment_writes_where_its_run_folder_says(tmp_path: Path) -> None:
     exp = Experiment(tiny_config(rounds=1, epochs=1), tmp_path)
     exp.run()
-    assert exp.files == RunFolder.of(tmp_path, exp.id)
+    assert exp.files == ResultsFolder(tmp_path).run(exp.id)
     assert exp.files.checkpointed_rounds() == [0, 1]
     assert exp.files.config.exists() and exp.files.labels.exists() and exp.files.data.exists()
     assert not exp.files.progress.exists()  # removed once its round is recorded
@@ -118,3 +127,11 @@ def test_the_silent_reporter_takes_every_event() -> None:
     reporter: Reporter = SilentReporter()
     reporter.note("run", "a line")  # a member of the protocol, not an optional extra
     assert {"round_started", "epoch_done", "round_done", "note"} <= set(dir(SilentReporter))
+
+
+def test_one_formatter_names_rounds_in_messages() -> None:
+    from sparsedd.training.reporter import rounds_span
+
+    assert rounds_span([5]) == "round 5"
+    assert rounds_span(range(5, 13)) == "rounds 5..12"
+    assert rounds_span([0, 1, 2, 5, 7, 8]) == "rounds 0..2, 5, 7..8"

@@ -10,6 +10,7 @@ from conftest import TINY_VIT, tiny_config
 from sparsedd.components import run_id
 from sparsedd.store.checkpoint import load_tensors
 from sparsedd.store.results import ResultsStore
+from sparsedd.store.results_folder import ResultsFolder
 from sparsedd.store.run_folder import RunFolder
 from sparsedd.store.schema import ROUND_FIELDS
 from sparsedd.training.experiment import Experiment, Interrupted, StopFlag
@@ -96,10 +97,10 @@ def test_interrupted_run_resumes_to_identical_results(tmp_path, stop_after: int)
 def test_rerun_of_finished_run_trains_nothing(tmp_path) -> None:
     cfg = tiny_config(rounds=1, epochs=1)
     first = Experiment(cfg, tmp_path).run()
-    mtime = RunFolder.of(tmp_path, first[0]["run_id"]).round_file(1).stat().st_mtime_ns
+    mtime = ResultsFolder(tmp_path).run(first[0]["run_id"]).round_file(1).stat().st_mtime_ns
     second = Experiment(cfg, tmp_path).run()
     assert second == first
-    assert RunFolder.of(tmp_path, first[0]["run_id"]).round_file(1).stat().st_mtime_ns == mtime
+    assert ResultsFolder(tmp_path).run(first[0]["run_id"]).round_file(1).stat().st_mtime_ns == mtime
 
 
 @pytest.mark.parametrize(

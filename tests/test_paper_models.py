@@ -1,6 +1,6 @@
-"""The paper presets build the seed paper's models: its ViT layout and its ResNet-18 init.
+"""The paper presets build the paper's models: its ViT layout and its ResNet-18 init.
 
-``PaperLayoutViT`` below is a reference written from the layout of the seed paper's published
+``PaperLayoutViT`` below is a reference written from the layout of the paper's published
 ``models/vit.py`` (github VGCQ/SDD_ViT), as described in the project's design notes: patches
 rearranged (p1 p2 c) and embedded by one Linear with no LayerNorm around it, CLS token and
 position embedding from N(0, 1), dropout after adding the position embedding, pre-norm blocks
@@ -51,7 +51,7 @@ class _Attention(nn.Module):
 
 
 class PaperLayoutViT(nn.Module):
-    """The seed paper's ViT layout, written out plainly (the reference of these tests)."""
+    """The paper's ViT layout, written out plainly (the reference of these tests)."""
 
     def __init__(self, image: int, patch: int, classes: int, dim: int, depth: int, heads: int,
                  dim_head: int, mlp: int, dropout: float, emb_dropout: float,

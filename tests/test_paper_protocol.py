@@ -10,6 +10,7 @@ import torch
 from conftest import TINY_VIT, tiny_config
 from support import assert_one_error_line, run_cli
 
+from sparsedd.config import round_epochs
 from sparsedd.data import datasets as data_mod
 from sparsedd.data.datasets import (
     IMAGENET_MEAN,
@@ -166,7 +167,7 @@ def test_lenet_mnist_is_he_et_al_setting() -> None:
     cfg = preset_config("lenet-mnist")
     # models/mnist_mlp.py default_hparams and foundations/hparams.py defaults
     assert (cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay) == ("sgd", 0.1, 0.0, 0.0)
-    assert (cfg.schedule, cfg.epochs, cfg.round0_epochs, cfg.batch_size) == (
+    assert (cfg.schedule, cfg.epochs, round_epochs(cfg, 0), cfg.batch_size) == (
         "constant",
         160,
         160,

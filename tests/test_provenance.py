@@ -15,7 +15,8 @@ from support import Notes, run_process
 import sparsedd
 from sparsedd.provenance import device_name, git_commit
 from sparsedd.store.results import ResultsStore
-from sparsedd.store.schema import DB_NAME, PROVENANCE_FIELDS, SCHEMA_VERSION
+from sparsedd.store.results_folder import DB_NAME
+from sparsedd.store.schema import PROVENANCE_FIELDS, SCHEMA_VERSION
 from sparsedd.training.experiment import Experiment
 
 
@@ -77,7 +78,7 @@ def test_a_database_without_provenance_is_read_and_resumed(finished, tmp_path):
     reporter = Notes()
     Experiment(tiny_config(rounds=2, epochs=1), out, reporter=reporter).run()
     assert reporter.notes == [
-        f"rounds 0-1 of this run were recorded by sparsedd of unknown version; "
+        f"rounds 0..1 of this run were recorded by sparsedd of unknown version; "
         f"this is sparsedd {sparsedd.__version__}, resuming with it"
     ]
     rows = _results_json(out)
@@ -98,7 +99,7 @@ def test_resuming_rounds_of_another_version_says_so_once(finished, tmp_path):
     reporter = Notes()
     Experiment(tiny_config(rounds=2, epochs=1), out, reporter=reporter).run()
     assert len(reporter.notes) == 1 and "sparsedd 0.0.9" in reporter.notes[0]
-    assert "rounds 0-1" in reporter.notes[0]
+    assert "rounds 0..1" in reporter.notes[0]
     # same version everywhere now, nothing left to run: no note
     reporter = Notes()
     Experiment(tiny_config(rounds=2, epochs=1), out, reporter=reporter).run()

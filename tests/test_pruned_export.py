@@ -92,7 +92,7 @@ def test_export_refuses_bad_requests_in_one_line(trained, tmp_path) -> None:
     out, run_id = trained
     cases = [
         (["--run", "zzzz", "-o", "m.safetensors"], "is not a run"),
-        (["--run", run_id, "--round", "7", "-o", "m.safetensors"], "finished rounds: 0-2"),
+        (["--run", run_id, "--round", "7", "-o", "m.safetensors"], "it finished rounds 0..2"),
         (["--run", run_id, "-o", "m.pt"], "must end in .safetensors"),
         (["--round", "1", "-o", "t.csv"], "give --run ID too"),
         (["--run", run_id, "--table", "stats", "-o", "m.safetensors"], "leave it out"),

@@ -24,7 +24,7 @@ from sparsedd.analysis.set_size import (
 )
 from sparsedd.analysis.tables import analyze
 from sparsedd.data.datasets import load_dataset
-from sparsedd.store.schema import DB_NAME
+from sparsedd.store.results_folder import DB_NAME
 from sparsedd.training.experiment import Experiment
 
 

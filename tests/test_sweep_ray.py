@@ -19,6 +19,7 @@ ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'spar
 from support import comparable, epoch_count, sweep_grid_configs  # noqa: E402
 
 from sparsedd.store.results import ResultsStore  # noqa: E402
+from sparsedd.store.round_record import RoundRecord  # noqa: E402
 from sparsedd.sweep.local import run_local  # noqa: E402
 from sparsedd.sweep.placement import Slot  # noqa: E402
 from sparsedd.sweep.ray_backend import Ledger, run_ray  # noqa: E402
@@ -109,13 +110,15 @@ def test_two_overlapping_sweeps_share_one_folder(cluster, local_rows, tmp_path) 
     assert epoch_count(tmp_path) == 3 * 3 * 3
 
 
-def _round(k: int, sparsity: float) -> dict:
-    return {
-        **dict.fromkeys(("test_acc", "test_loss", "train_acc", "train_acc_clean"), 0.5),
-        **{"round": k, "sparsity": sparsity, "params_remaining": 10, "memorization": 0.1},
-        **{"val_acc": None, "epochs": 1, "seconds": 0.1, "layer_density": {"w": 1.0}},
-        "sparsedd_version": "0.1.0",
-    }
+def _round(k: int, sparsity: float) -> RoundRecord:
+    return RoundRecord(
+        **{
+            **dict.fromkeys(("test_acc", "test_loss", "train_acc", "train_acc_clean"), 0.5),
+            **{"round": k, "sparsity": sparsity, "params_remaining": 10, "memorization": 0.1},
+            **{"val_acc": None, "epochs": 1, "seconds": 0.1, "layer_density": {"w": 1.0}},
+            "sparsedd_version": "0.1.0",
+        }
+    )
 
 
 def test_the_ledger_knows_sparsity_and_forwards_drops(tmp_path) -> None:

@@ -52,7 +52,7 @@ class Config:
     emb_dropout: float = _f(0.1, "dropout after the patch embedding", min=0.0, max_excl=1.0)
     vit_layout: Literal["modern", "paper"] = _f(
         "modern",
-        "ViT layout: paper (the seed paper's models/vit.py: no LayerNorm around the patch "
+        "ViT layout: paper (the paper's models/vit.py: no LayerNorm around the patch "
         "embedding, no dropout on attention weights) or modern (today's vit-pytorch)",
     )
     vgg_depth: int = _f(5, "vgg-like: blocks of two convolutions and a max-pool (DSD²'s δ)", min=1)
@@ -213,11 +213,6 @@ class Config:
     def label_seed(self) -> int:
         """The seed of the label noise, subsets and validation split (``noise_seed`` or seed)."""
         return self.seed if self.noise_seed is None else self.noise_seed
-
-    @property
-    def round0_epochs(self) -> int:
-        """Epochs of the dense round."""
-        return round_epochs(self, 0)
 
 
 #: ``cuda:N`` with N a GPU index: at most 3 digits (no machine has 1,000 GPUs; a longer

@@ -1,4 +1,4 @@
-"""Named configs: the CPU demo and the seed paper's protocols (see docs/architecture.md)."""
+"""Named configs: the CPU demo and the paper's protocols (see docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from sparsedd.config import DEFAULTS, Config, apply
 from sparsedd.errors import ConfigError
 from sparsedd.registry import unknown_name_message
 
-# Checked against the seed paper's code (github VGCQ/SDD_ViT): models/vit.py (layout, sizes
+# Checked against the paper's code (github VGCQ/SDD_ViT): models/vit.py (layout, sizes
 # in main.py), main.py (ImageNet mean/std, flip + crop(32, 4), AdamW, CosineAnnealingLR and
 # MultiStepLR stepped once per epoch, fp32), models/resnet.py (kaiming-normal fan_out convs).
 _PAPER_COMMON: dict[str, Any] = dict(

@@ -1,14 +1,16 @@
 """Loading a results folder into a rounds DataFrame, and naming its curves.
 
-A *curve* is the set of runs that differ only in ``seed``; its label names the keys that tell
-it apart (model, dataset, noise, λ, and any other key that varies).
+A *curve* is the set of runs that differ only in ``seed`` (and in keys that change no result:
+``NOT_CURVE_KEYS``); ``curve_identity`` is that definition, which adaptive seeds
+(``sweep/adaptive.py``) group a grid's runs by as well. A curve's label names the keys that
+tell it apart (model, dataset, noise, λ, and any other key that varies).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,9 @@ from sparsedd.store.results import ResultsStore
 from sparsedd.store.schema import CORRECTNESS_FIELD
 from sparsedd.store.schema import ROUND_COLUMNS as STORE_ROUND_COLUMNS
 
+#: Config keys whose values do not tell curves apart: the seed, settings that change no
+#: result, and how many rounds a run was asked for.
+NOT_CURVE_KEYS = frozenset({"seed"}) | NON_SEMANTIC | NOT_IN_RUN_ID
 #: Keys always in a curve's label (when present), varying or not.
 ALWAYS_KEYS = ("model", "dataset", "noise", "weight_decay")
 #: Per-round columns that are not config keys (``round_epochs`` is the round's own epoch count;
@@ -182,11 +187,16 @@ def varying_keys(df: pd.DataFrame) -> list[str]:
     runs = df.drop_duplicates("run_id")
     keys = []
     for key in config_keys(df):
-        if key == "seed" or key in NON_SEMANTIC or key in NOT_IN_RUN_ID:
+        if key in NOT_CURVE_KEYS:
             continue
         if len({hashable(v) for v in runs[key]}) > 1:
             keys.append(key)
     return keys
+
+
+def curve_identity(config: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """What every run of one curve shares: its config but ``NOT_CURVE_KEYS``, sorted by key."""
+    return tuple(sorted((k, hashable(v)) for k, v in config.items() if k not in NOT_CURVE_KEYS))
 
 
 def curve_keys(df: pd.DataFrame) -> list[str]:

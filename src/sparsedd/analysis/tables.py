@@ -28,7 +28,6 @@ from sparsedd.analysis.control import (
     split_controls,
     with_twin_curves,
 )
-from sparsedd.analysis.export import export_table
 from sparsedd.analysis.lambdas import (
     DEFAULT_LAMBDA_RULE,
     LAMBDA_RULES,
@@ -60,6 +59,7 @@ from sparsedd.analysis.stats import (
     t_quantile_975,
 )
 from sparsedd.analysis.synthetic import SHAPES, synthetic_rounds
+from sparsedd.analysis.table_file import export_table
 from sparsedd.analysis.verdict import (
     ALPHA,
     DEFAULT_MIN_RISE,

@@ -10,6 +10,12 @@ from typing import TYPE_CHECKING, TypeVar
 
 import click
 
+from sparsedd.store.results_folder import (
+    FIGURE_FILE,
+    LAYERS_FIGURE_FILE,
+    REPORT_FILE,
+    ResultsFolder,
+)
 from sparsedd.store.schema import CORRECTNESS_FIELD
 
 if TYPE_CHECKING:
@@ -158,17 +164,14 @@ def analyze(
     click.echo(text_table(rounds_text_rows(result)))
 
 
-def _default_path(out_dir: str, name: str) -> Path:
-    return Path(out_dir) / name
-
-
 @click.command()
 @_DIR
 @click.option(
     "-o",
     "--output",
     type=click.Path(dir_okay=False),
-    help="figure file: .png, .svg or .pdf  [default: OUT_DIR/sdd.png, with --layers layers.png]",
+    help=f"figure file: .png, .svg or .pdf  [default: OUT_DIR/{FIGURE_FILE}, with --layers "
+    f"{LAYERS_FIGURE_FILE}]",
 )
 @click.option(
     "--layers",
@@ -213,8 +216,8 @@ def plot(
     """Draw test accuracy and memorization against sparsity (one line per λ, seed bands)."""
     from sparsedd.analysis.plot import save_figure
 
-    default = "layers.png" if layers else "sdd.png"
-    path = Path(output) if output else _default_path(out_dir, default)
+    files = ResultsFolder(out_dir)
+    path = Path(output) if output else files.layers_figure if layers else files.figure
     result = _analysis(out_dir, min_rise, lambda_rule, target_sparsity)
     _with_figure(result, lambda fig: save_figure(fig, path), layers, title, entropy, width, layout)
     click.echo(f"wrote {path}")
@@ -226,7 +229,7 @@ def plot(
     "-o",
     "--output",
     type=click.Path(dir_okay=False),
-    help="HTML file  [default: OUT_DIR/report.html]",
+    help=f"HTML file  [default: OUT_DIR/{REPORT_FILE}]",
 )
 @_options
 def report(
@@ -241,7 +244,7 @@ def report(
     from sparsedd.analysis.plot_study import is_study
     from sparsedd.analysis.report import REPORT_WIDTH, write_report
 
-    path = Path(output) if output else _default_path(out_dir, "report.html")
+    path = Path(output) if output else ResultsFolder(out_dir).report
     result = _analysis(out_dir, min_rise, lambda_rule, target_sparsity)
     entropy = has_entropy(result) and not is_study(result)
     png = _with_figure(result, figure_png, entropy=entropy, width=REPORT_WIDTH)

@@ -17,7 +17,7 @@ from sparsedd.errors import ConfigError, DataError
 from sparsedd.registry import Needs, Registry
 
 SYSTEM_DATA_ROOT = Path("/usr/share/datasets")
-# torchvision's ImageNet statistics, which the seed paper's main.py uses for CIFAR too.
+# torchvision's ImageNet statistics, which the paper's main.py uses for CIFAR too.
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 

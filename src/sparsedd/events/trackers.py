@@ -27,6 +27,7 @@ import yaml
 
 from sparsedd.config import epochs_before
 from sparsedd.errors import UserError
+from sparsedd.store.results_folder import ResultsFolder
 from sparsedd.store.run_folder import RunFolder
 from sparsedd.store.schema import ROUND_FIELDS
 
@@ -78,7 +79,7 @@ class TensorBoardTracker:
         """Open the run's event file and write its config as text."""
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(log_dir=str(folder / "tensorboard"))
+        writer = SummaryWriter(log_dir=str(RunFolder(folder).tensorboard))
         text = yaml.safe_dump(config, sort_keys=False)
         writer.add_text("config", f"```\n{text}```")
         self.writers[run] = writer
@@ -121,8 +122,9 @@ def mlflow_client(out_dir: Path) -> tuple[Any, str]:
     artifacts = None
     if not uri:
         out_dir.mkdir(parents=True, exist_ok=True)
-        uri = f"sqlite:///{out_dir.resolve() / 'mlflow.db'}"
-        artifacts = (out_dir.resolve() / "mlartifacts").as_uri()
+        out = ResultsFolder(out_dir.resolve())
+        uri = f"sqlite:///{out.mlflow_db}"
+        artifacts = out.mlflow_artifacts.as_uri()
     client = MlflowClient(tracking_uri=uri)
     name = os.environ.get("MLFLOW_EXPERIMENT_NAME", "sparsedd")
     experiment = client.get_experiment_by_name(name)
@@ -164,7 +166,8 @@ def _log_analysis(client: Any, mlflow_run: str, out_dir: Path, run: str | None) 
     finally:
         close(fig)
     with tempfile.TemporaryDirectory() as tmp:
-        figure, report = Path(tmp) / "sdd.png", Path(tmp) / "report.html"
+        files = ResultsFolder(tmp)
+        figure, report = files.figure, files.report
         figure.write_bytes(png)
         write_report(result, png, report, source=str(out_dir))
         client.log_artifact(mlflow_run, str(figure))
@@ -293,7 +296,7 @@ class TrackingReporter:
     def _open(self, run: str) -> None:
         """Start the run in every tracker, once (its first event)."""
         if run not in self.configs:
-            folder = RunFolder.of(self.out_dir, run)
+            folder = ResultsFolder(self.out_dir).run(run)
             config = yaml.safe_load(folder.config.read_text())
             self.configs[run] = config
             self._each("run_started", run, folder.path, config)

@@ -31,7 +31,9 @@ from sparsedd.data.preprocess import describe
 from sparsedd.errors import CheckpointError, StoreError, UserError
 from sparsedd.export.checks import CSR_PARTS, FORMATS, check_export
 from sparsedd.store import checkpoint as ckpt
-from sparsedd.store.run_folder import RunFolder, runs_dir
+from sparsedd.store.results_folder import ResultsFolder
+from sparsedd.store.run_folder import RunFolder
+from sparsedd.training.reporter import rounds_span
 from sparsedd.training.teacher import TEACHER_FILES
 
 
@@ -51,7 +53,7 @@ class ExportSummary:
 
 def find_run_folder(out_dir: str | Path, run: str) -> Path:
     """The folder of run ``run`` (its id or a unique prefix) in a results folder."""
-    runs = runs_dir(out_dir)
+    runs = ResultsFolder(out_dir).runs
     ids = sorted(p.name for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
     if not ids:
         raise StoreError(f"{out_dir} holds no runs; give the --out folder of `sparsedd run`")
@@ -87,7 +89,7 @@ def export_pruned(
         raise StoreError(f"run {folder.name} has no finished round yet; train it first")
     k = rounds[-1] if round_ is None else round_
     if k not in rounds:
-        raise StoreError(f"run {folder.name} has no round {k}; finished rounds: {_ranges(rounds)}")
+        raise StoreError(f"run {folder.name} has no round {k}; it finished {rounds_span(rounds)}")
     tensors, meta = ckpt.load_tensors(RunFolder(folder).round_file(k))
     cfg = from_dict(run_config(folder))
     inputs = _input_of(meta, cfg)
@@ -232,13 +234,3 @@ def teacher_file(path: Path) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]
     """An exported model as a distillation teacher: (model, its run's config, its input)."""
     meta = pruned_metadata(path)
     return load_pruned(path), dict(meta["config"]), dict(meta["input"])
-
-
-def _ranges(rounds: list[int]) -> str:
-    """``[0, 1, 2, 5]`` → ``0-2, 5``."""
-    parts, start = [], rounds[0]
-    for prev, cur in zip(rounds, [*rounds[1:], None], strict=True):
-        if cur != prev + 1:
-            parts.append(f"{start}-{prev}" if prev != start else str(start))
-            start = cur
-    return ", ".join(parts)

@@ -84,7 +84,7 @@ def initialize(model: nn.Module, init: str) -> None:
     ``kaiming_normal``: every Linear and Conv weight from kaiming_normal_ (fan_in, gain √2),
     biases untouched, as open_lth's ``initializers.kaiming_normal`` (He et al.'s code).
     ``kaiming_normal_fan_out``: Conv weights from kaiming_normal_ (fan_out, relu), BatchNorm
-    weight 1 and bias 0, as the seed paper's ``models/resnet.py`` (torchvision's ResNet).
+    weight 1 and bias 0, as the paper's ``models/resnet.py`` (torchvision's ResNet).
     """
     if init == "torch":
         return

@@ -1,4 +1,4 @@
-"""ViT as in the seed paper (``vit_layout=paper``) or today's vit-pytorch (``modern``)."""
+"""ViT as in the paper (``vit_layout=paper``) or today's vit-pytorch (``modern``)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ class Attention(nn.Module):
     """Pre-norm multi-head self-attention with fused scaled-dot-product kernels.
 
     ``attn_dropout`` is the dropout on the attention weights (today's vit-pytorch has it, the
-    seed paper's layout does not); ``dropout`` follows the output projection.
+    paper's layout does not); ``dropout`` follows the output projection.
     """
 
     def __init__(
@@ -79,7 +79,7 @@ class FeedForward(nn.Sequential):
 class ViT(nn.Module):
     """Vision transformer with CLS pooling, pre-norm blocks and a LayerNorm + Linear head.
 
-    ``vit_layout=paper`` is the seed paper's ``models/vit.py`` (an early vit-pytorch): the
+    ``vit_layout=paper`` is the paper's ``models/vit.py`` (an early vit-pytorch): the
     patch embedding is one Linear, with no LayerNorm before or after it, and attention has no
     dropout on its weights. ``modern`` is today's vit-pytorch: LayerNorms on both sides of the
     patch embedding and dropout on the attention weights. Both draw the position embedding and

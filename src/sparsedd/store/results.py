@@ -14,16 +14,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sparsedd.errors import NoResultsError, StoreError
-from sparsedd.store.run_folder import check_out_layout
+from sparsedd.store.results_folder import ResultsFolder, check_out_layout
+from sparsedd.store.round_record import RoundRecord
 from sparsedd.store.schema import (
     ADDED_COLUMNS,
     APP_ID,
     CORRECTNESS_FIELD,
-    DB_NAME,
-    EVAL_FIELDS,
-    PROVENANCE_FIELDS,
     RECORD_COLUMNS,
-    ROUND_FIELDS,
     SCHEMA_SQL,
     SCHEMA_VERSION,
     UPGRADABLE_SCHEMAS,
@@ -50,8 +47,8 @@ class RunStore(Protocol):
     ledger that carries its rows to the driver (``sweep.ray_backend.LedgerStore``)."""
 
     def record_run(self, run_id: str, config: dict[str, Any]) -> None: ...
-    def record_round(self, run_id: str, row: dict[str, Any]) -> None: ...
-    def record_rounds(self, run_id: str, rows: list[dict[str, Any]]) -> None: ...
+    def record_round(self, run_id: str, record: RoundRecord) -> None: ...
+    def record_rounds(self, run_id: str, rows: list[RoundRecord]) -> None: ...
     def record_epoch(
         self, run_id: str, round_: int, epoch: int, loss: float, acc: float
     ) -> None: ...
@@ -70,18 +67,16 @@ _INSERT_ROUND = (
 )
 
 
-def _round_values(run_id: str, row: dict[str, Any]) -> tuple:
+def _round_values(run_id: str, record: RoundRecord) -> tuple:
     """The values of one ``rounds`` row, in RECORD_COLUMNS order, then its per-image
     correctness (bytes, or None)."""
-    correct = row.get(CORRECTNESS_FIELD)
-    return (
-        run_id,
-        *(row[f] for f in ROUND_FIELDS),
-        json.dumps(row["layer_density"]),
-        *(row.get(f) for f in (*PROVENANCE_FIELDS, *EVAL_FIELDS)),
-        int(bool(row.get("collapsed"))),
-        None if correct is None else bytes(correct),
-    )
+    stored = {
+        "layer_density": json.dumps(record.layer_density),
+        "collapsed": int(bool(record.collapsed)),
+        CORRECTNESS_FIELD: None if record.test_correct is None else bytes(record.test_correct),
+    }
+    row = record.as_row()
+    return (run_id, *(stored.get(c, row[c]) for c in _INSERT_COLUMNS[1:]))
 
 
 class ResultsStore(TableReads):
@@ -94,14 +89,14 @@ class ResultsStore(TableReads):
         read-only storage (or a copy without write permission) can be read.
         """
         self.out_dir = Path(out_dir)
-        self.path = self.out_dir / DB_NAME
+        self.path = ResultsFolder(self.out_dir).database
         self.read_only = not create
         self._immutable = False
         check_out_layout(self.out_dir)
         if not self.path.exists():
             if not create:
                 raise NoResultsError(
-                    f"no results in {self.out_dir} (no {DB_NAME}); "
+                    f"no results in {self.out_dir} (no {self.path.name}); "
                     f"run `sparsedd run --out {self.out_dir}` first"
                 )
             try:
@@ -293,16 +288,11 @@ class ResultsStore(TableReads):
             (run_id, json.dumps(config), time.time()),
         )
 
-    def record_round(self, run_id: str, row: dict[str, Any]) -> None:
-        """Record one finished round (replacing an identical earlier record of it).
+    def record_round(self, run_id: str, record: RoundRecord) -> None:
+        """Record one finished round (replacing an identical earlier record of it)."""
+        self._execute(_INSERT_ROUND, _round_values(run_id, record))
 
-        ``row`` holds ROUND_FIELDS, ``layer_density`` and, where known, PROVENANCE_FIELDS,
-        EVAL_FIELDS, ``collapsed`` (true for a round skipped by the collapse stop) and
-        ``test_correct`` (the packed per-image correctness; None for a collapsed round).
-        """
-        self._execute(_INSERT_ROUND, _round_values(run_id, row))
-
-    def record_rounds(self, run_id: str, rows: list[dict[str, Any]]) -> None:
+    def record_rounds(self, run_id: str, rows: list[RoundRecord]) -> None:
         """Record several rounds in one transaction (a collapsed run's remaining rounds): the
         cost is that of the rows, not of a commit each."""
         if rows:

@@ -12,59 +12,37 @@ from collections.abc import Callable
 from typing import Any
 
 from sparsedd.errors import ConfigError
+from sparsedd.store.round_record import ROUND_RECORD_COLUMNS, columns_added_in
 
-DB_NAME = "results.sqlite"
 APP_ID = "sparsedd"
 SCHEMA_VERSION = "6"
 #: Older schemas this version reads as they are and upgrades when it writes to them.
 UPGRADABLE_SCHEMAS = ("1", "2", "3", "4", "5")
 
-ROUND_FIELDS = (
-    "round",
-    "sparsity",
-    "params_remaining",
-    "test_acc",
-    "test_loss",
-    "train_acc",
-    "train_acc_clean",
-    "memorization",
-    "val_acc",
-    "epochs",
-    "seconds",
-)
+#: The rounds table's columns from the first schema on (after ``run_id``), but layer_density.
+ROUND_FIELDS = columns_added_in(None)[: list(ROUND_RECORD_COLUMNS).index("layer_density")]
 #: Where and with what each round was computed (schema 2; NULL in rounds recorded before).
-PROVENANCE_FIELDS = ("sparsedd_version", "git_commit", "torch_version", "device_name", "execution")
+PROVENANCE_FIELDS = columns_added_in("2")
 #: Added in schema 4 (NULL in rounds recorded before): how many test images the round's accuracy
 #: is over (the verdict's binomial noise), and the activation-state entropy of its model.
-EVAL_FIELDS = ("n_test", "activation_entropy")
+EVAL_FIELDS = columns_added_in("4")
 #: Added in schema 5: 1 for a round a run skipped because it had collapsed (its accuracy sat at
 #: a constant prediction's, or no prunable weight was left): nothing was trained or measured,
 #: so its metrics are NULL, its epochs 0 and its sparsity the one the round would have had.
 #: 0 for a trained round; NULL in rounds recorded before schema 5 (all trained).
-STOP_FIELDS = ("collapsed",)
+STOP_FIELDS = columns_added_in("5")
 #: Added in schema 6 (NULL in rounds recorded before, and in collapsed rounds): which test images
 #: the round's model classified correctly, in the test set's order, as ``np.packbits`` of one
 #: bool per image (big-endian bit order; ``n_test`` bits, 10,000 images take 1,250 bytes). The
 #: verdict compares two rounds on the same images with it (``analysis/paired.py``). Read only
 #: by ``ResultsStore.round_correctness``, never into the rounds table ``round_rows`` returns.
-CORRECTNESS_FIELD = "test_correct"
+(CORRECTNESS_FIELD,) = columns_added_in("6")
 #: Columns an older database may lack; upgrading adds them (with their SQL types).
 ADDED_COLUMNS = {
-    **dict.fromkeys(PROVENANCE_FIELDS, "TEXT"),
-    "n_test": "INTEGER",
-    "activation_entropy": "REAL",
-    "collapsed": "INTEGER",
-    CORRECTNESS_FIELD: "BLOB",
+    c: ROUND_RECORD_COLUMNS[c] for c in columns_added_in(*UPGRADABLE_SCHEMAS, SCHEMA_VERSION)
 }
 #: The rounds table's columns in the order ``ResultsStore`` writes and reads them.
-RECORD_COLUMNS = (
-    "run_id",
-    *ROUND_FIELDS,
-    "layer_density",
-    *PROVENANCE_FIELDS,
-    *EVAL_FIELDS,
-    *STOP_FIELDS,
-)
+RECORD_COLUMNS = ("run_id", *(c for c in ROUND_RECORD_COLUMNS if c != CORRECTNESS_FIELD))
 #: The columns of a round row as ``round_rows`` returns it (after the run's config keys): the
 #: round's own epoch count is ``round_epochs``, so that ``epochs`` stays the config's key.
 ROUND_COLUMNS = (
@@ -81,18 +59,13 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, config TEXT NOT NULL, created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS rounds (
-    run_id TEXT NOT NULL REFERENCES runs(run_id), round INTEGER NOT NULL,
-    sparsity REAL, params_remaining INTEGER, test_acc REAL, test_loss REAL, train_acc REAL,
-    train_acc_clean REAL, memorization REAL, val_acc REAL, epochs INTEGER, seconds REAL,
-    layer_density TEXT, sparsedd_version TEXT, git_commit TEXT, torch_version TEXT,
-    device_name TEXT, execution TEXT, n_test INTEGER, activation_entropy REAL,
-    collapsed INTEGER, test_correct BLOB,
+    run_id TEXT NOT NULL REFERENCES runs(run_id), {rounds_columns},
     PRIMARY KEY (run_id, round));
 CREATE TABLE IF NOT EXISTS epochs (
     run_id TEXT NOT NULL REFERENCES runs(run_id), round INTEGER NOT NULL,
     epoch INTEGER NOT NULL, train_loss REAL, train_acc REAL,
     PRIMARY KEY (run_id, round, epoch));
-"""
+""".format(rounds_columns=", ".join(f"{c} {sql}" for c, sql in ROUND_RECORD_COLUMNS.items()))
 
 # What each column must hold (SQLite does not enforce declared types): a damaged or hand-edited
 # database is refused when opened, with the table, column and row named.

@@ -28,7 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sparsedd.components import run_id
+from sparsedd.analysis.load import curve_identity
+from sparsedd.components import canonical
+from sparsedd.config import to_dict
 from sparsedd.errors import ConfigError, UserError
 from sparsedd.sweep.plan import FILE_SWEEP_KEYS, MAX_ADAPTIVE_SEEDS, Cell, PlannedRun
 
@@ -148,10 +150,11 @@ def _base_seed(cell: Cell, assignments: Sequence[str]) -> int:
 
 
 def curves_of(planned: Sequence[PlannedRun]) -> list[list[PlannedRun]]:
-    """The runs grouped into curves (runs that differ only in seed), each in grid order."""
-    groups: dict[str, list[PlannedRun]] = {}
+    """The runs grouped into curves (``analysis.load.curve_identity``: runs that differ only in
+    seed), each in grid order; keys that the run's components do not read are left out."""
+    groups: dict[tuple, list[PlannedRun]] = {}
     for p in planned:
-        groups.setdefault(run_id(dataclasses.replace(p.cfg, seed=0)), []).append(p)
+        groups.setdefault(curve_identity(to_dict(canonical(p.cfg))), []).append(p)
     return list(groups.values())
 
 

@@ -12,7 +12,8 @@ from typing import Any
 from sparsedd.components import run_id
 from sparsedd.config import Config, coerce, parse_value, round_epochs, run_epochs
 from sparsedd.errors import ConfigError, NoResultsError, UserError
-from sparsedd.store.run_folder import RunFolder, check_out_layout
+from sparsedd.store.results_folder import ResultsFolder, check_out_layout
+from sparsedd.store.run_folder import RunFolder
 
 #: Keys of a YAML config file read by the sweep, not config keys: a study's ``grid:`` and its
 #: ``adaptive_seeds:`` (see sweep/adaptive.py).
@@ -270,7 +271,7 @@ def plan(runs: Sequence[tuple[str, Config]], out_dir: str | Path) -> list[Planne
         # with the stop off, rounds recorded as collapsed (settled) are dropped and trained
         rounds = {r["round"] for r in own if cfg.collapse_stop or not r.get("collapsed")}
         epochs = sum(round_epochs(cfg, k) for k in rounds if k <= cfg.rounds)
-        saved = saved_epoch(RunFolder.of(out_dir, rid).path)
+        saved = saved_epoch(ResultsFolder(out_dir).run(rid).path)
         if saved is not None and saved[0] not in rounds and saved[0] <= cfg.rounds:
             epochs += saved[1]
         if cfg.collapse_stop and any(r.get("collapsed") for r in own):
@@ -309,7 +310,7 @@ def _last_checkpoint_exists(
     """Whether the checkpoint of the run's last trained round is there (collapsed rounds,
     recorded without training, have none); ``own`` holds the run's recorded rows."""
     trained = [r["round"] for r in own if not r.get("collapsed")]
-    return not trained or RunFolder.of(out_dir, rid).round_file(max(trained)).exists()
+    return not trained or ResultsFolder(out_dir).run(rid).round_file(max(trained)).exists()
 
 
 #: The column names above the dry-run's lines, aligned with them.

@@ -19,6 +19,7 @@ from typing import Any
 
 from sparsedd.config import Config, to_dict
 from sparsedd.errors import UserError
+from sparsedd.store.round_record import RoundRecord
 
 RAY_MISSING = (
     "--backend ray needs Ray, which is not installed; install it with "
@@ -73,18 +74,18 @@ class Ledger:
     def put(self, item: tuple) -> None:
         """Queue one row (or a drop) for the driver; a round already known is ignored."""
         if item[0] == "round":
-            row = item[2]
-            if row["round"] in self._known(item[1]):
+            record: RoundRecord = item[2]
+            if record.round in self._known(item[1]):
                 return
-            entry = (row.get("sparsedd_version"), row["sparsity"])
-            self.received.setdefault(item[1], {})[row["round"]] = entry
+            entry = (record.sparsedd_version, record.sparsity)
+            self.received.setdefault(item[1], {})[record.round] = entry
             outcome = (
-                bool(row.get("collapsed")),
-                row.get("test_acc"),
-                row["layer_density"],
-                row.get("memorization"),
+                bool(record.collapsed),
+                record.test_acc,
+                record.layer_density,
+                record.memorization,
             )
-            self.outcomes.setdefault(item[1], {})[row["round"]] = outcome
+            self.outcomes.setdefault(item[1], {})[record.round] = outcome
         elif item[0] == "drop":
             run, first = item[1], item[2]
             self.dropped[run] = min(first, self.dropped.get(run, first))
@@ -140,11 +141,11 @@ class LedgerStore:
         """Send the run's config."""
         self._put(("run", run_id, config))
 
-    def record_round(self, run_id: str, row: dict[str, Any]) -> None:
+    def record_round(self, run_id: str, record: RoundRecord) -> None:
         """Send one finished round."""
-        self._put(("round", run_id, row))
+        self._put(("round", run_id, record))
 
-    def record_rounds(self, run_id: str, rows: list[dict[str, Any]]) -> None:
+    def record_rounds(self, run_id: str, rows: list[RoundRecord]) -> None:
         """Send several finished (collapsed) rounds."""
         for row in rows:
             self.record_round(run_id, row)

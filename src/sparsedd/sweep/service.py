@@ -140,12 +140,12 @@ def _run_adaptive(
 def _report_done(planned: Sequence[PlannedRun], out_dir: str) -> None:
     """One summary line per run that is already done (it is not trained again)."""
     from sparsedd.events.progress import ConsoleReporter
-    from sparsedd.store.run_folder import RunFolder
+    from sparsedd.store.results_folder import ResultsFolder
 
     finished = ConsoleReporter(show_bars=False)
     for p in planned:
         if p.state == "done":
-            finished.start(p.id, RunFolder.of(out_dir, p.id).path, p.cfg, p.label)
+            finished.start(p.id, ResultsFolder(out_dir).run(p.id).path, p.cfg, p.label)
     finished.finish()
 
 

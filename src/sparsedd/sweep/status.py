@@ -10,7 +10,7 @@ from typing import Any
 
 from sparsedd.config import round_epochs, run_epochs
 from sparsedd.errors import StoreError
-from sparsedd.store.run_folder import RunFolder, sweeps_dir
+from sparsedd.store.results_folder import ResultsFolder
 from sparsedd.store.run_lock import is_running
 from sparsedd.sweep.plan import PlannedRun, saved_epoch, seconds_per_epoch
 
@@ -40,9 +40,8 @@ def write_sweep_file(
     name = _digest(sorted(name_ids if name_ids is not None else runs))
     if extra is not None:
         runs[ADAPTIVE_KEY] = dict(extra)
-    folder = sweeps_dir(out_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.json"
+    path = ResultsFolder(out_dir).sweep_file(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(runs, indent=1), OUT_FIX)
     return path
 
@@ -111,7 +110,7 @@ def sweep_status(out_dir: str | Path) -> SweepStatus:
             )
         runs[rid] = {"rounds": cfg["rounds"], "epochs_total": run_epochs(cfg)}
     entries = []
-    for path in sorted(sweeps_dir(out_dir).glob("*.json")):
+    for path in ResultsFolder(out_dir).sweep_files():
         try:
             planned = json.loads(path.read_text())
         except (OSError, ValueError, RecursionError):
@@ -134,7 +133,7 @@ def sweep_status(out_dir: str | Path) -> SweepStatus:
             round_epochs(r, r["round"]) if r.get("collapsed") else r["round_epochs"] or 0
             for r in mine
         )
-        folder = RunFolder.of(out_dir, rid)
+        folder = ResultsFolder(out_dir).run(rid)
         saved = saved_epoch(folder.path)
         if saved is not None and saved[0] not in {r["round"] for r in mine}:
             trained += saved[1]

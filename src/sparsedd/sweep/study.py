@@ -1,4 +1,4 @@
-"""Studies: presets with grid axes, built in (the seed paper's) or written by users in YAML."""
+"""Studies: presets with grid axes, built in (the paper's) or written by users in YAML."""
 
 from __future__ import annotations
 

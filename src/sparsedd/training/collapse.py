@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from sparsedd.config import Config
+from sparsedd.store.round_record import RoundRecord
 
 #: (test accuracy, layer density, memorization) of one trained round: what the rules read of
 #: it (tests may give the first two only).
@@ -117,6 +118,10 @@ def stopped_word(cfg: Config) -> str:
     return "collapsed" if cfg.pruning else "settled"
 
 
+#: What a collapsed round has not measured (None in its record).
+_MEASURED = ("test_acc", "test_loss", "train_acc", "train_acc_clean", "memorization", "val_acc")
+
+
 def collapsed_rows(
     last: int,
     last_sparsity: float,
@@ -125,8 +130,8 @@ def collapsed_rows(
     weights: tuple[int, int, int],
     n_test: int,
     provenance: dict[str, Any],
-) -> list[dict[str, Any]]:
-    """The rows of rounds ``upto`` of a run that collapsed after trained round ``last``.
+) -> list[RoundRecord]:
+    """The records of rounds ``upto`` of a run that collapsed after trained round ``last``.
 
     Each has the sparsity its round would have had, 1 − (1 − s_last)·(1 − rate)^(k − last)
     over the prunable weights not kept dense; ``weights`` is (parameters of the model, prunable
@@ -138,30 +143,18 @@ def collapsed_rows(
     for k in upto:
         left = kept + max(0.0, remaining - kept) * (1 - prune_rate) ** (k - last)
         rows.append(
-            {
-                "round": k,
-                "sparsity": 1 - left / total if total else 0.0,
-                "params_remaining": int(params - total + round(left)),
-                "test_acc": None,
-                "test_loss": None,
-                "train_acc": None,
-                "train_acc_clean": None,
-                "memorization": None,
-                "val_acc": None,
-                "epochs": 0,
-                "seconds": 0.0,
-                "n_test": n_test,
-                "activation_entropy": None,
-                "test_correct": None,
-                "layer_density": {},
+            RoundRecord(
+                round=k,
+                sparsity=1 - left / total if total else 0.0,
+                params_remaining=int(params - total + round(left)),
+                **dict.fromkeys(_MEASURED),
+                epochs=0,
+                seconds=0.0,
+                layer_density={},
                 **provenance,
-                "execution": None,
-                "collapsed": True,
-            }
+                execution=None,
+                n_test=n_test,
+                collapsed=True,
+            )
         )
     return rows
-
-
-def span(first: int, last: int) -> str:
-    """Rounds ``first``..``last`` as words: 'round 5' or 'rounds 5..12'."""
-    return f"round {first}" if first == last else f"rounds {first}..{last}"

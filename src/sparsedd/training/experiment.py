@@ -9,6 +9,7 @@ are the run's state, in ``run_state.py``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from functools import partial
@@ -27,7 +28,8 @@ from sparsedd.models.base import InputSpec, create_model
 from sparsedd.remedies import REMEDIES
 from sparsedd.store import checkpoint as ckpt
 from sparsedd.store.results import ResultsStore, RunStore
-from sparsedd.store.run_folder import RunFolder, check_path_encoding
+from sparsedd.store.results_folder import ResultsFolder, check_path_encoding
+from sparsedd.store.round_record import RoundRecord
 from sparsedd.store.run_lock import run_locks
 from sparsedd.training.collapse import Outcome
 from sparsedd.training.data_identity import data_identity
@@ -107,7 +109,7 @@ class Experiment(RunState):
             self.model.to(self.device)
         self.masks: Masks = full_masks(self.model)
         self.out_dir = Path(out_dir)
-        self.files = RunFolder.of(self.out_dir, self.id)
+        self.files = ResultsFolder(self.out_dir).run(self.id)
         self.folder = self.files.path
         check_path_encoding(self.out_dir)
         self.store = store if store is not None else ResultsStore(self.out_dir)
@@ -232,19 +234,19 @@ class Experiment(RunState):
                 raise Interrupted(f"stopped in round {k} after epoch {epoch + 1}")
         return time.perf_counter() - started
 
-    def evaluate(self, k: int, trainer: Trainer, splits: Splits, seconds: float) -> dict[str, Any]:
+    def evaluate(self, k: int, trainer: Trainer, splits: Splits, seconds: float) -> RoundRecord:
         """The row of trained round ``k`` (see ``evaluate_round``); refused if not finite."""
         epochs = round_epochs(self.cfg, k)
         with out_of_memory_hint("eval_batch_size", self.cfg.eval_batch_size):
             row = evaluate_round(
                 k, self.model, self.masks, trainer, splits, self.device, epochs, seconds
             )
-        row["execution"] = trainer.execution
-        if not all(math.isfinite(row[f]) for f in ("test_loss", "test_acc") if row[f] is not None):
+        row = dataclasses.replace(row, execution=trainer.execution)
+        if not all(math.isfinite(v) for v in (row.test_loss, row.test_acc) if v is not None):
             raise DivergedError(diverged_message(self.cfg, self.id, k, "evaluation"))
         return row
 
-    def record(self, k: int, row: dict[str, Any]) -> None:
+    def record(self, k: int, row: RoundRecord) -> None:
         """Save round ``k``'s checkpoint, then record its row (the round is done only then)."""
         ckpt.save_tensors(
             self.files.round_file(k),
@@ -254,10 +256,10 @@ class Experiment(RunState):
         self.store.record_round(self.id, row)
         self.files.progress.unlink(missing_ok=True)
         if k:
-            self.pruned_outcomes[k] = (row["test_acc"], row["layer_density"], row["memorization"])
-        self.reporter.round_done(self.id, row)
+            self.pruned_outcomes[k] = (row.test_acc, row.layer_density, row.memorization)
+        self.reporter.round_done(self.id, row.as_row())
         if k == 0:
-            self._check_dense_convergence(row["epochs"])
+            self._check_dense_convergence(row.epochs)
 
     # ------------------------------------------------------------ what the steps use
 
@@ -309,5 +311,5 @@ class Experiment(RunState):
                 self.id,
                 f"run {self.id}: the dense round has not converged on the noisy labels: {why}, "
                 f"so later rounds fall from more training too; "
-                f"{fix_hint(self.cfg.round0_epochs, control=not self.cfg.pruning)}",
+                f"{fix_hint(round_epochs(self.cfg, 0), control=not self.cfg.pruning)}",
             )

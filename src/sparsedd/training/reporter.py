@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from sparsedd.training.trainer import EpochStats
+
+
+def rounds_span(rounds: Sequence[int]) -> str:
+    """Rounds (in order) as a message names them: 'round 5', 'rounds 5..12',
+    'rounds 0..2, 5, 7'."""
+    if len(rounds) == 1:
+        return f"round {rounds[0]}"
+    parts, start = [], rounds[0]
+    for prev, cur in zip(rounds, [*rounds[1:], None], strict=True):
+        if cur != prev + 1:
+            parts.append(f"{start}..{prev}" if prev != start else str(start))
+            start = cur
+    return "rounds " + ", ".join(parts)
 
 
 class Reporter(Protocol):

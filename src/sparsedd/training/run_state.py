@@ -25,10 +25,10 @@ from sparsedd.store import checkpoint as ckpt
 from sparsedd.store.atomic import atomic_write_text, temp_files
 from sparsedd.store.results import RunStore
 from sparsedd.store.run_folder import RunFolder
-from sparsedd.training.collapse import Outcome, collapsed_rows, span, stop_reason, stopped_word
+from sparsedd.training.collapse import Outcome, collapsed_rows, stop_reason, stopped_word
 from sparsedd.training.data_identity import check_data_identity, write_data_identity
 from sparsedd.training.prune import Masks, count_total
-from sparsedd.training.reporter import Reporter
+from sparsedd.training.reporter import Reporter, rounds_span
 from sparsedd.training.twin import adopt_dense_round
 
 
@@ -93,7 +93,7 @@ class RunState:
                 )
                 self.reporter.note(
                     self.id,
-                    f"run {self.id}: {span(collapsed[0], collapsed[-1])} were recorded as "
+                    f"run {self.id}: {rounds_span(collapsed)} were recorded as "
                     f"{stopped_word(cfg)} and {why}: dropped them, training on from round {last}",
                 )
         done = self.drop_stale_rounds()
@@ -187,7 +187,7 @@ class RunState:
         rounds = sorted(k for k, v in versions.items() if v != __version__)
         self.reporter.note(
             self.id,
-            f"rounds {_span(rounds)} of this run were recorded by sparsedd "
+            f"{rounds_span(rounds)} of this run were recorded by sparsedd "
             f"{', '.join(others)}; this is sparsedd {__version__}, resuming with it",
         )
 
@@ -245,15 +245,8 @@ class RunState:
         why, word = f" ({reason})" if reason else "", stopped_word(self.cfg)
         self.reporter.note(
             self.id,
-            f"run {self.id} {word} in round {last}{why}: {span(first, upto[-1])} recorded as "
+            f"run {self.id} {word} in round {last}{why}: {rounds_span(upto)} recorded as "
             f"{word}, not trained; --set collapse_stop=false trains them",
         )
         for row in rows:  # every recorded round is reported (trackers close the run on its last)
-            self.reporter.round_done(self.id, row)
-
-
-def _span(rounds: list[int]) -> str:
-    """Round numbers as '0-3' when consecutive, else '0, 2, 5'."""
-    if rounds == list(range(rounds[0], rounds[-1] + 1)) and len(rounds) > 1:
-        return f"{rounds[0]}-{rounds[-1]}"
-    return ", ".join(map(str, rounds))
+            self.reporter.round_done(self.id, row.as_row())

@@ -27,7 +27,7 @@ from sparsedd.models.base import InputSpec, create_model
 from sparsedd.registry import Registry
 from sparsedd.store import checkpoint as ckpt
 from sparsedd.store.results import RunStore
-from sparsedd.store.run_folder import RunFolder
+from sparsedd.store.results_folder import ResultsFolder
 from sparsedd.teacher_ref import parse_teacher
 from sparsedd.training.teacher_checkpoint import check_teacher_output, load_checkpoint_teacher
 
@@ -57,7 +57,10 @@ def default_teacher(
     read from ``out_dir``; ``train(teacher_cfg)`` trains it first where it is not recorded."""
     tcfg = teacher_config(cfg)
     tid = run_id(tcfg)
-    if 0 not in store.rounds_done(tid) or not RunFolder.of(out_dir, tid).round_file(0).is_file():
+    if (
+        0 not in store.rounds_done(tid)
+        or not ResultsFolder(out_dir).run(tid).round_file(0).is_file()
+    ):
         train(tcfg)
     model, _, _ = load_run_teacher(out_dir, tid)
     return frozen(model)
@@ -65,7 +68,7 @@ def default_teacher(
 
 def load_run_teacher(out_dir: str | Path, teacher: str) -> tuple[nn.Module, dict, dict]:
     """The dense round of run ``teacher`` in ``out_dir``: (model, its config, its input)."""
-    files = RunFolder.of(out_dir, teacher)
+    files = ResultsFolder(out_dir).run(teacher)
     path = files.round_file(0)
     if not path.is_file() or not files.config.is_file():
         raise ConfigError(

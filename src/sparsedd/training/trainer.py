@@ -92,7 +92,7 @@ def lr_at(
     """Learning rate at ``step`` of a round of ``total_steps`` steps, ``per_epoch`` an epoch.
 
     With ``schedule_every=epoch`` the rate holds for a whole epoch, as a PyTorch scheduler
-    stepped once per epoch gives it (the seed paper's ``main.py``): epoch e of E trains at
+    stepped once per epoch gives it (the paper's ``main.py``): epoch e of E trains at
     the schedule's value for e/E.
     """
     if finetune:

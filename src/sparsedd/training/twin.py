@@ -43,7 +43,7 @@ def adopt_dense_round(run: Twinned) -> bool:
     if not isinstance(store, ResultsStore):
         return False
     twin = twin_id(run.cfg)
-    source = RunFolder(run.files.path.parent / twin).round_file(0)
+    source = run.files.sibling(twin).round_file(0)
     if 0 not in store.rounds_done(twin) or not source.exists():
         return False
     tensors, meta = ckpt.load_tensors(source)

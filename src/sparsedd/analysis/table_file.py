@@ -1,4 +1,4 @@
-"""Writing a results table to Parquet or CSV."""
+"""Writing a results table to a Parquet or CSV file (`sparsedd export -o FILE`)."""
 
 from __future__ import annotations
 
