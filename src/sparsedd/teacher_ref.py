@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -92,8 +93,15 @@ def teacher_identity(teacher: str) -> str:
     if ref.path is None:
         return ref.value
     stat = ref.path.stat()
-    digest = _file_digest(str(ref.path.resolve()), stat.st_mtime_ns, stat.st_size, ref.model)
+    key = (str(ref.path.resolve()), stat.st_mtime_ns, stat.st_size, ref.model)
+    # A file changed within the filesystem's timestamp tick can keep its mtime and size (git's
+    # "racily clean" case): hash a recently written file anew instead of trusting the cache.
+    recent = time.time_ns() - stat.st_mtime_ns < _RACY_NS
+    digest = _file_digest.__wrapped__(*key) if recent else _file_digest(*key)
     return digest if ref.model is None else f"{ref.model}@{digest}"
+
+
+_RACY_NS = 3_000_000_000
 
 
 @functools.lru_cache(maxsize=64)

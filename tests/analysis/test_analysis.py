@@ -132,7 +132,7 @@ def test_no_dip_shapes_are_not_sdd(shape):
 def test_curve_table_columns_are_numeric():
     curves = an.analyze(sweep()).curves
     for name in an.CURVE_FIELDS:
-        if name in ("verdict", "verdict_note"):
+        if name in ("verdict", "verdict_note", "seed_collapse_rounds"):
             assert curves[name].map(type).eq(str).all()
         elif name == "sdd_detected":
             assert curves[name].dtype == bool

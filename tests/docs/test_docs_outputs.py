@@ -216,7 +216,7 @@ def test_the_check_catches_a_stale_block(known):
     assert any("columns" in p for p in problems(STALE.splitlines(), known))
     now = known.columns
     row = ["vit", "imagefolder", "0.2", "0", "1", "83.3%", "96.7% (36.0%)", "95.6%", "yes",
-           "85.0% (86.6%)", "88.9% (93.1%)", "+3.9", "80.0%", "0"]  # fmt: skip
+           "85.0% (86.6%)", "88.9% (93.1%)", "+3.9", "-", "80.0%", "0"]  # fmt: skip
     assert len(row) == len(now)
     old_line = STALE.splitlines()[2]
     found = problems(["  ".join(now), "  ".join(row), old_line], known)

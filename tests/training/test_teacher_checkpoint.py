@@ -4,6 +4,7 @@ model) or ``timm:NAME:PATH.safetensors``, loaded with safetensors, checked, in t
 from __future__ import annotations
 
 import dataclasses
+import os
 import pickle
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from support import run_cli
 from sparsedd.components import resolve_config, run_id
 from sparsedd.errors import ConfigError
 from sparsedd.models.base import InputSpec, create_model
+from sparsedd.teacher_ref import teacher_identity
 
 SPEC = InputSpec(1, 8, 4)  # the tiny preset's synthetic data
 
@@ -143,3 +145,15 @@ def test_a_timm_teacher_loads_its_checkpoint(tmp_path: Path) -> None:
     teacher = load_teacher(dataclasses.replace(student, patch_size=4), tmp_path, SPEC)
     x = torch.randn(2, 1, 8, 8)
     assert torch.equal(teacher(x), model.eval()(x))
+
+
+def test_a_file_rewritten_with_its_size_and_mtime_gets_a_new_digest(tmp_path: Path) -> None:
+    """The digest cache is keyed on path, mtime and size: a recent rewrite that keeps both (a
+    coarse timestamp tick) must be hashed again, not answered from the cache."""
+    path = tmp_path / "w.safetensors"
+    save_file({"w": torch.zeros(4)}, str(path))
+    stamp = path.stat().st_mtime_ns
+    before = teacher_identity(f"lenet:{path}")
+    save_file({"w": torch.ones(4)}, str(path))
+    os.utime(path, ns=(stamp, stamp))
+    assert teacher_identity(f"lenet:{path}") != before

@@ -242,6 +242,7 @@ def controlled_verdict(
     *,
     alpha: float = ALPHA,
     paired_diff_sd: DiffSd | None = None,
+    chance: float | None = None,
 ) -> tuple[Verdict, dict[str, Any]]:
     """(verdict, CONTROL_FIELDS) of one curve's (seeds × rounds) test accuracy.
 
@@ -249,18 +250,18 @@ def controlled_verdict(
     curve (``adjusted``): a difference of three accuracies on the same test images, so it is
     given the binomial noise of a third of them (no smaller, as they are correlated); the falls
     are measured where the plain curve dips (what round 0 alone would call the first descent).
-    ``alpha`` and ``paired_diff_sd`` go to ``sdd_verdict``; the paired test-set noise applies
-    to the plain curve only (the adjusted one mixes the control's rounds in).
+    ``alpha``, ``chance`` and ``paired_diff_sd`` go to ``sdd_verdict``; the paired test-set
+    noise applies to the plain curve only (the adjusted one mixes the control's rounds in).
     """
     plain = sdd_verdict(
         matrix, n_test, min_rise, collapsed=collapsed, alpha=alpha,
-        paired_diff_sd=paired_diff_sd, sparsity=sparsity,
+        paired_diff_sd=paired_diff_sd, sparsity=sparsity, chance=chance,
     )  # fmt: skip
     if control is None:
         return plain, control_fields(matrix, None, None, sparsity, n_test)
     judged = sdd_verdict(
         adjusted(matrix, control), n_test / 3 if n_test else None, min_rise,
-        collapsed=collapsed, alpha=alpha, sparsity=sparsity,
+        collapsed=collapsed, alpha=alpha, sparsity=sparsity, chance=chance,
     )  # fmt: skip
     # fall and rise are the adjusted curve's; the dip and peak accuracies are the pruned
     # curve's own at those rounds, so that the table and the figure show them where it is

@@ -25,6 +25,7 @@ DISPLAY_COLUMNS = (
     "dip (at sparsity)",
     "peak (at sparsity)",
     "rise [90% bounds]",
+    "valley bound",
     "best val",
     "λ*",
 )
@@ -70,6 +71,15 @@ def bounds(curve: pd.Series | dict, name: str) -> str:
     return f"[{points(curve[f'{name}_low'])}, {points(curve[f'{name}_high'])}]"
 
 
+def valley_bound(curve: pd.Series | dict) -> str:
+    """The upper bound on the deepest valley in points, '≤ 0.9' (what no SDD is judged on;
+    '-' for SDD or where none was computed)."""
+    high = curve.get("depth_high")
+    if curve["verdict"] == "SDD" or missing(high):
+        return "-"
+    return f"≤ {100 * float(high):.1f}"
+
+
 def display_rows(result: Analysis) -> list[dict[str, str]]:
     """The curve table as rows of strings: curve keys then DISPLAY_COLUMNS.
 
@@ -95,6 +105,7 @@ def display_rows(result: Analysis) -> list[dict[str, str]]:
                     if valley and not missing(c["rise"])
                     else "-"
                 ),
+                "valley bound": valley_bound(c),
                 "best val": pct(c["best_val_acc"]),
                 "λ*": "-" if missing(lam) else f"{lam:g}",
             }

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sparsedd.analysis.chance import chance_of
 from sparsedd.analysis.choices import DEFAULT_LAMBDA_RULE, DEFAULT_MIN_RISE
 from sparsedd.analysis.control import (
     CONTROL_FIELDS,
@@ -85,6 +86,11 @@ CURVE_FIELDS = (
     "rise_high",
     "noise_sd",
     "selection_margin",
+    "depth_high",
+    "one_round_high",
+    "last_round",
+    "judged_to_sparsity",
+    "seed_collapse_rounds",
     "collapse_sparsity",
     "collapsed_round",
     "collapsed_sparsity",
@@ -95,7 +101,7 @@ CURVE_FIELDS = (
     "test_at_best_val",
     "best_weight_decay",
 )
-_TEXT_FIELDS = ("verdict", "verdict_note")
+_TEXT_FIELDS = ("verdict", "verdict_note", "seed_collapse_rounds")
 
 
 def seed_matrix(df: pd.DataFrame, metric: str = "test_acc") -> tuple[np.ndarray, list[float]]:
@@ -174,6 +180,14 @@ def _verdict_fields(v: Verdict, sparsity: list[float]) -> dict[str, Any]:
         },
         "noise_sd": _nan(v.noise_sd),
         "selection_margin": _nan(v.selection_margin),
+        "depth_high": _nan(v.depth_high),
+        "one_round_high": _nan(v.one_round_high),
+        "last_round": _nan(v.last_round),
+        "judged_to_sparsity": _at(sparsity, v.last_round),
+        # per run with a recorded accuracy (run id order), its own collapse's round ("-": none)
+        "seed_collapse_rounds": ", ".join(
+            "-" if k is None else str(k) for k in v.seed_collapse_rounds
+        ),  # fmt: skip
         "collapse_sparsity": _at(sparsity, v.collapse_round),
     }
 
@@ -204,6 +218,7 @@ def _curve_row(
         spars,
         alpha=alpha,
         paired_diff_sd=paired_noise(group),
+        chance=chance_of(group["dataset"].iloc[0]) if "dataset" in group else None,
     )
     val = pd.to_numeric(stats["val_acc_mean"], errors="coerce").to_numpy(dtype=float)
     has_val = bool(np.isfinite(val).any())

@@ -8,11 +8,16 @@ others instead of pulling the mean. Each seed's curve is smoothed over 3 rounds 
 Two statistics come out (``search``): the valley whose fall and rise clear ``min_rise`` by the
 most standardized margin (the SDD side) and the upper bound on the deepest valley (the no SDD
 side). ``margins`` calibrates the SDD side by seeded simulation of the noise model.
+
+The smoothing keeps a third of a dip that lasts a single round, so the no SDD side also bounds
+every single round's dip on the unsmoothed rounds (``one_round_high``): its fall from the mean
+of up to ONE_ROUND_REACH rounds before it and its rise to the mean of as many after it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -21,6 +26,10 @@ from sparsedd.analysis.curve_noise import NoiseModel, smoothing_matrix
 #: Simulated noise curves per verdict (seeded: the margins are a fixed function of the model).
 NULL_DRAWS = 1500
 NULL_SEED = 20231106
+#: Rounds each side of a round whose mean a single-round dip is measured against.
+ONE_ROUND_REACH = 5
+#: Seeded normal draws that set the single-round bounds' joint critical value.
+JOINT_DRAWS = 20_000
 
 
 @dataclass(frozen=True)
@@ -124,6 +133,87 @@ def search(
         return None
     v = best[1]
     return Valley(**{**v.__dict__, "depth_high": depth_high})
+
+
+@dataclass(frozen=True)
+class OneRound:
+    """The deepest single-round dip's upper bound (``high``), its estimate and SD (fractions),
+    and its round (a position in the judged rounds)."""
+
+    high: float
+    depth: float
+    sd: float
+    round: int
+
+
+def one_round_contrasts(end: int, reach: int = ONE_ROUND_REACH) -> np.ndarray:
+    """(3, rounds, rounds) weights: for round d (row), its fall (the mean of up to ``reach``
+    rounds before it, minus it), its rise (the mean of up to ``reach`` rounds after it, minus
+    it) and the mean of the two; rows 0 and end − 1 are zero."""
+    a = np.zeros((3, end, end))
+    for d in range(1, end - 1):
+        lo, hi = max(0, d - reach), min(end - 1, d + reach)
+        a[0, d, lo:d] = 1.0 / (d - lo)
+        a[1, d, d + 1 : hi + 1] = 1.0 / (hi - d)
+        a[:2, d, d] = -1.0
+    a[2] = (a[0] + a[1]) / 2
+    return a
+
+
+def one_round_high(
+    acc: np.ndarray, model: NoiseModel, groups: list[SeedSet], alpha: float
+) -> OneRound | None:
+    """The largest upper bound on how deep a single round dips below its neighbours, on each
+    seed set's unsmoothed mean curve (a round is measured on the seeds alive at the round after
+    it). A round's dip is min(fall, rise) against the mean of the rounds either side, bounded by
+    the smallest of three bounds: its fall's, its rise's, and the mean of the two's (min(fall,
+    rise) is at most their mean, whose SD is smaller; a step down has a large mean but no rise),
+    all at one z chosen so that any of the three falls short with probability ``alpha`` under
+    the noise model (their joint normal law). A real single-round dip of that depth is covered
+    with probability 1 − alpha however the other rounds fall. None under 3 rounds."""
+    best: OneRound | None = None
+    for g in groups:
+        if g.end < 3:
+            continue
+        end = g.end
+        lags = np.abs(np.subtract.outer(np.arange(end), np.arange(end)))
+        sigma = model.sigma[:end]
+        cov = np.outer(sigma, sigma) * model.rho**lags / len(g.seeds) + model.test_cov[:end, :end]
+        a = one_round_contrasts(end)
+        est = a @ acc[g.seeds, :end].mean(axis=0)
+        sd = np.sqrt(np.clip(np.einsum("cij,jk,cik->ci", a, cov, a), 1e-18, None))
+        corr = np.einsum("ij,jk,ik->i", a[0], cov, a[1]) / (sd[0] * sd[1])
+        bounds = est + _joint_z(corr, sd, alpha)[None, :] * sd
+        pick = np.argmin(bounds, axis=0)
+        rows = np.arange(end)
+        high, depth, spread = bounds[pick, rows], est[pick, rows], sd[pick, rows]
+        peaks = set(g.peaks.tolist())
+        dips = np.array([d for d in range(1, end - 1) if d + 1 in peaks], int)
+        if dips.size == 0:
+            continue
+        d = int(dips[np.argmax(high[dips])])
+        if best is None or float(high[d]) > best.high:
+            best = OneRound(float(high[d]), float(depth[d]), float(spread[d]), d)
+    return best
+
+
+def _joint_z(corr: np.ndarray, sd: np.ndarray, alpha: float) -> np.ndarray:
+    """Per round, the z at which the smallest of its standardized fall, rise and mean (the
+    mean is (fall + rise) / 2, so the three are one 2-d normal) is below −z with probability
+    ``alpha``: seeded draws, the same for every curve."""
+    e = _standard_pairs()
+    r = np.clip(corr, -1.0, 1.0)
+    zf = e[:, :1]
+    zr = r[None, :] * zf + np.sqrt(1 - r**2)[None, :] * e[:, 1:]
+    za = (sd[0][None, :] * zf + sd[1][None, :] * zr) / (2 * sd[2][None, :])
+    low = np.minimum(np.minimum(zf, zr), za)
+    return -np.quantile(low, alpha, axis=0)
+
+
+@lru_cache(maxsize=1)
+def _standard_pairs() -> np.ndarray:
+    """JOINT_DRAWS seeded standard normal pairs."""
+    return np.random.default_rng([NULL_SEED, 1]).standard_normal((JOINT_DRAWS, 2))
 
 
 def margins(model: NoiseModel, groups: list[SeedSet], alpha: float) -> tuple[float, float]:
