@@ -96,7 +96,9 @@ def _with_figure(
     density figure instead) of ``result``, ``width`` inches wide, hand it to ``use``, and
     always close it. ``layout``: "study" draws a panel per setting (``plot_study``), "curves"
     accuracy and memorization rows, "auto" the first for a study's results."""
-    from sparsedd.analysis.plot import close, plot_analysis, plot_layers
+    from sparsedd.analysis.figure_parts import close
+    from sparsedd.analysis.plot import plot_analysis
+    from sparsedd.analysis.plot_layers import plot_layers
     from sparsedd.analysis.plot_study import is_study, plot_study
 
     if layers:
@@ -126,12 +128,13 @@ def analyze(
 ) -> None:
     """Per curve (runs differing only in seed): SDD verdict, dip/peak, compression, λ*."""
     from sparsedd.analysis.remedies import remedy_rows
-    from sparsedd.analysis.report import text_table, verdict_notes
     from sparsedd.analysis.report_sections import (
         collapse_lines,
         display_rows,
         lambda_verdicts,
+        text_table,
         unequal_rounds_lines,
+        verdict_notes,
     )
     from sparsedd.analysis.rounds import rounds_json, rounds_text_rows
     from sparsedd.analysis.tables import curves_json
@@ -212,7 +215,7 @@ def plot(
     target_sparsity: float | None,
 ) -> None:
     """Draw test accuracy and memorization against sparsity (one line per λ, seed bands)."""
-    from sparsedd.analysis.plot import save_figure
+    from sparsedd.analysis.figure_parts import save_figure
 
     files = ResultsFolder(out_dir)
     path = Path(output) if output else files.layers_figure if layers else files.figure
@@ -238,7 +241,8 @@ def report(
     target_sparsity: float | None,
 ) -> None:
     """Write one self-contained HTML page: verdicts, λ choice, figure, tables, configs."""
-    from sparsedd.analysis.plot import figure_png, has_entropy
+    from sparsedd.analysis.figure_parts import figure_png
+    from sparsedd.analysis.plot import has_entropy
     from sparsedd.analysis.plot_study import is_study
     from sparsedd.analysis.report import REPORT_WIDTH, write_report
 

@@ -158,8 +158,9 @@ def finish_sweep_parent(out_dir: str | Path, parent: str, status: str) -> None:
 
 def _log_analysis(client: Any, mlflow_run: str, out_dir: Path, run: str | None) -> None:
     """Log the SDD figure and HTML report of ``run`` (or of the whole folder) as artifacts."""
+    from sparsedd.analysis.figure_parts import close, figure_png
     from sparsedd.analysis.load import load_results
-    from sparsedd.analysis.plot import close, figure_png, plot_analysis
+    from sparsedd.analysis.plot import plot_analysis
     from sparsedd.analysis.report import write_report
     from sparsedd.analysis.tables import analyze
 
