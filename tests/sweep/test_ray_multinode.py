@@ -67,7 +67,7 @@ def test_a_worker_node_lost_mid_sweep(three_nodes, tmp_path, monkeypatch) -> Non
         for item in items:
             started[item[1]] += item[0] == "run"  # each attempt of a run registers it
             if item[0] == "round":
-                recorded[(item[1], item[2]["round"])] += 1
+                recorded[(item[1], item[2].round)] += 1
         record(store, items)
 
     monkeypatch.setattr(ray_backend, "_record", counting)
