@@ -44,7 +44,7 @@ def test_the_doc_has_four_examples() -> None:
 def test_the_round_loop_shown_is_the_code() -> None:
     shown = DOC.split("## The round loop", 1)[1].split("```py\n", 1)[1].split("```", 1)[0]
     methods = (Experiment.run, Experiment.run_round)
-    assert shown == "\n".join(textwrap.dedent(inspect.getsource(m)) for m in methods)
+    assert shown == "\n\n".join(textwrap.dedent(inspect.getsource(m)) for m in methods)
 
 
 def test_the_documented_components_train_a_sweep(documented, tmp_path, capsys) -> None:
