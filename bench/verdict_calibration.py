@@ -15,9 +15,9 @@ five kinds (independent; AR(1) with ρ 0.5 or 0.8; a random walk; independent no
 4 × towards the collapse). Seeds also differ in level (1 point s.d.).
 
 Null curves: flat; a 5-point monotone decline; a 5-point fall, then a plateau; a plateau, then a
-5-point rise. Dips of 3 points, every seed's: aligned, misaligned (each seed's dip moved by
-−2..2 rounds) and one-round; and an aligned dip of 6 points (power). Then the adaptive
-procedure (``--adaptive-seeds 2:5``, alpha spent over its looks) against a fixed 5 seeds.
+5-point rise; a 5-point monotone rise. Dips of 3 points, every seed's: aligned, misaligned (each
+seed's dip moved by −2..2 rounds) and one-round; and an aligned dip of 6 points (power). Then the
+adaptive procedure (``--adaptive-seeds 2:5``, alpha spent over its looks) against a fixed 5 seeds.
 Prints a table (markdown) and one JSON line.
 """
 
@@ -47,6 +47,7 @@ NULLS = {
     "monotone": ("decline", 0.05, 0),
     "fall-plateau": ("fall-plateau", 0.05, 0),
     "plateau-rise": ("plateau-rise", 0.05, 0),
+    "rise": ("gain", 0.05, 0),
 }
 DIPS = {
     "dip aligned": ("sdd", 0.03, 0),
@@ -169,7 +170,7 @@ def main() -> None:
     adaptive = [] if args.no_adaptive else adaptive_table(curves)
     null = [r for r in rows if r["case"] in NULLS]
     dips = [r for r in rows if r["case"] in DIPS]  # every dip is 3 points deep or more
-    target = [r for r in null if r["case"] in ("flat", "plateau-rise") and r["seeds"] == 3
+    target = [r for r in null if r["case"] in ("flat", "plateau-rise", "rise") and r["seeds"] == 3
               and r["n_test"] == 10_000 and r["kind"] == "independent"]  # fmt: skip
     summary = {
         "curves_per_cell": curves,
