@@ -37,6 +37,13 @@ def flip_crop(x: torch.Tensor, flips: torch.Tensor, offsets: torch.Tensor) -> to
     return padded[batch, chans, rows, cols]
 
 
+def epoch_order(n: int, seed: int) -> tuple[torch.Tensor, torch.Generator]:
+    """The sample order of the epoch drawn from ``seed``, and the generator its augmentation
+    draws from next (a distilled run's cached teacher logits follow the same order)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randperm(n, generator=g), g
+
+
 def epoch_batches(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -52,8 +59,8 @@ def epoch_batches(
     device once, so the loop itself never waits on the host.
     """
     n = len(y)
-    g = torch.Generator().manual_seed(seed)
-    order = torch.randperm(n, generator=g).to(x.device)
+    order, g = epoch_order(n, seed)
+    order = order.to(x.device)
     if augment:
         flips = (torch.rand(n, generator=g) < 0.5).to(x.device)
         offsets = torch.randint(0, 2 * CROP_PADDING + 1, (n, 2), generator=g).to(x.device)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from sparsedd.data.batches import channel_stats, eval_batches
+from sparsedd.data.batches import channel_stats, epoch_order, eval_batches
 
 #: Batches of the one pass that fills the cache (inference only: any size gives the logits).
 FILL_BATCH = 512
@@ -32,12 +32,6 @@ class _Cached:
 
 
 _CACHES: weakref.WeakKeyDictionary[nn.Module, _Cached] = weakref.WeakKeyDictionary()
-
-
-def epoch_order(n: int, seed: int) -> torch.Tensor:
-    """The sample order of the epoch drawn from ``seed``: ``data.batches.epoch_batches``'s
-    (its first draw from a generator seeded with ``seed``)."""
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
 
 
 def epoch_teacher_logits(
@@ -56,7 +50,8 @@ def epoch_teacher_logits(
     if teacher is None or augment:
         return None
     logits = sample_logits(teacher, x, mean, std, autocast)
-    order = epoch_order(len(x), seed).to(logits.device)
+    order, _ = epoch_order(len(x), seed)
+    order = order.to(logits.device)
     return iter(logits.index_select(0, order).split(batch_size))
 
 
