@@ -65,14 +65,20 @@ def set_curve(acc: np.ndarray, group: SeedSet) -> np.ndarray:
     return (acc[group.seeds, : group.end] @ w.T).mean(axis=0)
 
 
-def set_cov(model: NoiseModel, group: SeedSet) -> np.ndarray:
-    """Covariance of ``set_curve``'s noise: the set's own noise averaged, plus the test set's."""
+def raw_set_cov(model: NoiseModel, group: SeedSet) -> np.ndarray:
+    """Covariance of the noise of the set's unsmoothed mean curve, rounds [0, end): the set's
+    own noise averaged, plus the test set's."""
     end = group.end
-    w = smoothing_matrix(end)
     lags = np.abs(np.subtract.outer(np.arange(end), np.arange(end)))
     sigma = model.sigma[:end]
     own = np.outer(sigma, sigma) * model.rho**lags / len(group.seeds)
-    return w @ (own + model.test_cov[:end, :end]) @ w.T
+    return own + model.test_cov[:end, :end]
+
+
+def set_cov(model: NoiseModel, group: SeedSet) -> np.ndarray:
+    """Covariance of ``set_curve``'s noise (``raw_set_cov`` through the 3-round smoothing)."""
+    w = smoothing_matrix(group.end)
+    return w @ raw_set_cov(model, group) @ w.T
 
 
 @dataclass(frozen=True)
@@ -176,9 +182,7 @@ def one_round_high(
         if g.end < 3:
             continue
         end = g.end
-        lags = np.abs(np.subtract.outer(np.arange(end), np.arange(end)))
-        sigma = model.sigma[:end]
-        cov = np.outer(sigma, sigma) * model.rho**lags / len(g.seeds) + model.test_cov[:end, :end]
+        cov = raw_set_cov(model, g)
         a = one_round_contrasts(end)
         est = a @ acc[g.seeds, :end].mean(axis=0)
         sd = np.sqrt(np.clip(np.einsum("cij,jk,cik->ci", a, cov, a), 1e-18, None))
